@@ -1,0 +1,17 @@
+"""Shared test set-up: one model cache for the whole run, so the tiny model is built once."""
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("WAN_NB_CACHE", str(ROOT / ".cache" / "test"))
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def runs_dir(tmp_path) -> Path:
+    path = tmp_path / "runs"
+    path.mkdir()
+    return path

@@ -1,0 +1,187 @@
+"""Typed progress events: the one vocabulary every part of wan_nb speaks.
+
+No torch, no Jupyter here: the server, the CLI and the widgets all import this module.
+
+An event in Python is an immutable :class:`Event`; on the wire (WebSocket frame, ``--json``
+line, SSE ``data:``) it is the frame of the ``000`` seed::
+
+    {"type": T, "seq": N, "task_id": ID, "data": {...fields, "task_id": ID, "timestamp": TS}}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import json
+import types
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "Stage",
+    "EventType",
+    "Event",
+    "TERMINAL_TYPES",
+    "COALESCIBLE_TYPES",
+    "utc_now",
+    "schema",
+    "validate",
+]
+
+
+class Stage(str, enum.Enum):
+    """Where a task is. The value is the lowercase name used on the wire."""
+
+    INITIALIZING = "initializing"
+    DOWNLOADING_MODEL = "downloading_model"
+    LOADING_MODEL = "loading_model"
+    PREPARING_INPUTS = "preparing_inputs"
+    APPLYING_LORA = "applying_lora"
+    GENERATING = "generating"
+    POST_PROCESSING = "post_processing"
+    SAVING = "saving"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:  # so f"{stage}" prints "generating", not "Stage.GENERATING"
+        return self.value
+
+
+class EventType(str, enum.Enum):
+    GENERATION_STARTED = "generation_started"
+    GENERATION_STAGE = "generation_stage"
+    DETAILED_GENERATION_PROGRESS = "detailed_generation_progress"
+    MODEL_LOADING_PROGRESS = "model_loading_progress"
+    VRAM_MONITORING = "vram_monitoring"
+    GENERATION_COMPLETED = "generation_completed"
+    GENERATION_FAILED = "generation_failed"
+    GENERATION_CANCELLED = "generation_cancelled"
+    STORYBOARD_PROGRESS = "storyboard_progress"
+    PREVIEW = "preview"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL_TYPES = frozenset(
+    {EventType.GENERATION_COMPLETED, EventType.GENERATION_FAILED, EventType.GENERATION_CANCELLED}
+)
+
+# Events a slow consumer may skip when a newer one of the same type and task is waiting:
+# each carries a complete state, so the latest one says everything the skipped ones said.
+COALESCIBLE_TYPES = frozenset(
+    {EventType.DETAILED_GENERATION_PROGRESS, EventType.VRAM_MONITORING, EventType.PREVIEW,
+     EventType.MODEL_LOADING_PROGRESS}
+)
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC with millisecond precision and a ``Z``, as in the seeds."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One progress event. ``data`` holds the type's fields (read-only)."""
+
+    type: str
+    task_id: str
+    seq: int
+    timestamp: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", str(self.type))
+        object.__setattr__(self, "data", _freeze(dict(self.data)))
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES or (
+            self.type == EventType.STORYBOARD_PROGRESS
+            and (self.data.get("step") == "complete" or self.data.get("status") in ("failed", "cancelled"))
+        )
+
+    def to_frame(self) -> dict[str, Any]:
+        """The wire form: a plain dict (the WebSocket frame / ``--json`` line)."""
+        data = _thaw(self.data)
+        data["task_id"] = self.task_id
+        data["timestamp"] = self.timestamp
+        return {"type": self.type, "seq": self.seq, "task_id": self.task_id, "data": data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_frame(), default=_json_default, separators=(",", ":"))
+
+    @classmethod
+    def from_frame(cls, frame: Mapping[str, Any]) -> "Event":
+        data = dict(frame.get("data") or {})
+        task_id = frame.get("task_id") or data.get("task_id")
+        timestamp = data.pop("timestamp", None) or frame.get("timestamp") or utc_now()
+        data.pop("task_id", None)
+        return cls(type=frame["type"], task_id=task_id, seq=int(frame["seq"]), timestamp=timestamp, data=data)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Event":
+        return cls.from_frame(json.loads(text))
+
+    def __repr__(self) -> str:
+        keys = ", ".join(f"{k}={v!r}" for k, v in list(self.data.items())[:4])
+        return f"Event({self.type} #{self.seq} {self.task_id}: {keys})"
+
+
+def dumps(obj: Any) -> str:
+    """JSON with the encoder events use (paths, enums, numpy scalars)."""
+    return json.dumps(obj, default=_json_default, separators=(",", ":"))
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of an event frame, shipped in the package."""
+    path = Path(__file__).with_name("schema") / "events.schema.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    import jsonschema  # imported lazily: only tests and debugging validate
+
+    cls = jsonschema.validators.validator_for(schema())
+    return cls(schema(), format_checker=cls.FORMAT_CHECKER)
+
+
+def validate(frame: Mapping[str, Any] | Event) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``frame`` is not a valid event frame."""
+    if isinstance(frame, Event):
+        frame = json.loads(frame.to_json())
+    _validator().validate(frame)
