@@ -1,0 +1,145 @@
+"""Checking generation arguments before any model work.
+
+Every error names the argument, the value given and the nearest valid value, so the fix is one
+edit away. Runs in microseconds: no torch, no model.
+"""
+
+from __future__ import annotations
+
+import numbers
+import random
+from typing import Any, Mapping
+
+from .models import ModelSpec
+
+__all__ = ["InvalidParameter", "build_params", "GENERATION_ARGS"]
+
+GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "steps", "guidance_scale",
+                   "guidance_scale_2", "seed", "image", "fps", "loras")
+
+
+class InvalidParameter(ValueError):
+    """A generation argument is out of range; the message says what to pass instead."""
+
+    def __init__(self, name: str, value: Any, message: str) -> None:
+        super().__init__(f"{name}={value!r}: {message}")
+        self.name = name
+        self.value = value
+
+
+def _nearest_multiple(value: float, factor: int) -> int:
+    return max(factor, int(round(value / factor)) * factor)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
+                 known_loras: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge ``kwargs`` over the model's defaults and validate. Returns the full parameter set."""
+    unknown = sorted(set(kwargs) - set(GENERATION_ARGS))
+    if unknown:
+        raise TypeError(f"unknown generation argument(s) {', '.join(unknown)}; "
+                        f"valid ones are: {', '.join(GENERATION_ARGS)}")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidParameter("prompt", prompt, "give a non-empty text prompt, e.g. "
+                               "'a red fox running through snow'")
+
+    defaults = spec.defaults
+    p: dict[str, Any] = {"prompt": prompt.strip()}
+    for key in GENERATION_ARGS:
+        value = kwargs.get(key)
+        p[key] = defaults.get(key) if value is None else value
+    p["negative_prompt"] = p["negative_prompt"] or ""
+    if not isinstance(p["negative_prompt"], str):
+        raise InvalidParameter("negative_prompt", p["negative_prompt"], "must be a string (or None)")
+
+    factor = spec.spatial_factor
+    for side in ("height", "width"):
+        value = p[side]
+        if not _is_int(value) or value < factor:
+            nearest = _nearest_multiple(value, factor) if _is_number(value) else defaults.get(side)
+            raise InvalidParameter(side, value, f"must be a whole number of pixels, at least {factor}; "
+                                   f"try {side}={nearest}")
+        if value % factor:
+            raise InvalidParameter(side, value, f"must be a multiple of {factor} for this model; "
+                                   f"nearest valid value: {_nearest_multiple(value, factor)}")
+    p["height"], p["width"] = int(p["height"]), int(p["width"])
+
+    frames, k = p["num_frames"], spec.temporal_factor
+    if not _is_int(frames) or frames < 1 or (frames - 1) % k:
+        nearest = max(1, int(round((frames - 1) / k)) * k + 1) if _is_number(frames) else 1 + 4 * k
+        raise InvalidParameter("num_frames", frames, f"must be of the form {k}k+1 (1, {k + 1}, {2 * k + 1}, "
+                               f"{3 * k + 1}, ...); nearest valid value: {nearest}")
+    p["num_frames"] = int(frames)
+
+    steps = p["steps"]
+    if not _is_int(steps) or steps < 1:
+        nearest = max(1, int(round(steps))) if _is_number(steps) else 1
+        raise InvalidParameter("steps", steps, f"must be a whole number >= 1; nearest valid value: {nearest}")
+    p["steps"] = int(steps)
+
+    for name in ("guidance_scale", "guidance_scale_2"):
+        value = p[name]
+        if value is None and name == "guidance_scale_2":
+            continue
+        if not _is_number(value) or value != value:
+            raise InvalidParameter(name, value, "must be a number >= 0, e.g. 5.0 (1.0 turns "
+                                   "classifier-free guidance off)")
+        if value < 0:
+            raise InvalidParameter(name, value, "must be >= 0; nearest valid value: 0.0")
+        p[name] = float(value)
+
+    fps = p["fps"]
+    if not _is_number(fps) or fps <= 0:
+        raise InvalidParameter("fps", fps, f"must be a positive number; the model's default is "
+                               f"{defaults.get('fps')}")
+
+    seed = p["seed"]
+    if seed is None:
+        seed = random.SystemRandom().randrange(0, 2**32)
+    elif not _is_int(seed):
+        nearest = int(seed) if _is_number(seed) and seed == seed else 0
+        raise InvalidParameter("seed", seed, f"must be an integer (or None for a random one); try seed={nearest}")
+    elif not 0 <= seed < 2**63:
+        raise InvalidParameter("seed", seed, f"must be between 0 and 2**63-1; try seed={abs(int(seed)) % 2**32}")
+    p["seed"] = int(seed)
+
+    if p["image"] is not None and not spec.accepts_image:
+        raise InvalidParameter("image", "<image>", f"model {spec.name!r} is text-to-video and takes no "
+                               "image; use an image-to-video model (e.g. 'wan2.1-i2v-14b-480p', "
+                               "'wan2.2-ti2v-5b', or 'tiny-i2v' for tests)")
+
+    loras = p["loras"]
+    if loras is None:
+        loras = {}
+    if not isinstance(loras, Mapping):
+        raise InvalidParameter("loras", loras, "must be a dict of adapter name -> weight, "
+                               "e.g. loras={'style': 0.8}")
+    for name, weight in loras.items():
+        if known_loras is not None and name not in known_loras:
+            raise InvalidParameter("loras", dict(loras), f"no LoRA named {name!r} is loaded; call "
+                                   f"gen.load_lora(path, name={name!r}) first (loaded: "
+                                   f"{sorted(known_loras) or 'none'})")
+        if not _is_number(weight):
+            raise InvalidParameter("loras", dict(loras), f"the weight of {name!r} must be a number")
+    p["loras"] = {str(k): float(v) for k, v in loras.items()}
+    return p
+
+
+def public_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-safe view of a parameter set (an image is described, not embedded)."""
+    out = dict(params)
+    image = out.get("image")
+    if image is not None:
+        if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+            out["image"] = str(image)
+        else:
+            size = getattr(image, "size", None) or getattr(image, "shape", None)
+            out["image"] = f"<{type(image).__name__} {tuple(size) if size is not None else ''}>"
+    return out
