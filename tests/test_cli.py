@@ -1,0 +1,52 @@
+"""`wan-nb generate` as a user runs it: a real subprocess, real MP4, JSON events on stdout."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from wan_nb.events import validate
+from wan_nb.video import frame_count
+
+BIN = Path(sys.executable).parent
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "WAN_NB_RUNS_DIR": str(cwd / "runs")}
+    return subprocess.run([str(BIN / "wan-nb"), *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def test_json_events_validate_in_stage_order_and_the_mp4_has_the_frames(tmp_path):
+    out = tmp_path / "fox.mp4"
+    proc = run_cli("generate", "a fox", "--model", "tiny", "--out", str(out), "--json",
+                   "--frames", "13", "--steps", "5", "--seed", "4", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    frames = [json.loads(line) for line in proc.stdout.splitlines()]
+    for frame in frames:
+        validate(frame)
+        assert set(frame) == {"type", "seq", "task_id", "data"}
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+    stage_order = [f["data"]["stage"] for f in frames if f["type"] == "generation_stage"]
+    assert stage_order == ["initializing", "loading_model", "preparing_inputs", "generating",
+                           "post_processing", "saving", "completed"]
+    steps = [f["data"]["current_step"] for f in frames
+             if f["type"] == "detailed_generation_progress" and f["data"]["stage"] == "generating"]
+    assert [s for s in steps if s] == [1, 2, 3, 4, 5]
+    assert frames[-1]["type"] == "generation_completed"
+    assert frame_count(out) == 13
+
+
+def test_bad_input_is_one_line_on_stderr_and_nonzero(tmp_path):
+    proc = run_cli("generate", "a fox", "--frames", "10", cwd=tmp_path)
+    assert proc.returncode != 0 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "num_frames=10" in lines[0] and "9" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_terminal_progress_goes_to_stderr(tmp_path):
+    proc = run_cli("generate", "a cat", "--steps", "2", "--out", str(tmp_path / "cat.mp4"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "generating" in proc.stderr and "done in" in proc.stderr
+    assert (tmp_path / "cat.mp4").exists()
