@@ -238,6 +238,10 @@ class Generator:
         self._current: Task | None = None
         self._closed = False
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir, cancel=self._cancel_task_by_id)
+        if previews:  # live latent previews (wan_nb.previews imports torch only when it runs)
+            from .previews import install
+
+            install(self)
 
     # -- public API --------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], Any], *, task_id: str | None = None,
