@@ -46,9 +46,13 @@ types = {
                              "status": {"enum": ["in_progress", "completed", "failed", "cancelled"]},
                              "progress": pct, "message": string, "data": {"type": "object"}},
                             ["step", "status", "progress", "message", "data"]),
-    "preview": ({"step": {"type": "integer"}, "total_steps": {"type": "integer"},
-                 "mime": string, "frames": {"type": "integer"}, "width": {"type": "integer"},
-                 "height": {"type": "integer"}, "data_b64": string},
+    "preview": ({"step": {"type": "integer", "minimum": 1}, "total_steps": {"type": "integer", "minimum": 1},
+                 "mime": {"type": "string", "pattern": "^image/"},
+                 "frames": {"type": "integer", "minimum": 1},
+                 "width": {"type": "integer", "minimum": 1, "maximum": 256},
+                 "height": {"type": "integer", "minimum": 1, "maximum": 256},
+                 "bytes": {"type": "integer", "minimum": 1},
+                 "projection": string, "data_b64": {"type": "string", "minLength": 1}},
                 ["step", "mime", "data_b64"]),
 }
 
