@@ -1,0 +1,130 @@
+"""Notebook front end: progress panel, memory chart, video player, gallery.
+
+The core calls these lazily (``Task._ipython_display_`` → :func:`show_task` …). Each ``show_*``
+displays a widget when the code runs in a Jupyter kernel, and falls back to plain text progress
+(``wan_nb.console``) in a terminal or plain IPython, where widgets cannot render.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+__all__ = ["show_task", "show_result", "show_generator", "show_sweep", "gallery", "widgets_available",
+           "ProgressPanel", "GeneratorPanel", "VramPlot", "VideoPlayer", "ResultView", "Gallery", "SweepView"]
+
+
+def widgets_available() -> bool:
+    """True inside a Jupyter kernel (where a front end can render widgets)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:
+        return False
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+        import anywidget  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _display(widget: Any) -> Any:
+    from IPython.display import display
+
+    display(widget)
+    return widget
+
+
+def show_task(task: Any, stream: TextIO | None = None) -> Any:
+    """Display a task's live progress panel (text progress outside Jupyter)."""
+    if widgets_available():
+        from .panel import ProgressPanel
+
+        return _display(ProgressPanel(task))
+    from ..console import follow_in_background
+
+    return follow_in_background(task, stream)
+
+
+def show_result(result: Any, stream: TextIO | None = None) -> Any:
+    """Display a finished video with its parameters and a download link."""
+    if widgets_available():
+        from .video import ResultView
+
+        return _display(ResultView(result))
+    out = stream or sys.stdout
+    out.write(f"{result!r}\nvideo: {result.video_path}\n")
+    return None
+
+
+def show_generator(generator: Any, stream: TextIO | None = None) -> Any:
+    """Display a panel following whichever task of ``generator`` is running."""
+    if widgets_available():
+        from .panel import GeneratorPanel
+
+        return _display(GeneratorPanel(generator))
+    out = stream or sys.stdout
+    tasks = generator.tasks
+    out.write(f"Generator(model={generator.model!r}, device={generator.device!r}, tasks={len(tasks)})\n")
+    for task in tasks[-10:]:
+        out.write(f"  {task!r}\n")
+    return None
+
+
+def show_sweep(sweep: Any, stream: TextIO | None = None) -> Any:
+    """Display a sweep as a grid: progress per task, then its video, labelled by what varies."""
+    if widgets_available():
+        from .grid import SweepView
+
+        return _display(SweepView(sweep))
+    from .grid import format_label
+
+    out = stream or sys.stdout
+    for index, (label, task) in enumerate(sweep):
+        out.write(f"{format_label(label, index):<40} {task.status:<10} {task.progress:5.1f}%\n")
+    return None
+
+
+def gallery(results: Any, *, labels: Any = None, columns: int | None = None, display: bool = True,
+            stream: TextIO | None = None) -> Any:
+    """A grid of videos labelled by what differs between them (prompt, seed, LoRA weights …).
+
+    Returns the :class:`Gallery` widget; in a terminal prints one line per video instead.
+    """
+    from .grid import Gallery, differing_labels, format_label, to_results
+
+    if widgets_available():
+        view = Gallery(results, labels=labels, columns=columns)
+        return _display(view) if display else view
+    results = to_results(results)
+    labels = labels if labels is not None else differing_labels(results)
+    out = stream or sys.stdout
+    for index, (label, result) in enumerate(zip(labels, results)):
+        out.write(f"{format_label(label, index):<40} {result.video_path}\n")
+    return None
+
+
+def __getattr__(name: str) -> Any:
+    # The widget classes import ipywidgets/anywidget: load them only when asked for.
+    if name in ("ProgressPanel", "GeneratorPanel"):
+        from . import panel
+
+        return getattr(panel, name)
+    if name == "VramPlot":
+        from .vram_plot import VramPlot
+
+        return VramPlot
+    if name in ("VideoPlayer", "ResultView"):
+        from . import video
+
+        return getattr(video, name)
+    if name in ("Gallery", "SweepView"):
+        from . import grid as _grid
+
+        return getattr(_grid, name)
+    raise AttributeError(f"module 'wan_nb.widgets' has no attribute {name!r}")

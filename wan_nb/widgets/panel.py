@@ -1,0 +1,301 @@
+"""The progress panel: what a running task is doing, live, with a Cancel button.
+
+Events arrive on bus subscriber threads; the panel folds them into a :class:`TaskState` and
+redraws through a :class:`Throttle`, so the browser sees at most ``max_rate`` updates a second
+however fast the pipeline steps, and always the final state. Generation runs on the
+generator's worker thread, so the kernel is idle to receive the Cancel click.
+
+``ProgressPanel(task)`` follows one task; ``GeneratorPanel(gen)`` follows whichever task of a
+generator is running, keeping one memory chart across tasks.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import Any
+
+import ipywidgets as w
+
+from ..console import format_seconds
+from ..events import Event, EventType
+from ._state import OPTIONAL_STAGES, TIMELINE, TaskState, parse_timestamp
+from ._throttle import Throttle
+from .vram_plot import VramPlot
+
+__all__ = ["ProgressPanel", "GeneratorPanel"]
+
+BAR_STYLE = {"completed": "success", "failed": "danger", "cancelled": "warning"}
+STATUS_COLOR = {"queued": "#777", "running": "#0072b2", "completed": "#2e7d32", "failed": "#c62828",
+                "cancelled": "#e65100", "waiting": "#777"}
+STAGE_LABEL = {"initializing": "init", "downloading_model": "download", "loading_model": "load model",
+               "preparing_inputs": "encode prompt", "applying_lora": "LoRA", "generating": "denoise",
+               "post_processing": "decode", "saving": "save", "completed": "done", "failed": "failed",
+               "cancelled": "cancelled"}
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "--:--"
+    if value < 10:
+        return f"{value:.1f} s"
+    return format_seconds(value)
+
+
+class ProgressPanel(w.VBox):
+    """Live progress of one task. ``compact=True`` keeps only the bar and the message (galleries)."""
+
+    def __init__(self, task: Any = None, *, compact: bool = False, memory: bool = True,
+                 max_rate: float = 10.0, **kwargs: Any) -> None:
+        self.compact = compact
+        self.state = TaskState()
+        self._task: Any = None
+        self._unsubscribe: Any = None
+        self._lock = threading.RLock()   # guards state against the subscriber and timer threads
+        self._samples: list[dict[str, Any]] = []
+        self._memory_kind, self._memory_label = "", ""
+        self._samples_changed = False
+        self._past_bands: list[dict[str, Any]] = []
+        self.throttle = Throttle(self._render, rate=max_rate)
+
+        self.title = w.HTML()
+        self.overall = w.FloatProgress(value=0.0, min=0.0, max=100.0, description="Overall",
+                                       bar_style="info", layout=w.Layout(width="60%", min_width="200px"))
+        self.overall.add_class("wan-nb-overall")
+        self.overall_text = w.HTML("0 %")
+        self.overall_text.add_class("wan-nb-overall-text")
+        self.steps = w.IntProgress(value=0, min=0, max=1, description="Steps",
+                                   bar_style="info", layout=w.Layout(width="60%", min_width="200px"))
+        self.steps.add_class("wan-nb-steps")
+        self.steps_text = w.HTML("")
+        self.timeline = w.HTML()
+        self.message = w.HTML()
+        self.message.add_class("wan-nb-message")
+        self.timing = w.HTML()
+        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning",
+                                      tooltip="Stop this generation after the current step",
+                                      layout=w.Layout(width="auto"))
+        self.cancel_button.add_class("wan-nb-cancel")
+        self.cancel_button.on_click(self._on_cancel_click)
+        self.memory = VramPlot() if memory and not compact else None
+
+        rows: list[w.Widget] = [self.title, w.HBox([self.overall, self.overall_text])]
+        if not compact:
+            rows += [w.HBox([self.steps, self.steps_text]), self.timeline, self.message,
+                     w.HBox([self.timing, self.cancel_button],
+                            layout=w.Layout(justify_content="space-between", align_items="center"))]
+            if self.memory is not None:
+                rows.append(self.memory)
+        else:
+            rows.append(self.message)
+        super().__init__(rows, **kwargs)
+        self.add_class("wan-nb-panel")
+        if task is not None:
+            self.follow(task)
+        else:
+            self._render()
+
+    def __repr__(self) -> str:
+        s = self.state
+        return f"{type(self).__name__}(task={s.task_id!r}, status={s.status!r}, progress={s.progress:.0f}%)"
+
+    # -- wiring -------------------------------------------------------------------------------
+    @property
+    def task(self) -> Any:
+        return self._task
+
+    def follow(self, task: Any) -> None:
+        """Show ``task`` from its first event (replayed) on; the memory chart keeps its history."""
+        self._detach()
+        with self._lock:
+            if self.state.task_id is not None:
+                self._archive_bands()
+            self._task = task
+            self.state = TaskState.for_task(task)
+            self.cancel_button.description = "Cancel"
+        self._unsubscribe = task.subscribe(self.handle_event, replay=True)
+
+    def close(self) -> None:
+        self._detach()
+        self.throttle.cancel()
+        super().close()
+
+    def _detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_cancel_click(self, _button: Any) -> None:
+        task = self._task
+        if task is None or not task.cancel():
+            return
+        with self._lock:
+            self.cancel_button.disabled = True
+            self.cancel_button.description = "Cancelling…"
+
+    # -- events -------------------------------------------------------------------------------
+    def handle_event(self, event: Event) -> None:
+        """Fold one event in and schedule a redraw (called on a subscriber thread)."""
+        with self._lock:
+            if event.type == EventType.VRAM_MONITORING:
+                self._add_sample(event)
+            if not self.state.apply(event):
+                return
+            final = self.state.finished
+        if final:
+            self.throttle.flush()  # the end is always drawn, before this callback returns
+        else:
+            self.throttle.request()
+
+    def _add_sample(self, event: Event) -> None:
+        at = parse_timestamp(event.timestamp)
+        if self._samples and at <= self._samples[-1]["t"]:
+            return  # a replayed reading already on the chart
+        self._samples.append(VramPlot.reading(at, event.data))
+        if self.memory is not None and len(self._samples) > self.memory.max_samples:
+            del self._samples[: len(self._samples) - self.memory.max_samples]
+        self._memory_kind, self._memory_label = VramPlot.describe(event.data)
+        self._samples_changed = True
+
+    # -- drawing ------------------------------------------------------------------------------
+    def _render(self) -> None:
+        with self._lock:
+            s = self.state
+            style = BAR_STYLE.get(s.status, "info")
+            percent = 100.0 if s.status == "completed" else round(s.progress, 1)
+            self._set(self.overall, value=percent, bar_style=style)
+            self._set(self.overall_text, value=f"<b>{percent:.0f} %</b>")
+            self._set(self.title, value=self._title_html(s))
+            self._set(self.message, value=self._message_html(s))
+            if self.compact:
+                return
+            total = max(s.total_steps, 1)
+            self._set(self.steps, max=total, value=min(s.step, total), bar_style=style)
+            rate = s.steps_per_second()
+            rate_text = "" if rate is None else (f" · {rate:.1f} steps/s" if rate >= 1 else f" · {1 / rate:.1f} s/step")
+            self._set(self.steps_text, value=f"{s.step}/{s.total_steps}{rate_text}")
+            self._set(self.timeline, value=self._timeline_html(s))
+            left = "" if s.finished else f" · left {_seconds(s.eta)}"
+            self._set(self.timing, value=f"<span class='wan-nb-timing'>elapsed {_seconds(s.elapsed())}{left}</span>")
+            can_cancel = self._task is not None and not s.finished and s.status != "waiting"
+            if not can_cancel:
+                self._set(self.cancel_button, disabled=True,
+                          description="Cancel" if s.status != "cancelled" else "Cancelled")
+            elif not (self._task.cancel_requested if hasattr(self._task, "cancel_requested") else False):
+                self._set(self.cancel_button, disabled=False, description="Cancel")
+            if self.memory is not None and (self._samples_changed or s.stages):
+                self._samples_changed = False
+                self.memory.set_series(list(self._samples), self._bands(), self._memory_kind, self._memory_label)
+
+    @staticmethod
+    def _set(widget: w.Widget, **values: Any) -> None:
+        """Assign only what changed: an unchanged trait sends nothing to the browser."""
+        changed = {k: v for k, v in values.items() if getattr(widget, k) != v}
+        if not changed:
+            return
+        with widget.hold_sync():
+            for key, value in changed.items():
+                setattr(widget, key, value)
+
+    def _title_html(self, s: TaskState) -> str:
+        if s.task_id is None:
+            return "<i>No generation yet</i>"
+        prompt = s.prompt if len(s.prompt) <= 90 else s.prompt[:87] + "…"
+        color = STATUS_COLOR.get(s.status, "#777")
+        return (f"<div class='wan-nb-title'><b>{html.escape(prompt)}</b> "
+                f"<span style='color:{color}' class='wan-nb-status' data-status='{s.status}'>● {s.status}</span> "
+                f"<code style='font-size:80%;opacity:.7'>{html.escape(s.task_id)}</code></div>")
+
+    def _message_html(self, s: TaskState) -> str:
+        text = html.escape(s.message or "")
+        if s.status == "failed":
+            return f"<span style='color:#c62828'>{text}</span>"
+        if s.status == "completed" and s.output_path:
+            return f"Done → <code>{html.escape(s.output_path)}</code>"
+        return text
+
+    def _timeline_html(self, s: TaskState) -> str:
+        seen = dict((stage, d) for stage, d in s.stage_durations())
+        chips = []
+        for stage in TIMELINE:
+            if stage == "completed" and s.status in ("failed", "cancelled"):
+                stage = s.status
+            if stage in OPTIONAL_STAGES and stage not in seen:
+                continue
+            label = STAGE_LABEL.get(stage, stage)
+            if stage in seen:
+                current = stage == s.stage and not (s.finished and stage not in ("completed", "failed", "cancelled"))
+                duration = seen[stage]
+                extra = f" {duration:.1f}s" if duration is not None and duration >= 0.05 else ""
+                ending = stage in ("completed", "failed", "cancelled")
+                color = {"failed": "#c62828", "cancelled": "#e65100"}.get(stage, "#2e7d32" if ending or not current else "#0072b2")
+                mark = {"failed": "✗", "cancelled": "■"}.get(stage, "✓" if ending or not current else "▶")
+                weight = "bold" if current or ending else "normal"
+                if ending:
+                    extra = ""
+                chips.append(f"<span style='color:{color};font-weight:{weight}'>{mark} {label}{extra}</span>")
+            else:
+                chips.append(f"<span style='color:#aaa'>○ {label}</span>")
+        return "<div class='wan-nb-timeline' style='font-size:90%'>" + " → ".join(chips) + "</div>"
+
+    def _task_bands(self) -> list[dict[str, Any]]:
+        """The followed task's stages as time bands for the memory chart."""
+        bands: list[dict[str, Any]] = []
+        for stage, at in self.state.stages:
+            if bands and bands[-1]["end"] is None:
+                bands[-1]["end"] = at
+            if stage not in ("completed", "failed", "cancelled"):
+                bands.append({"stage": stage, "start": at, "end": None})
+        return bands
+
+    def _bands(self) -> list[dict[str, Any]]:
+        return self._past_bands + self._task_bands()
+
+    def _archive_bands(self) -> None:
+        """Keep the stages of the task being left on the chart (called when switching tasks)."""
+        bands = self._task_bands()
+        if bands and bands[-1]["end"] is None:
+            bands[-1]["end"] = self._samples[-1]["t"] if self._samples else bands[-1]["start"]
+        self._past_bands = self._past_bands + bands
+
+
+class GeneratorPanel(ProgressPanel):
+    """Follows whichever task of a generator is running (or ran last)."""
+
+    def __init__(self, generator: Any, **kwargs: Any) -> None:
+        self.generator = generator
+        super().__init__(None, **kwargs)
+        self._gen_unsubscribe = generator.subscribe(self._on_generator_event)
+        start = generator.current_task or (generator.tasks[-1] if generator.tasks else None)
+        if start is not None:
+            with self._lock:
+                self._switch_to(start.id)
+            self.throttle.request()  # outside our lock: the throttle's lock is always taken first
+
+    def _on_generator_event(self, event: Event) -> None:
+        with self._lock:
+            followed = self.state.task_id
+            if event.task_id != followed:
+                if followed is not None and not self.state.finished:
+                    return  # the followed task is still going; this one is queued behind it
+                self._switch_to(event.task_id)
+        self.handle_event(event)  # already seen through the replay: apply() skips it
+
+    def _switch_to(self, task_id: str) -> None:
+        """Start following ``task_id``, folding in what it already published."""
+        self._archive_bands()
+        try:
+            self._task = self.generator.task(task_id)
+        except KeyError:  # a task of another generator sharing the bus: show its events anyway
+            self._task = None
+        self.state = TaskState.for_task(self._task) if self._task is not None else TaskState(task_id=task_id)
+        self.cancel_button.description = "Cancel"
+        for event in self.generator.bus.history(task_id):
+            if event.type == EventType.VRAM_MONITORING:
+                self._add_sample(event)
+            self.state.apply(event)
+
+    def close(self) -> None:
+        self._gen_unsubscribe()
+        super().close()
