@@ -27,25 +27,31 @@ def decode_latents(pipe: Any, latents: Any) -> np.ndarray:
 
 
 def write_mp4(frames: np.ndarray, path: Path, fps: float) -> Path:
-    """Write H.264 / yuv420p with the index up front, so browsers start playing at once."""
+    """Write H.264 / yuv420p with the index up front, so browsers start playing at once.
+
+    Written to a temporary name and renamed, so a reader never sees half a video under the final
+    name; any ffmpeg failure (a full disk, a missing folder) raises ``OSError`` with its reason.
+    """
+    import subprocess
+
     import imageio_ffmpeg
 
-    frames = np.ascontiguousarray(frames)
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
     count, height, width = frames.shape[:3]
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part.mp4")
-    writer = imageio_ffmpeg.write_frames(
-        str(partial), (width, height), fps=float(fps), codec="libx264", pix_fmt_out="yuv420p",
-        macro_block_size=1, quality=None, bitrate=None,
-        output_params=["-crf", "18", "-preset", "veryfast", "-movflags", "+faststart"],
-        ffmpeg_log_level="error")
-    try:
-        writer.send(None)
-        for frame in frames:
-            writer.send(frame)
-    finally:
-        writer.close()
-    partial.replace(path)  # a reader never sees a half-written video under the final name
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo",
+               "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{float(fps)}", "-i", "pipe:0",
+               "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+               "-movflags", "+faststart", "-f", "mp4", str(partial)]
+    proc = subprocess.run(command, input=frames.tobytes(), capture_output=True)
+    if proc.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()
+        partial.unlink(missing_ok=True)
+        raise OSError(f"could not write {path}: {reason[0] if reason else 'ffmpeg failed'} "
+                      f"(ffmpeg exit {proc.returncode}). Free disk space or pass a writable runs_dir=.")
+    partial.replace(path)
     return path
 
 
