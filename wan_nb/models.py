@@ -1,30 +1,39 @@
-"""Which model to run and how to load it: the built-in ``tiny`` model, presets, local folders.
+"""Which model to run and how to load it: tiny built-ins, presets, Hub repos, local folders.
 
-``resolve(name)`` turns what the user typed into a :class:`ModelSpec`; ``load_pipeline(spec,
-...)`` returns a ready diffusers pipeline, reporting progress through ``report``.
+``resolve(name)`` turns what the user typed into a :class:`ModelSpec` (cheap: no torch, no
+network). ``load_pipeline(spec, ...)`` returns a ready diffusers pipeline: it builds a tiny model
+or downloads a Hub repo if needed (``downloading_model`` stage, byte progress), loads it one
+component at a time (``loading_model`` stage, one report per component) and places it on the
+device with the chosen offload mode.
 
-The ``tiny`` model is a real ``WanPipeline`` with random weights, built in code once, written
-with ``save_pretrained`` to the cache and from then on loaded with ``from_pretrained`` exactly
-like a downloaded model: the loading code path is the real one.
+Helpers the generator uses while running: :func:`expert_for_step` / :func:`expert_schedule`
+(Wan 2.2 A14B's two experts), :func:`prepare_image` (image-to-video input),
+:func:`pipeline_for_inputs` (Wan 2.2 TI2V runs image-to-video through the same weights).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-import threading
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["ModelSpec", "resolve", "load_pipeline", "cache_dir", "build_tiny"]
+from . import presets as _presets
+from . import tiny as _tiny
+from .download import ModelNotAvailable
 
-TINY_VERSION = 1
+__all__ = ["ModelSpec", "ModelNotAvailable", "resolve", "load_pipeline", "cache_dir", "build_tiny",
+           "resolve_device_dtype", "expert_for_step", "expert_schedule", "experts",
+           "prepare_image", "check_image", "pipeline_for_inputs", "refine", "OFFLOAD_MODES"]
 
-# report(kind, **fields): kind is "stage" (stage=..., message=...) or "loading"
-# (progress=..., status=..., component=..., bytes_downloaded=..., bytes_total=...).
+TINY_VERSION = _tiny.TINY_VERSION
+OFFLOAD_MODES = ("none", "model", "sequential", "group")
+HIGH_NOISE, LOW_NOISE = "high_noise", "low_noise"
+
+# report(kind, **fields): kind "stage" (stage=..., message=...) or "loading" (progress=...,
+# status=..., component=..., bytes_downloaded=..., bytes_total=..., rate=...).
 Report = Callable[..., None]
 
 
@@ -33,22 +42,39 @@ class ModelSpec:
     """Everything the generator needs to know about a model before loading it."""
 
     name: str                      # what the user asked for ("tiny", a preset, a repo id, a path)
-    source: str                    # repo id or local folder that from_pretrained reads
+    source: str                    # repo id or local folder that is loaded
     pipeline_class: str = "WanPipeline"
     defaults: dict[str, Any] = field(default_factory=dict)
     spatial_factor: int = 16       # height and width must be multiples (VAE factor x patch size)
     temporal_factor: int = 4       # num_frames must be temporal_factor * k + 1
     is_local: bool = False
     kind: str = "t2v"              # "t2v" | "i2v" | "ti2v"
-    builder: str | None = None     # name of the built-in builder for tiny models
+    builder: str | None = None     # tiny variant name for built-in models
+    experts: tuple[str, ...] = ()  # ("high_noise", "low_noise") for two-transformer models
+    boundary_ratio: float | None = None
+    preset: str | None = None      # preset name when resolved from one
+    inferred: bool = False         # kind/defaults guessed from a repo name; see refine()
+    download_gb: float | None = None
+    vram_gb: dict[str, float] = field(default_factory=dict)
 
     @property
     def accepts_image(self) -> bool:
         return self.kind in ("i2v", "ti2v")
 
+    @property
+    def requires_image(self) -> bool:
+        return self.kind == "i2v"
 
-TINY_DEFAULTS = {"height": 32, "width": 32, "num_frames": 9, "steps": 4, "guidance_scale": 1.0,
-                 "fps": 8, "negative_prompt": "", "flow_shift": 3.0}
+
+# Generic defaults for folders and repos that are not presets (Wan 2.1 at 480p).
+_WAN21 = {"height": 480, "width": 832, "num_frames": 81, "fps": 16, "steps": 50,
+          "guidance_scale": 5.0, "negative_prompt": _presets.WAN_NEGATIVE_PROMPT}
+_WAN22_5B = {**_WAN21, "height": 704, "width": 1280, "num_frames": 121, "fps": 24}
+_WAN22_A14B = {**_WAN21, "steps": 40, "guidance_scale": 4.0, "guidance_scale_2": 3.0}
+DEFAULTS_FILE = "wan_nb.json"   # optional, beside model_index.json: {"defaults": {...}}
+
+TINY_DEFAULTS = dict(_tiny.VARIANTS["tiny"]["defaults"])
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def cache_dir() -> Path:
@@ -59,115 +85,345 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wan_nb"
 
 
-_BUILTIN = {
-    "tiny": ModelSpec(name="tiny", source="", defaults=TINY_DEFAULTS, is_local=True, builder="tiny"),
-}
+def build_tiny(target: Path, name: str = "tiny") -> Path:
+    """Write tiny variant ``name`` to ``target`` (kept for callers of the first version)."""
+    return _tiny.build(name, Path(target))
 
 
-def resolve(model: str | os.PathLike) -> ModelSpec:
-    """Map a model name, preset, repo id or folder to a :class:`ModelSpec`."""
-    name = str(model)
-    if name in _BUILTIN:
-        spec = _BUILTIN[name]
-        return replace(spec, source=str(cache_dir() / "models" / f"{name}-v{TINY_VERSION}"))
+# ---------------------------------------------------------------------------------------------
+# resolve
+# ---------------------------------------------------------------------------------------------
+def resolve(model: str | os.PathLike | ModelSpec) -> ModelSpec:
+    """Map a tiny name, preset, repo id or diffusers folder to a :class:`ModelSpec`."""
+    if isinstance(model, ModelSpec):
+        return model
+    if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
+        raise ValueError(f"model={model!r}: pass a model name such as 'tiny' or 'wan2.1-t2v-1.3b', "
+                         "a Hugging Face repo id, or a local diffusers folder.")
+    name = str(model).strip()
+    if name.lower() in _tiny.VARIANTS:
+        return _tiny_spec(name.lower())
+    preset = _presets.get(name)
+    if preset is not None:
+        return _preset_spec(preset)
     path = Path(name).expanduser()
     if path.is_dir():
-        return _spec_from_folder(name, path)
+        return _spec_from_folder(name, path, is_local=True)
+    if _REPO_ID.match(name) and not name.startswith((".", "~")):
+        return _spec_from_repo(name)
+    if path.exists() or name.startswith(("/", ".", "~")) or os.sep in name:
+        raise ValueError(f"model={name!r}: no such folder ({path.resolve()}). Pass the folder of a "
+                         "diffusers model (the one holding model_index.json).")
     raise ValueError(
-        f"model={name!r} is neither a built-in model ({', '.join(sorted(_BUILTIN))}) nor a diffusers "
-        f"folder with a model_index.json. Pass model='tiny' to try wan_nb without a download.")
+        f"model={name!r} is not a known model. Use a built-in tiny model ({', '.join(_tiny.VARIANTS)}), "
+        f"a preset ({', '.join(_presets.PRESETS)}), a Hugging Face repo id like "
+        "'Wan-AI/Wan2.1-T2V-1.3B-Diffusers', or a local diffusers folder. Pass model='tiny' to try "
+        "wan_nb without a download.")
 
 
-def _spec_from_folder(name: str, path: Path) -> ModelSpec:
+def _tiny_spec(name: str) -> ModelSpec:
+    variant = _tiny.VARIANTS[name]
+    return ModelSpec(
+        name=name, source=str(cache_dir() / "models" / f"{name}-v{TINY_VERSION}"),
+        pipeline_class=variant["pipeline_class"], defaults=dict(variant["defaults"]),
+        spatial_factor=variant["spatial_factor"], temporal_factor=4, is_local=True,
+        kind=variant["kind"], builder=name, experts=tuple(variant.get("experts", ())),
+        boundary_ratio=variant.get("boundary_ratio"), download_gb=0.0)
+
+
+def _preset_spec(preset: _presets.Preset) -> ModelSpec:
+    return ModelSpec(
+        name=preset.name, source=preset.repo_id, pipeline_class=preset.pipeline_class,
+        defaults=dict(preset.defaults), spatial_factor=preset.spatial_factor,
+        temporal_factor=preset.temporal_factor, kind=preset.kind, experts=preset.experts,
+        boundary_ratio=preset.boundary_ratio, preset=preset.name, download_gb=preset.download_gb,
+        vram_gb=dict(preset.vram_gb))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _spec_from_folder(name: str, path: Path, *, is_local: bool, source: str | None = None) -> ModelSpec:
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise ValueError(f"model={name!r}: {path} has no model_index.json; point at a diffusers folder "
                          "(the one saved with save_pretrained or downloaded from the Hub).")
-    index = json.loads(index_file.read_text())
+    index = _read_json(index_file)
+    if not index:
+        raise ValueError(f"model={name!r}: {index_file} is not valid JSON.")
     cls = index.get("_class_name", "WanPipeline")
-    kind = "i2v" if "ImageToVideo" in cls else "t2v"
-    return ModelSpec(name=name, source=str(path), pipeline_class=cls, defaults=dict(TINY_DEFAULTS),
-                     is_local=True, kind=kind)
+    vae = _read_json(path / "vae" / "config.json")
+    transformer = _read_json(path / "transformer" / "config.json") or _read_json(
+        path / "transformer_2" / "config.json")
+    z_dim = vae.get("z_dim", 16)
+    vae_spatial = vae.get("scale_factor_spatial") or (16 if z_dim == 48 else 8)
+    patch = (transformer.get("patch_size") or [1, 2, 2])[1]
+    two_experts = bool(index.get("boundary_ratio")) and isinstance(index.get("transformer_2"), list) \
+        and bool(index["transformer_2"][0])
+    if "ImageToVideo" in cls:
+        kind = "i2v"
+    elif index.get("expand_timesteps"):
+        kind = "ti2v"
+    else:
+        kind = "t2v"
+    base = _WAN22_A14B if two_experts else _WAN22_5B if kind == "ti2v" else _WAN21
+    defaults = {**base, **_read_json(path / DEFAULTS_FILE).get("defaults", {})}
+    return ModelSpec(
+        name=name, source=source or str(path), pipeline_class=cls, defaults=defaults,
+        spatial_factor=int(vae_spatial) * int(patch),
+        temporal_factor=int(vae.get("scale_factor_temporal") or 4), is_local=is_local, kind=kind,
+        experts=(HIGH_NOISE, LOW_NOISE) if two_experts else (),
+        boundary_ratio=index.get("boundary_ratio") if two_experts else None)
+
+
+def _spec_from_repo(repo_id: str) -> ModelSpec:
+    # A repo already in the Hub cache is described exactly, from its own files (no network).
+    from .download import cached_snapshot
+
+    folder = cached_snapshot(repo_id)
+    if folder is not None:
+        return _spec_from_folder(repo_id, folder, is_local=False, source=repo_id)
+    # Not cached: guess from the name now, correct with refine() once downloaded.
+    lowered = repo_id.lower()
+    two_experts = "a14b" in lowered
+    kind = "ti2v" if "ti2v" in lowered else "i2v" if "i2v" in lowered or "flf2v" in lowered else "t2v"
+    base = _WAN22_A14B if two_experts else _WAN22_5B if kind == "ti2v" else _WAN21
+    return ModelSpec(
+        name=repo_id, source=repo_id,
+        pipeline_class="WanImageToVideoPipeline" if kind == "i2v" else "WanPipeline",
+        defaults=dict(base), spatial_factor=32 if kind == "ti2v" else 16, kind=kind,
+        experts=(HIGH_NOISE, LOW_NOISE) if two_experts else (), inferred=True)
+
+
+def refine(spec: ModelSpec, pipe: Any) -> ModelSpec:
+    """``spec`` corrected from the loaded model's own files (for repo ids guessed by name)."""
+    folder = getattr(pipe, "_wan_nb_folder", None)
+    if not spec.inferred or folder is None:
+        return spec
+    exact = _spec_from_folder(spec.name, Path(folder), is_local=False, source=spec.source)
+    return replace(exact, inferred=False)
 
 
 # ---------------------------------------------------------------------------------------------
-# The built-in tiny model
+# device, dtype
 # ---------------------------------------------------------------------------------------------
-_build_lock = threading.Lock()
+_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+           "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
 
 
-def _tiny_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    # A word-level vocabulary made from letters and common words: deterministic, no download.
-    words = ["<pad>", "</s>", "<unk>"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    words += ("a the of and in on with red blue green fox cat dog snow sea sky city night day "
-              "running walking flying car bird tree forest mountain river light dark").split()
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                                   unk_token="<unk>", model_max_length=64)
-
-
-def _tiny_components(seed: int = 0) -> dict[str, Any]:
+def resolve_device_dtype(device: Any = "auto", dtype: Any = "auto") -> tuple[str, Any]:
+    """("cuda" | "cpu" | ..., torch.dtype): auto = CUDA if present; bf16 on CUDA, fp32 on CPU."""
     import torch
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
-    from transformers import UMT5Config, UMT5EncoderModel
 
-    torch.manual_seed(seed)
-    tokenizer = _tiny_tokenizer()
-    text_encoder = UMT5EncoderModel(UMT5Config(
-        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
-        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
-    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16,
-        out_channels=16, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=TINY_DEFAULTS["flow_shift"])
-    return {"tokenizer": tokenizer, "text_encoder": text_encoder.eval(), "vae": vae.eval(),
-            "transformer": transformer.eval(), "scheduler": scheduler}
-
-
-def build_tiny(target: Path) -> Path:
-    """Write the tiny model to ``target`` with ``save_pretrained`` (once; atomic)."""
-    from diffusers import WanPipeline
-
-    with _build_lock:
-        if (target / "model_index.json").is_file():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        try:
-            WanPipeline(**_tiny_components()).save_pretrained(staging)
-            try:
-                staging.rename(target)
-            except OSError:  # another process finished first: theirs is identical
-                shutil.rmtree(staging, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    return target
+    dev = "auto" if device is None else str(device)
+    if dev == "auto":
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(dev)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but this PyTorch sees no CUDA GPU; use device='cpu' "
+                             "(slow, fine for model='tiny') or install a CUDA build of torch.")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present.")
+    if isinstance(dtype, torch.dtype):
+        return dev, dtype
+    key = "auto" if dtype is None else str(dtype).lower().replace("torch.", "")
+    if key == "auto":
+        if parsed.type == "cuda":
+            return dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return dev, torch.float32
+    if key not in _DTYPES:
+        raise ValueError(f"dtype={dtype!r}: use 'auto', 'bf16', 'fp16' or 'fp32'.")
+    return dev, getattr(torch, _DTYPES[key])
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading
+# load
 # ---------------------------------------------------------------------------------------------
-def load_pipeline(spec: ModelSpec, *, device: str, dtype: Any, report: Report) -> Any:
-    """Load ``spec`` onto ``device`` in ``dtype``, reporting progress per component."""
+def _noop(*args, **kwargs) -> None:
+    pass
+
+
+def load_pipeline(spec: ModelSpec, *, device: str = "auto", dtype: Any = "auto",
+                  report: Report | None = None, offload: str = "none", vae_tiling: bool = False,
+                  vae_slicing: bool = False) -> Any:
+    """Download (if needed), load per component, and place ``spec`` on ``device``."""
     import diffusers
 
-    if spec.builder == "tiny":
-        build_tiny(Path(spec.source))
-    pipeline_cls = getattr(diffusers, spec.pipeline_class, None) or diffusers.DiffusionPipeline
-    report("loading", progress=0.0, status=f"Loading {spec.name} from {spec.source}")
-    pipe = pipeline_cls.from_pretrained(spec.source, torch_dtype=dtype)
-    report("loading", progress=90.0, status=f"Moving {spec.name} to {device}")
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    report("loading", progress=100.0, status="Model loaded")
+    from . import download, loading
+
+    report = report or _noop
+    spec = resolve(spec)
+    if offload not in OFFLOAD_MODES:
+        raise ValueError(f"offload={offload!r}: choose one of {', '.join(OFFLOAD_MODES)}")
+    device, dtype = resolve_device_dtype(device, dtype)
+    if spec.builder:
+        folder = _tiny.build(spec.builder, Path(spec.source))
+    elif spec.is_local:
+        folder = Path(spec.source)
+    else:
+        folder = download.fetch_snapshot(spec.source, report)
+    report("stage", stage="loading_model", message=f"Loading {spec.name}")
+    index = loading.read_index(folder)
+    class_name = spec.pipeline_class if not spec.inferred else index.get("_class_name", spec.pipeline_class)
+    pipeline_cls = getattr(diffusers, class_name, None)
+    if pipeline_cls is None:
+        raise ValueError(f"model {spec.name!r} uses pipeline class {class_name!r}, which diffusers "
+                         f"{diffusers.__version__} does not have; upgrade diffusers.")
+    components, config = loading.load_components(folder, dtype=dtype, report=report)
+    pipe = loading.build_pipeline(pipeline_cls, components, config)
+    if spec.preset or spec.builder:
+        loading.apply_flow_shift(pipe, spec.defaults.get("flow_shift"))
+    loading.place(pipe, device=device, offload=offload, vae_tiling=vae_tiling,
+                  vae_slicing=vae_slicing, report=report)
+    pipe._wan_nb_folder = str(folder)
     return pipe
+
+
+# ---------------------------------------------------------------------------------------------
+# Two experts (Wan 2.2 A14B)
+# ---------------------------------------------------------------------------------------------
+def _boundary_timestep(pipe: Any) -> float | None:
+    ratio = getattr(pipe.config, "boundary_ratio", None) if hasattr(pipe, "config") else None
+    if ratio is None or getattr(pipe, "transformer_2", None) is None:
+        return None
+    return float(ratio) * float(pipe.scheduler.config.num_train_timesteps)
+
+
+def experts(pipe: Any) -> tuple[str, ...]:
+    """("high_noise", "low_noise") for a two-expert pipeline, else ()."""
+    return (HIGH_NOISE, LOW_NOISE) if _boundary_timestep(pipe) is not None else ()
+
+
+def expert_for_step(pipe: Any, t: Any) -> str | None:
+    """Which transformer denoises timestep ``t``, by the rule WanPipeline itself applies."""
+    boundary = _boundary_timestep(pipe)
+    if boundary is None:
+        return None
+    return HIGH_NOISE if float(t) >= boundary else LOW_NOISE
+
+
+def expert_schedule(pipe: Any, num_steps: int) -> list[str | None]:
+    """The expert of every step of a ``num_steps`` run (None per step for one-transformer models).
+
+    Computed on a copy of the scheduler, so the pipeline's own scheduler state is untouched.
+    """
+    boundary = _boundary_timestep(pipe)
+    if boundary is None:
+        return [None] * int(num_steps)
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(int(num_steps), device="cpu")
+    return [HIGH_NOISE if float(t) >= boundary else LOW_NOISE for t in scheduler.timesteps]
+
+
+# ---------------------------------------------------------------------------------------------
+# Image-to-video
+# ---------------------------------------------------------------------------------------------
+def check_image(image: Any) -> None:
+    """Cheap validation of an ``image=`` argument (file exists, array shape) before any work."""
+    _load_image(image, check_only=True)
+
+
+def _load_image(image: Any, check_only: bool = False):
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise ValueError(f"image={str(image)!r}: no such file.")
+        if check_only:
+            return None
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                return opened.copy()
+        except Exception as exc:
+            raise ValueError(f"image={str(image)!r} is not a readable image ({exc}).") from None
+    if hasattr(image, "shape") and hasattr(image, "dtype"):
+        import numpy as np
+
+        array = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+            array = np.moveaxis(array, 0, -1)  # channels-first (torch style) -> channels-last
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))) or min(array.shape[:2]) < 1:
+            raise ValueError(f"image: array of shape {tuple(image.shape)} is not a picture; pass "
+                             "(height, width, 3) RGB, (height, width, 4) RGBA or (height, width) gray.")
+        if check_only:
+            return None
+        if array.dtype.kind == "f":
+            # Floats are taken as 0..1 (diffusers' convention) unless clearly 0..255.
+            scale = 1.0 if array.max(initial=0) > 1.0 else 255.0
+            array = np.clip(array * scale, 0, 255).round()
+        elif array.dtype.kind not in "ui" and array.dtype != bool:
+            raise ValueError(f"image: array of dtype {array.dtype} is not a picture.")
+        return Image.fromarray(array.astype(np.uint8))
+    raise ValueError(f"image: expected a PIL image, a file path or a numpy array, got "
+                     f"{type(image).__name__}.")
+
+
+def prepare_image(image: Any, height: int, width: int):
+    """The first frame as an RGB PIL image of exactly ``width`` x ``height``.
+
+    Center-cropped to the target aspect ratio first, so the picture is not stretched.
+    """
+    from PIL import Image
+
+    picture = _load_image(image).convert("RGB")
+    w, h = picture.size
+    target = width / height
+    if abs(w / h - target) > 1e-3:
+        if w / h > target:   # too wide: trim the sides
+            new_w = max(1, round(h * target))
+            left = (w - new_w) // 2
+            picture = picture.crop((left, 0, left + new_w, h))
+        else:                # too tall: trim top and bottom
+            new_h = max(1, round(w / target))
+            top = (h - new_h) // 2
+            picture = picture.crop((0, top, w, top + new_h))
+    if picture.size != (width, height):
+        picture = picture.resize((width, height), Image.Resampling.LANCZOS)
+    return picture
+
+
+def size_for_image(image: Any, spec: ModelSpec) -> tuple[int, int]:
+    """(height, width) with the image's aspect ratio and the area of the spec's default size."""
+    picture = _load_image(image)
+    w, h = picture.size
+    area = spec.defaults["height"] * spec.defaults["width"]
+    f = spec.spatial_factor
+    height = max(f, round((area * h / w) ** 0.5 / f) * f)
+    width = max(f, round((area * w / h) ** 0.5 / f) * f)
+    return height, width
+
+
+def pipeline_for_inputs(pipe: Any, image: Any = None) -> Any:
+    """The pipeline to call: ``pipe`` itself, or for Wan 2.2 TI2V with an image, an image-to-video
+    pipeline sharing ``pipe``'s modules (same weights, offload hooks and LoRA adapters)."""
+    if image is None or "ImageToVideo" in type(pipe).__name__:
+        return pipe
+    if not getattr(pipe.config, "expand_timesteps", False):
+        raise ValueError(f"this model ({type(pipe).__name__}) makes video from text only; "
+                         "drop image= or use an image-to-video model (e.g. 'wan2.1-i2v-14b-480p', "
+                         "'wan2.2-ti2v-5b').")
+    cached = getattr(pipe, "_wan_nb_i2v", None)
+    if cached is None:
+        from diffusers import WanImageToVideoPipeline
+
+        cached = WanImageToVideoPipeline(
+            **{k: v for k, v in pipe.components.items()
+               if k in ("tokenizer", "text_encoder", "vae", "scheduler", "transformer", "transformer_2")},
+            boundary_ratio=pipe.config.boundary_ratio, expand_timesteps=True)
+        cached.set_progress_bar_config(disable=True)
+        pipe._wan_nb_i2v = cached
+    return cached
