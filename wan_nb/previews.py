@@ -120,29 +120,30 @@ _fitted: dict[str, Projection] = {}
 _fit_lock = threading.Lock()
 
 
-def projection_for(pipe: Any = None, *, channels: int | None = None, model: str | None = None) -> Projection:
-    """The projection for a pipeline (or a bare channel count).
+def projection_for(source: Any = None, *, channels: int | None = None, model: str | None = None) -> Projection:
+    """The projection for a pipeline or VAE (``source``), or for a bare channel count.
 
-    16 and 48 channels use the published Wan factors; anything else is fitted against
-    ``pipe.vae`` once and cached as ``<cache>/previews/<model>-<channels>ch.json``.
+    16 and 48 channels use the published Wan factors; anything else is fitted against the VAE
+    once and cached as ``<cache>/previews/<model>-<channels>ch.json``.
     """
+    vae = getattr(source, "vae", source)
     if channels is None:
-        if pipe is None:
-            raise ValueError("projection_for needs a pipeline or channels=")
-        channels = int(pipe.vae.config.z_dim)
+        if vae is None:
+            raise ValueError("projection_for needs a pipeline, a VAE or channels=")
+        channels = int(vae.config.z_dim)
     if channels in _PUBLISHED:
         return _PUBLISHED[channels]
-    if pipe is None:
+    if vae is None:
         raise ValueError(f"no published latent->RGB factors for {channels}-channel latents; pass the "
-                         "pipeline so a projection can be fitted against its VAE")
-    key = f"{_safe_name(model or type(pipe).__name__)}-{channels}ch"
+                         "pipeline (or its VAE) so a projection can be fitted against the VAE")
+    key = f"{_safe_name(model or type(vae).__name__)}-{channels}ch"
     with _fit_lock:
         if key in _fitted:
             return _fitted[key]
         path = _fit_cache_dir() / f"{key}.json"
         projection = _load_projection(path, channels)
         if projection is None:
-            projection = fit_projection(pipe.vae)
+            projection = fit_projection(vae)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({"name": projection.name, "factors": projection.factors,
