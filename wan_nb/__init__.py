@@ -40,3 +40,10 @@ def __getattr__(name: str) -> Any:
 
         return getattr(storyboard, name)
     raise AttributeError(f"module 'wan_nb' has no attribute {name!r}")
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Where Jupyter finds the server extension (imported only by a Jupyter server)."""
+    from .server import _jupyter_server_extension_points as points
+
+    return points()

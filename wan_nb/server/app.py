@@ -1,0 +1,74 @@
+"""The extension app: traitlets configuration and wiring, nothing else (logic is in the hub)."""
+
+from __future__ import annotations
+
+from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import IOLoop
+from traitlets import Float, Int, TraitError, Unicode, validate
+
+from .handlers import handlers
+from .hub import Hub
+
+
+class WanNbExtension(ExtensionApp):
+    """Serves wan_nb progress: ``<base_url>wan-nb/api/...`` (see ``openapi.json``)."""
+
+    name = "wan_nb"
+    load_other_extensions = True
+
+    history_size = Int(20_000, config=True,
+                       help="Events kept in memory per running task (finished tasks keep a "
+                            "summary; full replays come from the task's journal).")
+    max_tasks = Int(2_000, config=True, help="Tasks remembered (oldest finished ones are forgotten).")
+    max_tasks_with_events = Int(200, config=True,
+                                help="Finished tasks whose events stay in memory.")
+    global_history_size = Int(20_000, config=True,
+                              help="Events of all tasks kept for resuming the all-tasks stream.")
+    client_buffer = Int(1_000, config=True,
+                        help="Events queued for a slow client before intermediate progress is "
+                             "coalesced; at 10x this, the client is disconnected (it can resume).")
+    heartbeat_interval = Float(10.0, config=True,
+                               help="Seconds between SSE comment heartbeats (at most 15).")
+    scan_interval = Float(0.5, config=True,
+                          help="Seconds between scans of the runtime directory for producers "
+                               "(new processes, dead ones: a lost task is marked within 2 scans).")
+    vram_interval = Float(1.0, config=True,
+                          help="Seconds between VRAM samples while a client subscribes to 'vram'.")
+    producer_dir = Unicode("", config=True,
+                           help="Where producers advertise themselves (default: the Jupyter "
+                                "runtime directory).")
+
+    @validate("heartbeat_interval")
+    def _check_heartbeat(self, proposal):
+        value = proposal["value"]
+        if not 0 < value <= 15:
+            raise TraitError(f"heartbeat_interval={value}: choose 0 < seconds <= 15")
+        return value
+
+    @validate("scan_interval", "vram_interval")
+    def _check_positive(self, proposal):
+        if proposal["value"] <= 0:
+            raise TraitError(f"{proposal['trait'].name} must be > 0 seconds")
+        return proposal["value"]
+
+    def initialize_settings(self) -> None:
+        self.hub = Hub(
+            runtime_dir=self.producer_dir or self.serverapp.runtime_dir,
+            base_url=self.serverapp.base_url,
+            history_size=self.history_size,
+            max_tasks=self.max_tasks,
+            max_tasks_with_events=self.max_tasks_with_events,
+            global_history_size=self.global_history_size,
+            client_buffer=self.client_buffer,
+            scan_interval=self.scan_interval,
+            heartbeat_interval=self.heartbeat_interval,
+            vram_interval=self.vram_interval,
+        )
+        self.settings.update({"wan_nb_hub": self.hub})
+        IOLoop.current().add_callback(self.hub.start)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(handlers())
+
+    async def stop_extension(self) -> None:
+        self.hub.stop()

@@ -1,0 +1,658 @@
+"""The server's view of every task of every producer: discovery, replay, snapshots, fan-out.
+
+Everything here runs on the server's IOLoop thread (no locks): zmq messages arrive through
+``ZMQStream`` callbacks, the runtime directory is scanned by a ``PeriodicCallback``, and
+handlers register subscribers synchronously — so a replay followed by registration can never
+miss or repeat an event.
+
+Events enter by :meth:`Hub.ingest` (a live zmq message or a journal line). Per task they are
+accepted strictly in ``seq`` order: a duplicate is ignored, a gap is filled from the task's
+journal first (the journal sink runs before the relay sink, so the journal always holds every
+earlier event by the time a later one is relayed).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+from .. import relay
+from ..snapshot import PRODUCER_LOST, TaskSnapshot
+from .outbox import Outbox
+from .wire import HEARTBEAT, dumps, seed_message, sse_named, sse_unnamed, video_urls, ws_text_frame
+
+log = logging.getLogger(__name__)
+
+TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+COALESCIBLE = frozenset({"detailed_generation_progress", "vram_monitoring", "preview",
+                         "model_loading_progress"})
+TERMINAL = frozenset({"generation_completed", "generation_failed", "generation_cancelled"})
+JOURNAL_NAME = "events.jsonl"
+SERVER_TASK_ID = "server"   # task_id of the VRAM samples the server takes itself
+
+
+def valid_task_id(task_id: str) -> bool:
+    return bool(TASK_ID_RE.match(task_id)) and task_id not in (".", "..")
+
+
+def _is_terminal(type_: str, data: dict) -> bool:
+    return type_ in TERMINAL or (type_ == "storyboard_progress" and (
+        data.get("step") == "complete" or data.get("status") in ("failed", "cancelled")))
+
+
+def _utc_now() -> str:
+    from ..events import utc_now
+
+    return utc_now()
+
+
+def _pid_alive(pid: int, create_time: float | None) -> bool:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(process.create_time() - create_time) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+        return False
+
+
+class Rec:
+    """One accepted event: its wire bytes and the task's overall state right after it."""
+
+    __slots__ = ("task_id", "seq", "type", "gid", "raw", "progress", "stage", "terminal")
+
+    def __init__(self, task_id: str, seq: int, type_: str, raw: bytes, progress: float,
+                 stage: str | None, terminal: bool, gid: int = 0) -> None:
+        self.task_id, self.seq, self.type, self.raw = task_id, seq, type_, raw
+        self.progress, self.stage, self.terminal, self.gid = progress, stage, terminal, gid
+
+
+class TaskState:
+    __slots__ = ("task_id", "snapshot", "events", "complete", "producer", "journal_path",
+                 "journal_offset", "last_activity", "created")
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self.snapshot = TaskSnapshot(task_id)
+        self.events: list[Rec] = []
+        self.complete = True          # events holds every event since seq 1
+        self.producer: Producer | None = None
+        self.journal_path: Path | None = None
+        self.journal_offset = 0
+        self.last_activity = time.monotonic()
+        self.created = time.time()
+
+    @property
+    def finished(self) -> bool:
+        return self.snapshot.finished
+
+    @property
+    def last_seq(self) -> int:
+        return self.snapshot.last_seq
+
+
+class Producer:
+    """A process that relays events (found through its runtime-dir file)."""
+
+    def __init__(self, path: Path, info: dict[str, Any]) -> None:
+        self.path = path
+        self.info = info
+        self.mtime = 0.0
+        self.stream: Any = None
+        self.tasks: set[str] = set()
+        self.alive = True
+
+    @property
+    def pid(self) -> int:
+        return int(self.info.get("pid", 0))
+
+    def runs_dirs(self) -> list[Path]:
+        dirs = [Path(d) for d in self.info.get("runs_dirs") or []]
+        dirs += [Path(t["runs_dir"]) for t in self.info.get("tasks") or [] if t.get("runs_dir")]
+        return list(dict.fromkeys(dirs))
+
+
+class Subscriber:
+    """A connection's interest in events; ``variant`` names the encoding it wants."""
+
+    variant = "ws"
+
+    def __init__(self, outbox: Outbox, *, previews: bool = False,
+                 skip_types: Iterable[str] = ()) -> None:
+        self.outbox = outbox
+        self.previews = previews
+        self.skip_types = frozenset(skip_types)
+        self.last_sent: dict[str, int] = {}
+        self.on_terminal: Callable[[], Any] | None = None
+
+    def wants(self, rec: Rec) -> bool:
+        if rec.type == "preview" and not self.previews:
+            return False
+        return rec.type not in self.skip_types and rec.seq > self.last_sent.get(rec.task_id, 0)
+
+    def deliver(self, rec: Rec, payload: bytes) -> None:
+        self.last_sent[rec.task_id] = rec.seq
+        self.outbox.push(payload, (rec.type, rec.task_id) if rec.type in COALESCIBLE else None)
+        if rec.terminal and self.on_terminal is not None:
+            self.on_terminal()
+
+
+class Hub:
+    def __init__(self, *, runtime_dir: Path | None = None, base_url: str = "/",
+                 history_size: int = 20_000, max_tasks: int = 2_000, max_tasks_with_events: int = 200,
+                 global_history_size: int = 20_000, client_buffer: int = 1_000,
+                 scan_interval: float = 0.5, heartbeat_interval: float = 10.0,
+                 vram_interval: float = 1.0, sample_vram: Callable[[], dict] | None = None) -> None:
+        self.runtime_dir = Path(runtime_dir) if runtime_dir else relay.runtime_dir()
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.history_size = history_size
+        self.max_tasks = max_tasks
+        self.max_tasks_with_events = max_tasks_with_events
+        self.client_buffer = client_buffer
+        self.scan_interval = scan_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.vram_interval = vram_interval
+        self._sample_vram = sample_vram
+        # Ids of the all-tasks stream: "<boot>-<n>", n counting every event this server run
+        # accepted; a different boot means the id is from an earlier server run.
+        self.boot = format(int(time.time() * 1000), "x")
+        self.gid = 0
+        self.ring: collections.deque[Rec] = collections.deque(maxlen=global_history_size)
+        self.tasks: collections.OrderedDict[str, TaskState] = collections.OrderedDict()
+        self.producers: dict[Path, Producer] = {}
+        self.all_subs: list[Subscriber] = []
+        self.preview_subs: list[Subscriber] = []
+        self.task_subs: dict[str, list[Subscriber]] = {}
+        self.sse_outboxes: set[Outbox] = set()
+        self.vram_subs: list[Outbox] = []
+        self.vram_latest: dict[str, Any] | None = None
+        self.vram_at = 0.0
+        self.vram_seq = 0
+        self._vram_timer: PeriodicCallback | None = None
+        self._vram_busy = False
+        self._timers: list[PeriodicCallback] = []
+        self._zmq_context: Any = None
+        self.started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.scan()
+        for callback, seconds in ((self.scan, self.scan_interval),
+                                  (self._heartbeat, self.heartbeat_interval)):
+            timer = PeriodicCallback(callback, seconds * 1000)
+            timer.start()
+            self._timers.append(timer)
+
+    def stop(self) -> None:
+        for timer in self._timers + ([self._vram_timer] if self._vram_timer else []):
+            timer.stop()
+        self._timers.clear()
+        for producer in self.producers.values():
+            self._disconnect(producer)
+        for outbox in list(self.sse_outboxes) + [s.outbox for s in self.all_subs]:
+            outbox.close("server stopping")
+        self.started = False
+
+    # -- discovery -------------------------------------------------------------------------
+    def scan(self) -> None:
+        """Find new, changed and vanished producers; notice dead ones; tail quiet journals."""
+        try:
+            seen = set()
+            for path in relay.producer_files(self.runtime_dir):
+                seen.add(path)
+                self._refresh_producer(path)
+            for path in [p for p in self.producers if p not in seen]:
+                producer = self.producers.pop(path)
+                self._disconnect(producer)
+                self._lose_tasks(producer, "stopped relaying (its producer file is gone)")
+            for producer in self.producers.values():
+                if producer.alive and not _pid_alive(producer.pid, producer.info.get("create_time")):
+                    producer.alive = False
+                    self._disconnect(producer)
+                    self._lose_tasks(producer, f"ended (pid {producer.pid})")
+            self._tail_quiet_tasks()
+        except Exception:
+            log.exception("wan_nb: scanning %s failed", self.runtime_dir)
+
+    def _refresh_producer(self, path: Path) -> None:
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return
+        producer = self.producers.get(path)
+        if producer is not None and producer.mtime == mtime:
+            return
+        info = relay.read_producer_file(path)
+        if not info or "pid" not in info:
+            return
+        if producer is not None and producer.info.get("pub") != info.get("pub"):
+            self._disconnect(producer)  # the same pid re-attached with new sockets
+            producer = None
+        if producer is None:
+            producer = self.producers[path] = Producer(path, info)
+            producer.alive = _pid_alive(producer.pid, info.get("create_time"))
+            if producer.alive:
+                self._connect(producer)
+        producer.info, producer.mtime = info, mtime
+        for entry in info.get("tasks") or []:
+            task_id = str(entry.get("task_id", ""))
+            if not valid_task_id(task_id):
+                continue
+            producer.tasks.add(task_id)
+            task = self.tasks.get(task_id)
+            if task is None or not task.finished:
+                self._load_journal(task_id, producer, Path(entry.get("runs_dir") or "."))
+        if not producer.alive:
+            self._lose_tasks(producer, f"ended (pid {producer.pid})")
+
+    def _connect(self, producer: Producer) -> None:
+        import zmq
+        from zmq.eventloop.zmqstream import ZMQStream
+
+        if self._zmq_context is None:
+            self._zmq_context = zmq.Context.instance()
+        socket = self._zmq_context.socket(zmq.SUB)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVHWM, 100_000)
+        socket.setsockopt(zmq.SUBSCRIBE, b"")
+        socket.connect(producer.info["pub"])
+        producer.stream = ZMQStream(socket)
+        producer.stream.on_recv(lambda frames, p=producer: self._on_zmq(p, frames))
+
+    def _disconnect(self, producer: Producer) -> None:
+        if producer.stream is not None:
+            try:
+                producer.stream.flush()
+            except Exception:
+                pass
+            try:
+                producer.stream.close()
+            except Exception:
+                pass
+            producer.stream = None
+
+    def _on_zmq(self, producer: Producer, frames: list) -> None:
+        for frame in frames:
+            self.ingest(bytes(frame), producer)
+
+    # -- journals --------------------------------------------------------------------------
+    def _load_journal(self, task_id: str, producer: Producer | None, runs_dir: Path | None) -> TaskState | None:
+        path = None
+        candidates = ([runs_dir] if runs_dir else []) + (producer.runs_dirs() if producer else [])
+        for directory in candidates:
+            candidate = directory / task_id / JOURNAL_NAME
+            if candidate.is_file():
+                path = candidate
+                break
+        task = self.tasks.get(task_id)
+        if path is None:
+            return task
+        if task is None:
+            task = self._new_task(task_id)
+        if producer is not None and task.producer is None:
+            task.producer = producer
+        if task.journal_path is None:
+            task.journal_path = path
+        self._tail(task)
+        return task
+
+    def _tail(self, task: TaskState) -> None:
+        """Ingest whatever the journal holds beyond what was read before (whole lines only)."""
+        path = task.journal_path
+        if path is None:
+            return
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(task.journal_offset)
+                data = handle.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            return
+        task.journal_offset += end + 1
+        for line in data[:end].split(b"\n"):
+            if line.strip():
+                self.ingest(line, task.producer, from_journal=True)
+
+    def _tail_quiet_tasks(self) -> None:
+        # A safety net for events the socket missed (a server that subscribed mid-task, a
+        # full queue): a running task that has been quiet for a second has its journal read.
+        now = time.monotonic()
+        for task in list(self.tasks.values()):
+            if not task.finished and task.journal_path is not None and now - task.last_activity > 1.0:
+                try:
+                    size = task.journal_path.stat().st_size
+                except OSError:
+                    continue
+                if size > task.journal_offset:
+                    self._tail(task)
+
+    def _lose_tasks(self, producer: Producer, why: str) -> None:
+        for task_id in list(producer.tasks):
+            task = self.tasks.get(task_id)
+            if task is None or task.finished:
+                continue
+            self._tail(task)  # its last words may be in the journal but not on the socket
+            if task.finished:
+                continue
+            data = {"stage": task.snapshot.stage or "initializing", "error_type": PRODUCER_LOST,
+                    "error": f"the process that ran this task {why} before it finished",
+                    "task_id": task_id, "timestamp": _utc_now()}
+            frame = {"type": "generation_failed", "seq": task.last_seq + 1, "task_id": task_id,
+                     "data": data}
+            self._accept(task, frame, dumps(frame).encode())
+
+    # -- ingest ----------------------------------------------------------------------------
+    def _new_task(self, task_id: str) -> TaskState:
+        task = self.tasks[task_id] = TaskState(task_id)
+        self._evict()
+        return task
+
+    def ingest(self, raw: bytes, producer: Producer | None = None, *, from_journal: bool = False) -> None:
+        try:
+            frame = json.loads(raw)
+            task_id, seq, type_ = frame["task_id"], frame["seq"], frame["type"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if not isinstance(task_id, str) or not isinstance(seq, int) or not valid_task_id(task_id):
+            return
+        task = self.tasks.get(task_id) or self._new_task(task_id)
+        if producer is not None:
+            producer.tasks.add(task_id)
+            if task.producer is None:
+                task.producer = producer
+        if seq <= task.last_seq or task.finished:
+            return
+        if seq > task.last_seq + 1 and not from_journal:
+            if task.journal_path is None and task.producer is not None:
+                self._load_journal(task_id, task.producer, None)
+            else:
+                self._tail(task)
+            if seq <= task.last_seq or task.finished:
+                return
+        self._accept(task, frame, raw)
+
+    def _accept(self, task: TaskState, frame: dict, raw: bytes) -> None:
+        snapshot = task.snapshot
+        snapshot.apply_frame(frame)
+        type_ = frame["type"]
+        terminal = _is_terminal(type_, frame.get("data") or {})
+        self.gid += 1
+        rec = Rec(task.task_id, frame["seq"], type_, raw, snapshot.progress, snapshot.stage, terminal,
+                  self.gid)
+        task.last_activity = time.monotonic()
+        task.events.append(rec)
+        self.ring.append(rec)
+        if len(task.events) > self.history_size:
+            self._compact(task)
+        self._fan_out(rec, frame)
+        if terminal:
+            self._compact(task)
+
+    def _compact(self, task: TaskState) -> None:
+        # Keep the events that tell the story (stages, terminal) and the newest of each
+        # superseding kind; a full replay comes from the journal.
+        newest = {rec.type: rec for rec in task.events if rec.type in COALESCIBLE}
+        kept = [r for r in task.events if r.type not in COALESCIBLE or newest[r.type] is r]
+        if len(kept) != len(task.events):
+            task.complete = False
+            task.events = kept
+
+    def _evict(self) -> None:
+        if len(self.tasks) <= self.max_tasks_with_events:
+            return
+        with_events = [t for t in self.tasks.values() if t.events]
+        for task in with_events[:max(0, len(with_events) - self.max_tasks_with_events)]:
+            if task.finished and not self.task_subs.get(task.task_id):
+                task.events, task.complete = [], False
+        while len(self.tasks) > self.max_tasks:
+            oldest = next((t for t in self.tasks.values() if t.finished), None)
+            if oldest is None:
+                break
+            del self.tasks[oldest.task_id]
+
+    # -- fan-out ---------------------------------------------------------------------------
+    def encode(self, rec: Rec, variant: str, frame: dict | None = None) -> bytes:
+        if variant == "ws":
+            return ws_text_frame(rec.raw)
+        if variant == "sse_all":
+            return sse_named(rec.type, f"{self.boot}-{rec.gid}", rec.raw)
+        if frame is None:
+            frame = json.loads(rec.raw)
+        return sse_unnamed(rec.seq, seed_message(frame, rec.progress, rec.stage, self.base_url))
+
+    def _fan_out(self, rec: Rec, frame: dict) -> None:
+        targets = self.preview_subs if rec.type == "preview" else self.all_subs
+        per_task = self.task_subs.get(rec.task_id)
+        if not targets and not per_task:
+            return
+        encoded: dict[str, bytes] = {}
+        for group in (targets, per_task or ()):
+            for sub in list(group):
+                if not sub.wants(rec):
+                    continue
+                payload = encoded.get(sub.variant)
+                if payload is None:
+                    payload = encoded[sub.variant] = self.encode(rec, sub.variant, frame)
+                sub.deliver(rec, payload)
+
+    def _heartbeat(self) -> None:
+        for outbox in list(self.sse_outboxes):
+            outbox.push(HEARTBEAT, "heartbeat")
+
+    # -- subscriptions (handlers call these) ----------------------------------------------
+    def replay(self, task: TaskState, after: int = 0) -> list[Rec]:
+        """Every event of ``task`` with seq > ``after``, from memory or else from its journal."""
+        if task.complete or task.journal_path is None:
+            return [r for r in task.events if r.seq > after]
+        snapshot = TaskSnapshot(task.task_id)
+        recs = []
+        try:
+            with open(task.journal_path, "rb") as handle:
+                lines = handle.read().split(b"\n")[:-1]  # a torn last line is not an event yet
+        except OSError:
+            return [r for r in task.events if r.seq > after]
+        for line in lines:
+            try:
+                frame = json.loads(line)
+                snapshot.apply_frame(frame)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if frame["seq"] > after:
+                recs.append(Rec(task.task_id, frame["seq"], frame["type"], line, snapshot.progress,
+                                snapshot.stage, _is_terminal(frame["type"], frame.get("data") or {})))
+        # Events the server added itself (a lost producer's terminal) are not in the journal.
+        last = recs[-1].seq if recs else after
+        recs += [r for r in task.events if r.seq > max(last, after)]
+        return recs
+
+    def subscribe_task(self, sub: Subscriber, task_id: str, after: int = 0) -> None:
+        """Replay ``task_id``'s events after ``after`` to ``sub``, then keep it posted."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            for rec in self.replay(task, after):
+                if sub.wants(rec):
+                    sub.deliver(rec, self.encode(rec, sub.variant))
+        else:
+            sub.last_sent[task_id] = max(sub.last_sent.get(task_id, 0), after)
+        subs = self.task_subs.setdefault(task_id, [])
+        if sub not in subs:
+            subs.append(sub)
+
+    def unsubscribe_task(self, sub: Subscriber, task_id: str) -> None:
+        subs = self.task_subs.get(task_id)
+        if subs and sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self.task_subs[task_id]
+
+    def subscribe_all(self, sub: Subscriber, after_gid: int | None = None) -> None:
+        if after_gid is not None and self.ring:
+            first = self.ring[0].gid
+            for rec in list(self.ring)[max(0, after_gid + 1 - first):]:
+                if rec.type == "preview" and not sub.previews:
+                    continue
+                if sub.wants(rec):
+                    sub.deliver(rec, self.encode(rec, sub.variant))
+        if sub not in self.all_subs:
+            self.all_subs.append(sub)
+        if sub.previews and sub not in self.preview_subs:
+            self.preview_subs.append(sub)
+
+    def subscribe_previews(self, sub: Subscriber) -> None:
+        if sub not in self.preview_subs:
+            self.preview_subs.append(sub)
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        for group in (self.all_subs, self.preview_subs):
+            if sub in group:
+                group.remove(sub)
+        for task_id in [t for t, subs in self.task_subs.items() if sub in subs]:
+            self.unsubscribe_task(sub, task_id)
+        self.unsubscribe_vram(sub.outbox)
+
+    # -- lookups ---------------------------------------------------------------------------
+    def find(self, task_id: str) -> TaskState | None:
+        """The task, looking in the runtime dir and the known runs folders if not yet seen."""
+        if not valid_task_id(task_id):
+            return None
+        task = self.tasks.get(task_id)
+        if task is not None:
+            return task
+        self.scan()
+        task = self.tasks.get(task_id)
+        if task is None:
+            for producer in list(self.producers.values()):
+                task = self._load_journal(task_id, producer, None)
+                if task is not None:
+                    producer.tasks.add(task_id)
+                    if not producer.alive:
+                        self._lose_tasks(producer, f"ended (pid {producer.pid})")
+                    break
+        return task
+
+    def snapshot(self, task: TaskState) -> dict[str, Any]:
+        url, scene_urls = video_urls(self.base_url, task.task_id, len(task.snapshot.scene_videos))
+        result = task.snapshot.to_dict(video_url=url)
+        result["scene_video_urls"] = scene_urls
+        result["producer_pid"] = task.producer.pid if task.producer else None
+        return result
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        tasks = sorted(self.tasks.values(),
+                       key=lambda t: (t.snapshot.created_at or "", t.created), reverse=True)
+        return [self.snapshot(t) for t in tasks if t.snapshot.last_seq]
+
+    def run_folder(self, task: TaskState) -> Path | None:
+        if task.journal_path is not None:
+            return task.journal_path.parent
+        for directory in task.producer.runs_dirs() if task.producer else []:
+            if (directory / task.task_id).is_dir():
+                return directory / task.task_id
+        return None
+
+    def video_file(self, task: TaskState, scene: int | None = None) -> Path | None:
+        """The task's output (or its ``scene``-th scene video, 1-based), if it is a file inside
+        the task's run folder; None otherwise. Only paths announced in the task's own events
+        are candidates, so no request path reaches the filesystem."""
+        snap = task.snapshot
+        if scene is None:
+            candidate = snap.output_path
+        else:
+            candidate = snap.scene_videos[scene - 1] if 1 <= scene <= len(snap.scene_videos) else None
+        folder = self.run_folder(task)
+        if not candidate or folder is None:
+            return None
+        try:
+            root = folder.resolve(strict=True)
+            path = Path(candidate)
+            path = (path if path.is_absolute() else root / path).resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not path.is_file() or not path.is_relative_to(root):
+            return None
+        return path
+
+    # -- cancel ----------------------------------------------------------------------------
+    async def cancel(self, task: TaskState, timeout: float = 3.0) -> dict[str, Any]:
+        producer = task.producer
+        if producer is None or not producer.alive:
+            return {"ok": False, "error": "the task's process is not reachable"}
+        loop = IOLoop.current()
+        info = dict(producer.info)
+        return await loop.run_in_executor(None, lambda: relay.send_control(
+            info, "cancel", timeout, task_id=task.task_id))
+
+    # -- VRAM ------------------------------------------------------------------------------
+    def subscribe_vram(self, outbox: Outbox) -> None:
+        if outbox not in self.vram_subs:
+            self.vram_subs.append(outbox)
+        if self.vram_latest is not None and time.monotonic() - self.vram_at < 2 * self.vram_interval:
+            outbox.push(self._vram_frame(), ("vram", SERVER_TASK_ID))
+        if self._vram_timer is None:
+            self._vram_timer = PeriodicCallback(self._vram_tick, self.vram_interval * 1000)
+            self._vram_timer.start()
+            IOLoop.current().add_callback(self._vram_tick)
+
+    def unsubscribe_vram(self, outbox: Outbox) -> None:
+        if outbox in self.vram_subs:
+            self.vram_subs.remove(outbox)
+        if not self.vram_subs and self._vram_timer is not None:
+            self._vram_timer.stop()
+            self._vram_timer = None
+
+    async def sample_vram(self) -> dict[str, Any]:
+        """A fresh reading (at most ``vram_interval`` old), taken off the IOLoop thread."""
+        if self.vram_latest is not None and time.monotonic() - self.vram_at < self.vram_interval:
+            return self.vram_latest
+        sampler = self._sample_vram
+        if sampler is None:
+            from .. import monitor
+
+            sampler = monitor.sample
+        reading = await IOLoop.current().run_in_executor(None, sampler)
+        self.vram_latest = {**reading, "task_id": SERVER_TASK_ID, "timestamp": _utc_now()}
+        self.vram_at = time.monotonic()
+        self.vram_seq += 1
+        return self.vram_latest
+
+    def _vram_frame(self) -> bytes:
+        frame = {"type": "vram_monitoring", "seq": self.vram_seq, "task_id": SERVER_TASK_ID,
+                 "data": self.vram_latest}
+        return ws_text_frame(dumps(frame).encode())
+
+    async def _vram_tick(self) -> None:
+        if self._vram_busy or not self.vram_subs:
+            return
+        self._vram_busy = True
+        try:
+            self.vram_at = 0.0  # force a new reading
+            await self.sample_vram()
+        except Exception:
+            log.debug("wan_nb: VRAM sample failed", exc_info=True)
+            return
+        finally:
+            self._vram_busy = False
+        payload = self._vram_frame()
+        for outbox in list(self.vram_subs):
+            outbox.push(payload, ("vram", SERVER_TASK_ID))
+
+
+def make_outbox(hub: Hub, stream: Any, *, chunked: bool, on_close: Callable[[str], Any]) -> Outbox:
+    return Outbox(stream, limit=hub.client_buffer, chunked=chunked, on_close=on_close)
+
+
+__all__ = ["Hub", "Subscriber", "TaskState", "Rec", "valid_task_id", "make_outbox", "SERVER_TASK_ID"]
