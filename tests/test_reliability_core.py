@@ -169,7 +169,7 @@ values = st.one_of(st.none(), st.integers(-10**6, 10**6), st.floats(allow_nan=Tr
                    st.booleans())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(prompt=st.one_of(st.text(max_size=20), st.none(), st.integers()),
        height=values, width=values, num_frames=values, steps=values, guidance_scale=values, seed=values)
 def test_fuzzed_parameters_are_accepted_or_refused_clearly(tmp_path, prompt, height, width, num_frames, steps,

@@ -6,6 +6,7 @@ edit away. Runs in microseconds: no torch, no model.
 
 from __future__ import annotations
 
+import math
 import numbers
 import random
 from typing import Any, Mapping
@@ -36,7 +37,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A finite real number (not a bool: ``True`` as a height is a bug, not a 1)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
@@ -88,7 +90,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
         value = p[name]
         if value is None and name == "guidance_scale_2":
             continue
-        if not _is_number(value) or value != value:
+        if not _is_number(value):
             raise InvalidParameter(name, value, "must be a number >= 0, e.g. 5.0 (1.0 turns "
                                    "classifier-free guidance off)")
         if value < 0:
@@ -104,7 +106,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
     if seed is None:
         seed = random.SystemRandom().randrange(0, 2**32)
     elif not _is_int(seed):
-        nearest = int(seed) if _is_number(seed) and seed == seed else 0
+        nearest = int(seed) if _is_number(seed) else 0
         raise InvalidParameter("seed", seed, f"must be an integer (or None for a random one); try seed={nearest}")
     elif not 0 <= seed < 2**63:
         raise InvalidParameter("seed", seed, f"must be between 0 and 2**63-1; try seed={abs(int(seed)) % 2**32}")
