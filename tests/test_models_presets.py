@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from wan_nb.presets import presets as list_presets
-from wan_nb import models, presets as _p, tiny
+from wan_nb import models, tiny
+from wan_nb.presets import get as get_preset
 
 REQUIRED = ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p",
             "wan2.2-ti2v-5b", "wan2.2-t2v-a14b", "wan2.2-i2v-a14b"]
@@ -103,5 +104,5 @@ def test_device_and_dtype_auto_and_explicit():
 
 
 def test_get_is_case_insensitive_and_none_for_unknown():
-    assert _p.get("WAN2.2-TI2V-5B").name == "wan2.2-ti2v-5b"
-    assert _p.get("nope") is None
+    assert get_preset("WAN2.2-TI2V-5B").name == "wan2.2-ti2v-5b"
+    assert get_preset("nope") is None
