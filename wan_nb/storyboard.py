@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from . import journal
 from .events import Event, EventType, dumps
 from .generator import GenerationCancelled, Generator, Result, _new_task_id
-from .params import GENERATION_ARGS, build_params, public_params
+from .params import GENERATION_ARGS, InvalidParameter, build_params, public_params
 from .stitch import check_transition, stitch, stitched_frame_count
 
 __all__ = ["Scene", "Storyboard", "StoryboardRun", "StoryboardResult", "StoryboardError",
@@ -162,11 +162,14 @@ def _frames_for_seconds(seconds: float, fps: float, temporal_factor: int) -> int
 
 
 def _check_image_source(index: int, image: Any) -> None:
-    if image is None or not isinstance(image, (str, os.PathLike)):
+    if image is None:
         return
-    if not Path(image).expanduser().is_file():
-        raise ValueError(f"scene {index}: image={str(image)!r} is not a file; give the path of an existing "
-                         "image (or a PIL image / numpy array)")
+    from . import models
+
+    try:  # cheap: a path must exist, an array must have a picture's shape (no decoding here)
+        models.check_image(image)
+    except ValueError as exc:
+        raise ValueError(f"scene {index}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -306,9 +309,8 @@ class Storyboard:
 
             board = Storyboard.from_story(story, writer=llm_writer, style="cinematic", gen=gen)
         """
-        if isinstance(text, Generator):  # Storyboard.from_story(gen, text, ...) reads naturally too
-            gen, text = text, writer  # type: ignore[assignment]
-            writer = kwargs.pop("writer", None)
+        if isinstance(text, Generator):
+            raise TypeError("from_story(text, ..., gen=gen): give the story first and the generator as gen=")
         if not isinstance(text, str) or not text.strip():
             raise ValueError("from_story: the story is empty; give some text")
         if writer is not None and not callable(writer):
@@ -339,9 +341,9 @@ class Storyboard:
         try:
             params = build_params(self.gen.spec, scene.prompt, kwargs, known_loras=self.gen.loras)
         except (ValueError, TypeError) as exc:
-            raise type(exc)(f"scene {index} ({scene.prompt[:40]!r}): {exc}") from exc
+            raise _in_scene(exc, f"scene {index} ({scene.prompt[:40]!r})") from exc
         has_image = scene.image is not None or (self.continuity and index > 1)
-        if self.gen.spec.kind == "i2v" and not has_image:
+        if getattr(self.gen.spec, "requires_image", self.gen.spec.kind == "i2v") and not has_image:
             raise ValueError(f"scene {index}: {self.gen.model!r} is an image-to-video model; give the first "
                              "scene an image, e.g. Scene(prompt, image='start.png')")
         return params
@@ -420,7 +422,7 @@ class Storyboard:
 
     def plan(self) -> list[dict[str, Any]]:
         """The parameter set of every scene (what each scene task will be given)."""
-        return [public_params(p) for p in self._params]
+        return [_public(p) for p in self._params]
 
     def _ipython_display_(self) -> None:
         from .widgets.storyboard_panel import show_storyboard
@@ -459,7 +461,7 @@ class StoryboardRun:
         self._done = threading.Event()
         self._current_task: Any = None
         self._current_scene: int | None = None  # 1-based, while a scene renders
-        self._last_step_event = 0.0
+        self._last_step_event = float("-inf")
         self._result: StoryboardResult | None = None
         self._error: BaseException | None = None
         work = [p["num_frames"] * p["steps"] for p in board._params]
@@ -684,7 +686,7 @@ class StoryboardRun:
             if path.is_file() and sidecar.is_file():
                 try:
                     saved = json.loads(sidecar.read_text())
-                    ok = (saved.get("params") == json.loads(dumps(public_params(params)))
+                    ok = (saved.get("params") == json.loads(dumps(_public(params)))
                           and frame_count(path) == params["num_frames"])
                 except (OSError, ValueError, RuntimeError):
                     ok = False  # unreadable: render it again
@@ -756,7 +758,7 @@ class StoryboardRun:
             _link_or_copy(source, target)
             params = board._params[index - 1]
             sidecar = {"index": index, "task_id": result.task_id if result else None,
-                       "params": public_params(params), "source": str(source)}
+                       "params": _public(params), "source": str(source)}
             target.with_suffix(".json").write_text(dumps(sidecar))
         with self._lock:
             self._current_scene = None
@@ -798,6 +800,26 @@ class _SceneFailed(Exception):
         self.error = error
         self.error_type = error_type
         self.detail = detail
+
+
+def _in_scene(exc: Exception, where: str) -> Exception:
+    """The same error (same class, same attributes) with the scene named in front."""
+    if isinstance(exc, InvalidParameter):
+        new: Exception = InvalidParameter(exc.name, exc.value, "")
+    else:
+        new = (TypeError if isinstance(exc, TypeError) else ValueError)()
+    new.args = (f"{where}: {exc}",)
+    return new
+
+
+def _public(params: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-safe parameters; an image is described by its type and size, not embedded."""
+    image = params.get("image")
+    if image is not None and not isinstance(image, (str, os.PathLike)):
+        shape = getattr(image, "shape", None)
+        size = tuple(shape) if shape is not None else tuple(getattr(image, "size", ()) or ())
+        params = {**params, "image": f"<{type(image).__name__} {size}>"}
+    return public_params(params)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
