@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import wan_nb
+import wan_nb.previews
 from wan_nb.bus import EventBus
 from wan_nb.events import EventType
 from wan_nb.widgets import gallery, show_result, show_task, widgets_available
@@ -51,6 +52,12 @@ def test_panel_shows_a_completed_task(finished):
     for stage in ("init", "encode prompt", "denoise", "decode", "save", "done"):
         assert stage in panel.timeline.value
     assert "left" not in panel.timing.value and "elapsed" in panel.timing.value
+    previews = [e for e in task.events if e.type == "preview"]
+    if previews:  # the live preview shows the newest clip preview
+        assert panel.preview.value == wan_nb.previews.preview_bytes(previews[-1])
+        assert panel.preview.layout.display == ""
+    else:  # the previewer skipped every step (its time budget): nothing to show, nothing shown
+        assert panel.preview.layout.display == "none"
 
 
 def test_memory_chart_gets_readings_and_stage_bands(finished):

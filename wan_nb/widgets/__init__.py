@@ -90,11 +90,12 @@ def show_sweep(sweep: Any, stream: TextIO | None = None) -> Any:
     return None
 
 
-def gallery(results: Any, *, labels: Any = None, columns: int | None = None, display: bool = True,
+def gallery(results: Any, *, labels: Any = None, columns: int | None = None, display: bool = False,
             stream: TextIO | None = None) -> Any:
     """A grid of videos labelled by what differs between them (prompt, seed, LoRA weights …).
 
-    Returns the :class:`Gallery` widget; in a terminal prints one line per video instead.
+    Returns the :class:`Gallery` widget, which shows as a cell's last expression (or pass
+    ``display=True``); in a terminal prints one line per video instead.
     """
     from .grid import Gallery, differing_labels, format_label, to_results
 

@@ -11,6 +11,7 @@ generator is running, keeping one memory chart across tasks.
 
 from __future__ import annotations
 
+import base64
 import html
 import threading
 import time
@@ -79,12 +80,19 @@ class ProgressPanel(w.VBox):
         self.cancel_button.add_class("wan-nb-cancel")
         self.cancel_button.on_click(self._on_cancel_click)
         self.memory = VramPlot() if memory and not compact else None
+        # The newest live preview (an animated WebP of the whole clip), hidden until one arrives.
+        self.preview = w.Image(format="webp", layout=w.Layout(display="none", width="128px"))
+        self.preview.add_class("wan-nb-preview")
+        self._preview: tuple[str, bytes] | None = None
+        self._preview_changed = False
 
         rows: list[w.Widget] = [self.title, w.HBox([self.overall, self.overall_text])]
         if not compact:
-            rows += [w.HBox([self.steps, self.steps_text]), self.timeline, self.message,
-                     w.HBox([self.timing, self.cancel_button],
-                            layout=w.Layout(justify_content="space-between", align_items="center"))]
+            text = w.VBox([w.HBox([self.steps, self.steps_text]), self.timeline, self.message,
+                           w.HBox([self.timing, self.cancel_button],
+                                  layout=w.Layout(justify_content="space-between", align_items="center"))],
+                          layout=w.Layout(flex="1 1 auto"))
+            rows += [w.HBox([text, self.preview], layout=w.Layout(align_items="flex-start"))]
             if self.memory is not None:
                 rows.append(self.memory)
         else:
@@ -140,6 +148,8 @@ class ProgressPanel(w.VBox):
         with self._lock:
             if event.type == EventType.VRAM_MONITORING:
                 self._add_sample(event)
+            elif event.type == EventType.PREVIEW and event.seq > self.state.last_seq:
+                self._add_preview(event)
             if not self.state.apply(event):
                 return
             final = self.state.finished
@@ -157,6 +167,14 @@ class ProgressPanel(w.VBox):
             del self._samples[: len(self._samples) - self.memory.max_samples]
         self._memory_kind, self._memory_label = VramPlot.describe(event.data)
         self._samples_changed = True
+
+    def _add_preview(self, event: Event) -> None:
+        mime = str(event.data.get("mime", "image/webp"))
+        try:
+            self._preview = (mime.split("/", 1)[1], base64.b64decode(event.data["data_b64"]))
+        except (KeyError, ValueError, IndexError):
+            return  # a malformed preview is not worth failing the panel for
+        self._preview_changed = True
 
     # -- drawing ------------------------------------------------------------------------------
     def _render(self) -> None:
@@ -184,6 +202,11 @@ class ProgressPanel(w.VBox):
                           description="Cancel" if s.status != "cancelled" else "Cancelled")
             elif not (self._task.cancel_requested if hasattr(self._task, "cancel_requested") else False):
                 self._set(self.cancel_button, disabled=False, description="Cancel")
+            if self._preview_changed and self._preview is not None:
+                self._preview_changed = False
+                fmt, data = self._preview
+                self._set(self.preview, format=fmt, value=data)
+                self.preview.layout.display = ""
             if self.memory is not None and (self._samples_changed or s.stages):
                 self._samples_changed = False
                 self.memory.set_series(list(self._samples), self._bands(), self._memory_kind, self._memory_label)
@@ -294,6 +317,8 @@ class GeneratorPanel(ProgressPanel):
         for event in self.generator.bus.history(task_id):
             if event.type == EventType.VRAM_MONITORING:
                 self._add_sample(event)
+            elif event.type == EventType.PREVIEW:
+                self._add_preview(event)
             self.state.apply(event)
 
     def close(self) -> None:
