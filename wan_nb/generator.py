@@ -255,8 +255,7 @@ class Generator:
             raise RuntimeError("this Generator is closed; create a new one")
         params = build_params(self.spec, prompt, kwargs, known_loras=self._loras)
         if params["image"] is not None:
-            params["image"] = models.prepare_image(params["image"], params["height"], params["width"]) \
-                if hasattr(models, "prepare_image") else params["image"]
+            params["image"] = models.prepare_image(params["image"], params["height"], params["width"])
         task_id = _new_task_id()
         run_dir = self.runs_dir / task_id
         task = Task(self, task_id, params, run_dir, parent_id=parent_id)
@@ -573,7 +572,8 @@ class Generator:
 
         def report(kind: str, **fields: Any) -> None:
             if kind == "stage":
-                enter(Stage(fields["stage"]), fields.get("message", ""))
+                if fields["stage"] != task.stage:
+                    enter(Stage(fields["stage"]), fields.get("message", ""))
             elif kind == "loading":
                 progress = float(fields.pop("progress", 0.0))
                 status = fields.pop("status", "")
@@ -584,35 +584,16 @@ class Generator:
             if threading.current_thread() is on_worker:
                 check_cancel()  # downloads report from their own threads: cancel on ours
 
-        device, dtype = self._resolve_device_dtype()
-        enter(Stage.LOADING_MODEL, f"Loading {self.model}")
+        device, dtype = models.resolve_device_dtype(self.device_request, self.dtype_request)
         loaded = time.perf_counter()
-        options = {"offload": self.offload, "vae_tiling": self.vae_tiling, "vae_slicing": self.vae_slicing}
-        try:
-            pipe = models.load_pipeline(self.spec, device=device, dtype=dtype, report=report, **options)
-        except TypeError as exc:  # an older loader without memory options
-            if "offload" not in str(exc):
-                raise
-            pipe = models.load_pipeline(self.spec, device=device, dtype=dtype, report=report)
+        # The loader announces downloading_model / loading_model itself: only it knows whether
+        # the files are already cached.
+        pipe = models.load_pipeline(self.spec, device=device, dtype=dtype, report=report, offload=self.offload,
+                                    vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing)
         log.debug("loaded %s in %.2fs", self.model, time.perf_counter() - loaded)
         self._pipe = pipe
         self.device = device
         return pipe
-
-    def _resolve_device_dtype(self) -> tuple[str, Any]:
-        if hasattr(models, "resolve_device_dtype"):
-            return models.resolve_device_dtype(self.device_request, self.dtype_request)
-        import torch
-
-        device = self.device_request
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = self.dtype_request
-        if dtype == "auto":
-            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        elif isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
-        return device, dtype
 
     def _apply_loras(self, task: Task, pipe: Any, enter: Callable[..., None]) -> None:
         requested = task.params["loras"]
@@ -651,7 +632,9 @@ class Generator:
         check_cancel()
 
         steps = p["steps"]
-        experts = models.expert_schedule(pipe, steps) if hasattr(models, "expert_schedule") else None
+        experts = models.expert_schedule(pipe, steps)
+        if not any(experts):
+            experts = None
         key = eta.shape_key(self.model, p)
         clock = eta.StepClock(steps, self._timings.tail_seconds(key), experts)
         enter(Stage.GENERATING, f"Denoising: {steps} steps")
