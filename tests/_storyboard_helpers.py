@@ -37,3 +37,28 @@ def assert_seed_order(events: list[Event]) -> None:
     progress = [e.data["progress"] for e in events]
     assert progress == sorted(progress), progress
     assert [e.seq for e in events] == list(range(events[0].seq, events[0].seq + len(events)))
+
+
+def _produce(args) -> None:
+    """A script that renders a small storyboard (a producer process for the server tests)."""
+    import time
+
+    from wan_nb import Generator, Scene, Storyboard
+
+    with Generator(model="tiny", runs_dir=args.runs_dir, previews=False) as gen:
+        board = Storyboard(gen, ["a fox wakes", Scene("the fox runs", num_frames=9), "the fox sleeps"],
+                           id=args.id, seed=0, num_frames=5, steps=2, progress_interval=0.02)
+        handle = board.submit()
+        print("started", flush=True)
+        handle.result(timeout=300)
+        time.sleep(0.5)  # let the last frames leave the relay socket
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["produce"])
+    parser.add_argument("--runs-dir", required=True)
+    parser.add_argument("--id", required=True)
+    _produce(parser.parse_args())

@@ -574,6 +574,10 @@ class StoryboardRun:
         except OSError as exc:
             raise OSError(f"cannot write the storyboard folder {folder}: {exc}. Pass the Generator a "
                           "writable runs_dir= (or set WAN_NB_RUNS_DIR).") from exc
+        # A cancel from a Jupyter server reaches the generator by task id; let it find this run.
+        cancellers = getattr(self.generator, "_cancellers", None)
+        if isinstance(cancellers, dict):
+            cancellers[self.id] = self.cancel
         thread = threading.Thread(target=self._work, name=f"wan_nb-storyboard-{self.id}", daemon=True)
         thread.start()
 
@@ -606,6 +610,9 @@ class StoryboardRun:
                 raise
         finally:
             self._write_state()
+            cancellers = getattr(self.generator, "_cancellers", None)
+            if isinstance(cancellers, dict) and cancellers.get(self.id) == self.cancel:
+                del cancellers[self.id]
             self.generator._journal.close(self.id)
             self._done.set()
 

@@ -1,0 +1,180 @@
+"""The storyboard panel: one row per scene (status, bar, the player once done) and the final video.
+
+It reads only the storyboard's own ``storyboard_progress`` events (every one carries the state
+of every scene), so it draws the same picture whether it was opened before the run, during it,
+or after it (``replay``). Redraws go through a :class:`Throttle`; players are added as soon as
+a scene is announced.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import threading
+from typing import Any, TextIO
+
+import ipywidgets as w
+
+from ..events import Event, EventType
+from ._throttle import Throttle
+from .video import VideoPlayer
+
+__all__ = ["StoryboardPanel", "show_storyboard"]
+
+BAR_STYLE = {"completed": "success", "reused": "success", "failed": "danger", "cancelled": "warning",
+             "running": "info", "pending": ""}
+STATUS_TEXT = {"pending": "waiting", "running": "rendering", "completed": "done", "reused": "done (kept)",
+               "failed": "failed", "cancelled": "cancelled"}
+STATUS_COLOR = {"pending": "#777", "running": "#0072b2", "completed": "#2e7d32", "reused": "#2e7d32",
+                "failed": "#c62828", "cancelled": "#e65100"}
+
+
+def _board_of(source: Any) -> Any:
+    return getattr(source, "board", source)  # a StoryboardRun has .board; a Storyboard is one
+
+
+class _SceneRow(w.HBox):
+    def __init__(self, index: int, prompt: str, frames: int, display_width: int) -> None:
+        self.index = index
+        self.display_width = display_width
+        self.label = w.HTML(f"<b>Scene {index}</b> <span style='opacity:.7'>({frames} frames)</span><br>"
+                            f"<span style='font-size:12px'>{html.escape(prompt)}</span>",
+                            layout=w.Layout(width="260px"))
+        self.status = w.HTML()
+        self.bar = w.FloatProgress(value=0.0, min=0.0, max=100.0, layout=w.Layout(width="160px"))
+        self.bar.add_class("wan-nb-scene-bar")
+        self.player_box = w.Box()
+        self.video_path: str | None = None
+        super().__init__([self.label, w.VBox([self.status, self.bar]), self.player_box],
+                         layout=w.Layout(align_items="center", gap="12px"))
+        self.add_class("wan-nb-scene-row")
+        self.set_state("pending", 0.0)
+
+    def set_state(self, status: str, progress: float) -> None:
+        self.state = status
+        self.status.value = (f"<span class='wan-nb-scene-status' style='color:{STATUS_COLOR.get(status, '#777')}'>"
+                             f"{STATUS_TEXT.get(status, status)}</span>")
+        self.bar.value = max(0.0, min(100.0, float(progress)))
+        self.bar.bar_style = BAR_STYLE.get(status, "")
+
+    def show_video(self, path: str) -> None:
+        if path == self.video_path:
+            return
+        self.video_path = path
+        try:
+            player: w.Widget = VideoPlayer.from_file(path, filename=f"scene_{self.index:02d}.mp4",
+                                                     display_width=self.display_width, autoplay=False)
+        except (FileNotFoundError, ValueError) as exc:
+            player = w.HTML(f"<i>{html.escape(str(exc))}</i>")
+        self.player_box.children = (player,)
+
+
+class StoryboardPanel(w.VBox):
+    """Live view of a storyboard: overall bar and message, scene rows, the final video."""
+
+    def __init__(self, source: Any, *, display_width: int = 160, max_rate: float = 10.0, **kwargs: Any) -> None:
+        board = _board_of(source)
+        self.board = board
+        self.storyboard_id = board.id
+        self._lock = threading.RLock()
+        self._pending: list[Event] = []
+        self.status = "pending"
+        self.final_path: str | None = None
+        self.title = w.HTML(f"<b>Storyboard</b> <code>{html.escape(board.id)}</code> · {len(board.scenes)} "
+                            f"scene(s) · {board.transition} · {board.frames} frames @ {board.fps:g} fps")
+        self.overall = w.FloatProgress(value=0.0, min=0.0, max=100.0, description="Overall",
+                                       bar_style="info", layout=w.Layout(width="60%", min_width="200px"))
+        self.overall.add_class("wan-nb-overall")
+        self.message = w.HTML("<i>not started</i>")
+        self.message.add_class("wan-nb-message")
+        self.rows = [_SceneRow(i, scene.prompt, frames, display_width)
+                     for i, (scene, frames) in enumerate(zip(board.scenes, board.scene_frames), 1)]
+        self.final_box = w.VBox()
+        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning",
+                                      tooltip="Stop the current scene and skip the rest",
+                                      layout=w.Layout(width="auto", display="none"))
+        self.cancel_button.on_click(lambda _: board.cancel())
+        super().__init__([self.title, w.HBox([self.overall, self.cancel_button]), self.message,
+                          w.VBox(self.rows), self.final_box], **kwargs)
+        self.add_class("wan-nb-storyboard")
+        self.throttle = Throttle(self._render, rate=max_rate)
+        self._latest: Event | None = None
+        # Every event of this storyboard id, past and future runs (resume) alike.
+        self._unsubscribe = board.gen.subscribe(self._on_event, task_id=board.id,
+                                                types=[EventType.STORYBOARD_PROGRESS], replay=True)
+
+    def _on_event(self, event: Event) -> None:
+        with self._lock:
+            self._latest = event
+            inner = event.data.get("data") or {}
+            # Players are added at once, not throttled: a scene is announced only once.
+            if inner.get("scene_video") and inner.get("scene_index"):
+                self.rows[int(inner["scene_index"]) - 1].show_video(str(inner["scene_video"]))
+            if event.is_terminal:
+                self.throttle.flush()
+            else:
+                self.throttle.request()
+
+    def _render(self) -> None:
+        with self._lock:
+            event = self._latest
+            if event is None:
+                return
+            data = event.data
+            inner = data.get("data") or {}
+            status, step = data.get("status"), data.get("step")
+            self.overall.value = float(data.get("progress", 0.0))
+            self.message.value = f"<span class='wan-nb-step'>{html.escape(str(step))}</span> · " \
+                                 f"{html.escape(str(data.get('message', '')))}"
+            for row, state in zip(self.rows, inner.get("scene_states") or ()):
+                row.set_state(state.get("status", "pending"), state.get("progress", 0.0))
+            for row, path in zip(self.rows, inner.get("scene_videos") or ()):
+                row.show_video(str(path))
+            if step == "complete" and status == "completed":
+                self.status = "completed"
+                self.overall.bar_style = "success"
+                self._show_final(str(inner.get("final_video_path")))
+            elif status in ("failed", "cancelled"):
+                self.status = status
+                self.overall.bar_style = "danger" if status == "failed" else "warning"
+            else:
+                self.status = "running"
+                self.overall.bar_style = "info"
+                self.final_box.children = ()
+            self.cancel_button.layout.display = "" if self.status == "running" else "none"
+
+    def _show_final(self, path: str) -> None:
+        if self.final_path == path and self.final_box.children:
+            return
+        self.final_path = path
+        try:
+            player: w.Widget = VideoPlayer.from_file(path, filename=f"{self.storyboard_id}.mp4", display_width=384)
+        except (FileNotFoundError, ValueError) as exc:
+            player = w.HTML(f"<i>{html.escape(str(exc))}</i>")
+        self.final_box.children = (w.HTML("<b>Final video</b>"), player)
+
+    def close(self) -> None:
+        self._unsubscribe()
+        super().close()
+
+    def __repr__(self) -> str:
+        states = ", ".join(row.state for row in self.rows)
+        return f"StoryboardPanel({self.storyboard_id!r}, {self.status}, scenes: {states})"
+
+
+def show_storyboard(source: Any, stream: TextIO | None = None) -> Any:
+    """Display the storyboard panel (a text summary outside Jupyter)."""
+    from . import _display, widgets_available
+
+    if widgets_available():
+        return _display(StoryboardPanel(source))
+    board = _board_of(source)
+    run = getattr(board, "current", None)
+    out = stream or sys.stdout
+    out.write(f"{board!r}\n")
+    for index, (scene, frames) in enumerate(zip(board.scenes, board.scene_frames), 1):
+        status = run.scene_status[index - 1] if run is not None else "pending"
+        out.write(f"  scene {index}: {status:<9} {frames:>3} frames  {scene.prompt}\n")
+    if run is not None:
+        out.write(f"  {run.status}: {run.progress:.0f}% {run.message}\n")
+    return None
