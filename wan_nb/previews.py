@@ -396,29 +396,49 @@ class RateLimiter:
 
 # -- the step hook -------------------------------------------------------------------------------
 class _CostModel:
-    """Predicts a preview's seconds from its output pixels: calibrated once, then learned."""
+    """Predicts a preview's seconds from its output pixels (all frames).
 
-    _calibrated: float | None = None  # seconds per output pixel (all frames), per process
+    Before any real preview of this generator: ``overhead + per_pixel * pixels`` from a one-off
+    calibration (real projection + encode of two small synthetic clips, once per process), times
+    a safety factor, because a preview that breaks the budget is worse than one that comes a step
+    late. After that: the measured cost per pixel of the previous previews.
+    """
+
+    SAFETY = 2.0
+    _calibrated: tuple[float, float] | None = None  # (overhead s, s per pixel), per process
     _lock = threading.Lock()
 
     def __init__(self) -> None:
         self.per_pixel: float | None = None
 
     @classmethod
-    def calibration(cls) -> float:
+    def calibration(cls) -> tuple[float, float]:
+        import torch
+
         with cls._lock:
             if cls._calibrated is None:
-                frames = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
-                frames = np.ascontiguousarray(np.repeat(np.repeat(frames[:, ::8, ::8], 8, 1), 8, 2))
-                encode(frames, 100)  # warm up the codec once
-                started = time.perf_counter()
-                encode(frames, 100)
-                cls._calibrated = (time.perf_counter() - started) / frames[..., 0].size
+                generator = torch.Generator().manual_seed(0)
+
+                def timed(frames: int, grid: int, size: int) -> tuple[float, int]:
+                    latents = torch.randn(16, frames, grid, grid, generator=generator) * 0.3
+                    best = math.inf
+                    for _ in range(2):  # the first pass also warms up torch and the codec
+                        started = time.perf_counter()
+                        encode(project(latents, WAN21, size=(size, size)), 100)
+                        best = min(best, time.perf_counter() - started)
+                    return best, frames * size * size
+
+                small_s, small_px = timed(2, 4, 32)
+                large_s, large_px = timed(5, 16, 128)
+                per_pixel = max(large_s - small_s, 1e-9) / (large_px - small_px)
+                cls._calibrated = (max(0.0, small_s - per_pixel * small_px), per_pixel)
             return cls._calibrated
 
     def predict(self, pixels: int) -> float:
-        rate = self.per_pixel if self.per_pixel is not None else self.calibration()
-        return rate * pixels
+        if self.per_pixel is not None:
+            return self.per_pixel * pixels
+        overhead, per_pixel = self.calibration()
+        return self.SAFETY * (overhead + per_pixel * pixels)
 
     def learn(self, pixels: int, seconds: float) -> None:
         rate = seconds / max(1, pixels)
@@ -429,7 +449,6 @@ class _CostModel:
 class _RunState:
     task_id: str
     limiter: RateLimiter
-    cost: _CostModel
     previous: Any = None  # latents after the previous step (for the x0 estimate)
     projection: Projection | None = None
 
@@ -446,6 +465,7 @@ class Previewer:
         self.max_size, self.max_bytes = max_size, max_bytes
         self.model = model
         self._state: _RunState | None = None  # one worker thread runs one task at a time
+        self._cost = _CostModel()  # learned across this generator's runs (sizes rarely change)
 
     def __call__(self, task: Any, step: int, timestep: Any, latents: Any, pipe: Any) -> None:
         if latents is None:
@@ -454,18 +474,18 @@ class Previewer:
         state = self._state
         if state is None or state.task_id != task.id or step == 1:
             state = self._state = _RunState(task.id, RateLimiter(
-                self.every, budget=self.budget, min_interval=self.min_interval), _CostModel())
+                self.every, budget=self.budget, min_interval=self.min_interval))
         p = task.params
         out_h, out_w = preview_size(int(p["height"]), int(p["width"]), self.max_size)
         lat_frames = int(latents.shape[2])
         pixels = lat_frames * out_h * out_w
-        expected = state.cost.predict(pixels) if state.limiter.mode == "adaptive" else 0.0
+        expected = self._cost.predict(pixels) if state.limiter.mode == "adaptive" else 0.0
         try:
             if state.limiter.due(step, total, expected):
                 started = time.perf_counter()
                 self.make_preview(task, step, total, latents, pipe, state)
                 cost = time.perf_counter() - started
-                state.cost.learn(pixels, cost)
+                self._cost.learn(pixels, cost)
                 state.limiter.spent(cost)
         finally:
             # Keep this step's latents for the next step's x0 estimate (a copy: a scheduler may
