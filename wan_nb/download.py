@@ -157,8 +157,11 @@ def _run_with_progress(job: Callable[[], Any], counter: _ByteCounter, report: Re
     worker = threading.Thread(target=target, name="wan-nb-download", daemon=True)
     started = time.monotonic()
     worker.start()
+    first = True
     while True:
-        worker.join(REPORT_INTERVAL_S)
+        if not first:  # the first report goes out at once: the size to come, before any byte
+            worker.join(REPORT_INTERVAL_S)
+        first = False
         finished = not worker.is_alive()
         if finished and "error" in outcome:
             raise outcome["error"]
