@@ -157,13 +157,13 @@ def _produce(args: argparse.Namespace) -> None:
     cancelled = threading.Event()
     task_id = args.task_id
     detach = relay.attach(bus, runs_dir=runs_dir, cancel=lambda tid: tid == task_id and not cancelled.set())
+    run_dir = runs_dir / task_id  # as Generator.submit: the run folder exists before the id is known
+    write_task_file(run_dir, {"task_id": task_id, "prompt": "a red fox running through snow"})
+    journal.open(task_id, run_dir)
     print("ready", flush=True)
     if args.wait_for:
         while not Path(args.wait_for).exists():
             time.sleep(0.01)
-    run_dir = runs_dir / task_id
-    write_task_file(run_dir, {"task_id": task_id, "prompt": "a red fox running through snow"})
-    journal.open(task_id, run_dir)
     if args.storyboard:
         _produce_storyboard(bus, task_id, run_dir, args)
     else:

@@ -63,6 +63,7 @@ class WanNbExtension(ExtensionApp):
             scan_interval=self.scan_interval,
             heartbeat_interval=self.heartbeat_interval,
             vram_interval=self.vram_interval,
+            logger=self.log,
         )
         self.settings.update({"wan_nb_hub": self.hub})
         IOLoop.current().add_callback(self.hub.start)

@@ -151,7 +151,9 @@ class Hub:
                  history_size: int = 20_000, max_tasks: int = 2_000, max_tasks_with_events: int = 200,
                  global_history_size: int = 20_000, client_buffer: int = 1_000,
                  scan_interval: float = 0.5, heartbeat_interval: float = 10.0,
-                 vram_interval: float = 1.0, sample_vram: Callable[[], dict] | None = None) -> None:
+                 vram_interval: float = 1.0, sample_vram: Callable[[], dict] | None = None,
+                 logger: logging.Logger | None = None) -> None:
+        self.log = logger or log
         self.runtime_dir = Path(runtime_dir) if runtime_dir else relay.runtime_dir()
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.history_size = history_size
@@ -224,7 +226,7 @@ class Hub:
                     self._lose_tasks(producer, f"ended (pid {producer.pid})")
             self._tail_quiet_tasks()
         except Exception:
-            log.exception("wan_nb: scanning %s failed", self.runtime_dir)
+            self.log.exception("wan_nb: scanning %s failed", self.runtime_dir)
 
     def _refresh_producer(self, path: Path) -> None:
         try:
@@ -243,6 +245,8 @@ class Hub:
         if producer is None:
             producer = self.producers[path] = Producer(path, info)
             producer.alive = _pid_alive(producer.pid, info.get("create_time"))
+            self.log.debug("wan_nb: producer pid %s at %s (alive: %s)", producer.pid, info.get("pub"),
+                           producer.alive)
             if producer.alive:
                 self._connect(producer)
         producer.info, producer.mtime = info, mtime
@@ -288,14 +292,17 @@ class Hub:
             self.ingest(bytes(frame), producer)
 
     # -- journals --------------------------------------------------------------------------
-    def _load_journal(self, task_id: str, producer: Producer | None, runs_dir: Path | None) -> TaskState | None:
-        path = None
+    @staticmethod
+    def _journal_of(task_id: str, producer: Producer | None, runs_dir: Path | None = None) -> Path | None:
         candidates = ([runs_dir] if runs_dir else []) + (producer.runs_dirs() if producer else [])
         for directory in candidates:
             candidate = directory / task_id / JOURNAL_NAME
             if candidate.is_file():
-                path = candidate
-                break
+                return candidate
+        return None
+
+    def _load_journal(self, task_id: str, producer: Producer | None, runs_dir: Path | None) -> TaskState | None:
+        path = self._journal_of(task_id, producer, runs_dir)
         task = self.tasks.get(task_id)
         if path is None:
             return task
@@ -343,17 +350,26 @@ class Hub:
     def _lose_tasks(self, producer: Producer, why: str) -> None:
         for task_id in list(producer.tasks):
             task = self.tasks.get(task_id)
-            if task is None or task.finished:
-                continue
-            self._tail(task)  # its last words may be in the journal but not on the socket
-            if task.finished:
-                continue
-            data = {"stage": task.snapshot.stage or "initializing", "error_type": PRODUCER_LOST,
-                    "error": f"the process that ran this task {why} before it finished",
-                    "task_id": task_id, "timestamp": _utc_now()}
-            frame = {"type": "generation_failed", "seq": task.last_seq + 1, "task_id": task_id,
-                     "data": data}
-            self._accept(task, frame, dumps(frame).encode())
+            if task is not None and task.producer in (None, producer):
+                self._lose(task, producer.pid, why)
+
+    def _lose(self, task: TaskState, pid: int | None, why: str) -> None:
+        """End ``task`` with a ProducerLost failure unless its journal shows how it ended."""
+        if task.finished:
+            return
+        if task.journal_path is None:
+            self._load_journal(task.task_id, task.producer, None)
+        self._tail(task)  # its last words may be in the journal but not on the socket
+        if task.finished:
+            return
+        self.log.warning("wan_nb: task %s lost: process %s %s (last seq %s)", task.task_id, pid, why,
+                         task.last_seq)
+        data = {"stage": task.snapshot.stage or "initializing", "error_type": PRODUCER_LOST,
+                "error": f"the process that ran this task (pid {pid}) {why} before it finished",
+                "task_id": task.task_id, "timestamp": _utc_now()}
+        frame = {"type": "generation_failed", "seq": task.last_seq + 1, "task_id": task.task_id,
+                 "data": data}
+        self._accept(task, frame, dumps(frame).encode())
 
     # -- ingest ----------------------------------------------------------------------------
     def _new_task(self, task_id: str) -> TaskState:
@@ -369,7 +385,11 @@ class Hub:
             return
         if not isinstance(task_id, str) or not isinstance(seq, int) or not valid_task_id(task_id):
             return
-        task = self.tasks.get(task_id) or self._new_task(task_id)
+        task = self.tasks.get(task_id)
+        if task is None:
+            task = self._new_task(task_id)
+            if producer is not None:  # known from the start, so quiet or lost tasks can be re-read
+                task.journal_path = self._journal_of(task_id, producer)
         if producer is not None:
             producer.tasks.add(task_id)
             if task.producer is None:
@@ -534,15 +554,31 @@ class Hub:
             return task
         self.scan()
         task = self.tasks.get(task_id)
-        if task is None:
-            for producer in list(self.producers.values()):
-                task = self._load_journal(task_id, producer, None)
-                if task is not None:
-                    producer.tasks.add(task_id)
-                    if not producer.alive:
-                        self._lose_tasks(producer, f"ended (pid {producer.pid})")
-                    break
+        if task is not None:
+            return task
+        folders = dict.fromkeys(d for p in self.producers.values() for d in p.runs_dirs())
+        for directory in folders:
+            if not (directory / task_id / JOURNAL_NAME).is_file():
+                continue
+            # Runs folders are shared: the owner is the pid its task.json names, not the folder.
+            pid = self._pid_of(directory / task_id)
+            owner = next((p for p in self.producers.values() if p.pid == pid), None)
+            task = self._load_journal(task_id, owner, directory)
+            if task is not None and owner is not None:
+                owner.tasks.add(task_id)
+                if not owner.alive:
+                    self._lose(task, pid, "ended")
+            elif task is not None and pid and not _pid_alive(pid, None):
+                self._lose(task, pid, "ended")
+            break
         return task
+
+    @staticmethod
+    def _pid_of(run_folder: Path) -> int | None:
+        try:
+            return int(json.loads((run_folder / "task.json").read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def snapshot(self, task: TaskState) -> dict[str, Any]:
         url, scene_urls = video_urls(self.base_url, task.task_id, len(task.snapshot.scene_videos))
