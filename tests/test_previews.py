@@ -230,3 +230,12 @@ def test_48_channel_model_previews_with_the_wan22_projection(runs_dir):
         validate(event)
         assert event.data["projection"] == "wan2.2"
         assert open_preview(previews.preview_bytes(event)).n_frames == event.data["frames"]
+
+
+def test_importing_previews_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, wan_nb, wan_nb.previews; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
