@@ -196,9 +196,9 @@ class StoryboardResult:
         return self.final_video_path
 
     def _ipython_display_(self) -> None:
-        from IPython.display import Video, display
+        from .widgets.storyboard_panel import show_storyboard_result
 
-        display(Video(str(self.final_video_path), embed=True, html_attributes="controls loop"))
+        show_storyboard_result(self)
 
     def __repr__(self) -> str:
         return (f"StoryboardResult(storyboard_id={self.storyboard_id!r}, final_video_path="

@@ -19,7 +19,7 @@ from ..events import Event, EventType
 from ._throttle import Throttle
 from .video import VideoPlayer
 
-__all__ = ["StoryboardPanel", "show_storyboard"]
+__all__ = ["StoryboardPanel", "StoryboardResultView", "show_storyboard", "show_storyboard_result"]
 
 BAR_STYLE = {"completed": "success", "reused": "success", "failed": "danger", "cancelled": "warning",
              "running": "info", "pending": ""}
@@ -177,4 +177,39 @@ def show_storyboard(source: Any, stream: TextIO | None = None) -> Any:
         out.write(f"  scene {index}: {status:<9} {frames:>3} frames  {scene.prompt}\n")
     if run is not None:
         out.write(f"  {run.status}: {run.progress:.0f}% {run.message}\n")
+    return None
+
+
+class StoryboardResultView(w.VBox):
+    """A finished storyboard: the final video, and each scene's video under it."""
+
+    def __init__(self, result: Any, *, display_width: int = 384, scene_width: int = 160, **kwargs: Any) -> None:
+        self.result = result
+
+        def player(path: Any, name: str, width: int) -> w.Widget:
+            try:
+                return VideoPlayer.from_file(path, filename=name, display_width=width, autoplay=False)
+            except (FileNotFoundError, ValueError) as exc:
+                return w.HTML(f"<i>{html.escape(str(exc))}</i>")
+
+        self.final_player = player(result.final_video_path, f"{result.storyboard_id}.mp4", display_width)
+        scenes = [w.VBox([w.HTML(f"<b>Scene {n}</b>"), player(path, f"scene_{n:02d}.mp4", scene_width)])
+                  for n, path in enumerate(result.scene_videos, 1)]
+        summary = w.HTML(f"<b>Final video</b> · {len(result.scene_videos)} scene(s) · {result.frames} frames · "
+                         f"{result.duration_s:.2f} s<br><span style='font-size:12px;opacity:.7'>"
+                         f"{html.escape(str(result.final_video_path))}</span>")
+        super().__init__([summary, self.final_player, w.HBox(scenes, layout=w.Layout(gap="8px"))], **kwargs)
+        self.add_class("wan-nb-storyboard-result")
+
+
+def show_storyboard_result(result: Any, stream: TextIO | None = None) -> Any:
+    """Display a finished storyboard's videos (paths as text outside Jupyter)."""
+    from . import _display, widgets_available
+
+    if widgets_available():
+        return _display(StoryboardResultView(result))
+    out = stream or sys.stdout
+    out.write(f"{result!r}\nfinal: {result.final_video_path}\n")
+    for n, path in enumerate(result.scene_videos, 1):
+        out.write(f"scene {n}: {path}\n")
     return None
