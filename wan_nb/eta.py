@@ -38,6 +38,16 @@ def shape_key(model: str, params: dict[str, Any]) -> str:
     return f"{model}|{params['height']}x{params['width']}x{params['num_frames']}"
 
 
+def _split_key(key: str) -> tuple[str, float]:
+    """("model", megavoxels) from a :func:`shape_key`."""
+    model, _, shape = key.rpartition("|")
+    try:
+        height, width, frames = (int(x) for x in shape.split("x"))
+    except ValueError:
+        return model, 0.0
+    return model, height * width * frames / 1e6
+
+
 class TimingStore:
     """Remembers how long decode and save (and load) took per model and shape."""
 
@@ -56,19 +66,29 @@ class TimingStore:
             return dict(self._data.get(key, {}))
 
     def tail_seconds(self, key: str) -> float | None:
-        """Decode + save seconds for this shape, if measured before."""
+        """Decode + save seconds for this shape: measured before, or scaled from another shape
+        of the same model by pixel volume (both stages are linear in it), or None."""
         known = self.get(key)
         if "post_processing" in known and "saving" in known:
             return known["post_processing"] + known["saving"]
+        model, volume = _split_key(key)
+        with self._lock:
+            rate = self._data.get(f"{model}|per-megavoxel", {})
+        if volume and "post_processing" in rate and "saving" in rate:
+            return (rate["post_processing"] + rate["saving"]) * volume
         return None
 
     def record(self, key: str, durations: dict[str, float]) -> None:
+        model, volume = _split_key(key)
+        per_volume = {stage: seconds / volume for stage, seconds in durations.items()
+                      if stage in ("post_processing", "saving") and volume}
         with self._lock:
-            entry = self._data.setdefault(key, {})
-            for stage, seconds in durations.items():
-                previous = entry.get(stage)
-                # Weighted towards the newest run, but one outlier doesn't erase history.
-                entry[stage] = seconds if previous is None else 0.6 * seconds + 0.4 * previous
+            for entry_key, values in ((key, durations), (f"{model}|per-megavoxel", per_volume)):
+                entry = self._data.setdefault(entry_key, {})
+                for stage, seconds in values.items():
+                    previous = entry.get(stage)
+                    # Weighted towards the newest run, but one outlier doesn't erase history.
+                    entry[stage] = seconds if previous is None else 0.6 * seconds + 0.4 * previous
             snapshot = json.dumps(self._data)
         self._save(snapshot)
 

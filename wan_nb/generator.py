@@ -676,14 +676,12 @@ class Generator:
         durations["step"] = (time.perf_counter() - denoise_started) / steps
         check_cancel()
 
-        tail = self._timings.get(key)
-        remaining = (tail.get("post_processing", 0.0) + tail.get("saving", 0.0)) if tail else None
-        enter(Stage.POST_PROCESSING, "Decoding latents with the VAE", remaining)
+        enter(Stage.POST_PROCESSING, "Decoding latents with the VAE", self._timings.tail_seconds(key))
         from .video import decode_latents
 
         frames = decode_latents(pipe, latents)
         self._progress(task, scale, f"Decoded {frames.shape[0]} frames", fraction=1.0,
-                       remaining=tail.get("saving") if tail else None)
+                       remaining=self._timings.get(key).get("saving"))
         return frames
 
 

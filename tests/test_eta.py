@@ -1,0 +1,44 @@
+import time
+
+from wan_nb.eta import ProgressScale, StepClock, TimingStore, shape_key
+
+
+def test_progress_never_decreases_and_reaches_100_only_on_completion():
+    scale = ProgressScale()
+    values = [scale.at("initializing"), scale.at("loading_model", 0.5), scale.at("generating", 0.5),
+              scale.at("preparing_inputs"), scale.at("post_processing", 1.0), scale.at("saving", 1.0)]
+    assert values == sorted(values) and values[-1] < 100
+    assert scale.complete() == 100
+
+
+def test_step_clock_is_none_before_a_step_then_extrapolates():
+    clock = StepClock(total_steps=10, tail_seconds=1.0)
+    assert clock.remaining() is None
+    clock.start()
+    for step in range(1, 4):
+        time.sleep(0.01)
+        clock.step_done(step)
+    remaining = clock.remaining()
+    assert 1.0 + 7 * 0.008 < remaining < 1.0 + 7 * 0.05
+
+
+def test_unseen_expert_uses_the_seen_rate_and_each_expert_its_own():
+    clock = StepClock(total_steps=4, tail_seconds=0.0, experts=["high_noise", "high_noise", "low_noise", "low_noise"])
+    clock._durations = {"high_noise": [1.0, 1.0]}
+    clock.done = 2
+    assert clock.remaining() == 2.0
+    clock._durations["low_noise"] = [3.0]
+    clock.done = 3
+    assert clock.remaining() == 3.0
+
+
+def test_timing_store_learns_tails_and_scales_them_to_new_shapes(tmp_path):
+    store = TimingStore(tmp_path / "timings.json")
+    small = shape_key("tiny", {"height": 32, "width": 32, "num_frames": 9})
+    big = shape_key("tiny", {"height": 64, "width": 64, "num_frames": 9})
+    assert store.tail_seconds(small) is None
+    store.record(small, {"post_processing": 1.0, "saving": 0.5, "step": 0.1})
+    assert store.tail_seconds(small) == 1.5
+    assert abs(store.tail_seconds(big) - 6.0) < 1e-9  # four times the pixels
+    assert TimingStore(tmp_path / "timings.json").tail_seconds(small) == 1.5  # persisted
+    assert TimingStore(tmp_path / "timings.json").tail_seconds(shape_key("other", {"height": 32, "width": 32, "num_frames": 9})) is None
