@@ -306,3 +306,16 @@ def test_from_story_splits_by_paragraph_or_sentence_and_adds_the_style(gen):
         Storyboard.from_story("x", writer=lambda text: [], gen=gen)
     with pytest.raises(ValueError, match="empty"):
         Storyboard.from_story("  ", gen=gen)
+
+
+def test_resume_from_another_process_by_id_keeps_one_journal_numbering(gen, tmp_path):
+    board = Storyboard(gen, ["a fox", "a cat"], seed=8, num_frames=1, steps=1)
+    board.run(progress=False)
+    board.scene_path(2).unlink()  # as if the kernel died before scene 2 was kept
+    # a new kernel: a new generator (new bus), the same runs folder, the storyboard rebuilt by id
+    with Generator(model="tiny", runs_dir=gen.runs_dir, previews=False) as fresh:
+        again = Storyboard(fresh, ["a fox", "a cat"], seed=8, id=board.id, num_frames=1, steps=1)
+        result = again.resume(progress=False)
+    assert result.scene_results[0] is None and result.scene_results[1] is not None
+    seqs = [e.seq for e in read_events(board.folder / "events.jsonl")]
+    assert seqs == list(range(1, len(seqs) + 1))  # no seq twice: servers resume by it

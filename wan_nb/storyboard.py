@@ -570,6 +570,7 @@ class StoryboardRun:
                            "scenes": board.plan()},
                 "seed": board.seed, "parent_id": None,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            _continue_numbering(self.generator._bus, self.id, folder / journal.JOURNAL_NAME)
             self.generator._journal.open(self.id, folder)
         except OSError as exc:
             raise OSError(f"cannot write the storyboard folder {folder}: {exc}. Pass the Generator a "
@@ -827,6 +828,20 @@ def _public(params: Mapping[str, Any]) -> dict[str, Any]:
         size = tuple(shape) if shape is not None else tuple(getattr(image, "size", ()) or ())
         params = {**params, "image": f"<{type(image).__name__} {size}>"}
     return public_params(params)
+
+
+def _continue_numbering(bus: Any, task_id: str, journal_file: Path) -> None:
+    """Resuming in a new process: go on from the journal's last seq, so ids stay unique."""
+    if bus.last_seq(task_id) or not journal_file.is_file():
+        return
+    last = max((event.seq for event in journal.read_events(journal_file)), default=0)
+    if not last:
+        return
+    if hasattr(bus, "continue_seq"):
+        bus.continue_seq(task_id, last)
+    else:  # until EventBus has continue_seq: the same, under the bus's own lock
+        with bus._lock:
+            bus._seq[task_id] = max(bus._seq.get(task_id, 0), last)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
