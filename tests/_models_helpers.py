@@ -29,11 +29,11 @@ def load(name: str, **kwargs):
     return models.load_pipeline(models.resolve(name), device="cpu", dtype="fp32", **kwargs)
 
 
-def latents(pipe, seed: int = 0, steps: int = 3, size: int = 32, **kwargs):
+def latents(pipe, seed: int = 0, steps: int = 2, size: int = 32, **kwargs):
     """A short deterministic run, stopped before the VAE decode (compares the denoiser's work)."""
     import torch
 
-    args = dict(prompt="a red fox running in snow", height=size, width=size, num_frames=9,
+    args = dict(prompt="a red fox running in snow", height=size, width=size, num_frames=5,
                 num_inference_steps=steps, guidance_scale=1.0, output_type="latent",
                 generator=torch.Generator().manual_seed(seed))
     args.update(kwargs)

@@ -230,8 +230,9 @@ def attach(pipe: Any, name: str, state: LoraState, *, target: str = "transformer
         _roll_back(pipe, name, before)
         if isinstance(exc, LoraError):
             raise
+        detail = " ".join(str(exc).split())[:500]   # one line: torch's message spans several
         raise LoraError(f"LoRA {state.source!r} could not be loaded into this model "
-                        f"({type(exc).__name__}: {str(exc)[:500]}). Is it a LoRA for this Wan model "
+                        f"({type(exc).__name__}: {detail}). Is it a LoRA for this Wan model "
                         "and size?") from exc
     finally:
         _reapply(pipe)
