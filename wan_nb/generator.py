@@ -670,9 +670,12 @@ class Generator:
             call["guidance_scale_2"] = p["guidance_scale_2"]
         if p["image"] is not None:
             call["image"] = p["image"]
+        # Wan 2.2 TI2V: an image turns the text-to-video pipeline into its image-to-video twin
+        # (same modules); every other model is called as loaded.
+        runner = models.pipeline_for_inputs(pipe, p["image"]) if hasattr(models, "pipeline_for_inputs") else pipe
         denoise_started = time.perf_counter()
         clock.start()
-        latents = pipe(**call).frames
+        latents = runner(**call).frames
         durations["step"] = (time.perf_counter() - denoise_started) / steps
         check_cancel()
 
