@@ -93,7 +93,6 @@ def tiny_model(args) -> list[dict]:
 def synthetic(args) -> list[dict]:
     import torch
 
-    from wan_nb import previews
     from wan_nb.previews import Previewer, RateLimiter
 
     cases = [("Wan 2.1 480x832, 81 frames", (1, 16, 21, 60, 104), 480, 832, 16),
