@@ -46,7 +46,8 @@ def test_panel_shows_a_completed_task(finished):
     assert panel.overall.bar_style == "success"
     assert (panel.steps.value, panel.steps.max) == (4, 4)
     assert panel.steps_text.value.startswith("4/4")
-    assert "Done" in panel.message.value and str(result.video_path) in panel.message.value
+    assert "Done" in panel.message.value and f"{result.task_id}/video.mp4" in panel.message.value
+    assert f"title='{result.video_path}'" in panel.message.value
     assert "data-status='completed'" in panel.title.value
     assert panel.cancel_button.disabled
     for stage in ("init", "encode prompt", "denoise", "decode", "save", "done"):

@@ -62,12 +62,12 @@ class ProgressPanel(w.VBox):
 
         self.title = w.HTML()
         self.overall = w.FloatProgress(value=0.0, min=0.0, max=100.0, description="Overall",
-                                       bar_style="info", layout=w.Layout(width="60%", min_width="200px"))
+                                       bar_style="info", layout=w.Layout(width="420px", flex="0 0 auto"))
         self.overall.add_class("wan-nb-overall")
         self.overall_text = w.HTML("0 %")
         self.overall_text.add_class("wan-nb-overall-text")
         self.steps = w.IntProgress(value=0, min=0, max=1, description="Steps",
-                                   bar_style="info", layout=w.Layout(width="60%", min_width="200px"))
+                                   bar_style="info", layout=w.Layout(width="420px", flex="0 0 auto"))
         self.steps.add_class("wan-nb-steps")
         self.steps_text = w.HTML("")
         self.timeline = w.HTML()
@@ -198,10 +198,10 @@ class ProgressPanel(w.VBox):
             self._set(self.timing, value=f"<span class='wan-nb-timing'>elapsed {_seconds(s.elapsed())}{left}</span>")
             can_cancel = self._task is not None and not s.finished and s.status != "waiting"
             if not can_cancel:
-                self._set(self.cancel_button, disabled=True,
+                self._set(self.cancel_button, disabled=True, button_style="",
                           description="Cancel" if s.status != "cancelled" else "Cancelled")
             elif not (self._task.cancel_requested if hasattr(self._task, "cancel_requested") else False):
-                self._set(self.cancel_button, disabled=False, description="Cancel")
+                self._set(self.cancel_button, disabled=False, button_style="warning", description="Cancel")
             if self._preview_changed and self._preview is not None:
                 self._preview_changed = False
                 fmt, data = self._preview
@@ -235,7 +235,9 @@ class ProgressPanel(w.VBox):
         if s.status == "failed":
             return f"<span style='color:#c62828'>{text}</span>"
         if s.status == "completed" and s.output_path:
-            return f"Done → <code>{html.escape(s.output_path)}</code>"
+            path = s.output_path.replace("\\", "/")
+            short = "/".join(path.split("/")[-2:])  # <task id>/video.mp4; the full path on hover
+            return f"Done → <code title='{html.escape(path)}'>…/{html.escape(short)}</code>"
         return text
 
     def _timeline_html(self, s: TaskState) -> str:
