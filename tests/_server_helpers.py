@@ -49,6 +49,11 @@ def install_config(config_dir: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     shipped = ROOT / "jupyter-config" / "jupyter_server_config.d" / "wan_nb.json"
     (target / "wan_nb.json").write_text(shipped.read_text())
+    # Other installed extensions only slow the test servers' start.
+    others = {name: False for name in ("jupyterlab", "notebook", "jupyter_lsp", "notebook_shim",
+                                       "jupyter_server_terminals")}
+    (config_dir / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": others}}))
 
 
 class Server:
@@ -126,7 +131,7 @@ def start_server(runtime_dir: Path, *, port: int | None = None, extra_args: list
 # -- producer processes --------------------------------------------------------------------------
 def start_producer(runtime_dir: Path, runs_dir: Path, task_id: str, *, steps: int = 20,
                    interval: float = 0.02, hold: float = 0.0, storyboard: bool = False,
-                   wait_for_go: Path | None = None) -> subprocess.Popen:
+                   wait_for_go: Path | None = None, hold_until: Path | None = None) -> subprocess.Popen:
     args = [PY, str(Path(__file__).resolve()), "produce", "--runs-dir", str(runs_dir),
             "--task-id", task_id, "--steps", str(steps), "--interval", str(interval),
             "--hold", str(hold)]
@@ -134,6 +139,8 @@ def start_producer(runtime_dir: Path, runs_dir: Path, task_id: str, *, steps: in
         args.append("--storyboard")
     if wait_for_go:
         args += ["--wait-for", str(wait_for_go)]
+    if hold_until:
+        args += ["--hold-until", str(hold_until)]
     return subprocess.Popen(args, env=isolated_env(runtime_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -197,6 +204,8 @@ def _produce_generation(bus, task_id: str, run_dir: Path, args, cancelled: threa
                         total_mb=100.0, allocated_percent=10.0, warning_level="normal", device_name="cpu")
             if args.hold:
                 time.sleep(args.hold)
+            while args.hold_until and not Path(args.hold_until).exists():  # paused mid-task
+                time.sleep(0.01)
         time.sleep(args.interval)
     bus.publish(task_id, "generation_stage", stage="saving", stage_progress=0, stage_message="Writing MP4")
     video = run_dir / "video.mp4"
@@ -312,4 +321,5 @@ if __name__ == "__main__":
     parser.add_argument("--hold", type=float, default=0.0)
     parser.add_argument("--storyboard", action="store_true")
     parser.add_argument("--wait-for", default=None)
+    parser.add_argument("--hold-until", default=None)
     _produce(parser.parse_args())

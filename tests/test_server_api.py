@@ -246,7 +246,8 @@ def test_sse_storyboard_events_keep_the_seed_shape_and_scene_videos_are_served(e
     assert last["status"] == "completed" and last["progress"] == 100
     assert last["data"]["final_video_path"].endswith("final.mp4")
     assert last["data"]["scene_video_urls"] == [f"/wan-nb/api/tasks/{task_id}/video/scenes/{n}" for n in (1, 2)]
-    assert server.get(f"tasks/{task_id}/video").content == b"final" * 200
+    final = server.get(f"tasks/{task_id}/video")
+    assert final.content == b"final" * 200, (final.status_code, server.get(f"tasks/{task_id}").json())
     assert server.get(f"tasks/{task_id}/video/scenes/2").content == bytes([2]) * 1000
     assert server.get(f"tasks/{task_id}/video/scenes/3").status_code == 404
     snap = server.get(f"tasks/{task_id}").json()
