@@ -36,10 +36,11 @@ def test_same_seed_same_video_other_seed_other_video():
     assert not torch.allclose(first, other)
 
 
-def test_offload_on_cpu_is_a_noted_no_op():
+@pytest.mark.parametrize("offload", ["model", "sequential", "group"])
+def test_offload_on_cpu_is_a_noted_no_op(offload):
     reports = Reports()
-    offloaded = load("tiny", report=reports, offload="model")
-    assert "no effect on CPU" in reports.loading()[-1]["status"]
+    offloaded = load("tiny", report=reports, offload=offload)
+    assert f"offload={offload!r} has no effect on CPU" in reports.loading()[-1]["status"]
     assert torch.equal(latents(offloaded), latents(load("tiny")))
 
 
