@@ -26,7 +26,8 @@ from .download import ModelNotAvailable
 
 __all__ = ["ModelSpec", "ModelNotAvailable", "resolve", "load_pipeline", "cache_dir", "build_tiny",
            "resolve_device_dtype", "expert_for_step", "expert_schedule", "experts",
-           "prepare_image", "check_image", "pipeline_for_inputs", "refine", "OFFLOAD_MODES"]
+           "prepare_image", "check_image", "size_for_image", "pipeline_for_inputs", "refine",
+           "OFFLOAD_MODES"]
 
 TINY_VERSION = _tiny.TINY_VERSION
 OFFLOAD_MODES = ("none", "model", "sequential", "group")

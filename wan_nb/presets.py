@@ -87,8 +87,8 @@ _LIST = [
         spatial_factor=16, temporal_factor=4, download_gb=80,
         vram_gb={"none": 48, "model": 36, "sequential": 8, "group": 12},
         recommended="80 GB GPU (A100/H100) without offload; 40-48 GB: offload='model'; 24 GB: "
-                    "offload='group' + vae_tiling=True and 64 GB of system RAM. For 480p pass "
-                    "height=480, width=832 and flow_shift=3.0.",
+                    "offload='group' + vae_tiling=True and 64 GB of system RAM. 480p works too: "
+                    "height=480, width=832.",
         description="Wan 2.1 text-to-video, 14B (720p; 480p works too)."),
     Preset(
         name="wan2.1-i2v-14b-480p", repo_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
