@@ -83,3 +83,13 @@ def test_history_is_bounded():
             bus.publish(task, "generation_stage")
     assert bus.task_ids() == ["b", "c", "d"]
     assert [e.seq for e in bus.history("d")] == list(range(11, 21))
+
+
+def test_history_keeps_only_the_newest_preview_of_a_task():
+    bus = EventBus()
+    for step in range(1, 6):
+        bus.publish("t", "detailed_generation_progress", step=step)
+        bus.publish("t", "preview", step=step, data_b64="x" * 1000)
+    previews = [e for e in bus.history("t") if e.type == "preview"]
+    assert [e.data["step"] for e in previews] == [5]
+    assert len(bus.history("t")) == 6

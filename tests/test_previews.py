@@ -182,15 +182,22 @@ def test_bad_preview_every_is_refused_before_any_work(runs_dir):
 
 
 # -- real runs -------------------------------------------------------------------------------------
-def previews_of(task):
-    return [e for e in task.events if e.type == "preview"]
+def run_recording_previews(gen, prompt, **kwargs):
+    """Run a task and return it with every preview it published (history keeps only the newest)."""
+    seen = []
+    off = gen.subscribe(seen.append, types=["preview"])
+    task = gen.submit(prompt, **kwargs)
+    task.result(timeout=120)
+    gen.bus.drain()
+    off()
+    return task, [e for e in seen if e.task_id == task.id]
 
 
 def test_tiny_run_publishes_valid_previews_of_the_whole_clip(runs_dir):
     gen = Generator("tiny", runs_dir=runs_dir, preview_every=1)
-    task = gen.submit("a red fox running through snow", seed=0, steps=4, height=64, width=96, num_frames=9)
-    task.result(timeout=120)
-    events = previews_of(task)
+    task, events = run_recording_previews(gen, "a red fox running through snow", seed=0, steps=4, height=64,
+                                          width=96, num_frames=9)
+    assert [e for e in task.events if e.type == "preview"] == events[-1:]  # history: the newest only
     assert [e.data["step"] for e in events] == [1, 2, 3, 4]
     types = [e.type for e in task.events]
     stages = [e.data.get("stage") for e in task.events if e.type == "generation_stage"]
@@ -212,7 +219,7 @@ def test_previews_false_emits_none(runs_dir):
     gen = Generator("tiny", runs_dir=runs_dir, previews=False, preview_every=1)
     task = gen.submit("a cat", seed=0, steps=2)
     task.result(timeout=120)
-    assert previews_of(task) == [] and previews.latest_preview(task) is None
+    assert [e for e in task.events if e.type == "preview"] == [] and previews.latest_preview(task) is None
     assert task.status == "completed"
 
 
@@ -222,9 +229,7 @@ def test_48_channel_model_previews_with_the_wan22_projection(runs_dir):
     except ValueError:
         pytest.skip("the tiny-ti2v model is not available in this build")
     gen = Generator("tiny-ti2v", runs_dir=runs_dir, preview_every=2)
-    task = gen.submit("a cat", seed=0, steps=4)
-    task.result(timeout=120)
-    events = previews_of(task)
+    task, events = run_recording_previews(gen, "a cat", seed=0, steps=4)
     assert [e.data["step"] for e in events] == [2, 4]
     for event in events:
         validate(event)

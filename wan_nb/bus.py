@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
-from .events import COALESCIBLE_TYPES, Event, utc_now
+from .events import COALESCIBLE_TYPES, Event, EventType, utc_now
 
 __all__ = ["EventBus", "Unsubscribe"]
 
@@ -152,6 +152,13 @@ class EventBus:
             while len(self._history) > self._max_tasks:
                 evicted, _ = self._history.popitem(last=False)
                 self._seq.pop(evicted, None)
+        if event.type == EventType.PREVIEW:
+            # A preview is an image of up to a few hundred KB and supersedes the one before:
+            # history keeps only the newest (it is usually among the last few events).
+            for index in range(len(history) - 1, max(-1, len(history) - 200), -1):
+                if history[index].type == EventType.PREVIEW:
+                    del history[index]
+                    break
         history.append(event)
 
     # -- consuming -------------------------------------------------------------------------
@@ -199,6 +206,11 @@ class EventBus:
     def all_history(self) -> list[Event]:
         with self._lock:
             return [e for events in self._history.values() for e in events]
+
+    def continue_seq(self, task_id: str, seq: int) -> None:
+        """Number the next event of ``task_id`` after ``seq`` (a task resumed from its journal)."""
+        with self._lock:
+            self._seq[task_id] = max(self._seq.get(task_id, 0), int(seq))
 
     def last_seq(self, task_id: str) -> int:
         with self._lock:

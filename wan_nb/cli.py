@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import sys
@@ -118,9 +117,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _presets() -> int:
     from .presets import presets
 
-    for preset in presets():
-        row = preset if isinstance(preset, dict) else getattr(preset, "__dict__", {"name": str(preset)})
-        print(json.dumps(row, default=str))
+    print(presets())
     return 0
 
 

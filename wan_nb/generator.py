@@ -235,13 +235,15 @@ class Generator:
         self._pipe_lock = threading.RLock()
         self._loras: dict[str, _Lora] = {}
         self._step_hooks: list[Callable[..., Any]] = []
+        # Cancel handlers of things that are not Tasks but publish here (storyboards), by id.
+        self._cancellers: dict[str, Callable[[], bool]] = {}
         self._current: Task | None = None
         self._closed = False
-        self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir, cancel=self._cancel_task_by_id)
         if previews:  # live latent previews (wan_nb.previews imports torch only when it runs)
             from .previews import install
 
-            install(self)
+            install(self)  # validates preview_every first, so a bad value leaves nothing attached
+        self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir, cancel=self._cancel_task_by_id)
 
     # -- public API --------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], Any], *, task_id: str | None = None,
@@ -424,7 +426,10 @@ class Generator:
 
     def _cancel_task_by_id(self, task_id: str) -> bool:
         task = self._tasks.get(task_id)
-        return task.cancel() if task is not None else False
+        if task is not None:
+            return task.cancel()
+        canceller = self._cancellers.get(task_id)
+        return canceller() if canceller is not None else False
 
     def _event_params(self, task: Task) -> dict[str, Any]:
         params = public_params(task.params)
@@ -592,6 +597,7 @@ class Generator:
                                     vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing)
         log.debug("loaded %s in %.2fs", self.model, time.perf_counter() - loaded)
         self._pipe = pipe
+        self.spec = models.refine(self.spec, pipe)  # a repo id guessed by name: now read from its files
         self.device = device
         return pipe
 

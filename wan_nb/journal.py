@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
-from .events import Event, dumps
+from .events import Event, EventType, dumps
 
 __all__ = ["Journal", "read_events", "write_task_file", "JOURNAL_NAME", "TASK_FILE"]
 
@@ -40,8 +40,9 @@ class Journal:
             handle = self._files.get(event.task_id)
             if handle is None:
                 return
+            line = event.to_json() if event.type != EventType.PREVIEW else _preview_stub(event)
             try:
-                handle.write(event.to_json() + "\n")  # line-buffered: one write, one line
+                handle.write(line + "\n")  # line-buffered: one write, one line
             except OSError:
                 # Disk full or folder gone: the event still reaches every live listener; the
                 # journal keeps what it has (never a torn line: writes are whole lines).
@@ -55,6 +56,14 @@ class Journal:
                 handle.close()
             except OSError:
                 pass
+
+
+def _preview_stub(event: Event) -> str:
+    """A preview's line without its image: the journal stays small and seq stays gap-free."""
+    frame = event.to_frame()
+    frame["data"]["data_b64"] = ""
+    frame["data"]["omitted"] = True
+    return dumps(frame)
 
 
 def read_events(path: Path) -> Iterator[Event]:

@@ -142,6 +142,9 @@ def public_params(params: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
             out["image"] = str(image)
         else:
-            size = getattr(image, "size", None) or getattr(image, "shape", None)
-            out["image"] = f"<{type(image).__name__} {tuple(size) if size is not None else ''}>"
+            # numpy's .size is an element count; its .shape is what describes it (PIL has .size only)
+            size = getattr(image, "shape", None)
+            if size is None:
+                size = getattr(image, "size", None)
+            out["image"] = f"<{type(image).__name__} {tuple(size) if isinstance(size, (tuple, list)) else ''}>"
     return out

@@ -422,7 +422,7 @@ class Storyboard:
 
     def plan(self) -> list[dict[str, Any]]:
         """The parameter set of every scene (what each scene task will be given)."""
-        return [_public(p) for p in self._params]
+        return [public_params(p) for p in self._params]
 
     def _ipython_display_(self) -> None:
         from .widgets.storyboard_panel import show_storyboard
@@ -576,9 +576,7 @@ class StoryboardRun:
             raise OSError(f"cannot write the storyboard folder {folder}: {exc}. Pass the Generator a "
                           "writable runs_dir= (or set WAN_NB_RUNS_DIR).") from exc
         # A cancel from a Jupyter server reaches the generator by task id; let it find this run.
-        cancellers = getattr(self.generator, "_cancellers", None)
-        if isinstance(cancellers, dict):
-            cancellers[self.id] = self.cancel
+        self.generator._cancellers[self.id] = self.cancel
         thread = threading.Thread(target=self._work, name=f"wan_nb-storyboard-{self.id}", daemon=True)
         thread.start()
 
@@ -611,9 +609,8 @@ class StoryboardRun:
                 raise
         finally:
             self._write_state()
-            cancellers = getattr(self.generator, "_cancellers", None)
-            if isinstance(cancellers, dict) and cancellers.get(self.id) == self.cancel:
-                del cancellers[self.id]
+            if self.generator._cancellers.get(self.id) == self.cancel:
+                del self.generator._cancellers[self.id]
             self.generator._journal.close(self.id)
             self._done.set()
 
@@ -694,7 +691,7 @@ class StoryboardRun:
             if path.is_file() and sidecar.is_file():
                 try:
                     saved = json.loads(sidecar.read_text())
-                    ok = (saved.get("params") == json.loads(dumps(_public(params)))
+                    ok = (saved.get("params") == json.loads(dumps(public_params(params)))
                           and frame_count(path) == params["num_frames"])
                 except (OSError, ValueError, RuntimeError):
                     ok = False  # unreadable: render it again
@@ -766,7 +763,7 @@ class StoryboardRun:
             _link_or_copy(source, target)
             params = board._params[index - 1]
             sidecar = {"index": index, "task_id": result.task_id if result else None,
-                       "params": _public(params), "source": str(source)}
+                       "params": public_params(params), "source": str(source)}
             target.with_suffix(".json").write_text(dumps(sidecar))
         with self._lock:
             self._current_scene = None
@@ -820,16 +817,6 @@ def _in_scene(exc: Exception, where: str) -> Exception:
     return new
 
 
-def _public(params: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-safe parameters; an image is described by its type and size, not embedded."""
-    image = params.get("image")
-    if image is not None and not isinstance(image, (str, os.PathLike)):
-        shape = getattr(image, "shape", None)
-        size = tuple(shape) if shape is not None else tuple(getattr(image, "size", ()) or ())
-        params = {**params, "image": f"<{type(image).__name__} {size}>"}
-    return public_params(params)
-
-
 def _continue_numbering(bus: Any, task_id: str, journal_file: Path) -> None:
     """Resuming in a new process: go on from the journal's last seq, so ids stay unique."""
     if bus.last_seq(task_id) or not journal_file.is_file():
@@ -837,11 +824,7 @@ def _continue_numbering(bus: Any, task_id: str, journal_file: Path) -> None:
     last = max((event.seq for event in journal.read_events(journal_file)), default=0)
     if not last:
         return
-    if hasattr(bus, "continue_seq"):
-        bus.continue_seq(task_id, last)
-    else:  # until EventBus has continue_seq: the same, under the bus's own lock
-        with bus._lock:
-            bus._seq[task_id] = max(bus._seq.get(task_id, 0), last)
+    bus.continue_seq(task_id, last)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
