@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(120)
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("server")
     runtime, runs = base / "runtime", base / "runs"
-    server = start_server(runtime)
+    server = start_server(runtime, extra_args=["--WanNbExtension.heartbeat_interval=0.5"])
     yield server, runtime, runs
     server.stop()
 
@@ -364,3 +364,23 @@ def test_cancel_from_the_server_reaches_the_producer(env):
     snap = server.wait_task(task_id, finished)
     assert snap["status"] == "cancelled" and snap["current_step"] < 400
     assert server.post(f"tasks/{task_id}/cancel").status_code == 409  # already finished
+
+
+def test_sse_heartbeat_comments_keep_a_quiet_stream_alive(env):
+    server, runtime, runs = env
+    go = runs.parent / f"go-{uuid.uuid4().hex[:6]}"
+    task_id = "t-" + uuid.uuid4().hex[:8]
+    proc = start_producer(runtime, runs, task_id, steps=4, interval=0.01, hold_until=go)
+    wait_producer_ready(proc)
+    env_procs.append(proc)
+    server.wait_task(task_id, lambda s: (s["current_step"] or 0) >= 2)  # now paused
+    response = requests.get(server.api(f"progress/{task_id}"), headers=server.headers, stream=True, timeout=10)
+    started, comments = time.monotonic(), 0
+    for line in response.iter_lines(chunk_size=1, decode_unicode=True):
+        if line.startswith(":"):
+            comments += 1
+            if comments == 2:
+                break
+    assert comments == 2 and time.monotonic() - started < 3  # heartbeat_interval is 0.5 s here
+    response.close()
+    go.touch()

@@ -49,11 +49,10 @@ class Outbox:
         if not self.pending and not self.queue:
             self._write(data)
             return
-        queue = self.queue
-        if len(queue) >= self.limit:
-            self._coalesce(key)
-        queue.append((key, data))
-        if len(queue) > self.hard_limit:
+        if len(self.queue) >= self.limit:
+            self._coalesce(key)  # replaces self.queue
+        self.queue.append((key, data))
+        if len(self.queue) > self.hard_limit:
             self.close("client too slow: buffer full of undroppable events")
 
     def _coalesce(self, incoming: Hashable | None) -> None:
