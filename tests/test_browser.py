@@ -6,17 +6,14 @@ drew points, and a <video> loaded (readyState >= 2). Saves docs/screenshot.png.
 """
 
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jupyter_helpers import running_jupyter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -25,52 +22,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab serving a copy of the notebooks; yields (base url, token)."""
     notebooks = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", notebooks)
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ,
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),          # no other server sees this one
+    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),          # no other server sees this one
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),  # start with a clean layout
            "WAN_NB_RUNS_DIR": str(tmp_path / "runs")}
-    jupyter = Path(sys.executable).with_name("jupyter")
-    log = open(tmp_path / "lab.log", "w")
-    server = subprocess.Popen(
-        [str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-        + (["--allow-root"] if os.geteuid() == 0 else []),
-        cwd=notebooks, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/api/status", params={"token": token}, timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
-            time.sleep(0.3)
-        yield base, token
-    finally:
-        if server.poll() is None:
-            os.kill(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+    with running_jupyter("lab", notebooks, tmp_path, env,
+                         ("--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")) as server:
+        yield server
 
 
 @pytest.mark.slow

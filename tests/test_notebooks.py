@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jupyter_helpers import running_jupyter  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 OFFLINE = ["01_quickstart.ipynb", "02_prompts_and_loras.ipynb"]
@@ -32,6 +35,16 @@ def run_nbval(notebook: str, tmp_path: Path, env: dict | None = None, timeout: i
 @pytest.mark.parametrize("notebook", OFFLINE)
 def test_notebook_matches_stored_outputs(notebook, tmp_path):
     done = run_nbval(notebook, tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+@pytest.mark.slow
+def test_server_events_notebook_against_a_running_server(tmp_path):
+    """04_server_events finds the server through the runtime dir it shares with the kernel."""
+    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    with running_jupyter("server", tmp_path, tmp_path, env):
+        done = run_nbval("04_server_events.ipynb", tmp_path, env=env)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
 
