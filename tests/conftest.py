@@ -15,3 +15,7 @@ def runs_dir(tmp_path) -> Path:
     path = tmp_path / "runs"
     path.mkdir()
     return path
+
+# jupyter_server's fixtures (jp_fetch, jp_ws_fetch, ...). Its autouse fixture gives every test
+# isolated Jupyter dirs, so tests that look up the runtime dir must use jupyter_core's paths.
+pytest_plugins = ["pytest_jupyter.jupyter_server"]

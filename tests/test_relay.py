@@ -22,6 +22,9 @@ pytestmark = pytest.mark.timeout(60)
 def runtime(tmp_path, monkeypatch):
     path = tmp_path / "rt"
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(path))
+    # The relay is one per process and advertises in the runtime dir it started with; generators
+    # of earlier tests (other runtime dirs) may still hold it, so start these tests from none.
+    relay._shutdown()
     return path
 
 

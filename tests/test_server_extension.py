@@ -12,7 +12,6 @@ import pytest
 from wan_nb.events import Event
 from wan_nb.snapshot import TaskSnapshot
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.timeout(60)
 
 
