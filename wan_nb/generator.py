@@ -17,7 +17,6 @@ cancelled run never pays for a decode.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import queue
@@ -307,25 +306,22 @@ class Generator:
         ``loras`` a list of dicts is an axis. Returns a :class:`Sweep` whose labels hold only the
         parameters that vary.
         """
-        varying = {k: list(v) for k, v in axes.items() if isinstance(v, (list, tuple))}
-        fixed = {k: v for k, v in axes.items() if k not in varying}
-        if not varying:
+        from .sweep import expand
+
+        if not any(isinstance(v, (list, tuple)) for v in axes.values()):
             raise ValueError("sweep needs at least one list of values, e.g. seed=[0, 1, 2]")
-        for name, values in varying.items():
-            if not values:
-                raise ValueError(f"sweep: {name}=[] is empty; give at least one value")
-        combos = [dict(zip(varying, values)) for values in itertools.product(*varying.values())]
-        if "prompt" not in varying and "prompt" not in fixed:
+        if "prompt" not in axes:
             raise ValueError("sweep needs a prompt (a string, or a list of prompts to compare)")
-        # Validate every combination before queuing any, so a typo costs no generation.
-        for combo in combos:
-            merged = {**fixed, **combo}
-            build_params(self.spec, merged.get("prompt"),
-                         {k: v for k, v in merged.items() if k != "prompt"}, known_loras=self._loras)
+        runs = expand(**axes)
+        # Validate every run before queuing any, so a typo costs no generation.
+        for _, kwargs in runs:
+            args = dict(kwargs)
+            build_params(self.spec, args.pop("prompt"), args, known_loras=self._loras)
         tasks = []
-        for combo in combos:
-            merged = {**fixed, **combo}
-            tasks.append(self.submit(merged.pop("prompt"), **merged))
+        for _, kwargs in runs:
+            args = dict(kwargs)
+            tasks.append(self.submit(args.pop("prompt"), **args))
+        combos = [label for label, _ in runs]
         return Sweep(labels=combos, tasks=tasks)
 
     @property

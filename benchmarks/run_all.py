@@ -1,0 +1,205 @@
+"""`make bench`: run every benchmark, print one summary table, write docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only overhead,eta] [--no-write]
+
+Each benchmark module exposes ``main(argv) -> rows`` and prints its own detailed table; this
+script runs them one after another in this process (the server ones start their own servers and
+client processes), keeps their printed output, and condenses each into figures against targets.
+The generated part of docs/benchmarks.md sits between two markers; the rest of that file
+(hand-written notes, GPU results) is kept as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.util
+import io
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+DOC = HERE.parent / "docs" / "benchmarks.md"
+START, END = "<!-- run_all:start -->", "<!-- run_all:end -->"
+
+Figure = tuple[str, str, str, bool | None]  # (figure, measured, target, met)
+
+
+def _overhead(row: dict) -> list[Figure]:
+    return [(f"tracking overhead, generate / bare diffusers ({row['shape']})", f"{row['ratio']:.3f}",
+             "<= 1.02", row["ratio"] <= 1.02)]
+
+
+def _eta(rows: list[dict]) -> list[Figure]:
+    out = []
+    for label in dict.fromkeys(r["run"] for r in rows):
+        worst = max(r["error_pct"] for r in rows if r["run"] == label)
+        out.append((f"time-remaining error at 25/50/75 % of steps, {label}", f"max {worst:.1f} %",
+                    "<= 10 %", worst <= 10))
+    return out
+
+
+def _previews(rows: list[dict]) -> list[Figure]:
+    worst = max(rows, key=lambda r: r["default_share"])
+    return [("preview cost at the default rate, worst case", f"{worst['default_share']:.2%} ({worst['case']})",
+             "<= 3 %", worst["default_share"] <= 0.03)]
+
+
+def _latency(rows: list[dict]) -> list[Figure]:
+    out = []
+    for row in rows:
+        target = 2.0 if row["clients"] == 1 else 25.0
+        out.append((f"latency producer -> {row['transport'].upper()} client, {row['clients']} client(s), "
+                    f"{row['rate']:g} ev/s", f"p50 {row['p50_ms']:.2f} / p99 {row['p99_ms']:.2f} ms",
+                    f"p99 <= {target:g} ms", row["p99_ms"] <= target))
+        out.append((f"lost events, {row['transport'].upper()} x{row['clients']}", str(row["lost"]), "0",
+                    row["lost"] == 0))
+    return out
+
+
+def _generic(key: str, label: str, target: str, check: Callable[[float], bool], unit: str = "") -> Callable:
+    def summarize(rows: Any) -> list[Figure]:
+        rows = rows if isinstance(rows, list) else [rows]
+        out = []
+        for row in rows:
+            value = row[key]
+            name = label + (f" ({row['case']})" if "case" in row else "")
+            out.append((name, f"{value:g}{unit}", target, check(value)))
+        return out
+    return summarize
+
+
+# name -> (script, quick argv, full argv, summarizer)
+BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figure]]]] = {
+    "overhead": ("overhead.py", ["--runs", "3"], ["--runs", "7"], _overhead),
+    "eta": ("eta_accuracy.py", ["--steps", "20"], [], _eta),
+    "previews": ("previews.py", ["--quick", "--runs", "1"], [], _previews),
+    "widgets": ("widget_rate.py", ["--quick"], [],
+                _generic("updates_per_s", "widget updates per second at 100 steps/s", "<= 10",
+                         lambda v: v <= 10)),
+    "first_event": ("first_event.py", ["--quick"], [],
+                    _generic("p95_ms", "time to first event at a client after submit, p95", "<= 50 ms",
+                             lambda v: v <= 50, " ms")),
+    "latency": ("server_latency.py", ["--quick"], [], _latency),
+    "server_memory": ("server_memory.py", ["--quick"], [],
+                      _generic("growth_mb", "server memory growth after finished tasks", "<= 50 MB",
+                               lambda v: v <= 50, " MB")),
+}
+
+
+def _load(script: str):
+    spec = importlib.util.spec_from_file_location(f"wan_nb_bench_{Path(script).stem}", HERE / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        import psutil
+        memory = f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
+    except ImportError:
+        memory = "RAM unknown"
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", load average at start {os.getloadavg()[0]:.2f}"
+    versions = []
+    for name in ("torch", "diffusers", "jupyter_server"):
+        try:
+            versions.append(f"{name} {__import__(name).__version__}")
+        except Exception:
+            pass
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), {memory}, no GPU"
+            f"{load}; Python {platform.python_version()}, {', '.join(versions)}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short versions (a smoke test; figures are rough)")
+    parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(BENCHMARKS))
+    parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+
+    header = machine()
+    print(f"# machine: {header}", flush=True)
+    figures: list[Figure] = []
+    details: dict[str, str] = {}
+    failures: list[str] = []
+    started = time.monotonic()
+    for name in names:
+        script, quick, full, summarize = BENCHMARKS[name]
+        print(f"\n## {name} ({script} {' '.join(quick if args.quick else full)})", flush=True)
+        captured = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(_Tee(sys.stdout, captured)):
+                rows = _load(script).main(quick if args.quick else full)
+            figures.extend(summarize(rows))
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            failures.append(name)
+            figures.append((f"{name}: benchmark failed", f"{type(exc).__name__}: {exc}", "-", False))
+        details[name] = captured.getvalue().strip()
+
+    width = max(len(f[0]) for f in figures) if figures else 10
+    print(f"\n# summary ({'quick' if args.quick else 'full'}, {time.monotonic() - started:.0f} s)")
+    for figure, measured, target, met in figures:
+        verdict = "met" if met else ("NOT MET" if met is False else "")
+        print(f"{figure:<{width}}  {measured:>28}  target {target:<14} {verdict}")
+
+    if not args.no_write:
+        _write_doc(header, figures, details, args.quick)
+    return 1 if failures else 0
+
+
+def _write_doc(header: str, figures: list[Figure], details: dict[str, str], quick: bool) -> None:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [START, f"_Generated by `make bench{' QUICK=1' if quick else ''}` on {stamp}._", "",
+             f"Machine: {header}.", "", "| figure | measured | target | |", "|---|---|---|---|"]
+    for figure, measured, target, met in figures:
+        lines.append(f"| {figure} | {measured} | {target} | {'met' if met else ('**not met**' if met is False else '')} |")
+    lines.append("")
+    for name, text in details.items():
+        lines += [f"<details><summary>{name}: full output</summary>", "", "```", text, "```", "", "</details>", ""]
+    lines.append(END)
+    block = "\n".join(lines)
+    existing = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
+    if START in existing and END in existing:
+        before, rest = existing.split(START, 1)
+        after = rest.split(END, 1)[1]
+        text = before + block + after
+    else:
+        text = existing.rstrip() + "\n\n## Latest `make bench`\n\n" + block + "\n"
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+    print(f"\nwrote {DOC}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
