@@ -244,3 +244,19 @@ def test_import_is_light():
     code = "import sys, wan_nb; bad = [m for m in ('torch', 'diffusers', 'transformers', 'ipywidgets') if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_sweep_queues_the_cross_product_labelled_by_what_varies(gen):
+    sweep = gen.sweep(prompt=["a fox", "a cat"], seed=[0, 1], **SMALL)
+    assert sweep.labels == [{"prompt": "a fox", "seed": 0}, {"prompt": "a fox", "seed": 1},
+                            {"prompt": "a cat", "seed": 0}, {"prompt": "a cat", "seed": 1}]
+    results = sweep.results(timeout=120)
+    assert [(r.params["prompt"], r.seed) for r in results] == [("a fox", 0), ("a fox", 1), ("a cat", 0), ("a cat", 1)]
+    assert all(r.video_path.exists() for r in results)
+
+
+def test_sweep_with_one_bad_value_queues_nothing(gen):
+    before = len(gen.tasks)
+    with pytest.raises(InvalidParameter, match="num_frames=10"):
+        gen.sweep(prompt="a fox", num_frames=[9, 10], height=32, width=32, steps=2)
+    assert len(gen.tasks) == before
