@@ -1,7 +1,8 @@
-"""01_quickstart in a real JupyterLab, in headless Chromium: the panel, chart and video render.
+"""01_quickstart in real JupyterLab 4 and Notebook 7 pages, in headless Chromium: the panel,
+chart and video render.
 
-Starts JupyterLab on 127.0.0.1 (stopped by its pid), runs every cell through the Run menu and
-checks in the page that the overall bar reaches 100 % in the success style, the memory chart
+Starts JupyterLab (which also serves Notebook 7's pages) on 127.0.0.1, stopped by its pid; runs
+every cell through the Run menu and checks in the page that the overall bar reaches 100 % in the success style, the memory chart
 drew points, and a <video> loaded (readyState >= 2). Saves docs/screenshot.png.
 """
 
@@ -36,7 +37,8 @@ def lab(tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_renders_panel_chart_and_video(lab):
+@pytest.mark.parametrize("ui", ["lab", "notebook7"])
+def test_quickstart_renders_panel_chart_and_video(lab, tmp_path, ui):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
     from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
@@ -46,48 +48,64 @@ def test_quickstart_renders_panel_chart_and_video(lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(f"{base}/lab/tree/01_quickstart.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            # Run > Run All Cells, once the kernel is up. Lab may still ask which kernel to use
-            # (it does when the click beats the session): accept its preselected Python 3.
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
             try:
-                page.locator(".jp-Dialog .jp-mod-accept").click(timeout=3_000)
-            except PlaywrightTimeout:
-                pass  # no dialog: the cells are already running
-
-            overall = page.locator(".wan-nb-panel .wan-nb-overall .progress-bar").first
-            overall.wait_for(timeout=60_000)
-            page.wait_for_function(
-                """() => { const bar = document.querySelector('.wan-nb-panel .wan-nb-overall .progress-bar');
-                           return bar && bar.style.width === '100%' && bar.classList.contains('progress-bar-success'); }""",
-                timeout=90_000)
-            assert "100 %" in page.locator(".wan-nb-panel .wan-nb-overall-text").first.inner_text()
-
-            chart = page.locator(".wan-nb-panel .wan-nb-vram").first
-            assert int(chart.get_attribute("data-points")) >= 2
-            assert chart.locator("polyline").count() >= 2
-            assert "RAM" in chart.locator(".wan-nb-vram-title").inner_text()  # CPU machine: labelled RAM
-
-            page.wait_for_function(
-                "() => { const v = document.querySelector('.wan-nb-player video'); return v && v.readyState >= 2; }",
-                timeout=60_000)
-            link = page.locator(".wan-nb-player a.wan-nb-download").first
-            assert link.get_attribute("download").endswith(".mp4")
-            assert link.get_attribute("href").startswith("blob:")
-
-            # Let every cell finish (the last one displays the generator panel), then photograph
-            # the first panel together with the video under it.
-            page.wait_for_function(
-                "() => document.querySelectorAll('.wan-nb-panel').length >= 3", timeout=90_000)
-            panel = page.locator(".wan-nb-panel").first
-            panel.scroll_into_view_if_needed()
-            page.wait_for_timeout(300)
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            panel.screenshot(path=str(SCREENSHOT))
-            assert SCREENSHOT.stat().st_size > 5_000
+                _run_quickstart(page, base, token, PlaywrightTimeout, ui)
+            except Exception as exc:  # keep what the page showed: the assertion alone says little
+                page.screenshot(path=str(tmp_path / "failure.png"))
+                outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
+                                        ".map(e => e.innerText.slice(0, 300))")
+                raise AssertionError(f"{exc}\npage outputs: {outputs}\nscreenshot: {tmp_path / 'failure.png'}") from exc
         finally:
             browser.close()
+
+
+def _run_quickstart(page, base: str, token: str, PlaywrightTimeout: type, ui: str) -> None:
+    """Open 01_quickstart, run every cell, check panel, chart and video; save the screenshot."""
+    path = "lab/tree/01_quickstart.ipynb" if ui == "lab" else "notebooks/01_quickstart.ipynb"
+    page.goto(f"{base}/{path}?token={token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    # Run > Run All Cells, once the kernel is up. Jupyter may still ask which kernel to use
+    # (it does when the click beats the session): accept its preselected Python 3.
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    if ui == "lab":
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+    try:
+        page.locator(".jp-Dialog .jp-mod-accept").click(timeout=3_000)
+    except PlaywrightTimeout:
+        pass  # no dialog: the cells are already running
+
+    overall = page.locator(".wan-nb-panel .wan-nb-overall .progress-bar").first
+    overall.wait_for(timeout=60_000)
+    page.wait_for_function(
+        """() => { const bar = document.querySelector('.wan-nb-panel .wan-nb-overall .progress-bar');
+                   return bar && bar.style.width === '100%' && bar.classList.contains('progress-bar-success'); }""",
+        timeout=90_000)
+    assert "100 %" in page.locator(".wan-nb-panel .wan-nb-overall-text").first.inner_text()
+
+    chart = page.locator(".wan-nb-panel .wan-nb-vram").first
+    assert int(chart.get_attribute("data-points")) >= 2
+    assert chart.locator("polyline").count() >= 2
+    title = chart.locator(".wan-nb-vram-title").inner_text()
+    assert title.startswith(("RAM (no GPU)", "GPU memory")), title  # RAM is never passed off as VRAM
+
+    page.wait_for_function(
+        "() => { const v = document.querySelector('.wan-nb-player video'); return v && v.readyState >= 2; }",
+        timeout=60_000)
+    link = page.locator(".wan-nb-player a.wan-nb-download").first
+    assert link.get_attribute("download").endswith(".mp4")
+    assert link.get_attribute("href").startswith("blob:")
+
+    # Let every cell finish (the last one displays the generator panel), then photograph the
+    # first panel (the README shows it).
+    page.wait_for_function(
+        "() => document.querySelectorAll('.wan-nb-panel').length >= 3", timeout=90_000)
+    if ui != "lab":
+        return
+    panel = page.locator(".wan-nb-panel").first
+    panel.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    panel.screenshot(path=str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 5_000
