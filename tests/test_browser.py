@@ -82,11 +82,16 @@ def _run_quickstart(page, base: str, token: str, PlaywrightTimeout: type, ui: st
         """() => { const bar = document.querySelector('.wan-nb-panel .wan-nb-overall .progress-bar');
                    return bar && bar.style.width === '100%' && bar.classList.contains('progress-bar-success'); }""",
         timeout=90_000)
-    assert "100 %" in page.locator(".wan-nb-panel .wan-nb-overall-text").first.inner_text()
-
+    # Each widget is its own model with its own messages: the label and the chart may land a
+    # moment after the bar, so wait for them rather than reading them at once.
+    page.wait_for_function(
+        """() => { const text = document.querySelector('.wan-nb-panel .wan-nb-overall-text');
+                   return text && text.innerText.includes('100 %'); }""", timeout=10_000)
+    page.wait_for_function(
+        """() => { const chart = document.querySelector('.wan-nb-panel .wan-nb-vram');
+                   return chart && Number(chart.dataset.points) >= 2
+                          && chart.querySelectorAll('polyline').length >= 2; }""", timeout=10_000)
     chart = page.locator(".wan-nb-panel .wan-nb-vram").first
-    assert int(chart.get_attribute("data-points")) >= 2
-    assert chart.locator("polyline").count() >= 2
     title = chart.locator(".wan-nb-vram-title").inner_text()
     assert title.startswith(("RAM (no GPU)", "GPU memory")), title  # RAM is never passed off as VRAM
 

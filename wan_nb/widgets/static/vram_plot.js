@@ -36,7 +36,10 @@ function draw(model, root) {
   const svg = root.querySelector("svg");
   svg.replaceChildren();
 
-  const tEnd = samples.length ? samples[samples.length - 1].t : Date.now() / 1000;
+  // The chart ends at the newest reading or the end of the last stage, whichever is later, so
+  // short final stages (decode, save) stay visible after the last reading.
+  const lastBandEnd = bands.reduce((m, b) => Math.max(m, b.end == null ? b.start : b.end), 0);
+  const tEnd = Math.max(samples.length ? samples[samples.length - 1].t : 0, lastBandEnd) || Date.now() / 1000;
   const tStart = Math.max(samples.length ? samples[0].t : tEnd - windowS, tEnd - windowS);
   const span = Math.max(tEnd - tStart, 1);
   const x = (t) => LEFT + ((t - tStart) / span) * (W - LEFT - RIGHT);
