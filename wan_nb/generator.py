@@ -569,6 +569,8 @@ class Generator:
                          scale: eta.ProgressScale, check_cancel: Callable[[], None]) -> Any:
         if self._pipe is not None:
             return self._pipe
+        if "diffusers" not in sys.modules:
+            self._progress(task, scale, "Importing PyTorch and diffusers")  # seconds, once per process
         on_worker = threading.current_thread()
 
         def report(kind: str, **fields: Any) -> None:
