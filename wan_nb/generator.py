@@ -693,29 +693,20 @@ class Generator:
 
 
 def _show_progress(task: Task, mode: str | bool) -> None:
-    """Pick a front end for a blocking ``generate`` (tqdm-style: chosen by environment)."""
+    """Show a blocking ``generate``'s progress (tqdm-style: the front end fits the environment).
+
+    ``"auto"``: a widget panel in a Jupyter kernel, a text line on a terminal, nothing when output
+    goes nowhere a person reads live (a pipe, a log); ``"text"`` forces text; ``False`` nothing.
+    """
     if mode is False or mode == "none":
         return
-    if mode in ("auto", True, "widget") and _in_notebook():
-        try:
-            from .widgets import show_task
-
-            show_task(task)
-            return
-        except Exception:  # widgets not renderable here: fall through to text
-            log.debug("widget display failed", exc_info=True)
-    if mode in ("auto", True, "text") and (mode != "auto" or sys.stderr.isatty() or _in_notebook()):
+    if mode == "text":
         from .console import follow_in_background
 
         follow_in_background(task)
+        return
+    if mode == "auto" and "ipykernel" not in sys.modules and not sys.stderr.isatty():
+        return
+    from .widgets import show_task  # a widget where one can render, text progress elsewhere
 
-
-def _in_notebook() -> bool:
-    shell = sys.modules.get("IPython")
-    if shell is None:
-        return False
-    try:
-        ip = shell.get_ipython()
-    except Exception:
-        return False
-    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
+    show_task(task)
