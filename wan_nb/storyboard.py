@@ -32,6 +32,7 @@ import os
 import random
 import re
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -397,13 +398,13 @@ class Storyboard:
         return self._wait(self.submit(resume=True), progress)
 
     def _wait(self, handle: "StoryboardRun", progress: str | bool) -> StoryboardResult:
-        if progress not in (False, "none") and _in_notebook():
-            try:
+        if progress not in (False, "none") and "ipykernel" in sys.modules:
+            from .widgets import widgets_available
+
+            if widgets_available():
                 from IPython.display import display
 
                 display(handle)
-            except Exception:
-                pass
         try:
             return handle.result()
         except KeyboardInterrupt:
@@ -839,7 +840,3 @@ def _link_or_copy(source: Path, target: Path) -> None:
     partial.replace(target)
 
 
-def _in_notebook() -> bool:
-    from .generator import _in_notebook as in_notebook
-
-    return in_notebook()
