@@ -103,18 +103,26 @@ def test_reconnect_storm_loses_and_repeats_nothing(env, producers):
           f"{storm.refused} 204 answers, {len(expected)} events x {len(clients)} clients")
 
 
-def test_resume_from_the_start_of_a_long_finished_task_gets_every_event(env, producers):
-    """A replay far larger than a client's buffer (the journal of a finished task) is sent
-    whole: no progress event is coalesced away on a resume."""
-    server, *_ = env
-    task_id = run_producer(env, producers, steps=4000, interval=0)
-    server.wait_task(task_id, lambda s: s["status"] == "completed", timeout=60)
-    last = server.get(f"tasks/{task_id}").json()["last_seq"]
-    for kind in ("sse", "ws"):
-        client = Client(kind, server.port, task_id, random.Random(0))
-        asyncio.run(run_client(client, Storm(left=0), mean_budget=1 << 20,
-                               deadline=time.monotonic() + 60))
-        assert client.seqs == list(range(1, last + 1)), kind
+def test_resume_from_the_start_of_a_long_finished_task_gets_every_event(tmp_path, producers):
+    """A replay far larger than a client's buffer (here 20 events) is sent whole: no progress
+    event of a resume is coalesced away (regression: resumes over the all-tasks stream and the
+    WebSocket lost most progress events once the replay outran the socket)."""
+    runtime, runs = tmp_path / "runtime", tmp_path / "runs"
+    server = start_server(runtime, extra_args=["--ServerApp.log_level=WARN",
+                                               "--WanNbExtension.client_buffer=20",
+                                               "--WanNbExtension.global_history_size=50000"])
+    try:
+        task_id = run_producer((server, runtime, runs), producers, steps=40000, interval=0)
+        server.wait_task(task_id, lambda s: s["status"] == "completed", timeout=60)
+        last = server.get(f"tasks/{task_id}").json()["last_seq"]
+        for kind in ("sse", "sse_all", "ws"):
+            client = Client(kind, server.port, task_id, random.Random(0))
+            # (asyncio's loop clock is time.monotonic)
+            asyncio.run(run_client(client, Storm(left=0), mean_budget=1 << 20,
+                                   deadline=time.monotonic() + 60))
+            assert client.seqs == list(range(1, last + 1)), (kind, len(client.seqs), last)
+    finally:
+        server.stop()
 
 
 # -- WebSocket fuzzing ---------------------------------------------------------------------------
@@ -167,20 +175,23 @@ def ws_messages():
             | huge | deep | st.binary(max_size=50).map(lambda b: b.decode("latin-1")))
 
 
-def _until_pong(ws, timeout=20) -> list[dict]:
-    """Frames up to the answer to a ping sent after the message under test (frames keep order)."""
-    ws.send(json.dumps({"action": "ping"}))
+def _until_barrier(ws, timeout=20) -> list[dict]:
+    """Frames up to the answer to a marker request sent after the message under test (frames
+    keep their order; a fuzzed message may itself be a ping, so the marker is unique)."""
+    marker = "task:barrier-" + uuid.uuid4().hex
+    ws.send(json.dumps({"action": "unsubscribe", "topic": marker}))
     frames = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ws.settimeout(max(0.1, deadline - time.monotonic()))
         frame = json.loads(ws.recv())
-        if frame.get("type") == "pong":
+        if frame.get("type") == "unsubscribed" and frame["data"].get("topic") == marker:
             return frames
         frames.append(frame)
-    raise AssertionError(f"no pong; frames {frames[-3:]}")
+    raise AssertionError(f"no answer to the marker; frames {frames[-3:]}")
 
 
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # reprs of 2 MB messages
 def test_fuzzed_websocket_messages_get_error_frames_and_the_connection_stays(env, producers):
     from hypothesis import HealthCheck, given, settings
 
@@ -196,7 +207,7 @@ def test_fuzzed_websocket_messages_get_error_frames_and_the_connection_stays(env
     @given(ws_messages())
     def fuzz(message):
         ws.send(message)
-        frames = [f for f in _until_pong(ws) if f.get("type") != "vram_monitoring"]
+        frames = [f for f in _until_barrier(ws) if f.get("type") not in ("vram_monitoring", "pong")]
         seen["messages"] += 1
         errors = [f for f in frames if f.get("type") == "error"]
         for frame in errors:
@@ -237,14 +248,19 @@ def test_openapi_document_fuzzed_by_schemathesis_gets_no_5xx_and_no_hang(env, pr
     token: REST answers conform to the document (status, content type, body schema) and none
     is a 5xx; streaming operations answer their headers (a bounded read) without a 5xx."""
     import schemathesis
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import HealthCheck, given, settings, strategies as st
     from importlib import resources
 
     server, *_ = env
     # Real tasks to describe: a completed generation and a storyboard.
+    known = []
     for kwargs in ({}, {"storyboard": True}):
-        task_id = run_producer(env, producers, steps=5, interval=0.001, **kwargs)
-        server.wait_task(task_id, lambda s: s["status"] == "completed")
+        known.append(run_producer(env, producers, steps=5, interval=0.001, **kwargs))
+        server.wait_task(known[-1], lambda s: s["status"] == "completed")
+    # and one still running (held mid-task), so cancel can be accepted
+    hold = env[2].parent / f"hold-{uuid.uuid4().hex[:6]}"
+    known.append(run_producer(env, producers, steps=10, interval=0.001, hold_until=hold))
+    server.wait_task(known[-1], lambda s: s["current_step"] == 5)
     document = json.loads(resources.files("wan_nb.server").joinpath("openapi.json").read_text())
     schema = schemathesis.openapi.from_dict(document)
     headers = {"Authorization": f"token {TOKEN}"}
@@ -259,11 +275,14 @@ def test_openapi_document_fuzzed_by_schemathesis_gets_no_5xx_and_no_hang(env, pr
 
         @settings(max_examples=25, derandomize=True, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
-        @given(operation.as_strategy())
-        def check(case):
+        @given(operation.as_strategy(), st.sampled_from([None, *known]))
+        def check(case, task_id):
+            if task_id and "task_id" in (case.path_parameters or {}):
+                case.path_parameters["task_id"] = task_id  # half of the cases about real tasks
             if op_id in STREAMING:
-                response = case.call(base_url=server.url, session=session, headers=headers,
-                                     stream=True, timeout=10)
+                # The same request schemathesis would send, read only up to the headers.
+                kwargs = case.as_transport_kwargs(base_url=server.url, headers=headers)
+                response = session.request(**kwargs, stream=True, timeout=10)
                 response.close()
             else:
                 response = case.call_and_validate(base_url=server.url, session=session, headers=headers,
@@ -272,5 +291,7 @@ def test_openapi_document_fuzzed_by_schemathesis_gets_no_5xx_and_no_hang(env, pr
             assert response.status_code < 500, (op_id, response.status_code, response.text[:300])
 
         check()
+    hold.touch()
     assert set(statuses) == {op.definition.raw["operationId"] for op in operations}
+    assert 200 in statuses["getTask"] and 200 in statuses["taskProgress"] | statuses["getVideo"]
     print("\nschemathesis statuses:", {k: sorted(v) for k, v in statuses.items()})

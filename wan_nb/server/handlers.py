@@ -286,7 +286,7 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
     def on_message(self, message: str | bytes) -> None:
         try:
             request = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep ("[[[[...")
             return self.error('not JSON; send {"action": "subscribe", "topic": "generation_progress"}')
         if not isinstance(request, dict):
             return self.error('expected a JSON object like {"action": "subscribe", "topic": "vram"}')
@@ -294,7 +294,7 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
         if action == "ping":
             return self.reply("pong")
         if action not in ("subscribe", "unsubscribe"):
-            return self.error(f"unknown action {action!r}: use 'subscribe' or 'unsubscribe'")
+            return self.error(f"unknown action {_short(action)}: use 'subscribe' or 'unsubscribe'")
         if not isinstance(topic, str):
             return self.error(f"'topic' must be a string; {TOPICS_HELP}")
         if topic.startswith("task:"):
@@ -325,18 +325,18 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
                     hub.preview_subs.remove(sub)
                 self.reply("unsubscribed", topic=topic)
         else:
-            self.error(f"unknown topic {topic!r}; {TOPICS_HELP}")
+            self.error(f"unknown topic {_short(topic)}; {TOPICS_HELP}")
 
     def _task_topic(self, action: str, topic: str, request: dict) -> None:
         task_id = topic[len("task:"):]
         if not valid_task_id(task_id):
-            return self.error(f"{topic!r} does not name a task: use 'task:<task_id>'")
+            return self.error(f"{_short(topic)} does not name a task: use 'task:<task_id>'")
         if action == "unsubscribe":
             self.hub.unsubscribe_task(self.sub, task_id)
             return self.reply("unsubscribed", topic=topic)
         after = request.get("after", 0)
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            return self.error(f"'after' must be a sequence number >= 0, not {after!r}")
+            return self.error(f"'after' must be a sequence number >= 0, not {_short(after)}")
         self.reply("subscribed", topic=topic)
         self.sub.last_sent[task_id] = after  # an explicit resume point replays from there
         self.hub.find(task_id)
@@ -346,6 +346,15 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
         if self.outbox is not None:
             self.outbox.close("peer closed")
             self.hub.unsubscribe(self.sub)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` for an error message, cut short: a client's 2 MB topic is not echoed back."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # ints past the str conversion limit, deep nesting
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def handlers() -> list[tuple[str, type, dict] | tuple[str, type]]:

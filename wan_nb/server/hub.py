@@ -122,7 +122,13 @@ class Producer:
 
 
 class Subscriber:
-    """A connection's interest in events; ``variant`` names the encoding it wants."""
+    """A connection's interest in events; ``variant`` names the encoding it wants.
+
+    A replay (a resume, a late subscription) can be far larger than the connection's buffer,
+    and every replayed event must arrive (none may be coalesced away), so replayed events wait
+    in ``backlog`` and are handed to the outbox only as fast as it drains; live events that
+    arrive meanwhile queue behind them, keeping the order.
+    """
 
     variant = "ws"
 
@@ -133,17 +139,36 @@ class Subscriber:
         self.skip_types = frozenset(skip_types)
         self.last_sent: dict[str, int] = {}
         self.on_terminal: Callable[[], Any] | None = None
+        self.backlog: collections.deque[tuple[bytes, bool]] = collections.deque()
 
     def wants(self, rec: Rec) -> bool:
         if rec.type == "preview" and not self.previews:
             return False
         return rec.type not in self.skip_types and rec.seq > self.last_sent.get(rec.task_id, 0)
 
-    def deliver(self, rec: Rec, payload: bytes) -> None:
+    def deliver(self, rec: Rec, payload: bytes, *, replay: bool = False) -> None:
         self.last_sent[rec.task_id] = rec.seq
+        if replay or self.backlog:
+            self.backlog.append((payload, rec.terminal))
+            return
         self.outbox.push(payload, (rec.type, rec.task_id) if rec.type in COALESCIBLE else None)
         if rec.terminal and self.on_terminal is not None:
             self.on_terminal()
+
+    def pump(self) -> None:
+        """Move the backlog into the outbox while it keeps up; resume when it has drained."""
+        outbox, backlog = self.outbox, self.backlog
+        low_water = max(1, outbox.limit // 2)
+        while backlog and not outbox.closed:
+            if outbox.pending and len(outbox.queue) >= low_water:
+                outbox.when_drained(self.pump)
+                return
+            payload, terminal = backlog.popleft()
+            outbox.push(payload)  # no coalescing key: a replayed event is never dropped
+            if terminal and self.on_terminal is not None:
+                self.on_terminal()
+        if outbox.closed:
+            backlog.clear()
 
 
 class Hub:
@@ -505,7 +530,8 @@ class Hub:
         if task is not None:
             for rec in self.replay(task, after):
                 if sub.wants(rec):
-                    sub.deliver(rec, self.encode(rec, sub.variant))
+                    sub.deliver(rec, self.encode(rec, sub.variant), replay=True)
+            sub.pump()
         else:
             sub.last_sent[task_id] = max(sub.last_sent.get(task_id, 0), after)
         subs = self.task_subs.setdefault(task_id, [])
@@ -526,7 +552,8 @@ class Hub:
                 if rec.type == "preview" and not sub.previews:
                     continue
                 if sub.wants(rec):
-                    sub.deliver(rec, self.encode(rec, sub.variant))
+                    sub.deliver(rec, self.encode(rec, sub.variant), replay=True)
+            sub.pump()
         if sub not in self.all_subs:
             self.all_subs.append(sub)
         if sub.previews and sub not in self.preview_subs:
