@@ -260,3 +260,17 @@ def test_sweep_with_one_bad_value_queues_nothing(gen):
     with pytest.raises(InvalidParameter, match="num_frames=10"):
         gen.sweep(prompt="a fox", num_frames=[9, 10], height=32, width=32, steps=2)
     assert len(gen.tasks) == before
+
+
+def test_a_pipeline_built_in_code_runs_through_from_pipeline(tmp_path):
+    from wan_nb import tiny
+
+    pipe = tiny.pipeline("tiny")
+    gen = Generator.from_pipeline(pipe, "my-wan", defaults=dict(SMALL, fps=8), runs_dir=tmp_path, previews=False)
+    assert gen.pipeline is pipe and gen.spec.spatial_factor == 16 and gen.spec.kind == "t2v"
+    rec = Recorder()
+    gen.subscribe(rec)
+    result = gen.generate("a fox", seed=0, progress=False)
+    assert "loading_model" not in stages(rec.of(result.task_id))
+    assert rec.of(result.task_id)[0].data["model_type"] == "my-wan"
+    assert frame_count(result.video_path) == 9

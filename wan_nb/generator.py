@@ -210,8 +210,12 @@ class Generator:
                  runs_dir: str | os.PathLike | None = None, *, offload: str = "none",
                  vae_tiling: bool = False, vae_slicing: bool = False,
                  monitor_interval: float = 1.0, previews: bool = True,
-                 preview_every: float | None = None) -> None:
-        self.spec = models.resolve(model)  # cheap; raises a clear error for an unknown model
+                 preview_every: float | None = None, pipeline: Any = None,
+                 defaults: Mapping[str, Any] | None = None) -> None:
+        if pipeline is not None:  # see from_pipeline
+            self.spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
+        else:
+            self.spec = models.resolve(model)  # cheap; raises a clear error for an unknown model
         self.model = self.spec.name
         if offload not in ("none", "model", "sequential", "group"):
             raise ValueError(f"offload={offload!r}: choose 'none', 'model', 'sequential' or 'group'")
@@ -230,7 +234,9 @@ class Generator:
         self._queue: queue.Queue[Task | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
-        self._pipe: Any = None
+        self._pipe: Any = pipeline
+        if pipeline is not None:
+            self.device = str(getattr(pipeline, "_execution_device", None) or pipeline.device)
         self._pipe_lock = threading.RLock()
         self._loras: dict[str, _Lora] = {}
         self._step_hooks: list[Callable[..., Any]] = []
@@ -243,6 +249,16 @@ class Generator:
 
             install(self)  # validates preview_every first, so a bad value leaves nothing attached
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir, cancel=self._cancel_task_by_id)
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,
+                      **options: Any) -> "Generator":
+        """Wrap a diffusers Wan pipeline you built or loaded yourself (it is used as it is).
+
+        ``defaults`` sets generation defaults (height, width, num_frames, steps, ...); the rest
+        come from the Wan 2.1 / 2.2 defaults matching the pipeline's configuration.
+        """
+        return cls(model=name, pipeline=pipeline, defaults=defaults, **options)
 
     # -- public API --------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], Any], *, task_id: str | None = None,

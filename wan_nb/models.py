@@ -156,15 +156,23 @@ def _spec_from_folder(name: str, path: Path, *, is_local: bool, source: str | No
     index = _read_json(index_file)
     if not index:
         raise ValueError(f"model={name!r}: {index_file} is not valid JSON.")
-    cls = index.get("_class_name", "WanPipeline")
     vae = _read_json(path / "vae" / "config.json")
     transformer = _read_json(path / "transformer" / "config.json") or _read_json(
         path / "transformer_2" / "config.json")
+    two_experts = bool(index.get("boundary_ratio")) and isinstance(index.get("transformer_2"), list) \
+        and bool(index["transformer_2"][0])
+    return _spec_from_configs(name, source or str(path), index.get("_class_name", "WanPipeline"), index, vae,
+                              transformer, two_experts, _read_json(path / DEFAULTS_FILE).get("defaults", {}),
+                              is_local=is_local)
+
+
+def _spec_from_configs(name: str, source: str, cls: str, index: dict[str, Any], vae: dict[str, Any],
+                       transformer: dict[str, Any], two_experts: bool, own_defaults: dict[str, Any], *,
+                       is_local: bool) -> ModelSpec:
+    """The spec of a Wan pipeline from its pipeline, VAE and transformer configs."""
     z_dim = vae.get("z_dim", 16)
     vae_spatial = vae.get("scale_factor_spatial") or (16 if z_dim == 48 else 8)
     patch = (transformer.get("patch_size") or [1, 2, 2])[1]
-    two_experts = bool(index.get("boundary_ratio")) and isinstance(index.get("transformer_2"), list) \
-        and bool(index["transformer_2"][0])
     if "ImageToVideo" in cls:
         kind = "i2v"
     elif index.get("expand_timesteps"):
@@ -172,13 +180,21 @@ def _spec_from_folder(name: str, path: Path, *, is_local: bool, source: str | No
     else:
         kind = "t2v"
     base = _WAN22_A14B if two_experts else _WAN22_5B if kind == "ti2v" else _WAN21
-    defaults = {**base, **_read_json(path / DEFAULTS_FILE).get("defaults", {})}
     return ModelSpec(
-        name=name, source=source or str(path), pipeline_class=cls, defaults=defaults,
+        name=name, source=source, pipeline_class=cls, defaults={**base, **own_defaults},
         spatial_factor=int(vae_spatial) * int(patch),
         temporal_factor=int(vae.get("scale_factor_temporal") or 4), is_local=is_local, kind=kind,
         experts=(HIGH_NOISE, LOW_NOISE) if two_experts else (),
         boundary_ratio=index.get("boundary_ratio") if two_experts else None)
+
+
+def spec_from_pipeline(pipe: Any, name: str = "custom", defaults: dict[str, Any] | None = None) -> ModelSpec:
+    """The spec of an already built pipeline (``Generator.from_pipeline``): read from its configs."""
+    transformer = pipe.transformer if getattr(pipe, "transformer", None) is not None else pipe.transformer_2
+    two_experts = getattr(pipe, "transformer_2", None) is not None and bool(pipe.config.get("boundary_ratio"))
+    return _spec_from_configs(name, f"<{type(pipe).__name__} object>", type(pipe).__name__, dict(pipe.config),
+                              dict(pipe.vae.config), dict(transformer.config), two_experts, dict(defaults or {}),
+                              is_local=True)
 
 
 def _spec_from_repo(repo_id: str) -> ModelSpec:

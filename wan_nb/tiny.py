@@ -137,6 +137,11 @@ def _pipeline_class(name: str):
     return getattr(diffusers, VARIANTS[name]["pipeline_class"])
 
 
+def pipeline(name: str = "tiny", seed: int = 0) -> Any:
+    """Tiny variant ``name`` built in memory (random weights, nothing written)."""
+    return _pipeline_class(name)(**components(name, seed))
+
+
 def build(name: str, target: Path) -> Path:
     """Write tiny variant ``name`` to ``target`` with ``save_pretrained`` (once; atomic)."""
     target = Path(target)
@@ -146,7 +151,7 @@ def build(name: str, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
         try:
-            _pipeline_class(name)(**components(name)).save_pretrained(staging)
+            pipeline(name).save_pretrained(staging)
             # The generation defaults travel with the folder (also when served as a Hub repo).
             (staging / "wan_nb.json").write_text(json.dumps({"defaults": VARIANTS[name]["defaults"]}))
             try:
