@@ -51,7 +51,7 @@ def test_quickstart_renders_panel_chart_and_video(lab, tmp_path, ui):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             try:
-                _run_quickstart(page, base, token, PlaywrightTimeout, ui)
+                _run_quickstart(page, base, token, PlaywrightTimeout, ui, tmp_path)
             except Exception as exc:  # keep what the page showed: the assertion alone says little
                 page.screenshot(path=str(tmp_path / "failure.png"))
                 outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
@@ -61,7 +61,7 @@ def test_quickstart_renders_panel_chart_and_video(lab, tmp_path, ui):
             browser.close()
 
 
-def _run_quickstart(page, base: str, token: str, PlaywrightTimeout: type, ui: str) -> None:
+def _run_quickstart(page, base: str, token: str, PlaywrightTimeout: type, ui: str, tmp_path: Path) -> None:
     """Open 01_quickstart, run every cell, check panel, chart and video; save the screenshot."""
     path = "lab/tree/01_quickstart.ipynb" if ui == "lab" else "notebooks/01_quickstart.ipynb"
     page.goto(f"{base}/{path}?token={token}")

@@ -571,7 +571,7 @@ class Generator:
 
     def _stop_sampler(self, sampler: monitor.Sampler | None) -> None:
         if sampler is not None:
-            sampler.stop()
+            sampler.stop(final_reading=True)
 
     def _free_accelerator_memory(self) -> None:
         torch = sys.modules.get("torch")

@@ -153,7 +153,14 @@ class Sampler:
                 log.debug("memory sample failed", exc_info=True)
             self._stop.wait(self._interval)
 
-    def stop(self) -> None:
+    def stop(self, final_reading: bool = False) -> None:
+        """Stop sampling; ``final_reading`` emits one last reading first (from this thread), so
+        even a run shorter than the interval has a reading at its start and at its end."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
+        if final_reading:
+            try:
+                self._emit(self._read())
+            except Exception:
+                log.debug("memory sample failed", exc_info=True)

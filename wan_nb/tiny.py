@@ -13,6 +13,7 @@ Weights come from a fixed seed: every build of a variant is identical.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -137,6 +138,27 @@ def _pipeline_class(name: str):
     return getattr(diffusers, VARIANTS[name]["pipeline_class"])
 
 
+@contextlib.contextmanager
+def _quiet_build():
+    """Building is an implementation detail: no "Writing shards" bars, no library chatter
+    (a notebook's first run would otherwise show them as stderr)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    bars = [(lib, lib.is_progress_bar_enabled()) for lib in (diffusers_logging, transformers_logging)]
+    verbosity = transformers_logging.get_verbosity()
+    for lib, _ in bars:
+        lib.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        for lib, enabled in bars:
+            if enabled:
+                lib.enable_progress_bar()
+
+
 def pipeline(name: str = "tiny", seed: int = 0) -> Any:
     """Tiny variant ``name`` built in memory (random weights, nothing written)."""
     return _pipeline_class(name)(**components(name, seed))
@@ -151,7 +173,8 @@ def build(name: str, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
         try:
-            pipeline(name).save_pretrained(staging)
+            with _quiet_build():
+                pipeline(name).save_pretrained(staging)
             # The generation defaults travel with the folder (also when served as a Hub repo).
             (staging / "wan_nb.json").write_text(json.dumps({"defaults": VARIANTS[name]["defaults"]}))
             try:
