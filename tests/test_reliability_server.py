@@ -295,3 +295,28 @@ def test_openapi_document_fuzzed_by_schemathesis_gets_no_5xx_and_no_hang(env, pr
     assert set(statuses) == {op.definition.raw["operationId"] for op in operations}
     assert 200 in statuses["getTask"] and 200 in statuses["taskProgress"] | statuses["getVideo"]
     print("\nschemathesis statuses:", {k: sorted(v) for k, v in statuses.items()})
+
+
+def test_a_new_process_task_shows_up_without_waiting_for_the_periodic_scan(tmp_path, producers):
+    """Producers ring the servers' doorbells when they start and when a task begins
+    (regression: the first task of a new process reached clients only at the next scan,
+    ~0.5 s; here the scan is 60 s away)."""
+    runtime, runs = tmp_path / "runtime", tmp_path / "runs"
+    server = start_server(runtime, extra_args=["--ServerApp.log_level=WARN",
+                                               "--WanNbExtension.scan_interval=60"])
+    try:
+        assert list(runtime.glob("wan_nb-server-*.json"))
+        task_id = run_producer((server, runtime, runs), producers, steps=3, interval=0.001)
+        # The task list (unlike GET tasks/{id}, which looks for an unknown id) only shows what
+        # the server was told.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            tasks = {t["task_id"]: t for t in server.get("tasks").json()["tasks"]}
+            if tasks.get(task_id, {}).get("status") == "completed":
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"task {task_id} not listed 20 s after it began; scan interval 60 s")
+    finally:
+        server.stop()
+    assert not list(runtime.glob("wan_nb-server-*.json"))  # the doorbell leaves with the server

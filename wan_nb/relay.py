@@ -38,11 +38,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["attach", "runtime_dir", "producer_files", "PRODUCER_PREFIX", "read_producer_file",
-           "send_control"]
+           "send_control", "SERVER_PREFIX", "ring_doorbells"]
 
 log = logging.getLogger(__name__)
 
 PRODUCER_PREFIX = "wan_nb-producer-"
+SERVER_PREFIX = "wan_nb-server-"    # a server's doorbell: producers ring it when their file changes
 RECENT_TASKS = 200          # tasks listed in the producer file (journals of older ones stay on disk)
 _IPC_PATH_MAX = 100         # sun_path is 104-108 bytes depending on the platform
 _PUB_HWM = 100_000          # events queued for a slow server before zmq drops (journal repairs)
@@ -69,6 +70,28 @@ def read_producer_file(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def ring_doorbells(context: Any, directory: Path) -> None:
+    """Tell every wan_nb server advertising a doorbell in ``directory`` to rescan now, so a new
+    process or task shows up at once rather than at the server's next periodic scan."""
+    import zmq
+
+    for path in sorted(directory.glob(SERVER_PREFIX + "*.json")):
+        info = read_producer_file(path)
+        endpoint = (info or {}).get("doorbell")
+        if not isinstance(endpoint, str):
+            continue
+        bell = context.socket(zmq.PUSH)
+        try:
+            bell.setsockopt(zmq.LINGER, 200)   # the connect completes after send() returns
+            bell.setsockopt(zmq.SNDHWM, 1)
+            bell.connect(endpoint)
+            bell.send(b"rescan", zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        finally:
+            bell.close()
 
 
 def _process_start_time(pid: int) -> float | None:
@@ -119,6 +142,13 @@ class _Producer:
         self.tasks: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self.dirty = threading.Event()
         self.stopping = threading.Event()
+        # Wakes the relay thread when a new task is noted, so the file and the servers'
+        # doorbells are updated at once (not at the next poll timeout).
+        wake_endpoint = f"inproc://wan_nb-wake-{secrets.token_hex(4)}"
+        self.wake_recv = self.context.socket(zmq.PAIR)
+        self.wake_recv.bind(wake_endpoint)
+        self.wake_send = self.context.socket(zmq.PAIR)
+        self.wake_send.connect(wake_endpoint)
         self.errors = 0
         self.write_file()
         self.thread = threading.Thread(target=self._serve, name="wan_nb-relay", daemon=True)
@@ -171,9 +201,18 @@ class _Producer:
                                                      "active": True}
                 while len(self.tasks) > RECENT_TASKS:
                     self.tasks.popitem(last=False)
+                new = True
+            else:
+                new = False
             if event.is_terminal:
                 entry["active"] = False
         self.dirty.set()  # the relay thread rewrites the file; the generator never waits on disk
+        if new:
+            with self.send_lock:
+                try:
+                    self.wake_send.send(b"", self._zmq.NOBLOCK)
+                except self._zmq.ZMQError:
+                    pass
 
     # -- the producer file -----------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -205,14 +244,24 @@ class _Producer:
         zmq = self._zmq
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
+        poller.register(self.wake_recv, zmq.POLLIN)
+        ring_doorbells(self.context, self.directory)  # servers already running: look now
         while not self.stopping.is_set():
             try:
                 ready = dict(poller.poll(200))
             except zmq.ZMQError:
                 return
+            woken = self.wake_recv in ready
+            while woken:
+                try:
+                    self.wake_recv.recv(zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    break
             if self.dirty.is_set():
                 self.dirty.clear()
                 self.write_file()
+                if woken:
+                    ring_doorbells(self.context, self.directory)
             if self.control in ready:
                 try:
                     ident, *frames = self.control.recv_multipart(zmq.NOBLOCK)
@@ -282,6 +331,8 @@ class _Producer:
                     pass
         with self.send_lock:
             self.pub.close()
+            self.wake_send.close()
+        self.wake_recv.close()
         self.control.close()
         self.context.term()
 

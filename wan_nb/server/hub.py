@@ -106,7 +106,7 @@ class Producer:
     def __init__(self, path: Path, info: dict[str, Any]) -> None:
         self.path = path
         self.info = info
-        self.mtime = 0.0
+        self.mtime: Any = None
         self.stream: Any = None
         self.tasks: set[str] = set()
         self.alive = True
@@ -208,6 +208,8 @@ class Hub:
         self._vram_busy = False
         self._timers: list[PeriodicCallback] = []
         self._zmq_context: Any = None
+        self._doorbell: Any = None
+        self.doorbell_file: Path | None = None
         self.started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -215,6 +217,7 @@ class Hub:
         if self.started:
             return
         self.started = True
+        self._open_doorbell()
         self.scan()
         for callback, seconds in ((self.scan, self.scan_interval),
                                   (self._heartbeat, self.heartbeat_interval)):
@@ -228,18 +231,69 @@ class Hub:
         self._timers.clear()
         for producer in self.producers.values():
             self._disconnect(producer)
+        self._close_doorbell()
         for outbox in list(self.sse_outboxes) + [s.outbox for s in self.all_subs]:
             outbox.close("server stopping")
         self.started = False
 
+    # -- the doorbell ----------------------------------------------------------------------
+    def _open_doorbell(self) -> None:
+        """A zmq PULL socket producers ring when they start or begin a task (see
+        :func:`wan_nb.relay.ring_doorbells`), advertised as ``wan_nb-server-<pid>.json``: a new
+        task reaches clients in milliseconds instead of up to ``scan_interval`` later."""
+        import os
+        import secrets
+
+        import zmq
+        from zmq.eventloop.zmqstream import ZMQStream
+
+        try:
+            if self._zmq_context is None:
+                self._zmq_context = zmq.Context.instance()
+            socket = self._zmq_context.socket(zmq.PULL)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.RCVHWM, 64)
+            path = self.runtime_dir / f"wan_nb-{os.getpid()}-{secrets.token_hex(3)}.bell"
+            if zmq.has("ipc") and len(str(path)) <= 100:
+                endpoint = f"ipc://{path}"
+                socket.bind(endpoint)
+            else:
+                endpoint = f"tcp://127.0.0.1:{socket.bind_to_random_port('tcp://127.0.0.1')}"
+            self._doorbell = ZMQStream(socket)
+            self._doorbell.on_recv(lambda frames: self.scan(force=True))
+            self.doorbell_file = self.runtime_dir / f"{relay.SERVER_PREFIX}{os.getpid()}.json"
+            tmp = self.doorbell_file.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"pid": os.getpid(), "doorbell": endpoint}, handle)
+            os.replace(tmp, self.doorbell_file)
+        except Exception:  # the periodic scan still finds everything, only later
+            self.log.warning("wan_nb: no doorbell in %s; new tasks show up at the next scan",
+                             self.runtime_dir, exc_info=True)
+
+    def _close_doorbell(self) -> None:
+        if self._doorbell is not None:
+            import zmq
+
+            endpoint = self._doorbell.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            self._doorbell.close()
+            self._doorbell = None
+            if endpoint.startswith("ipc://"):
+                Path(endpoint[len("ipc://"):]).unlink(missing_ok=True)
+        if self.doorbell_file is not None:
+            self.doorbell_file.unlink(missing_ok=True)
+            self.doorbell_file = None
+
     # -- discovery -------------------------------------------------------------------------
-    def scan(self) -> None:
-        """Find new, changed and vanished producers; notice dead ones; tail quiet journals."""
+    def scan(self, force: bool = False) -> None:
+        """Find new, changed and vanished producers; notice dead ones; tail quiet journals.
+        ``force`` re-reads every producer file (a doorbell rang: one changed, maybe within the
+        file system's timestamp granularity)."""
         try:
             seen = set()
             for path in relay.producer_files(self.runtime_dir):
                 seen.add(path)
-                self._refresh_producer(path)
+                self._refresh_producer(path, force)
             for path in [p for p in self.producers if p not in seen]:
                 producer = self.producers.pop(path)
                 self._disconnect(producer)
@@ -253,13 +307,16 @@ class Hub:
         except Exception:
             self.log.exception("wan_nb: scanning %s failed", self.runtime_dir)
 
-    def _refresh_producer(self, path: Path) -> None:
+    def _refresh_producer(self, path: Path, force: bool = False) -> None:
         try:
-            mtime = path.stat().st_mtime
+            stat = path.stat()
         except OSError:
             return
+        # Producers replace the file (a new inode each time): the inode tells a rewrite apart
+        # even within one tick of a coarse modification-time clock.
+        mtime = (stat.st_ino, stat.st_mtime_ns)
         producer = self.producers.get(path)
-        if producer is not None and producer.mtime == mtime:
+        if producer is not None and producer.mtime == mtime and not force:
             return
         info = relay.read_producer_file(path)
         if not info or "pid" not in info:
