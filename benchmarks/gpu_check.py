@@ -171,10 +171,14 @@ def materialize(module: Any, device: Any, dtype: Any, seed: int = 0) -> int:
         "diffusers") else []
     generator = torch.Generator(device=device).manual_seed(seed)
     count = 0
+    made: dict[int, Any] = {}  # tied parameters (UMT5's shared / embed_tokens) stay one tensor
     with torch.no_grad():
-        for module_name, sub in module.named_modules():
+        for module_name, sub in module.named_modules(remove_duplicate=False):
             for name, param in list(sub._parameters.items()):
                 if param is None:
+                    continue
+                if id(param) in made:
+                    sub._parameters[name] = made[id(param)]
                     continue
                 full = f"{module_name}.{name}" if module_name else name
                 fp32 = any(k in full.split(".") for k in keep)
@@ -186,7 +190,7 @@ def materialize(module: Any, device: Any, dtype: Any, seed: int = 0) -> int:
                 else:
                     fan_in = max(1, math.prod(param.shape[1:])) if param.ndim > 1 else param.shape[0]
                     tensor.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=generator)
-                sub._parameters[name] = torch.nn.Parameter(tensor, requires_grad=False)
+                made[id(param)] = sub._parameters[name] = torch.nn.Parameter(tensor, requires_grad=False)
                 count += tensor.numel()
             for name, buffer in list(sub._buffers.items()):
                 if buffer is not None:
@@ -215,6 +219,9 @@ def build_pipeline(a: Arch, device: str, dtype: Any, seed: int = 0) -> tuple[Any
         transformer = WanTransformer3DModel(**a.transformer)
         text_encoder = UMT5EncoderModel(UMT5Config(**te))
         vae = AutoencoderKLWan(**a.vae)
+    # Created on meta, the encoder's input embedding is not yet tied to ``shared`` (as loading
+    # would tie it): tie first, or the 1 B-parameter table would exist twice.
+    text_encoder.tie_weights()
     params = {}
     for index, (name, part) in enumerate((("transformer", transformer), ("text_encoder", text_encoder),
                                           ("vae", vae))):

@@ -16,6 +16,10 @@ def decode_latents(pipe: Any, latents: Any) -> np.ndarray:
 
     vae = pipe.vae
     device = getattr(vae, "device", latents.device)
+    if getattr(device, "type", None) == "meta":
+        # Sequential offload keeps the weights on "meta" and brings each layer to the execution
+        # device as it runs: the latents go there, not to where the parameters appear to be.
+        device = getattr(pipe, "_execution_device", None) or latents.device
     with torch.no_grad():
         latents = latents.to(device=device, dtype=vae.dtype)
         shape = (1, vae.config.z_dim, 1, 1, 1)
