@@ -321,6 +321,8 @@ class Context:
     steps: int
     runs: int
     budget_s: float
+    memory_steps: int
+    memory_arch: str
     out: Path | None
     tmp: Path
     argv: list[str]
@@ -352,6 +354,9 @@ class Context:
         return Generator.from_pipeline(pipe, a.name, defaults=defaults, runs_dir=self.tmp / "runs", **options)
 
 
+_TABLES: list[tuple[str, list[str], list[list[str]]]] = []  # everything printed, for the Markdown summary
+
+
 def print_table(title: str, rows: list[dict], columns: list[str] | None = None) -> None:
     print(f"\n{title}")
     if not rows:
@@ -365,6 +370,7 @@ def print_table(title: str, rows: list[dict], columns: list[str] | None = None) 
         return "" if v is None else str(v)
 
     table = [columns] + [[cell(r.get(c)) for c in columns] for r in rows]
+    _TABLES.append((title, columns, table[1:]))
     widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
     for n, row in enumerate(table):
         print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
@@ -382,6 +388,23 @@ def write_json(ctx: Context, section: str, rows: list[dict], elapsed: float, err
                "smoke": ctx.smoke}
     path = ctx.out / f"gpu_check_{section}.json"
     path.write_text(json.dumps(payload, indent=1, default=str))
+
+
+def write_markdown(ctx: Context) -> None:
+    """gpu_check_summary.md: every table printed so far, ready for docs/benchmarks.md."""
+    if ctx.out is None:
+        return
+    env = ctx.env
+    lines = [f"Device: {env.get('device')} (driver {env.get('driver', '?')}); torch {env.get('torch')} "
+             f"(CUDA {env.get('cuda')}), diffusers {env.get('diffusers')}, transformers {env.get('transformers')}, "
+             f"Python {env.get('python')}.", "",
+             f"Command: `python benchmarks/gpu_check.py {' '.join(ctx.argv)}`" + (" (smoke: numbers mean nothing)"
+                                                                                 if ctx.smoke else ""), ""]
+    for title, columns, body in _TABLES:
+        lines += [f"**{title}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(v.replace("|", "/") for v in row) + " |" for row in body]
+        lines.append("")
+    (ctx.out / "gpu_check_summary.md").write_text("\n".join(lines))
 
 
 def _median(values: list[float]) -> float | None:
@@ -640,18 +663,20 @@ def section_speed5b(ctx: Context) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # 3. memory options
 # ---------------------------------------------------------------------------------------------
-def section_memory(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
+def section_memory(ctx: Context, arch_name: str | None = None) -> list[dict]:
     from wan_nb import loading
     from wan_nb.presets import get as preset
     from wan_nb.video import decode_latents
 
+    arch_name = arch_name or ctx.memory_arch
+    steps = ctx.memory_steps  # peaks do not grow with the step count; time does
     a = arch(arch_name, ctx.smoke)
     preset = preset("wan2.1-t2v-1.3b" if arch_name == "wan2.1-1.3b" else "wan2.2-ti2v-5b")
     rows = []
     for mode in ("none", "model", "group", "sequential"):
         ctx.drop()
         budget = ctx.budget_s * (2 if mode == "sequential" else 1)
-        row: dict[str, Any] = {"arch": arch_name, "offload": mode, "steps": ctx.steps, "budget_s": budget,
+        row: dict[str, Any] = {"arch": arch_name, "offload": mode, "steps": steps, "budget_s": budget,
                                "preset_vram_gb": preset.vram_gb.get(mode) if preset else None}
         pipe = gen = clock = None
         try:
@@ -676,7 +701,7 @@ def section_memory(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
             gen.add_step_hook(denoise_peak)
             reset_peak()
             started = time.perf_counter()
-            task, status = run_task(gen, budget, steps=ctx.steps)
+            task, status = run_task(gen, budget, steps=steps)
             row["total_s"] = round(time.perf_counter() - started, 2)
             peaks["decode_and_save"] = peak_mb()
             stages = stage_durations(task.events)
@@ -695,7 +720,7 @@ def section_memory(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
                 sync()
                 tiled_decode_s = round(time.perf_counter() - started, 2)
                 tiled_peak = peak_mb()
-                rows.append({"arch": arch_name, "offload": mode, "vae_tiling": True, "steps": ctx.steps,
+                rows.append({"arch": arch_name, "offload": mode, "vae_tiling": True, "steps": steps,
                              "status": "decode of the run's final latents", "decode_s": tiled_decode_s,
                              "peak_decode_mb": tiled_peak,
                              "peak_until_denoise_end_mb": peaks.get("denoise"),
@@ -717,8 +742,8 @@ def section_memory(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
         if r.get("peak_mb") is not None:
             r["peak_gb"] = round(r["peak_mb"] / 1024, 2)
     print_table(f"memory: {arch_name} {a.shape['width']}x{a.shape['height']}x{a.shape['num_frames']}, "
-                f"{ctx.steps} steps (peak = torch max_memory_allocated)", rows,
-                ["offload", "vae_tiling", "status", "s_per_step", "decode_s", "peak_until_denoise_end_mb",
+                f"{steps} steps (peak = torch max_memory_allocated)", rows,
+                ["offload", "vae_tiling", "status", "s_per_step", "decode_s", "total_s", "peak_until_denoise_end_mb",
                  "peak_decode_mb", "peak_gb", "preset_vram_gb"])
     return rows
 
@@ -875,6 +900,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--smoke", action="store_true", help="CPU, toy sizes, float32: checks the script only")
     parser.add_argument("--steps", type=int, help="denoising steps per run (default 4; smoke 2)")
     parser.add_argument("--runs", type=int, help="interleaved bare/generate pairs (default 3; smoke 1)")
+    parser.add_argument("--memory-steps", type=int, default=2, help="steps per run in 'memory' (default 2)")
+    parser.add_argument("--memory-arch", default="wan2.1-1.3b", choices=("wan2.1-1.3b", "wan2.2-5b"),
+                        help="architecture of the 'memory' section (default wan2.1-1.3b)")
     parser.add_argument("--budget", type=float, help="seconds one run may take before it is cancelled "
                                                      "(default 240; sequential offload gets twice this)")
     parser.add_argument("--out", default=os.environ.get("OUT"),
@@ -884,10 +912,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown or not sections:
         parser.error(f"--section {args.section!r}: unknown {unknown}; choose from {', '.join(SECTIONS)}")
-    for name in ("steps", "runs", "budget"):
+    for name in ("steps", "runs", "budget", "memory_steps"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            parser.error(f"--{name} {value}: must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} {value}: must be at least 1")
 
     import torch
 
@@ -898,6 +926,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       dtype=torch.float32 if args.smoke else torch.bfloat16,
                       steps=args.steps or (2 if args.smoke else 4), runs=args.runs or (1 if args.smoke else 3),
                       budget_s=args.budget or (120.0 if args.smoke else 240.0),
+                      memory_steps=args.memory_steps, memory_arch=args.memory_arch,
                       out=Path(args.out) if args.out else None, tmp=Path(tmp), argv=argv)
         ctx.env = environment()
         print(f"# gpu_check {' '.join(argv)}\n# {json.dumps(ctx.env)}", flush=True)
@@ -916,6 +945,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 row["section"] = section
             elapsed = time.perf_counter() - started
             write_json(ctx, section, rows, elapsed, error)
+            write_markdown(ctx)
             print(f"## {section} done in {elapsed:.0f} s{' (FAILED: ' + error + ')' if error else ''}", flush=True)
             all_rows += rows or [{"section": section, "error": error}]
         ctx.drop()

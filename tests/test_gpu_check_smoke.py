@@ -40,13 +40,15 @@ def smoke_results(tmp_path_factory):
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = {s: json.loads((out / f"gpu_check_{s}.json").read_text()) for s in FAST_SECTIONS}
-    return results, proc.stdout, elapsed
+    return results, proc.stdout, elapsed, (out / "gpu_check_summary.md").read_text()
 
 
 @pytest.mark.slow
 def test_every_section_writes_rows_and_a_table(smoke_results):
-    results, stdout, elapsed = smoke_results
+    results, stdout, elapsed, summary = smoke_results
     assert elapsed < 120, f"smoke run took {elapsed:.0f} s"
+    assert summary.startswith("Device: cpu (no GPU)") and "(smoke: numbers mean nothing)" in summary
+    assert "| offload | vae_tiling |" in summary and "**speed: wan2.1-1.3b 64x64x9" in summary
     for section, payload in results.items():
         assert payload["section"] == section and payload["error"] is None and payload["smoke"] is True
         assert payload["rows"], section
