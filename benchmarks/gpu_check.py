@@ -258,13 +258,14 @@ def reset_peak() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def peak_mb() -> float | None:
+def peak_mb(reserved: bool = False) -> float | None:
+    """torch's peak since the last reset: allocated (tensors) or reserved (allocator's cache too)."""
     import torch
 
     if not cuda():
         return None
     torch.cuda.synchronize()
-    return round(torch.cuda.max_memory_allocated() / MB, 1)
+    return round((torch.cuda.max_memory_reserved() if reserved else torch.cuda.max_memory_allocated()) / MB, 1)
 
 
 def free_memory() -> None:
@@ -606,7 +607,7 @@ def section_speed(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
         off_hook = gen.add_step_hook(clock)
         reset_peak()
         task, status = run_task(gen, ctx.budget_s, steps=ctx.steps)
-        timed_peak = peak_mb()
+        timed_peak, timed_reserved = peak_mb(), peak_mb(reserved=True)
         off_hook()
         stages = stage_durations(task.events)
         step_s = clock.step_seconds()
@@ -641,7 +642,7 @@ def section_speed(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
            "params_b": ctx.params.get(arch_name), "status": status,
            "s_per_step": _median(step_s[1:] or step_s), "step_s_all": [round(s, 3) for s in step_s],
            "encode_s": stages.get("preparing_inputs"), "decode_s": stages.get("post_processing"),
-           "save_s": stages.get("saving"), "peak_vram_mb": timed_peak,
+           "save_s": stages.get("saving"), "peak_vram_mb": timed_peak, "peak_reserved_mb": timed_reserved,
            "bare_s": bare_s, "generate_s": generate_s,
            "ratio": round(generate_s / bare_s, 4) if bare_s else None, "target": OVERHEAD_TARGET,
            "runs": ctx.runs, "bare_s_all": [round(r[0], 3) for r in bare_runs],
@@ -651,7 +652,8 @@ def section_speed(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
            "relay_active": relay._producer is not None}
     print_table(f"speed: {arch_name} {row['shape']}, {ctx.steps} steps, guidance {row['guidance']} "
                 f"({ctx.runs} interleaved runs)", [row],
-                ["arch", "s_per_step", "encode_s", "decode_s", "save_s", "peak_vram_mb", "bare_s", "generate_s",
+                ["arch", "s_per_step", "encode_s", "decode_s", "save_s", "peak_vram_mb", "peak_reserved_mb", "bare_s",
+                 "generate_s",
                  "ratio", "target"])
     return [row]
 
@@ -695,6 +697,7 @@ def section_memory(ctx: Context, arch_name: str | None = None) -> list[dict]:
             def denoise_peak(task: Any, step: int, *rest: Any) -> None:
                 if step >= int(task.params["steps"]):
                     peaks["denoise"] = peak_mb()
+                    peaks["denoise_reserved"] = peak_mb(reserved=True)
                     reset_peak()
 
             gen.add_step_hook(clock)
@@ -704,12 +707,16 @@ def section_memory(ctx: Context, arch_name: str | None = None) -> list[dict]:
             task, status = run_task(gen, budget, steps=steps)
             row["total_s"] = round(time.perf_counter() - started, 2)
             peaks["decode_and_save"] = peak_mb()
+            decode_reserved = peak_mb(reserved=True)
             stages = stage_durations(task.events)
             step_s = clock.step_seconds()
             row.update(status=status, s_per_step=_median(step_s) if step_s else None,
                        decode_s=stages.get("post_processing"),
                        peak_until_denoise_end_mb=peaks.get("denoise"), peak_decode_mb=peaks["decode_and_save"],
-                       peak_mb=max((v for v in peaks.values() if v is not None), default=None))
+                       peak_mb=max((v for k, v in peaks.items() if v is not None and "reserved" not in k),
+                                   default=None),
+                       peak_reserved_mb=max((v for v in (peaks.get("denoise_reserved"), decode_reserved)
+                                             if v is not None), default=None))
             rows.append(row)
             if clock.latents is not None and status == "completed":
                 # the same decode the generator runs, with VAE tiling on (Generator(vae_tiling=True))
@@ -720,12 +727,15 @@ def section_memory(ctx: Context, arch_name: str | None = None) -> list[dict]:
                 sync()
                 tiled_decode_s = round(time.perf_counter() - started, 2)
                 tiled_peak = peak_mb()
+                tiled_reserved = peak_mb(reserved=True)
                 rows.append({"arch": arch_name, "offload": mode, "vae_tiling": True, "steps": steps,
                              "status": "decode of the run's final latents", "decode_s": tiled_decode_s,
                              "peak_decode_mb": tiled_peak,
                              "peak_until_denoise_end_mb": peaks.get("denoise"),
                              "peak_mb": max((v for v in (peaks.get("denoise"), tiled_peak) if v is not None),
                                             default=None),
+                             "peak_reserved_mb": max((v for v in (peaks.get("denoise_reserved"), tiled_reserved)
+                                                      if v is not None), default=None),
                              "preset_vram_gb": row["preset_vram_gb"]})
         except Exception as exc:  # one mode failing must not hide the others
             traceback.print_exc()
@@ -744,7 +754,7 @@ def section_memory(ctx: Context, arch_name: str | None = None) -> list[dict]:
     print_table(f"memory: {arch_name} {a.shape['width']}x{a.shape['height']}x{a.shape['num_frames']}, "
                 f"{steps} steps (peak = torch max_memory_allocated)", rows,
                 ["offload", "vae_tiling", "status", "s_per_step", "decode_s", "total_s", "peak_until_denoise_end_mb",
-                 "peak_decode_mb", "peak_gb", "preset_vram_gb"])
+                 "peak_decode_mb", "peak_gb", "peak_reserved_mb", "preset_vram_gb"])
     return rows
 
 
