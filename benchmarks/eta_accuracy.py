@@ -4,7 +4,7 @@ The truth is the time from that event to the task's completion event (both stamp
 producer). The first run of a shape has no history for decode/save; the second has. Target:
 within 10 % from 25 % on.
 
-    .venv/bin/python benchmarks/eta_accuracy.py [--steps 40 --height 96 --width 96 --frames 33]
+    .venv/bin/python benchmarks/eta_accuracy.py [--steps 80 --height 48 --width 48 --frames 9]
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ def measure(gen, steps: int, shape: dict, seed: int) -> dict[int, tuple[float, f
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--height", type=int, default=96)
-    parser.add_argument("--width", type=int, default=96)
-    parser.add_argument("--frames", type=int, default=33)
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--height", type=int, default=48)
+    parser.add_argument("--width", type=int, default=48)
+    parser.add_argument("--frames", type=int, default=9)
     args = parser.parse_args(argv)
     from wan_nb import Generator
 

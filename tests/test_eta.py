@@ -39,6 +39,15 @@ def test_timing_store_learns_tails_and_scales_them_to_new_shapes(tmp_path):
     assert store.tail_seconds(small) is None
     store.record(small, {"post_processing": 1.0, "saving": 0.5, "step": 0.1})
     assert store.tail_seconds(small) == 1.5
-    assert abs(store.tail_seconds(big) - 6.0) < 1e-9  # four times the pixels
+    assert abs(store.tail_seconds(big) - 6.0) < 1e-9  # one shape known: proportional to the pixels
     assert TimingStore(tmp_path / "timings.json").tail_seconds(small) == 1.5  # persisted
     assert TimingStore(tmp_path / "timings.json").tail_seconds(shape_key("other", {"height": 32, "width": 32, "num_frames": 9})) is None
+
+
+def test_two_known_shapes_separate_the_fixed_cost_from_the_per_pixel_cost(tmp_path):
+    store = TimingStore(None)
+    key = lambda h: shape_key("m", {"height": h, "width": 100, "num_frames": 10})  # noqa: E731
+    store.record(key(100), {"post_processing": 1.5, "saving": 0.5})   # 0.1 Mvox: 2 s
+    store.record(key(200), {"post_processing": 2.5, "saving": 0.5})   # 0.2 Mvox: 3 s
+    assert abs(store.tail_seconds(key(400)) - 5.0) < 1e-9             # 1 s fixed + 10 s per Mvox
+    assert abs(store.tail_seconds(key(50)) - 1.5) < 1e-9

@@ -66,29 +66,45 @@ class TimingStore:
             return dict(self._data.get(key, {}))
 
     def tail_seconds(self, key: str) -> float | None:
-        """Decode + save seconds for this shape: measured before, or scaled from another shape
-        of the same model by pixel volume (both stages are linear in it), or None."""
+        """Decode + save seconds for this shape: measured before, else predicted from the other
+        shapes of the same model, else None.
+
+        Decode and save grow with the pixel volume plus a fixed cost: with two or more shapes
+        measured, a least-squares line ``a + b * volume`` through them; with one, proportional.
+        """
         known = self.get(key)
         if "post_processing" in known and "saving" in known:
             return known["post_processing"] + known["saving"]
         model, volume = _split_key(key)
+        if not volume:
+            return None
         with self._lock:
-            rate = self._data.get(f"{model}|per-megavoxel", {})
-        if volume and "post_processing" in rate and "saving" in rate:
-            return (rate["post_processing"] + rate["saving"]) * volume
-        return None
+            samples = [(v, entry["post_processing"] + entry["saving"])
+                       for k, entry in self._data.items()
+                       for m, v in [_split_key(k)]
+                       if m == model and v and "post_processing" in entry and "saving" in entry]
+        if not samples:
+            return None
+        volumes = {v for v, _ in samples}
+        if len(volumes) == 1:
+            (v, t), = samples[:1]
+            return t * volume / v
+        n = len(samples)
+        mean_v = sum(v for v, _ in samples) / n
+        mean_t = sum(t for _, t in samples) / n
+        slope = (sum((v - mean_v) * (t - mean_t) for v, t in samples)
+                 / sum((v - mean_v) ** 2 for v, _ in samples))
+        slope = max(slope, 0.0)
+        intercept = max(mean_t - slope * mean_v, 0.0)
+        return intercept + slope * volume
 
     def record(self, key: str, durations: dict[str, float]) -> None:
-        model, volume = _split_key(key)
-        per_volume = {stage: seconds / volume for stage, seconds in durations.items()
-                      if stage in ("post_processing", "saving") and volume}
         with self._lock:
-            for entry_key, values in ((key, durations), (f"{model}|per-megavoxel", per_volume)):
-                entry = self._data.setdefault(entry_key, {})
-                for stage, seconds in values.items():
-                    previous = entry.get(stage)
-                    # Weighted towards the newest run, but one outlier doesn't erase history.
-                    entry[stage] = seconds if previous is None else 0.6 * seconds + 0.4 * previous
+            entry = self._data.setdefault(key, {})
+            for stage, seconds in durations.items():
+                previous = entry.get(stage)
+                # Weighted towards the newest run, but one outlier doesn't erase history.
+                entry[stage] = seconds if previous is None else 0.6 * seconds + 0.4 * previous
             snapshot = json.dumps(self._data)
         self._save(snapshot)
 
@@ -136,10 +152,11 @@ class StepClock:
         if not samples:
             return None
         # The first step carries one-off warm-up (allocations, kernel selection): drop it once
-        # there is something better.
+        # there is something better. The mean over every steady step, not a recent window: step
+        # times jitter (other processes, the allocator), and a short window turns each hiccup
+        # into a jump of the estimate; a real change of pace (the other expert) is timed apart.
         steady = samples[1:] if len(samples) > 2 else samples
-        recent = steady[-8:]
-        return sum(recent) / len(recent)
+        return sum(steady) / len(steady)
 
     def remaining(self) -> float | None:
         if self.done == 0:
