@@ -479,13 +479,38 @@ class Hub:
         if seq <= task.last_seq or task.finished:
             return
         if seq > task.last_seq + 1 and not from_journal:
-            if task.journal_path is None and task.producer is not None:
-                self._load_journal(task_id, task.producer, None)
-            else:
-                self._tail(task)
+            self._fill_gap(task)
             if seq <= task.last_seq or task.finished:
                 return
+        if seq > task.last_seq + 1:
+            # Accepted with a hole (the journal is not found yet, or lacks those lines): the
+            # events in memory no longer tell the whole story, so a replay must come from the
+            # journal, located later (a rescan, or lazily at replay time).
+            task.complete = False
         self._accept(task, frame, raw)
+
+    def _fill_gap(self, task: TaskState) -> None:
+        """Read the events a socket missed from the task's journal, locating it first if need
+        be (the producer file may have been rewritten with its runs folder since we read it)."""
+        if task.journal_path is None:
+            producer = task.producer
+            info = relay.read_producer_file(producer.path) if producer is not None else None
+            if info and info.get("pub") == producer.info.get("pub"):
+                # Only the info: the next scan still sees the file as changed and does the rest.
+                producer.info = info
+            self._locate_journal(task)
+        self._tail(task)
+
+    def _locate_journal(self, task: TaskState) -> Path | None:
+        """The task's journal: in its producer's runs folders, else any known producer's."""
+        if task.journal_path is None:
+            path = self._journal_of(task.task_id, task.producer)
+            if path is None:
+                folders = dict.fromkeys(d for p in self.producers.values() for d in p.runs_dirs())
+                path = next((d / task.task_id / JOURNAL_NAME for d in folders
+                             if (d / task.task_id / JOURNAL_NAME).is_file()), None)
+            task.journal_path = path
+        return task.journal_path
 
     def _accept(self, task: TaskState, frame: dict, raw: bytes) -> None:
         snapshot = task.snapshot
@@ -558,7 +583,12 @@ class Hub:
     # -- subscriptions (handlers call these) ----------------------------------------------
     def replay(self, task: TaskState, after: int = 0) -> list[Rec]:
         """Every event of ``task`` with seq > ``after``, from memory or else from its journal."""
+        if not task.complete and task.journal_path is None:
+            self._locate_journal(task)
         if task.complete or task.journal_path is None:
+            if not task.complete:
+                self.log.warning("wan_nb: replaying %s from memory with gaps: its journal is "
+                                 "not found", task.task_id)
             return [r for r in task.events if r.seq > after]
         snapshot = TaskSnapshot(task.task_id)
         recs = []
