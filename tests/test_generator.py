@@ -274,3 +274,11 @@ def test_a_pipeline_built_in_code_runs_through_from_pipeline(tmp_path):
     assert "loading_model" not in stages(rec.of(result.task_id))
     assert rec.of(result.task_id)[0].data["model_type"] == "my-wan"
     assert frame_count(result.video_path) == 9
+
+
+def test_from_pipeline_applies_vae_tiling_when_asked(tmp_path):
+    from wan_nb import tiny
+
+    pipe = tiny.pipeline("tiny")
+    Generator.from_pipeline(pipe, vae_tiling=True, runs_dir=tmp_path, previews=False)
+    assert pipe.vae.use_tiling

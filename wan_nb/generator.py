@@ -236,6 +236,11 @@ class Generator:
         self._worker_lock = threading.Lock()
         self._pipe: Any = pipeline
         if pipeline is not None:
+            if offload != "none" or vae_tiling or vae_slicing:  # else it stays where its owner put it
+                from .loading import place
+
+                place(pipeline, device=models.resolve_device_dtype(device, dtype)[0], offload=offload,
+                      vae_tiling=vae_tiling, vae_slicing=vae_slicing)
             self.device = str(getattr(pipeline, "_execution_device", None) or pipeline.device)
         self._pipe_lock = threading.RLock()
         self._loras: dict[str, _Lora] = {}
@@ -253,9 +258,10 @@ class Generator:
     @classmethod
     def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,
                       **options: Any) -> "Generator":
-        """Wrap a diffusers Wan pipeline you built or loaded yourself (it is used as it is).
+        """Wrap a diffusers Wan pipeline you built or loaded yourself.
 
-        ``defaults`` sets generation defaults (height, width, num_frames, steps, ...); the rest
+        It is used where it is, unless ``offload=`` / ``vae_tiling=`` / ``vae_slicing=`` ask for a
+        placement. ``defaults`` sets generation defaults (height, width, num_frames, steps, ...); the rest
         come from the Wan 2.1 / 2.2 defaults matching the pipeline's configuration.
         """
         return cls(model=name, pipeline=pipeline, defaults=defaults, **options)
