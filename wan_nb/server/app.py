@@ -34,6 +34,10 @@ class WanNbExtension(ExtensionApp):
                                "(new processes, dead ones: a lost task is marked within 2 scans).")
     vram_interval = Float(1.0, config=True,
                           help="Seconds between VRAM samples while a client subscribes to 'vram'.")
+    memory_trim_interval = Float(1.0, config=True,
+                                 help="Seconds without events after which the server returns "
+                                      "freed memory to the OS (glibc malloc_trim; also every "
+                                      "10 s while events keep coming). 0 disables it.")
     producer_dir = Unicode("", config=True,
                            help="Where producers advertise themselves (default: the Jupyter "
                                 "runtime directory).")
@@ -44,6 +48,12 @@ class WanNbExtension(ExtensionApp):
         if not 0 < value <= 15:
             raise TraitError(f"heartbeat_interval={value}: choose 0 < seconds <= 15")
         return value
+
+    @validate("memory_trim_interval")
+    def _check_not_negative(self, proposal):
+        if proposal["value"] < 0:
+            raise TraitError(f"memory_trim_interval={proposal['value']}: choose >= 0 seconds (0: off)")
+        return proposal["value"]
 
     @validate("scan_interval", "vram_interval")
     def _check_positive(self, proposal):
@@ -63,6 +73,7 @@ class WanNbExtension(ExtensionApp):
             scan_interval=self.scan_interval,
             heartbeat_interval=self.heartbeat_interval,
             vram_interval=self.vram_interval,
+            memory_trim_interval=self.memory_trim_interval,
             logger=self.log,
         )
         self.settings.update({"wan_nb_hub": self.hub})
