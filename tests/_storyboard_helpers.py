@@ -1,26 +1,13 @@
 """Helpers shared by the storyboard tests."""
 from __future__ import annotations
 
-import threading
-
+import _core_helpers
 from wan_nb.events import Event
 from wan_nb.storyboard import STEPS
 
 
-class Recorder:
-    """A subscriber that keeps every event it is given."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, event: Event) -> None:
-        with self.lock:
-            self.events.append(event)
-
-    def of(self, task_id: str) -> list[Event]:
-        with self.lock:
-            return [e for e in self.events if e.task_id == task_id]
+class Recorder(_core_helpers.Recorder):
+    """The core tests' recorder, plus a storyboard's scene tasks."""
 
     def children(self, storyboard_id: str) -> dict[str, list[Event]]:
         """Scene tasks of a storyboard (by their generation_started params), with their events."""
