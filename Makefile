@@ -22,8 +22,9 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
+# Jupyter refuses to start as root unless told (containers, CI boxes): say so only there.
 lab: setup
-	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks
+	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 demo: setup
 	$(BIN)/wan-nb generate "a red fox running through snow" --model tiny --out demo.mp4 --height 64 --width 64 --frames 17 --steps 8
