@@ -92,6 +92,10 @@ class Outbox:
         except StreamClosedError:
             self.close("peer closed")
             return
+        self._follow(future)
+
+    def _follow(self, future: Any) -> None:
+        """Go on when tornado has handed ``future``'s write to the kernel (at once if it has)."""
         if future.done():
             self._after_write(future)
         else:
@@ -160,8 +164,4 @@ class HandlerOutbox(Outbox):
         except Exception:
             self.close("peer closed")
             return
-        if future.done():
-            self._after_write(future)
-        else:
-            self.pending = True
-            future.add_done_callback(self._after_write)
+        self._follow(future)
