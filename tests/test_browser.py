@@ -88,13 +88,15 @@ def _run_quickstart(page, base: str, token: str, PlaywrightTimeout: type, ui: st
     # moment after the bar, so wait for them rather than reading them at once.
     page.wait_for_function(
         """() => { const text = document.querySelector('.wan-nb-panel .wan-nb-overall-text');
-                   return text && text.innerText.includes('100 %'); }""", timeout=10_000)
+                   return text && text.textContent.includes('100 %'); }""", timeout=10_000)
     page.wait_for_function(
         """() => { const chart = document.querySelector('.wan-nb-panel .wan-nb-vram');
                    return chart && Number(chart.dataset.points) >= 2
                           && chart.querySelectorAll('polyline').length >= 2; }""", timeout=10_000)
     chart = page.locator(".wan-nb-panel .wan-nb-vram").first
-    title = chart.locator(".wan-nb-vram-title").inner_text()
+    # textContent, not innerText: JupyterLab skips rendering cells scrolled out of view
+    # (content-visibility), and innerText of a skipped element reads as empty.
+    title = chart.locator(".wan-nb-vram-title").text_content()
     assert title.startswith(("RAM (no GPU)", "GPU memory")), title  # RAM is never passed off as VRAM
 
     page.wait_for_function(
