@@ -7,6 +7,7 @@ drew points, and a <video> loaded (readyState >= 2). Saves docs/screenshot.png.
 """
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -119,3 +120,67 @@ def _run_quickstart(page, base: str, token: str, PlaywrightTimeout: type, ui: st
     target.parent.mkdir(exist_ok=True)
     panel.screenshot(path=str(target))
     assert target.stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_cancel_button_stops_a_foreground_generate(lab, tmp_path):
+    """The panel's Cancel stops a blocking ``gen.generate(...)``: the kernel's main thread is busy
+    waiting for the video, so the click must reach the task through the Jupyter server."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    import nbformat
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
+
+    steps = 100_000  # minutes of work: only a working Cancel ends the cell within the test
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import wan_nb\ngen = wan_nb.Generator(model='tiny', previews=False)"),
+        nbformat.v4.new_code_cell(f"gen.generate('a fox that never stops', steps={steps}, height=16, width=16,"
+                                  " num_frames=1, seed=0)"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
+    nbformat.write(notebook, tmp_path / "notebooks" / "cancel_foreground.ipynb")
+
+    base, token = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        try:
+            page.goto(f"{base}/lab/tree/cancel_foreground.ipynb?token={token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+            try:
+                page.locator(".jp-Dialog .jp-mod-accept").click(timeout=3_000)
+            except PlaywrightTimeout:
+                pass
+            # Denoising has started and goes on (the kernel is busy in generate()).
+            page.wait_for_function(
+                """() => { const t = document.querySelector('.wan-nb-panel .wan-nb-status');
+                           const bar = document.querySelector('.wan-nb-panel .wan-nb-steps .progress-bar');
+                           return t && t.dataset.status === 'running' && bar && parseFloat(bar.style.width) > 0; }""",
+                timeout=90_000)
+            button = page.locator(".wan-nb-panel .wan-nb-cancel button")
+            assert button.is_enabled()
+            button.click()
+            page.wait_for_function(
+                """() => { const t = document.querySelector('.wan-nb-panel .wan-nb-status');
+                           return t && t.dataset.status === 'cancelled'; }""", timeout=20_000)
+            # The cell ended with the cancellation (not with a finished video) ...
+            page.wait_for_function(
+                """() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+                             .some(e => e.textContent.includes('GenerationCancelled'))""", timeout=20_000)
+            # ... long before its 100,000 steps, and the button says so.
+            steps_text = page.locator(".wan-nb-panel .wan-nb-steps").first.evaluate(
+                "e => e.parentElement.textContent")
+            done = int(re.search(r"(\d+)/" + str(steps), steps_text).group(1))
+            assert 0 < done < steps, steps_text
+            page.wait_for_function(
+                """() => { const b = document.querySelector('.wan-nb-panel .wan-nb-cancel button');
+                           return b && b.disabled && b.textContent.includes('Cancelled'); }""", timeout=10_000)
+        except Exception as exc:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
+                                    ".map(e => e.textContent.slice(0, 300))")
+            raise AssertionError(f"{exc}\npage outputs: {outputs}\nscreenshot: {tmp_path / 'failure.png'}") from exc
+        finally:
+            browser.close()

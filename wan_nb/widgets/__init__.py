@@ -11,7 +11,7 @@ import sys
 from typing import Any, TextIO
 
 __all__ = ["show_task", "show_result", "show_generator", "show_sweep", "gallery", "widgets_available",
-           "ProgressPanel", "GeneratorPanel", "VramPlot", "VideoPlayer", "ResultView", "Gallery", "SweepView"]
+           "ProgressPanel", "GeneratorPanel", "VramPlot", "CancelButton", "VideoPlayer", "ResultView", "Gallery", "SweepView"]
 
 
 def widgets_available() -> bool:
@@ -120,6 +120,10 @@ def __getattr__(name: str) -> Any:
         from .vram_plot import VramPlot
 
         return VramPlot
+    if name == "CancelButton":
+        from .cancel_button import CancelButton
+
+        return CancelButton
     if name in ("VideoPlayer", "ResultView"):
         from . import video
 

@@ -3,7 +3,8 @@
 Events arrive on bus subscriber threads; the panel folds them into a :class:`TaskState` and
 redraws through a :class:`Throttle`, so the browser sees at most ``max_rate`` updates a second
 however fast the pipeline steps, and always the final state. Generation runs on the
-generator's worker thread, so the kernel is idle to receive the Cancel click.
+generator's worker thread; the Cancel button (:class:`CancelButton`) also reaches it through the
+Jupyter server while a foreground ``generate`` keeps the kernel busy.
 
 ``ProgressPanel(task)`` follows one task; ``GeneratorPanel(gen)`` follows whichever task of a
 generator is running, keeping one memory chart across tasks.
@@ -23,6 +24,7 @@ from ..console import format_seconds
 from ..events import Event, EventType
 from ._state import OPTIONAL_STAGES, TIMELINE, TaskState, parse_timestamp
 from ._throttle import Throttle
+from .cancel_button import CancelButton
 from .vram_plot import VramPlot
 
 __all__ = ["ProgressPanel", "GeneratorPanel"]
@@ -74,9 +76,7 @@ class ProgressPanel(w.VBox):
         self.message = w.HTML()
         self.message.add_class("wan-nb-message")
         self.timing = w.HTML()
-        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning",
-                                      tooltip="Stop this generation after the current step",
-                                      layout=w.Layout(width="auto"))
+        self.cancel_button = CancelButton()
         self.cancel_button.add_class("wan-nb-cancel")
         self.cancel_button.on_click(self._on_cancel_click)
         self.memory = VramPlot() if memory and not compact else None
@@ -122,6 +122,7 @@ class ProgressPanel(w.VBox):
             self._task = task
             self.state = TaskState.for_task(task)
             self.cancel_button.description = "Cancel"
+            self.cancel_button.task_id = task.id
         self._unsubscribe = task.subscribe(self.handle_event, replay=True)
 
     def close(self) -> None:
@@ -316,6 +317,7 @@ class GeneratorPanel(ProgressPanel):
             self._task = None
         self.state = TaskState.for_task(self._task) if self._task is not None else TaskState(task_id=task_id)
         self.cancel_button.description = "Cancel"
+        self.cancel_button.task_id = task_id
         for event in self.generator.bus.history(task_id):
             if event.type == EventType.VRAM_MONITORING:
                 self._add_sample(event)

@@ -17,6 +17,7 @@ import ipywidgets as w
 
 from ..events import Event, EventType
 from ._throttle import Throttle
+from .cancel_button import CancelButton
 from .video import VideoPlayer
 
 __all__ = ["StoryboardPanel", "StoryboardResultView", "show_storyboard", "show_storyboard_result"]
@@ -90,9 +91,9 @@ class StoryboardPanel(w.VBox):
         self.rows = [_SceneRow(i, scene.prompt, frames, display_width)
                      for i, (scene, frames) in enumerate(zip(board.scenes, board.scene_frames), 1)]
         self.final_box = w.VBox()
-        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning",
-                                      tooltip="Stop the current scene and skip the rest",
-                                      layout=w.Layout(width="auto", display="none"))
+        # Reaches the storyboard through the Jupyter server too: board.run() keeps the kernel busy.
+        self.cancel_button = CancelButton(task_id=board.id, tooltip="Stop the current scene and skip the rest",
+                                          layout=w.Layout(display="none"))
         self.cancel_button.on_click(lambda _: board.cancel())
         super().__init__([self.title, w.HBox([self.overall, self.cancel_button]), self.message,
                           w.VBox(self.rows), self.final_box], **kwargs)

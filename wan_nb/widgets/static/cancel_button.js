@@ -1,0 +1,71 @@
+// wan_nb Cancel button: plain ES module for anywidget (no build step).
+// A click goes two ways: to the kernel (a comm message, handled once the kernel's main thread is
+// free) and to the Jupyter server's cancel route, which reaches the producing process through
+// wan_nb's relay even while a foreground generate() keeps the kernel busy.
+
+function jupyterConfig() {
+  const node = document.getElementById("jupyter-config-data");
+  if (!node) return null;  // not a Jupyter server's page (VS Code, Colab): the kernel path only
+  try { return JSON.parse(node.textContent); } catch (err) { return null; }
+}
+
+function cookie(name) {
+  const found = document.cookie.split("; ").find((part) => part.startsWith(`${name}=`));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
+}
+
+// Resolves to the HTTP status of the server's answer, 0 when there is no server to ask.
+async function cancelThroughServer(taskId) {
+  const config = jupyterConfig();
+  if (!config || !taskId) return 0;
+  const base = (config.baseUrl || "/").replace(/\/?$/, "/");
+  // The same credentials JupyterLab's own requests carry: the token when the page has one,
+  // and the XSRF cookie echoed in a header (the server checks it for cookie-authenticated POSTs).
+  const headers = {};
+  if (config.token) headers.Authorization = `token ${config.token}`;
+  const xsrf = cookie("_xsrf");
+  if (xsrf) headers["X-XSRFToken"] = xsrf;
+  try {
+    const answer = await fetch(`${base}wan-nb/api/tasks/${encodeURIComponent(taskId)}/cancel`,
+                               { method: "POST", headers, credentials: "same-origin" });
+    return answer.status;
+  } catch (err) {
+    return 0;
+  }
+}
+
+export default {
+  render({ model, el: host }) {
+    const button = document.createElement("button");
+    button.type = "button";
+    const icon = document.createElement("i");
+    icon.className = "fa fa-stop";
+    const label = document.createElement("span");
+    button.append(icon, label);
+    host.appendChild(button);
+
+    const draw = () => {
+      const style = model.get("button_style");
+      button.className = "jupyter-button widget-button wan-nb-cancel-button" + (style ? ` mod-${style}` : "");
+      button.disabled = model.get("disabled");
+      button.title = model.get("tooltip");
+      label.textContent = ` ${model.get("description")}`;
+    };
+    const names = ["description", "disabled", "button_style", "tooltip"];
+    for (const name of names) model.on(`change:${name}`, draw);
+    draw();
+
+    button.addEventListener("click", async () => {
+      if (model.get("disabled")) return;
+      const taskId = model.get("task_id");
+      // Show the request at once: the kernel may not answer until the generation stops.
+      button.disabled = true;
+      label.textContent = " Cancelling…";
+      model.send({ event: "click" });
+      const status = await cancelThroughServer(taskId);
+      model.set("server_status", status);
+      model.save_changes();
+    });
+    return () => { for (const name of names) model.off(`change:${name}`, draw); };
+  },
+};
