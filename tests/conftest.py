@@ -1,5 +1,6 @@
 """Shared test set-up: one model cache for the whole run, so the tiny model is built once."""
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WAN_NB_CACHE", str(ROOT / ".cache" / "test"))
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every process the tests start (kernels, producers, servers) advertises its relay files in a
+# runtime dir of this run, never in the user's; tests that need their own still set theirs.
+os.environ["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="wan_nb-tests-runtime-")
 
 
 @pytest.fixture

@@ -27,7 +27,9 @@ def run_nbval(notebook: str, tmp_path: Path, env: dict | None = None, timeout: i
     command = [sys.executable, "-m", "pytest", "--nbval", notebook, "--nbval-sanitize-with",
                "nbval_sanitize.cfg", "--nbval-current-env", "-p", "no:cacheprovider", "-q",
                "-o", "addopts=", "--rootdir", str(tmp_path), "--nbval-cell-timeout", "180"]
-    run_env = {**os.environ, "WAN_NB_RUNS_DIR": str(tmp_path / "wan_nb_runs"), **(env or {})}
+    # A runtime dir of the test's own: the kernels' relay files stay out of the user's.
+    run_env = {**os.environ, "WAN_NB_RUNS_DIR": str(tmp_path / "wan_nb_runs"),
+               "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), **(env or {})}
     return subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=timeout)
 
 

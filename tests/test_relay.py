@@ -132,3 +132,59 @@ def test_importing_the_relay_or_wan_nb_does_not_import_zmq():
     code = "import sys, wan_nb, wan_nb.relay; print('zmq' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+PRODUCER_SCRIPT = r"""
+import sys, time
+from wan_nb import relay
+from wan_nb.bus import EventBus
+relay.attach(EventBus(), runs_dir=sys.argv[1])
+print("attached", flush=True)
+time.sleep(600)
+"""
+
+
+def test_files_of_a_killed_producer_are_swept_by_the_next_one(runtime, runs_dir, monkeypatch):
+    """SIGKILL leaves a producer no chance to remove its files; the next producer removes them
+    once the grace period (for servers to mark the tasks lost) is over, and never a live one's."""
+    from wan_nb import stale_files
+
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    victim = subprocess.Popen([sys.executable, "-c", PRODUCER_SCRIPT, str(runs_dir)], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    survivor = subprocess.Popen([sys.executable, "-c", PRODUCER_SCRIPT, str(runs_dir)], env=env,
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert victim.stdout.readline().strip() == "attached"
+        assert survivor.stdout.readline().strip() == "attached"
+        victim.kill()
+        victim.wait(10)
+        left = sorted(p.name for p in runtime.iterdir() if f"-{victim.pid}" in p.name)
+        assert f"wan_nb-producer-{victim.pid}.json" in left and len(left) >= 2, left  # file + sockets
+        unrelated = runtime / "kernel-123.json"
+        unrelated.write_text("{}")
+
+        # Within the grace period nothing goes: servers may not have marked its tasks lost yet.
+        bus = EventBus()
+        relay.attach(bus, runs_dir=runs_dir)()
+        assert sorted(p.name for p in runtime.iterdir() if f"-{victim.pid}" in p.name) == left
+
+        monkeypatch.setattr(stale_files, "GRACE_S", 0.0)
+        relay.attach(bus, runs_dir=runs_dir)()
+        names = sorted(p.name for p in runtime.iterdir())
+        assert not [n for n in names if f"-{victim.pid}" in n], names
+        assert f"wan_nb-producer-{survivor.pid}.json" in names    # alive: kept, sockets too
+        assert len([n for n in names if f"-{survivor.pid}" in n]) == len(left)
+        assert unrelated.exists()                                  # not ours: never touched
+    finally:
+        for proc in (victim, survivor):
+            proc.kill()
+            proc.wait(10)
+
+
+def test_a_reused_pid_does_not_keep_a_dead_producer_alive():
+    from wan_nb import stale_files
+
+    me = os.getpid()
+    assert stale_files.pid_alive(me)
+    assert not stale_files.pid_alive(me, create_time=12345.0)  # same pid, another start time

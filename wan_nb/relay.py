@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from . import stale_files
+
 __all__ = ["attach", "runtime_dir", "producer_files", "PRODUCER_PREFIX", "read_producer_file",
            "send_control", "SERVER_PREFIX", "ring_doorbells"]
 
@@ -127,6 +129,10 @@ class _Producer:
         except OSError:
             pass
         self.path = self.directory / f"{PRODUCER_PREFIX}{self.pid}.json"
+        try:  # files of killed processes would otherwise pile up here forever
+            stale_files.sweep(self.directory)
+        except Exception:
+            log.debug("wan_nb relay: sweeping %s failed", self.directory, exc_info=True)
         self.key = secrets.token_hex(16)
         self.context = zmq.Context(io_threads=1)
         self.pub = self.context.socket(zmq.PUB)

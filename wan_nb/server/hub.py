@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from .. import relay
+from .. import relay, stale_files
 from ..snapshot import PRODUCER_LOST, TaskSnapshot
 from .outbox import Outbox
 from .wire import HEARTBEAT, dumps, seed_message, sse_named, sse_unnamed, video_urls, ws_text_frame
@@ -61,18 +61,6 @@ def _libc_malloc_trim() -> Callable[[int], int] | None:
         return getattr(ctypes.CDLL(None), "malloc_trim", None)
     except OSError:
         return None
-
-
-def _pid_alive(pid: int, create_time: float | None) -> bool:
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(process.create_time() - create_time) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-        return False
 
 
 class Rec:
@@ -204,6 +192,7 @@ class Hub:
         self._malloc_trim = _libc_malloc_trim() if memory_trim_interval > 0 else None
         self._accepted_since_trim = 0
         self._last_accept = self._last_trim = time.monotonic()
+        self._last_sweep = 0.0
         self._trimming = False
         # Ids of the all-tasks stream: "<boot>-<n>", n counting every event this server run
         # accepted; a different boot means the id is from an earlier server run.
@@ -317,11 +306,14 @@ class Hub:
                 self._disconnect(producer)
                 self._lose_tasks(producer, "stopped relaying (its producer file is gone)")
             for producer in self.producers.values():
-                if producer.alive and not _pid_alive(producer.pid, producer.info.get("create_time")):
+                if producer.alive and not stale_files.pid_alive(producer.pid, producer.info.get("create_time")):
                     producer.alive = False
                     self._disconnect(producer)
                     self._lose_tasks(producer, f"ended (pid {producer.pid})")
             self._tail_quiet_tasks()
+            if time.monotonic() - self._last_sweep > stale_files.GRACE_S / 2:
+                self._last_sweep = time.monotonic()
+                stale_files.sweep(self.runtime_dir)  # files of killed producers and servers
         except Exception:
             self.log.exception("wan_nb: scanning %s failed", self.runtime_dir)
 
@@ -344,7 +336,7 @@ class Hub:
             producer = None
         if producer is None:
             producer = self.producers[path] = Producer(path, info)
-            producer.alive = _pid_alive(producer.pid, info.get("create_time"))
+            producer.alive = stale_files.pid_alive(producer.pid, info.get("create_time"))
             self.log.debug("wan_nb: producer pid %s at %s (alive: %s)", producer.pid, info.get("pub"),
                            producer.alive)
             if producer.alive:
@@ -740,7 +732,7 @@ class Hub:
                 owner.tasks.add(task_id)
                 if not owner.alive:
                     self._lose(task, pid, "ended")
-            elif task is not None and pid and not _pid_alive(pid, None):
+            elif task is not None and pid and not stale_files.pid_alive(pid, None):
                 self._lose(task, pid, "ended")
             break
         return task
