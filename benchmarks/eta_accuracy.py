@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("WAN_NB_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "bench"))
@@ -34,6 +35,23 @@ def measure(gen, steps: int, shape: dict, seed: int) -> dict[int, tuple[float, f
                      and e.data["stage"] == "generating" and e.data["current_step"] == step)
         out[quarter] = (event.data["estimated_time_remaining"], end - _t(event))
     return out
+
+
+def estimate_cost(steps: int = 10_000) -> dict:
+    """Microseconds a step for recording the step and estimating the rest, early and late in a
+    long two-expert run (it must stay flat: an estimate that grows with the run would slow the
+    run's last steps)."""
+    from wan_nb.eta import StepClock
+
+    clock = StepClock(steps, 1.0, ["high_noise"] * (steps // 2) + ["low_noise"] * (steps - steps // 2))
+    per_step = []
+    for step in range(1, steps + 1):
+        started = time.perf_counter()
+        clock.record(step, 0.01)
+        clock.remaining()
+        per_step.append(time.perf_counter() - started)
+    return {"steps": steps, "us_first_100": round(sum(per_step[:100]) / 100 * 1e6, 2),
+            "us_last_100": round(sum(per_step[-100:]) / 100 * 1e6, 2)}
 
 
 def main(argv=None) -> list[dict]:
@@ -66,8 +84,12 @@ def main(argv=None) -> list[dict]:
                 os.environ.pop("WAN_NB_CACHE", None)
             else:
                 os.environ["WAN_NB_CACHE"] = previous_cache
+    cost = estimate_cost()
     print(f"time-remaining accuracy ({args.height}x{args.width}x{args.frames}, {args.steps} steps, target within 10%)")
-    for row in rows:
+    print(f"  estimate cost: {cost['us_first_100']:.1f} us a step over the first 100 steps, "
+          f"{cost['us_last_100']:.1f} us over the last 100 of {cost['steps']:,} (constant: no growth with the run)")
+    rows.append({"run": "cost", **cost})
+    for row in rows[:-1]:
         print(f"  {row['run']:<24} at {row['at']:>4}: estimate {row['estimate_s']:.3f}s  actual {row['actual_s']:.3f}s"
               f"  error {row['error_pct']:.1f}%")
     return rows

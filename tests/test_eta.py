@@ -24,12 +24,25 @@ def test_step_clock_is_none_before_a_step_then_extrapolates():
 
 def test_unseen_expert_uses_the_seen_rate_and_each_expert_its_own():
     clock = StepClock(total_steps=4, tail_seconds=0.0, experts=["high_noise", "high_noise", "low_noise", "low_noise"])
-    clock._durations = {"high_noise": [1.0, 1.0]}
-    clock.done = 2
-    assert clock.remaining() == 2.0
-    clock._durations["low_noise"] = [3.0]
-    clock.done = 3
-    assert clock.remaining() == 3.0
+    clock.record(1, 1.0)
+    clock.record(2, 1.0)
+    assert clock.remaining() == 2.0   # the two low-noise steps at the high-noise rate
+    clock.record(3, 3.0)
+    assert clock.remaining() == 3.0   # the last low-noise step at the low-noise rate
+
+
+def test_long_two_expert_runs_are_estimated_step_by_step():
+    """20,000 steps, estimated after each (the estimate is O(1) a step: benchmarks/eta_accuracy.py
+    prints its cost)."""
+    steps = 20_000
+    clock = StepClock(total_steps=steps, tail_seconds=0.0,
+                      experts=["high_noise"] * (steps // 2) + ["low_noise"] * (steps // 2))
+    for step in range(1, steps + 1):
+        clock.record(step, 0.5 if step <= steps // 2 else 0.25)
+        clock.remaining()
+        if step == steps // 2:
+            assert clock.remaining() == (steps // 2) * 0.5  # unseen expert: the seen rate
+    assert clock.remaining() == 0.0
 
 
 def test_timing_store_learns_tails_and_scales_them_to_new_shapes(tmp_path):

@@ -126,6 +126,9 @@ class StepClock:
 
     ``experts`` (optional) names the expert that runs each step (Wan 2.2 A14B); steps of an
     expert not yet seen are predicted at the rate of the one that has been.
+
+    Constant time per step (running sums, prefix counts): a 10,000-step run must not spend
+    longer estimating than denoising.
     """
 
     def __init__(self, total_steps: int, tail_seconds: float | None,
@@ -133,7 +136,17 @@ class StepClock:
         self.total_steps = total_steps
         self.tail_seconds = tail_seconds
         self.experts = list(experts) if experts else [None] * total_steps
-        self._durations: dict[str | None, list[float]] = {}
+        # Per expert (and None = all steps): [count, sum of durations, first duration].
+        self._stats: dict[str | None, list[float]] = {}
+        self._all = [0, 0.0, 0.0]
+        # _prefix[e][i]: how many of the first i steps run on expert e.
+        self._prefix: dict[str | None, list[int]] = {}
+        for expert in dict.fromkeys(self.experts):
+            counts, running = [0], 0
+            for name in self.experts:
+                running += name == expert
+                counts.append(running)
+            self._prefix[expert] = counts
         self._last = time.perf_counter()
         self.done = 0
 
@@ -142,31 +155,50 @@ class StepClock:
 
     def step_done(self, step: int) -> None:
         now = time.perf_counter()
-        expert = self.experts[step - 1] if 0 < step <= len(self.experts) else None
-        self._durations.setdefault(expert, []).append(now - self._last)
+        self.record(step, now - self._last)
         self._last = now
+
+    def record(self, step: int, duration: float) -> None:
+        """Count ``step`` (1-based) as done, having taken ``duration`` seconds."""
+        expert = self.experts[step - 1] if 0 < step <= len(self.experts) else None
+        for stats in (self._stats.setdefault(expert, [0, 0.0, 0.0]), self._all):
+            if stats[0] == 0:
+                stats[2] = duration
+            stats[0] += 1
+            stats[1] += duration
         self.done = step
 
-    def _rate(self, expert: str | None) -> float | None:
-        samples = self._durations.get(expert) or [d for ds in self._durations.values() for d in ds]
-        if not samples:
+    @staticmethod
+    def _mean(stats: list[float]) -> float | None:
+        count, total, first = stats
+        if count == 0:
             return None
         # The first step carries one-off warm-up (allocations, kernel selection): drop it once
         # there is something better. The mean over every steady step, not a recent window: step
         # times jitter (other processes, the allocator), and a short window turns each hiccup
         # into a jump of the estimate; a real change of pace (the other expert) is timed apart.
-        steady = samples[1:] if len(samples) > 2 else samples
-        return sum(steady) / len(steady)
+        if count > 2:
+            return (total - first) / (count - 1)
+        return total / count
+
+    def _rate(self, expert: str | None) -> float | None:
+        stats = self._stats.get(expert)
+        if stats is not None and stats[0]:
+            return self._mean(stats)
+        return self._mean(self._all)
 
     def remaining(self) -> float | None:
         if self.done == 0:
             return None
+        done = min(self.done, len(self.experts))
         steps_left = 0.0
-        for expert in self.experts[self.done:]:
-            rate = self._rate(expert)
-            if rate is None:
-                return None
-            steps_left += rate
+        for expert, counts in self._prefix.items():
+            left = counts[-1] - counts[done]
+            if left:
+                rate = self._rate(expert)
+                if rate is None:
+                    return None
+                steps_left += left * rate
         tail = self.tail_seconds
         if tail is None:
             # No earlier run of this shape: a VAE decode plus export costs roughly two steps at

@@ -141,7 +141,12 @@ class Event:
         return {"type": self.type, "seq": self.seq, "task_id": self.task_id, "data": data}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_frame(), default=_json_default, separators=(",", ":"))
+        # Encoded once: the journal, the relay and every server client share these bytes.
+        text = self.__dict__.get("_json")
+        if text is None:
+            text = json.dumps(self.to_frame(), default=_json_default, separators=(",", ":"))
+            object.__setattr__(self, "_json", text)
+        return text
 
     @classmethod
     def from_frame(cls, frame: Mapping[str, Any]) -> "Event":
