@@ -282,3 +282,20 @@ def test_from_pipeline_applies_vae_tiling_when_asked(tmp_path):
     pipe = tiny.pipeline("tiny")
     Generator.from_pipeline(pipe, vae_tiling=True, runs_dir=tmp_path, previews=False)
     assert pipe.vae.use_tiling
+
+
+def test_run_on_worker_runs_between_tasks_on_the_generators_thread(gen):
+    task = gen.submit("queued first", seed=1, steps=3, height=16, width=16, num_frames=1)
+    seen = gen.run_on_worker(lambda pipe: (threading.current_thread().name, task.done(), pipe))
+    name, first_done, pipe = seen
+    assert name.startswith("wan_nb-generator-")   # the thread that runs the pipeline
+    assert first_done                             # queued after the task: ran after it
+    assert pipe is gen.pipeline and pipe is not None
+
+    def broken(_pipe):
+        raise ValueError("a caller's bug")
+
+    with pytest.raises(ValueError, match="a caller's bug"):
+        gen.run_on_worker(broken)
+    # The worker survived and serves the next task.
+    assert gen.generate("after", seed=2, steps=2, height=16, width=16, num_frames=1, progress=False).video_path.exists()

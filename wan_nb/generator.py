@@ -410,6 +410,26 @@ class Generator:
     def loras(self) -> dict[str, float]:
         return {n: l.weight for n, l in self._loras.items()}
 
+    def run_on_worker(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
+        """Run ``fn(pipeline)`` on the generator's worker thread, after the tasks queued before
+        it and before those queued after; return its result (or raise its exception).
+
+        For changing the pipeline between runs without racing a generation (a scheduler, an
+        attention processor), and on CPU to keep every torch call on one thread: torch's
+        OpenMP runtime slows every op down once two threads of a process have used it.
+        ``pipeline`` is None until the first run has loaded the model.
+        """
+        if self._closed:
+            raise RuntimeError("this generator is closed; create a new one")
+        call = _WorkerCall(fn)
+        self._ensure_worker()
+        self._queue.put(call)
+        if not call.done.wait(timeout):
+            raise TimeoutError(f"run_on_worker: still waiting after {timeout} s (tasks ahead of it)")
+        if call.error is not None:
+            raise call.error
+        return call.result
+
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the worker after queued tasks finish; detach from Jupyter servers."""
@@ -487,6 +507,10 @@ class Generator:
             task = self._queue.get()
             if task is None:
                 return
+            if isinstance(task, _WorkerCall):
+                with self._pipe_lock:
+                    task.run(self._pipe)
+                continue
             self._current = task
             try:
                 self._run(task)
@@ -712,6 +736,24 @@ class Generator:
         self._progress(task, scale, f"Decoded {frames.shape[0]} frames", fraction=1.0,
                        remaining=self._timings.get(key).get("saving"))
         return frames
+
+
+class _WorkerCall:
+    """A function queued for the worker thread by :meth:`Generator.run_on_worker`."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self, pipeline: Any) -> None:
+        try:
+            self.result = self.fn(pipeline)
+        except BaseException as exc:  # handed to the caller, never kills the worker
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 def _show_progress(task: Task, mode: str | bool) -> None:
