@@ -74,3 +74,35 @@ def test_text_summary_outside_jupyter(gen):
     out = io.StringIO()
     show_storyboard(board.current, stream=out)
     assert "scene 2: completed" in out.getvalue() and "completed: 100%" in out.getvalue()
+
+
+def test_an_event_arriving_during_a_timed_redraw_does_not_deadlock(gen):
+    """The throttle's timer thread holds the throttle's lock while it redraws (which takes the
+    panel's lock); an event handled meanwhile must not take the two the other way round."""
+    import threading
+    import time
+
+    from wan_nb.events import Event, utc_now
+
+    board = Storyboard(gen, ["one"], seed=0, num_frames=5, steps=2)
+    panel = StoryboardPanel(board)
+    original, entered = panel._render, threading.Event()
+
+    def slow_render():
+        entered.set()
+        time.sleep(0.3)  # an event arrives while the timer thread is here
+        original()
+
+    panel.throttle._render = slow_render
+    panel.throttle._last = time.monotonic()  # just drew: the next request arms the timer
+    panel._on_event(Event("storyboard_progress", board.id, 1, utc_now(),
+                          {"step": "scene_1", "status": "in_progress", "progress": 10.0, "message": "go",
+                           "data": {}}))
+    assert entered.wait(5)
+    handled = threading.Event()
+    end = Event("storyboard_progress", board.id, 2, utc_now(),
+                {"step": "scene_1", "status": "cancelled", "progress": 10.0, "message": "stop", "data": {}})
+    threading.Thread(target=lambda: (panel._on_event(end), handled.set()), daemon=True).start()
+    assert handled.wait(5), "the subscriber thread and the throttle's timer deadlocked"
+    assert panel.status == "cancelled"
+    panel.close()

@@ -111,10 +111,12 @@ class StoryboardPanel(w.VBox):
             # Players are added at once, not throttled: a scene is announced only once.
             if inner.get("scene_video") and inner.get("scene_index"):
                 self.rows[int(inner["scene_index"]) - 1].show_video(str(inner["scene_video"]))
-            if event.is_terminal:
-                self.throttle.flush()
-            else:
-                self.throttle.request()
+        # Outside our lock: the throttle's timer thread takes the throttle's lock and then ours
+        # (in _render), so taking them here in the other order could deadlock the two threads.
+        if event.is_terminal:
+            self.throttle.flush()
+        else:
+            self.throttle.request()
 
     def _render(self) -> None:
         with self._lock:
