@@ -68,6 +68,10 @@ def _latency(rows: list[dict]) -> list[Figure]:
                     f"p99 <= {target:g} ms", row["p99_ms"] <= target))
         out.append((f"lost events, {row['transport'].upper()} x{row['clients']}", str(row["lost"]), "0",
                     row["lost"] == 0))
+        if row["clients"] > 1 and "server_us_per_delivery" in row:
+            out.append((f"server CPU, {row['transport'].upper()} x{row['clients']}",
+                        f"{row['server_cpu_share']:.0%} of a core, {row['server_us_per_delivery']:.1f} us a delivery",
+                        "(informational)", None))
     return out
 
 

@@ -22,6 +22,20 @@ from .wire import chunk
 log = logging.getLogger(__name__)
 
 
+_last_chunked: tuple[bytes | None, bytes] = (None, b"")
+
+
+def _chunk_shared(data: bytes) -> bytes:
+    """``chunk(data)``, framed once for all the connections an event fans out to (the hub hands
+    every subscriber the same bytes object, one after the other, on the IOLoop thread)."""
+    global _last_chunked
+    raw, framed = _last_chunked
+    if raw is not data:
+        framed = chunk(data)
+        _last_chunked = (data, framed)
+    return framed
+
+
 class Outbox:
     def __init__(self, stream: IOStream, *, limit: int = 1000, chunked: bool = False,
                  on_close: Callable[[str], Any] | None = None) -> None:
@@ -45,7 +59,7 @@ class Outbox:
         if self.closed:
             return
         if self.chunked:
-            data = chunk(data)
+            data = _chunk_shared(data)
         if not self.pending and not self.queue:
             self._write(data)
             return
