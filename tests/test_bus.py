@@ -93,3 +93,21 @@ def test_history_keeps_only_the_newest_preview_of_a_task():
     previews = [e for e in bus.history("t") if e.type == "preview"]
     assert [e.data["step"] for e in previews] == [5]
     assert len(bus.history("t")) == 6
+
+
+def test_drain_called_from_a_subscriber_does_not_wait_for_itself():
+    import threading
+
+    bus = EventBus()
+    drained = []
+    done = threading.Event()
+
+    def handler(event):
+        drained.append(bus.drain(timeout=5.0))  # e.g. task.result() inside an event handler
+        done.set()
+
+    off = bus.subscribe(handler)
+    bus.publish("t", "generation_started", model_type="x", params={}, estimated_duration=None)
+    assert done.wait(10)
+    off()
+    assert drained == [True]  # everything else is idle; it did not time out waiting for itself

@@ -223,6 +223,9 @@ class EventBus:
     def drain(self, timeout: float = 2.0) -> bool:
         """Wait until every subscriber has handled what was published so far."""
         deadline = time.monotonic() + timeout
+        me = threading.current_thread()
         with self._lock:
-            mailboxes = list(self._mailboxes)
+            # Called from a subscriber's own callback (task.result() in a handler), that
+            # subscriber is busy until we return: waiting for it would only run out the timeout.
+            mailboxes = [m for m in self._mailboxes if m.thread is not me]
         return all(m.wait_idle(deadline) for m in mailboxes)
