@@ -1,5 +1,5 @@
 """01_quickstart in real JupyterLab 4 and Notebook 7 pages, in headless Chromium: the panel,
-chart and video render.
+chart and video render; and the panel's Cancel stops a foreground ``generate`` (kernel busy).
 
 Starts JupyterLab (which also serves Notebook 7's pages) on 127.0.0.1, stopped by its pid; runs
 every cell through the Run menu and checks in the page that the overall bar reaches 100 % in the success style, the memory chart
@@ -123,7 +123,8 @@ def _run_quickstart(page, base: str, token: str, PlaywrightTimeout: type, ui: st
 
 
 @pytest.mark.slow
-def test_cancel_button_stops_a_foreground_generate(lab, tmp_path):
+@pytest.mark.parametrize("ui", ["lab", "notebook7"])
+def test_cancel_button_stops_a_foreground_generate(lab, tmp_path, ui):
     """The panel's Cancel stops a blocking ``gen.generate(...)``: the kernel's main thread is busy
     waiting for the video, so the click must reach the task through the Jupyter server."""
     if not os.path.exists(CHROMIUM):
@@ -144,9 +145,12 @@ def test_cancel_button_stops_a_foreground_generate(lab, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         try:
-            page.goto(f"{base}/lab/tree/cancel_foreground.ipynb?token={token}")
+            path = "lab/tree" if ui == "lab" else "notebooks"
+            page.goto(f"{base}/{path}/cancel_foreground.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            if ui == "lab":
+                page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
             try:
