@@ -31,13 +31,18 @@ def _produce(args) -> None:
     import time
 
     from wan_nb import Generator, Scene, Storyboard
+    from wan_nb.storyboard import StoryboardCancelled
 
     with Generator(model="tiny", runs_dir=args.runs_dir, previews=False) as gen:
         board = Storyboard(gen, ["a fox wakes", Scene("the fox runs", num_frames=9), "the fox sleeps"],
-                           id=args.id, seed=0, num_frames=5, steps=2, progress_interval=0.02)
+                           id=args.id, seed=0, num_frames=5, steps=args.steps, progress_interval=0.02)
         handle = board.submit()
         print("started", flush=True)
-        handle.result(timeout=300)
+        try:
+            handle.result(timeout=300)
+            print("completed", flush=True)
+        except StoryboardCancelled:
+            print("cancelled", flush=True)
         time.sleep(0.5)  # let the last frames leave the relay socket
 
 
@@ -48,4 +53,5 @@ if __name__ == "__main__":
     parser.add_argument("command", choices=["produce"])
     parser.add_argument("--runs-dir", required=True)
     parser.add_argument("--id", required=True)
+    parser.add_argument("--steps", type=int, default=2)
     _produce(parser.parse_args())

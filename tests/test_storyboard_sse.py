@@ -89,3 +89,33 @@ def test_seed_client_follows_a_storyboard_to_the_end_and_plays_every_video(serve
     again.last_event_id = str(last["seq"])
     assert again.connect().status_code == 204
     again.close()
+
+
+def test_a_storyboard_is_cancelled_through_the_server(server, tmp_path):
+    """The route the panel's Cancel button posts (a foreground board.run() keeps the kernel busy)."""
+    import time
+
+    runs = tmp_path / "runs"
+    storyboard_id = "sb-" + uuid.uuid4().hex[:8]
+    proc = subprocess.Popen([sys.executable, str(HELPER), "produce", "--runs-dir", str(runs),
+                             "--id", storyboard_id, "--steps", "100000"],
+                            env=isolated_env(tmp_path / "runtime"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started", proc.stderr.read()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the server knows it and a scene is denoising
+            snap = server.get(f"tasks/{storyboard_id}")
+            if snap.status_code == 200 and snap.json().get("progress", 0) > 0:
+                break
+            time.sleep(0.1)
+        assert server.post(f"tasks/{storyboard_id}/cancel").status_code == 202
+        assert proc.stdout.readline().strip() == "cancelled"
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    snap = server.wait_task(storyboard_id, lambda s: s["status"] != "running")
+    assert snap["status"] == "cancelled"
+    assert not (runs / storyboard_id / "final.mp4").exists()
