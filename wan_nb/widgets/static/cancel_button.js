@@ -65,6 +65,15 @@ export default {
       const status = await cancelThroughServer(taskId);
       model.set("server_status", status);
       model.save_changes();
+      if (status !== 202) {
+        // No server took the request (no wan_nb extension, or it does not know the task): only
+        // the kernel can act, and a busy kernel (a foreground generate) answers late. Say so.
+        setTimeout(() => {
+          if (button.disabled && label.textContent === " Cancelling…") {
+            label.textContent = " Cancelling… (kernel busy? ■ Interrupt stops it now)";
+          }
+        }, 2000);
+      }
     });
     return () => { for (const name of names) model.off(`change:${name}`, draw); };
   },
