@@ -122,65 +122,67 @@ def _run_quickstart(page, base: str, token: str, PlaywrightTimeout: type, ui: st
     assert target.stat().st_size > 5_000
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("ui", ["lab", "notebook7"])
-def test_cancel_button_stops_a_foreground_generate(lab, tmp_path, ui):
-    """The panel's Cancel stops a blocking ``gen.generate(...)``: the kernel's main thread is busy
-    waiting for the video, so the click must reach the task through the Jupyter server."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    import nbformat
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
+LONG_RUN_STEPS = 100_000  # minutes of work: only a working cancel ends the cell within a test
 
-    steps = 100_000  # minutes of work: only a working Cancel ends the cell within the test
+
+def _start_a_long_foreground_generate(page, base: str, token: str, ui: str, tmp_path: Path) -> None:
+    """Open a notebook whose cell runs a blocking ``gen.generate`` and wait until it denoises."""
+    import nbformat
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("import wan_nb\ngen = wan_nb.Generator(model='tiny', previews=False)"),
-        nbformat.v4.new_code_cell(f"gen.generate('a fox that never stops', steps={steps}, height=16, width=16,"
-                                  " num_frames=1, seed=0)"),
+        nbformat.v4.new_code_cell(f"gen.generate('a fox that never stops', steps={LONG_RUN_STEPS}, height=16,"
+                                  " width=16, num_frames=1, seed=0)"),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
     nbformat.write(notebook, tmp_path / "notebooks" / "cancel_foreground.ipynb")
+    path = "lab/tree" if ui == "lab" else "notebooks"
+    page.goto(f"{base}/{path}/cancel_foreground.ipynb?token={token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    if ui == "lab":
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+    try:
+        page.locator(".jp-Dialog .jp-mod-accept").click(timeout=3_000)
+    except PlaywrightTimeout:
+        pass
+    # Denoising has started and goes on (the kernel is busy in generate()).
+    page.wait_for_function(
+        """() => { const t = document.querySelector('.wan-nb-panel .wan-nb-status');
+                   const bar = document.querySelector('.wan-nb-panel .wan-nb-steps .progress-bar');
+                   return t && t.dataset.status === 'running' && bar && parseFloat(bar.style.width) > 0; }""",
+        timeout=90_000)
 
-    base, token = lab
+
+def _assert_cancelled_early(page, error_name: str) -> None:
+    page.wait_for_function(
+        """() => { const t = document.querySelector('.wan-nb-panel .wan-nb-status');
+                   return t && t.dataset.status === 'cancelled'; }""", timeout=20_000)
+    # The cell ended with the cancellation (not with a finished video) ...
+    page.wait_for_function(
+        f"""() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+                     .some(e => e.textContent.includes('{error_name}'))""", timeout=20_000)
+    # ... long before its steps were done, and the button says so.
+    steps_text = page.locator(".wan-nb-panel .wan-nb-steps").first.evaluate("e => e.parentElement.textContent")
+    done = int(re.search(r"(\d+)/" + str(LONG_RUN_STEPS), steps_text).group(1))
+    assert 0 < done < LONG_RUN_STEPS, steps_text
+    page.wait_for_function(
+        """() => { const b = document.querySelector('.wan-nb-panel .wan-nb-cancel button');
+                   return b && b.disabled && b.textContent.includes('Cancelled'); }""", timeout=10_000)
+
+
+def _in_browser(tmp_path: Path, body) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         try:
-            path = "lab/tree" if ui == "lab" else "notebooks"
-            page.goto(f"{base}/{path}/cancel_foreground.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-            if ui == "lab":
-                page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
-            try:
-                page.locator(".jp-Dialog .jp-mod-accept").click(timeout=3_000)
-            except PlaywrightTimeout:
-                pass
-            # Denoising has started and goes on (the kernel is busy in generate()).
-            page.wait_for_function(
-                """() => { const t = document.querySelector('.wan-nb-panel .wan-nb-status');
-                           const bar = document.querySelector('.wan-nb-panel .wan-nb-steps .progress-bar');
-                           return t && t.dataset.status === 'running' && bar && parseFloat(bar.style.width) > 0; }""",
-                timeout=90_000)
-            button = page.locator(".wan-nb-panel .wan-nb-cancel button")
-            assert button.is_enabled()
-            button.click()
-            page.wait_for_function(
-                """() => { const t = document.querySelector('.wan-nb-panel .wan-nb-status');
-                           return t && t.dataset.status === 'cancelled'; }""", timeout=20_000)
-            # The cell ended with the cancellation (not with a finished video) ...
-            page.wait_for_function(
-                """() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
-                             .some(e => e.textContent.includes('GenerationCancelled'))""", timeout=20_000)
-            # ... long before its 100,000 steps, and the button says so.
-            steps_text = page.locator(".wan-nb-panel .wan-nb-steps").first.evaluate(
-                "e => e.parentElement.textContent")
-            done = int(re.search(r"(\d+)/" + str(steps), steps_text).group(1))
-            assert 0 < done < steps, steps_text
-            page.wait_for_function(
-                """() => { const b = document.querySelector('.wan-nb-panel .wan-nb-cancel button');
-                           return b && b.disabled && b.textContent.includes('Cancelled'); }""", timeout=10_000)
+            body(page)
         except Exception as exc:
             page.screenshot(path=str(tmp_path / "failure.png"))
             outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
@@ -188,3 +190,52 @@ def test_cancel_button_stops_a_foreground_generate(lab, tmp_path, ui):
             raise AssertionError(f"{exc}\npage outputs: {outputs}\nscreenshot: {tmp_path / 'failure.png'}") from exc
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ui", ["lab", "notebook7"])
+def test_cancel_button_stops_a_foreground_generate(lab, tmp_path, ui):
+    """The panel's Cancel stops a blocking ``gen.generate(...)``: the kernel's main thread is busy
+    waiting for the video, so the click must reach the task through the Jupyter server."""
+    base, token = lab
+
+    def body(page):
+        _start_a_long_foreground_generate(page, base, token, ui, tmp_path)
+        button = page.locator(".wan-nb-panel .wan-nb-cancel button")
+        assert button.is_enabled()
+        button.click()
+        _assert_cancelled_early(page, "GenerationCancelled")
+
+    _in_browser(tmp_path, body)
+
+
+@pytest.fixture
+def lab_without_extension(tmp_path):
+    """JupyterLab with wan_nb's server extension switched off (as in a front end without it)."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "WAN_NB_RUNS_DIR": str(tmp_path / "runs")}
+    with running_jupyter("lab", notebooks, tmp_path, env,
+                         ("--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                          "--ServerApp.jpserver_extensions={'wan_nb': False}")) as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_without_the_extension_cancel_points_to_interrupt_which_cancels(lab_without_extension, tmp_path):
+    """No server to relay the click while the kernel is busy: the button says to interrupt, and
+    the kernel's interrupt cancels the task (within a step, no decode)."""
+    base, token = lab_without_extension
+
+    def body(page):
+        _start_a_long_foreground_generate(page, base, token, "lab", tmp_path)
+        page.locator(".wan-nb-panel .wan-nb-cancel button").click()
+        page.wait_for_function(
+            """() => { const b = document.querySelector('.wan-nb-panel .wan-nb-cancel button');
+                       return b && b.textContent.includes('Interrupt'); }""", timeout=10_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").first.click()
+        page.locator(".lm-Menu-item[data-command='kernelmenu:interrupt']").click()
+        _assert_cancelled_early(page, "KeyboardInterrupt")
+
+    _in_browser(tmp_path, body)

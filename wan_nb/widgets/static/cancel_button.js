@@ -51,13 +51,16 @@ export default {
       button.title = model.get("tooltip");
       label.textContent = ` ${model.get("description")}`;
     };
+    let kernelAnswered = false;  // any change from the kernel after a click means it is listening
+    const onChange = () => { kernelAnswered = true; draw(); };
     const names = ["description", "disabled", "button_style", "tooltip"];
-    for (const name of names) model.on(`change:${name}`, draw);
+    for (const name of names) model.on(`change:${name}`, onChange);
     draw();
 
     button.addEventListener("click", async () => {
       if (model.get("disabled")) return;
       const taskId = model.get("task_id");
+      kernelAnswered = false;
       // Show the request at once: the kernel may not answer until the generation stops.
       button.disabled = true;
       label.textContent = " Cancelling…";
@@ -69,12 +72,12 @@ export default {
         // No server took the request (no wan_nb extension, or it does not know the task): only
         // the kernel can act, and a busy kernel (a foreground generate) answers late. Say so.
         setTimeout(() => {
-          if (button.disabled && label.textContent === " Cancelling…") {
+          if (!kernelAnswered && button.disabled && label.textContent === " Cancelling…") {
             label.textContent = " Cancelling… (kernel busy? ■ Interrupt stops it now)";
           }
         }, 2000);
       }
     });
-    return () => { for (const name of names) model.off(`change:${name}`, draw); };
+    return () => { for (const name of names) model.off(`change:${name}`, onChange); };
   },
 };
