@@ -491,7 +491,7 @@ class Generator:
             task.current_step = step
         self._publish(task, EventType.DETAILED_GENERATION_PROGRESS, stage=task.stage,
                       progress=task.progress, message=message,
-                      estimated_time_remaining=None if remaining is None else round(remaining, 2),
+                      estimated_time_remaining=None if remaining is None else round(remaining, 3),
                       current_step=task.current_step if step is None else step,
                       total_steps=task.params["steps"] if total is None else total, **extra)
 
