@@ -64,3 +64,46 @@ def test_two_known_shapes_separate_the_fixed_cost_from_the_per_pixel_cost(tmp_pa
     store.record(key(200), {"post_processing": 2.5, "saving": 0.5})   # 0.2 Mvox: 3 s
     assert abs(store.tail_seconds(key(400)) - 5.0) < 1e-9             # 1 s fixed + 10 s per Mvox
     assert abs(store.tail_seconds(key(50)) - 1.5) < 1e-9
+
+
+def test_a_new_shape_scales_the_nearest_shapes_tail_by_its_own_step_time(tmp_path):
+    store = TimingStore(tmp_path / "timings.json")
+    small = shape_key("tiny", {"height": 32, "width": 32, "num_frames": 5})
+    medium = shape_key("tiny", {"height": 64, "width": 64, "num_frames": 9})
+    new = shape_key("tiny", {"height": 64, "width": 64, "num_frames": 17})
+    assert store.reference(new) is None                      # nothing measured yet
+    store.record(small, {"post_processing": 0.5, "saving": 0.1, "step": 0.01, "step_unit": 0.01})
+    store.record(medium, {"post_processing": 1.0, "saving": 0.2, "step": 0.04, "step_unit": 0.02})
+    tail, step, volume_ratio = store.reference(new)          # the nearest in volume
+    assert (tail, step) == (1.2, 0.02) and abs(volume_ratio - 17 / 9) < 1e-9
+    assert store.reference(medium) is None                   # its own history wins
+    store.record(shape_key("other", {"height": 8, "width": 8, "num_frames": 1}),
+                 {"post_processing": 9.0, "saving": 9.0, "step": 9.0, "step_unit": 9.0})
+    assert store.reference(new)[:2] == (1.2, 0.02)            # other models never count
+
+    def tail_after(step_seconds, reference, passes=1):
+        clock = StepClock(total_steps=4, tail_seconds=None, tail_reference=reference, passes=passes)
+        for n in (1, 2, 3):
+            clock.record(n, step_seconds)
+        assert abs(clock.remaining() - (step_seconds + clock.tail())) < 1e-9
+        return clock.tail()
+
+    assert abs(tail_after(0.03, (1.2, 0.02, 2.0)) - 1.8) < 1e-9           # steps 1.5x slower
+    assert abs(tail_after(0.06, (1.2, 0.02, 2.0), passes=2) - 1.8) < 1e-9  # one decode per step, 2 passes
+    # The decode grows at most with the volume however much faster the steps grow (attention) ...
+    assert abs(tail_after(0.10, (1.2, 0.02, 2.0)) - 2.4) < 1e-9
+    # ... and a shape twice as large never gets a smaller decode; a smaller one never a larger.
+    assert abs(tail_after(0.01, (1.2, 0.02, 2.0)) - 1.2) < 1e-9
+    assert abs(tail_after(0.03, (1.2, 0.02, 0.5)) - 1.2) < 1e-9
+    assert abs(tail_after(0.005, (1.2, 0.02, 0.5)) - 0.6) < 1e-9
+
+
+def test_timings_written_before_step_units_still_predict_by_volume(tmp_path):
+    store = TimingStore(tmp_path / "timings.json")
+    small = shape_key("tiny", {"height": 32, "width": 32, "num_frames": 9})
+    store.record(small, {"post_processing": 1.0, "saving": 0.5, "step": 0.1})  # an older cache
+    big = shape_key("tiny", {"height": 64, "width": 64, "num_frames": 9})
+    assert store.reference(big) is None
+    clock = StepClock(total_steps=2, tail_seconds=store.tail_seconds(big), tail_reference=store.reference(big))
+    clock.record(1, 0.2)
+    assert abs(clock.tail() - 6.0) < 1e-9

@@ -11,6 +11,7 @@ clamped so it never goes down and reaches 100 only on completion.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import threading
@@ -64,6 +65,33 @@ class TimingStore:
     def get(self, key: str) -> dict[str, float]:
         with self._lock:
             return dict(self._data.get(key, {}))
+
+    def reference(self, key: str) -> tuple[float, float, float] | None:
+        """For a shape never run before: (decode + save seconds, seconds a step per classifier-
+        free-guidance pass, this shape's volume / that shape's volume) of the same model's
+        measured shape nearest in volume, or None.
+
+        The first run of a new shape scales that tail by how much slower or faster its own steps
+        are (:class:`StepClock`), which carries the fixed costs a line through volumes gets wrong
+        when the known shapes are small.
+        """
+        if "post_processing" in self.get(key):
+            return None
+        model, volume = _split_key(key)
+        if not volume:
+            return None
+        best: tuple[float, tuple[float, float]] | None = None
+        with self._lock:
+            for k, entry in self._data.items():
+                m, v = _split_key(k)
+                if m != model or not v or not all(n in entry for n in ("post_processing", "saving", "step_unit")):
+                    continue
+                if entry["step_unit"] <= 0:
+                    continue
+                distance = abs(math.log(v / volume))
+                if best is None or distance < best[0]:
+                    best = (distance, (entry["post_processing"] + entry["saving"], entry["step_unit"], volume / v))
+        return best[1] if best else None
 
     def tail_seconds(self, key: str) -> float | None:
         """Decode + save seconds for this shape: measured before, else predicted from the other
@@ -132,9 +160,15 @@ class StepClock:
     """
 
     def __init__(self, total_steps: int, tail_seconds: float | None,
-                 experts: Sequence[str | None] | None = None) -> None:
+                 experts: Sequence[str | None] | None = None, *,
+                 tail_reference: tuple[float, float, float] | None = None, passes: int = 1) -> None:
         self.total_steps = total_steps
         self.tail_seconds = tail_seconds
+        # A new shape: (tail, seconds a step per pass, volume ratio) of a measured one, scaled by
+        # this run's own step time once steps are timed (TimingStore.reference). ``passes``: 2 with
+        # classifier-free guidance (two transformer passes a step, one decode).
+        self.tail_reference = tail_reference
+        self.passes = max(1, passes)
         self.experts = list(experts) if experts else [None] * total_steps
         # Per expert (and None = all steps): [count, sum of durations, first duration].
         self._stats: dict[str | None, list[float]] = {}
@@ -199,12 +233,24 @@ class StepClock:
                 if rate is None:
                     return None
                 steps_left += left * rate
-        tail = self.tail_seconds
-        if tail is None:
-            # No earlier run of this shape: a VAE decode plus export costs roughly two steps at
-            # these sizes; corrected after the first run.
-            tail = 2.0 * (self._rate(None) or 0.0)
-        return steps_left + tail
+        return steps_left + self.tail()
+
+    def tail(self) -> float:
+        """Seconds for what follows the steps (VAE decode and export)."""
+        rate = self._rate(None) or 0.0
+        if self.tail_reference is not None and rate > 0:
+            reference_tail, reference_step, volume_ratio = self.tail_reference
+            # The decode grows at most linearly with the volume (its fixed costs make it grow
+            # less); a step can grow faster (attention is quadratic in the tokens). So the step
+            # ratio is trusted only between "no change" and "proportional to the volume".
+            scale = (rate / self.passes) / reference_step
+            low, high = min(1.0, volume_ratio), max(1.0, volume_ratio)
+            return reference_tail * min(max(scale, low), high)
+        if self.tail_seconds is not None:
+            return self.tail_seconds
+        # No run of this model measured yet: a VAE decode plus export costs roughly two steps
+        # at these sizes; corrected after the first run.
+        return 2.0 * rate
 
 
 class ProgressScale:

@@ -562,7 +562,7 @@ class Generator:
             sampler = None
             self._timings.record(eta.shape_key(self.model, task.params),
                                  {k: v for k, v in durations.items()
-                                  if k in ("loading_model", "post_processing", "saving", "step")})
+                                  if k in ("loading_model", "post_processing", "saving", "step", "step_unit")})
             task.status, task.stage = "completed", Stage.COMPLETED.value
             task._result = result
             self._stage(task, Stage.COMPLETED, "Done", stage_progress=100.0)
@@ -686,7 +686,9 @@ class Generator:
         if not any(experts):
             experts = None
         key = eta.shape_key(self.model, p)
-        clock = eta.StepClock(steps, self._timings.tail_seconds(key), experts)
+        passes = 2 if cfg else 1
+        clock = eta.StepClock(steps, self._timings.tail_seconds(key), experts,
+                              tail_reference=self._timings.reference(key), passes=passes)
         enter(Stage.GENERATING, f"Denoising: {steps} steps")
         current_expert: list[str | None] = [None]
 
@@ -727,9 +729,10 @@ class Generator:
         clock.start()
         latents = runner(**call).frames
         durations["step"] = (time.perf_counter() - denoise_started) / steps
+        durations["step_unit"] = durations["step"] / passes  # per transformer pass: comparable across guidance
         check_cancel()
 
-        enter(Stage.POST_PROCESSING, "Decoding latents with the VAE", self._timings.tail_seconds(key))
+        enter(Stage.POST_PROCESSING, "Decoding latents with the VAE", clock.tail())
         from .video import decode_latents
 
         frames = decode_latents(pipe, latents)
