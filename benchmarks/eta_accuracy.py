@@ -56,9 +56,9 @@ def estimate_cost(steps: int = 10_000) -> dict:
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser()
-    # Step-dominated, as real models are, and about a second long: at a few tenths of a second
+    # Step-dominated, as real models are, and a few seconds long: at a few tenths of a second
     # the scheduling jitter of a shared 2-core machine is itself 5-10 % of what is left.
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--height", type=int, default=64)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--frames", type=int, default=17)

@@ -95,7 +95,7 @@ def _generic(key: str, label: str, target: str, check: Callable[[float], bool], 
 # name -> (script, quick argv, full argv, summarizer)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figure]]]] = {
     "overhead": ("overhead.py", ["--runs", "4"], ["--runs", "12"], _overhead),
-    "eta": ("eta_accuracy.py", ["--steps", "150"], [], _eta),
+    "eta": ("eta_accuracy.py", ["--steps", "300"], [], _eta),
     "previews": ("previews.py", ["--quick", "--runs", "1"], [], _previews),
     "widgets": ("widget_rate.py", ["--seconds", "2"], [],
                 _generic("max_renders_in_any_second", "widget redraws in any one second at 100 steps/s",
