@@ -243,6 +243,7 @@ class Generator:
                       vae_tiling=vae_tiling, vae_slicing=vae_slicing)
             self.device = str(getattr(pipeline, "_execution_device", None) or pipeline.device)
         self._pipe_lock = threading.RLock()
+        self._exec_device: tuple[Any, Any] | None = None  # (pipeline, its execution device)
         self._loras: dict[str, _Lora] = {}
         self._step_hooks: list[Callable[..., Any]] = []
         # Cancel handlers of things that are not Tasks but publish here (storyboards), by id.
@@ -510,6 +511,7 @@ class Generator:
             if isinstance(task, _WorkerCall):
                 with self._pipe_lock:
                     task.run(self._pipe)
+                    self._exec_device = None  # the call may have moved or rebuilt the pipeline
                 continue
             self._current = task
             try:
@@ -645,6 +647,17 @@ class Generator:
         self.device = device
         return pipe
 
+    def _execution_device(self, pipe: Any) -> Any:
+        """Where the pipeline computes. diffusers finds it by walking every module's hooks
+        (milliseconds a call), so it is looked up once per pipeline object and again after
+        ``run_on_worker``, the one place user code may move the pipeline."""
+        cached = self._exec_device
+        if cached is not None and cached[0] is pipe:
+            return cached[1]
+        device = getattr(pipe, "_execution_device", None) or self.device
+        self._exec_device = (pipe, device)
+        return device
+
     def _apply_loras(self, task: Task, pipe: Any, enter: Callable[..., None]) -> None:
         requested = task.params["loras"]
         if not self._loras and not requested:
@@ -672,7 +685,7 @@ class Generator:
         p = task.params
         enter(Stage.PREPARING_INPUTS, "Encoding the prompt")
         cfg = p["guidance_scale"] > 1.0
-        device = getattr(pipe, "_execution_device", None) or self.device
+        device = self._execution_device(pipe)
         with torch.no_grad():
             prompt_embeds, negative_embeds = pipe.encode_prompt(
                 prompt=p["prompt"], negative_prompt=p["negative_prompt"], do_classifier_free_guidance=cfg,
