@@ -26,59 +26,84 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 
 
+def _running_lab(tmp_path: Path, notebooks: Path, *extra_args: str):
+    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),          # no other server sees this one
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),  # start with a clean layout
+           "WAN_NB_RUNS_DIR": str(tmp_path / "runs")}
+    return running_jupyter("lab", notebooks, tmp_path, env,
+                           ("--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                            *extra_args))
+
+
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab serving a copy of the notebooks; yields (base url, token)."""
     notebooks = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", notebooks)
-    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),          # no other server sees this one
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),  # start with a clean layout
-           "WAN_NB_RUNS_DIR": str(tmp_path / "runs")}
-    with running_jupyter("lab", notebooks, tmp_path, env,
-                         ("--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")) as server:
+    with _running_lab(tmp_path, notebooks) as server:
         yield server
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("ui", ["lab", "notebook7"])
-def test_quickstart_renders_panel_chart_and_video(lab, tmp_path, ui):
+@pytest.fixture
+def lab_without_extension(tmp_path):
+    """JupyterLab with wan_nb's server extension switched off (as in a front end without it)."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    with _running_lab(tmp_path, notebooks, "--ServerApp.jpserver_extensions={'wan_nb': False}") as server:
+        yield server
+
+
+def _in_browser(tmp_path: Path, body) -> None:
+    """Run ``body(page)`` in headless Chromium; a failure keeps a screenshot and the page's outputs
+    (the assertion alone says little)."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
+    from playwright.sync_api import sync_playwright
 
-    base, token = lab
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            try:
-                _run_quickstart(page, base, token, PlaywrightTimeout, ui, tmp_path)
-            except Exception as exc:  # keep what the page showed: the assertion alone says little
-                page.screenshot(path=str(tmp_path / "failure.png"))
-                outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
-                                        ".map(e => e.innerText.slice(0, 300))")
-                raise AssertionError(f"{exc}\npage outputs: {outputs}\nscreenshot: {tmp_path / 'failure.png'}") from exc
+            body(page)
+        except Exception as exc:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
+                                    ".map(e => e.textContent.slice(0, 300))")
+            raise AssertionError(f"{exc}\npage outputs: {outputs}\nscreenshot: {tmp_path / 'failure.png'}") from exc
         finally:
             browser.close()
 
 
-def _run_quickstart(page, base: str, token: str, PlaywrightTimeout: type, ui: str, tmp_path: Path) -> None:
-    """Open 01_quickstart, run every cell, check panel, chart and video; save the screenshot."""
-    path = "lab/tree/01_quickstart.ipynb" if ui == "lab" else "notebooks/01_quickstart.ipynb"
-    page.goto(f"{base}/{path}?token={token}")
+def _open_and_run_all(page, base: str, token: str, ui: str, notebook: str) -> None:
+    """Open ``notebook`` in JupyterLab or Notebook 7 and Run > Run All Cells once the kernel is up."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    path = "lab/tree" if ui == "lab" else "notebooks"
+    page.goto(f"{base}/{path}/{notebook}?token={token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    # Run > Run All Cells, once the kernel is up. Jupyter may still ask which kernel to use
-    # (it does when the click beats the session): accept its preselected Python 3.
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
     if ui == "lab":
         page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+    # Jupyter may still ask which kernel to use (it does when the click beats the session):
+    # accept its preselected Python 3.
     try:
         page.locator(".jp-Dialog .jp-mod-accept").click(timeout=3_000)
     except PlaywrightTimeout:
         pass  # no dialog: the cells are already running
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ui", ["lab", "notebook7"])
+def test_quickstart_renders_panel_chart_and_video(lab, tmp_path, ui):
+    base, token = lab
+    _in_browser(tmp_path, lambda page: _run_quickstart(page, base, token, ui, tmp_path))
+
+
+def _run_quickstart(page, base: str, token: str, ui: str, tmp_path: Path) -> None:
+    """Open 01_quickstart, run every cell, check panel, chart and video; save the screenshot."""
+    _open_and_run_all(page, base, token, ui, "01_quickstart.ipynb")
     overall = page.locator(".wan-nb-panel .wan-nb-overall .progress-bar").first
     overall.wait_for(timeout=60_000)
     page.wait_for_function(
@@ -128,7 +153,6 @@ LONG_RUN_STEPS = 100_000  # minutes of work: only a working cancel ends the cell
 def _start_a_long_foreground_generate(page, base: str, token: str, ui: str, tmp_path: Path) -> None:
     """Open a notebook whose cell runs a blocking ``gen.generate`` and wait until it denoises."""
     import nbformat
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("import wan_nb\ngen = wan_nb.Generator(model='tiny', previews=False)"),
@@ -136,18 +160,7 @@ def _start_a_long_foreground_generate(page, base: str, token: str, ui: str, tmp_
                                   " width=16, num_frames=1, seed=0)"),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
     nbformat.write(notebook, tmp_path / "notebooks" / "cancel_foreground.ipynb")
-    path = "lab/tree" if ui == "lab" else "notebooks"
-    page.goto(f"{base}/{path}/cancel_foreground.ipynb?token={token}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-    if ui == "lab":
-        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
-    try:
-        page.locator(".jp-Dialog .jp-mod-accept").click(timeout=3_000)
-    except PlaywrightTimeout:
-        pass
+    _open_and_run_all(page, base, token, ui, "cancel_foreground.ipynb")
     # Denoising has started and goes on (the kernel is busy in generate()).
     page.wait_for_function(
         """() => { const t = document.querySelector('.wan-nb-panel .wan-nb-status');
@@ -173,25 +186,6 @@ def _assert_cancelled_early(page, error_name: str) -> None:
                    return b && b.disabled && b.textContent.includes('Cancelled'); }""", timeout=10_000)
 
 
-def _in_browser(tmp_path: Path, body) -> None:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        try:
-            body(page)
-        except Exception as exc:
-            page.screenshot(path=str(tmp_path / "failure.png"))
-            outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
-                                    ".map(e => e.textContent.slice(0, 300))")
-            raise AssertionError(f"{exc}\npage outputs: {outputs}\nscreenshot: {tmp_path / 'failure.png'}") from exc
-        finally:
-            browser.close()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("ui", ["lab", "notebook7"])
 def test_cancel_button_stops_a_foreground_generate(lab, tmp_path, ui):
@@ -207,19 +201,6 @@ def test_cancel_button_stops_a_foreground_generate(lab, tmp_path, ui):
         _assert_cancelled_early(page, "GenerationCancelled")
 
     _in_browser(tmp_path, body)
-
-
-@pytest.fixture
-def lab_without_extension(tmp_path):
-    """JupyterLab with wan_nb's server extension switched off (as in a front end without it)."""
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "WAN_NB_RUNS_DIR": str(tmp_path / "runs")}
-    with running_jupyter("lab", notebooks, tmp_path, env,
-                         ("--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                          "--ServerApp.jpserver_extensions={'wan_nb': False}")) as server:
-        yield server
 
 
 @pytest.mark.slow

@@ -36,8 +36,6 @@ class CancelButton(anywidget.AnyWidget):
     disabled = traitlets.Bool(False).tag(sync=True)
     button_style = traitlets.Unicode("warning").tag(sync=True)
     tooltip = traitlets.Unicode("Stop this generation after the current step").tag(sync=True)
-    # What the last server request answered (HTTP status, 0 = no server); for display and tests.
-    server_status = traitlets.Int(-1).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -66,8 +66,6 @@ export default {
       label.textContent = " Cancelling…";
       model.send({ event: "click" });
       const status = await cancelThroughServer(taskId);
-      model.set("server_status", status);
-      model.save_changes();
       if (status !== 202) {
         // No server took the request (no wan_nb extension, or it does not know the task): only
         // the kernel can act, and a busy kernel (a foreground generate) answers late. Say so.
