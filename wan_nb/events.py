@@ -3,7 +3,7 @@
 No torch, no Jupyter here: the server, the CLI and the widgets all import this module.
 
 An event in Python is an immutable :class:`Event`; on the wire (WebSocket frame, ``--json``
-line, SSE ``data:``) it is the frame of the ``000`` seed::
+line, SSE ``data:``) it is one frame::
 
     {"type": T, "seq": N, "task_id": ID, "data": {...fields, "task_id": ID, "timestamp": TS}}
 """
@@ -103,7 +103,7 @@ def is_terminal(type: str, data: Mapping[str, Any]) -> bool:
 
 
 def utc_now() -> str:
-    """ISO-8601 UTC with millisecond precision and a ``Z``, as in the seeds."""
+    """ISO-8601 UTC with millisecond precision and a ``Z`` (the wire format of every timestamp)."""
     now = _dt.datetime.now(_dt.timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
