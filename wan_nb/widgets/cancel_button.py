@@ -32,6 +32,11 @@ class CancelButton(anywidget.AnyWidget):
     _css = STATIC / "cancel_button.css"
 
     task_id = traitlets.Unicode("").tag(sync=True)        # what the server route cancels
+    # The server route a click posts to (cancel, pause or resume: the Pause button is this
+    # widget too), the label shown while the request is out, and the Font Awesome icon.
+    action = traitlets.Unicode("cancel").tag(sync=True)
+    pending = traitlets.Unicode("Cancelling…").tag(sync=True)
+    icon = traitlets.Unicode("stop").tag(sync=True)
     description = traitlets.Unicode("Cancel").tag(sync=True)
     disabled = traitlets.Bool(False).tag(sync=True)
     button_style = traitlets.Unicode("warning").tag(sync=True)

@@ -1,13 +1,14 @@
-"""The progress panel: what a running task is doing, live, with a Cancel button.
+"""The progress panel: what a running task is doing, live, with Cancel and Pause buttons.
 
 Events arrive on bus subscriber threads; the panel folds them into a :class:`TaskState` and
 redraws through a :class:`Throttle`, so the browser sees at most ``max_rate`` updates a second
 however fast the pipeline steps, and always the final state. Generation runs on the
-generator's worker thread; the Cancel button (:class:`CancelButton`) also reaches it through the
-Jupyter server while a foreground ``generate`` keeps the kernel busy.
+generator's worker thread; the Cancel and Pause/Resume buttons (:class:`CancelButton`) also
+reach it through the Jupyter server while a foreground ``generate`` keeps the kernel busy.
 
 ``ProgressPanel(task)`` follows one task; ``GeneratorPanel(gen)`` follows whichever task of a
-generator is running, keeping one memory chart across tasks.
+generator is running, keeping one memory chart across tasks, and shows the queue (move a task
+up or down, remove it, pause the queue).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from ._throttle import Throttle
 from .cancel_button import CancelButton
 from .vram_plot import VramPlot
 
-__all__ = ["ProgressPanel", "GeneratorPanel"]
+__all__ = ["ProgressPanel", "GeneratorPanel", "QueueView"]
 
 BAR_STYLE = {"completed": "success", "failed": "danger", "cancelled": "warning"}
 STATUS_COLOR = {"queued": "#777", "running": "#0072b2", "completed": "#2e7d32", "failed": "#c62828",
-                "cancelled": "#e65100", "waiting": "#777"}
+                "cancelled": "#e65100", "waiting": "#777", "paused": "#8e6c00"}
 STAGE_LABEL = {"initializing": "init", "downloading_model": "download", "loading_model": "load model",
                "preparing_inputs": "encode prompt", "applying_lora": "LoRA", "generating": "denoise",
                "post_processing": "decode", "saving": "save", "completed": "done", "failed": "failed",
@@ -79,6 +80,11 @@ class ProgressPanel(w.VBox):
         self.cancel_button = CancelButton()
         self.cancel_button.add_class("wan-nb-cancel")
         self.cancel_button.on_click(self._on_cancel_click)
+        self.pause_button = CancelButton(action="pause", description="Pause", pending="Pausing…", icon="pause",
+                                         button_style="", tooltip="Hold after the current denoising step")
+        self.pause_button.add_class("wan-nb-pause")
+        self.pause_button.on_click(self._on_pause_click)
+        self._paused = False  # from generation_paused / generation_resumed events
         self.memory = VramPlot() if memory and not compact else None
         # The newest live preview (an animated WebP of the whole clip), hidden until one arrives.
         self.preview = w.Image(format="webp", layout=w.Layout(display="none", width="128px"))
@@ -89,7 +95,7 @@ class ProgressPanel(w.VBox):
         rows: list[w.Widget] = [self.title, w.HBox([self.overall, self.overall_text])]
         if not compact:
             text = w.VBox([w.HBox([self.steps, self.steps_text]), self.timeline, self.message,
-                           w.HBox([self.timing, self.cancel_button],
+                           w.HBox([self.timing, w.HBox([self.pause_button, self.cancel_button])],
                                   layout=w.Layout(justify_content="space-between", align_items="center"))],
                           layout=w.Layout(flex="1 1 auto"))
             rows += [w.HBox([text, self.preview], layout=w.Layout(align_items="flex-start"))]
@@ -122,7 +128,7 @@ class ProgressPanel(w.VBox):
             self._task = task
             self.state = TaskState.for_task(task)
             self.cancel_button.description = "Cancel"
-            self.cancel_button.task_id = task.id
+            self._point_buttons_at(task.id)
         self._unsubscribe = task.subscribe(self.handle_event, replay=True)
 
     def close(self) -> None:
@@ -134,6 +140,20 @@ class ProgressPanel(w.VBox):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+    def _point_buttons_at(self, task_id: str) -> None:
+        self.cancel_button.task_id = self.pause_button.task_id = task_id
+        self._paused = False
+
+    def _on_pause_click(self, _button: Any) -> None:
+        task = self._task
+        if task is None or not hasattr(task, "pause"):
+            return
+        if self._paused or getattr(task, "pause_requested", False):
+            task.resume()
+        else:
+            task.pause()
+        self.throttle.request()
 
     def _on_cancel_click(self, _button: Any) -> None:
         task = self._task
@@ -149,8 +169,8 @@ class ProgressPanel(w.VBox):
         with self._lock:
             if event.type == EventType.VRAM_MONITORING:
                 self._add_sample(event)
-            elif event.type == EventType.PREVIEW and event.seq > self.state.last_seq:
-                self._add_preview(event)
+            elif event.seq > self.state.last_seq:
+                self._note(event)
             if not self.state.apply(event):
                 return
             final = self.state.finished
@@ -168,6 +188,13 @@ class ProgressPanel(w.VBox):
             del self._samples[: len(self._samples) - self.memory.max_samples]
         self._memory_kind, self._memory_label = VramPlot.describe(event.data)
         self._samples_changed = True
+
+    def _note(self, event: Event) -> None:
+        """What the panel keeps beside the task state: the newest preview, whether it holds."""
+        if event.type == EventType.PREVIEW:
+            self._add_preview(event)
+        elif event.type in (EventType.GENERATION_PAUSED, EventType.GENERATION_RESUMED):
+            self._paused = event.type == EventType.GENERATION_PAUSED
 
     def _add_preview(self, event: Event) -> None:
         mime = str(event.data.get("mime", "image/webp"))
@@ -203,6 +230,7 @@ class ProgressPanel(w.VBox):
                           description="Cancel" if s.status != "cancelled" else "Cancelled")
             elif not (self._task.cancel_requested if hasattr(self._task, "cancel_requested") else False):
                 self._set(self.cancel_button, disabled=False, button_style="warning", description="Cancel")
+            self._draw_pause_button(can_cancel and hasattr(self._task, "pause"))
             if self._preview_changed and self._preview is not None:
                 self._preview_changed = False
                 fmt, data = self._preview
@@ -211,6 +239,16 @@ class ProgressPanel(w.VBox):
             if self.memory is not None and (self._samples_changed or s.stages):
                 self._samples_changed = False
                 self.memory.set_series(list(self._samples), self._bands(), self._memory_kind, self._memory_label)
+
+    def _draw_pause_button(self, can_pause: bool) -> None:
+        holding = self._paused or bool(getattr(self._task, "pause_requested", False))
+        if holding:
+            self._set(self.pause_button, action="resume", description="Resume", pending="Resuming…", icon="play",
+                      tooltip="Go on from the step it holds at")
+        else:
+            self._set(self.pause_button, action="pause", description="Pause", pending="Pausing…", icon="pause",
+                      tooltip="Hold after the current denoising step")
+        self._set(self.pause_button, disabled=not can_pause)
 
     @staticmethod
     def _set(widget: w.Widget, **values: Any) -> None:
@@ -226,9 +264,10 @@ class ProgressPanel(w.VBox):
         if s.task_id is None:
             return "<i>No generation yet</i>"
         prompt = s.prompt if len(s.prompt) <= 90 else s.prompt[:87] + "…"
-        color = STATUS_COLOR.get(s.status, "#777")
+        status = "paused" if self._paused and not s.finished else s.status
+        color = STATUS_COLOR.get(status, "#777")
         return (f"<div class='wan-nb-title'><b>{html.escape(prompt)}</b> "
-                f"<span style='color:{color}' class='wan-nb-status' data-status='{s.status}'>● {s.status}</span> "
+                f"<span style='color:{color}' class='wan-nb-status' data-status='{status}'>● {status}</span> "
                 f"<code style='font-size:80%;opacity:.7'>{html.escape(s.task_id)}</code></div>")
 
     def _message_html(self, s: TaskState) -> str:
@@ -292,6 +331,8 @@ class GeneratorPanel(ProgressPanel):
     def __init__(self, generator: Any, **kwargs: Any) -> None:
         self.generator = generator
         super().__init__(None, **kwargs)
+        self.queue_view = QueueView(generator)
+        self.children = (*self.children, self.queue_view)
         self._gen_unsubscribe = generator.subscribe(self._on_generator_event)
         start = generator.current_task or (generator.tasks[-1] if generator.tasks else None)
         if start is not None:
@@ -304,7 +345,8 @@ class GeneratorPanel(ProgressPanel):
             followed = self.state.task_id
             if event.task_id != followed:
                 if followed is not None and not self.state.finished:
-                    return  # the followed task is still going; this one is queued behind it
+                    self.throttle.request()  # a task queued behind it: the queue view redraws
+                    return
                 self._switch_to(event.task_id)
         self.handle_event(event)  # already seen through the replay: apply() skips it
 
@@ -317,14 +359,77 @@ class GeneratorPanel(ProgressPanel):
             self._task = None
         self.state = TaskState.for_task(self._task) if self._task is not None else TaskState(task_id=task_id)
         self.cancel_button.description = "Cancel"
-        self.cancel_button.task_id = task_id
+        self._point_buttons_at(task_id)
         for event in self.generator.bus.history(task_id):
             if event.type == EventType.VRAM_MONITORING:
                 self._add_sample(event)
-            elif event.type == EventType.PREVIEW:
-                self._add_preview(event)
+            else:
+                self._note(event)
             self.state.apply(event)
+
+    def _render(self) -> None:
+        super()._render()
+        if getattr(self, "queue_view", None) is not None:
+            self.queue_view.refresh()
 
     def close(self) -> None:
         self._gen_unsubscribe()
         super().close()
+
+
+class QueueView(w.VBox):
+    """A generator's waiting tasks in run order: move one up or down, remove it, pause the queue."""
+
+    def __init__(self, generator: Any, **kwargs: Any) -> None:
+        self.generator = generator
+        self.header = w.HTML()
+        self.pause_button = w.Button(description="Pause queue", icon="pause", layout=w.Layout(width="auto"),
+                                     tooltip="Start no queued task until resumed (the running one goes on)")
+        self.pause_button.on_click(self._toggle_pause)
+        self.rows = w.VBox()
+        self._shown: tuple[Any, ...] | None = None
+        self._lock = threading.Lock()
+        super().__init__([w.HBox([self.header, self.pause_button], layout=w.Layout(align_items="center")),
+                          self.rows], **kwargs)
+        self.add_class("wan-nb-queue")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Redraw if the queue or its pause changed (cheap when nothing did)."""
+        with self._lock:
+            queue = self.generator.queue
+            shown = (tuple(t.id for t in queue), self.generator.paused)
+            if shown == self._shown:
+                return
+            self._shown = shown
+            paused = self.generator.paused
+            waiting = f"{len(queue)} queued" if queue else "queue empty"
+            self.header.value = (f"<b>Queue</b> · {waiting}" + (" · <b style='color:#8e6c00'>paused</b>" if paused else ""))
+            self.pause_button.description, self.pause_button.icon = ("Resume queue", "play") if paused else ("Pause queue", "pause")
+            self.rows.children = [self._row(index, task, len(queue)) for index, task in enumerate(queue)]
+
+    def _row(self, index: int, task: Any, count: int) -> w.Widget:
+        def button(icon: str, tooltip: str, action: Any, disabled: bool = False) -> w.Button:
+            b = w.Button(icon=icon, tooltip=tooltip, disabled=disabled, layout=w.Layout(width="32px"))
+            b.on_click(lambda _b: self._act(action))
+            return b
+
+        prompt = task.prompt if len(task.prompt) <= 60 else task.prompt[:57] + "…"
+        label = w.HTML(f"{index + 1}. {html.escape(prompt)} <code style='font-size:80%;opacity:.7'>seed {task.seed}</code>")
+        row = w.HBox([button("arrow-up", "Run earlier", lambda: task.move(index - 1), disabled=index == 0),
+                      button("arrow-down", "Run later", lambda: task.move(index + 1), disabled=index == count - 1),
+                      button("times", "Remove from the queue", task.cancel), label],
+                     layout=w.Layout(align_items="center"))
+        row.add_class("wan-nb-queue-row")
+        return row
+
+    def _act(self, action: Any) -> None:
+        try:
+            action()
+        except Exception:  # the task started meanwhile: the redraw shows where things are now
+            pass
+        self.refresh()
+
+    def _toggle_pause(self, _button: Any) -> None:
+        (self.generator.resume if self.generator.paused else self.generator.pause)()
+        self.refresh()
