@@ -219,3 +219,49 @@ def test_resume_queue_after_the_process_was_killed(tmp_path):
             assert task.result(timeout=120).video_path.exists()
         assert gen.resume_queue() == []          # taken over once
     assert not (runs / "queue.json").exists()     # every task finished: nothing left to resume
+
+
+class _ManualClock:
+    """``time`` for the step clock, advanced by hand: step times become exact numbers."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._time, self.now = time, 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(self._time, name)
+
+
+def test_the_time_remaining_leaves_the_paused_time_out(gen, recorder, monkeypatch):
+    import wan_nb._run
+    import wan_nb.eta
+
+    clock = _ManualClock()
+    monkeypatch.setattr(wan_nb.eta, "time", clock)
+    monkeypatch.setattr(wan_nb._run, "time", clock)
+
+    def one_second_a_step(task, step, *_):
+        clock.now += 1.0
+        if step == 2:
+            task.pause()
+
+    paused, off = _when(gen, "generation_paused")
+    unhook = gen.add_step_hook(one_second_a_step)
+    try:
+        task = gen.submit("a long wait", seed=0, height=32, width=32, num_frames=13, steps=4)
+        assert paused.wait(60)
+        clock.now += 3600.0          # an hour on pause
+        task.resume()
+        task.result(timeout=60)
+    finally:
+        unhook()
+        off()
+    after_resume = [e.data["estimated_time_remaining"] for e in recorder.of(task.id)
+                    if e.type == "detailed_generation_progress" and e.data["current_step"] == 3
+                    and e.data["stage"] == "generating"]
+    # One step of about a second left, plus the decode: nowhere near the hour spent paused.
+    assert after_resume and after_resume[0] < 60
