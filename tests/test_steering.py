@@ -265,3 +265,18 @@ def test_the_time_remaining_leaves_the_paused_time_out(gen, recorder, monkeypatc
                     and e.data["stage"] == "generating"]
     # One step of about a second left, plus the decode: nowhere near the hour spent paused.
     assert after_resume and after_resume[0] < 60
+
+
+def test_text_progress_says_when_a_task_holds():
+    import io
+
+    from wan_nb.console import TextProgress
+    from wan_nb.events import Event, utc_now
+
+    out = io.StringIO()
+    progress = TextProgress(out, live=False)
+    for seq, (type_, data) in enumerate([("generation_paused", {"stage": "generating", "current_step": 2}),
+                                         ("generation_resumed", {"stage": "generating", "current_step": 2})], 1):
+        progress(Event(type_, "t", seq, utc_now(), data))
+    paused_line, resumed_line = out.getvalue().splitlines()
+    assert "paused" in paused_line and "generating" in resumed_line

@@ -56,6 +56,11 @@ class TextProgress:
         elif event.type == EventType.VRAM_MONITORING:
             label = "RAM" if d["device_name"] == "cpu" else "VRAM"
             s["memory"] = f"{label} {d['allocated_percent']:.0f}%"
+        elif event.type in (EventType.GENERATION_PAUSED, EventType.GENERATION_RESUMED):
+            paused = event.type == EventType.GENERATION_PAUSED
+            s["message"] = f"paused after step {d['current_step']}" if paused else "resumed"
+            s["stage"] = "paused" if paused else d["stage"]
+            force = True
         elif event.type == EventType.GENERATION_COMPLETED:
             self._draw(final=f"done in {d['duration_s']:.1f}s -> {d['output_path']}")
             return
