@@ -280,3 +280,35 @@ def test_text_progress_says_when_a_task_holds():
         progress(Event(type_, "t", seq, utc_now(), data))
     paused_line, resumed_line = out.getvalue().splitlines()
     assert "paused" in paused_line and "generating" in resumed_line
+
+
+def test_a_storyboard_is_steered_by_its_own_id(gen, recorder):
+    from wan_nb import Storyboard
+
+    board = Storyboard(gen, ["a fox wakes", "the fox runs"], seed=1, steps=2)
+    denoising, go = threading.Event(), threading.Event()
+
+    def first_scene_waits(task, step, *_):
+        if task.parent_id == board.id and step == 1 and not go.is_set():
+            denoising.set()
+            go.wait(30)
+
+    paused, off = _when(gen, "generation_paused")
+    unhook = gen.add_step_hook(first_scene_waits)
+    try:
+        run = board.submit()
+        assert denoising.wait(60)
+        assert gen.steer(board.id, "pause") is True       # what a Jupyter server's pause does
+        go.set()
+        assert paused.wait(60)
+        scene = gen.task(run.scene_task_ids[0])
+        assert scene.status == "paused"
+        assert gen.steer(board.id, "move", index=0) is False   # a storyboard has no queue place
+        assert gen.steer(board.id, "resume") is True
+        result = run.result(timeout=120)
+    finally:
+        go.set()
+        unhook()
+        off()
+    assert len(result.scene_videos) == 2
+    assert gen.steer(board.id, "cancel") is False          # finished, and no longer steered here
