@@ -14,6 +14,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["JUPYTER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="wan_nb-tests-runtime-")
 
 
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory):
+    """A tiny-model generator shared by one module's tests (a module may define its own ``gen``)."""
+    from wan_nb import Generator
+
+    with Generator(model="tiny", runs_dir=tmp_path_factory.mktemp("runs"), monitor_interval=0.05,
+                   previews=False) as generator:
+        yield generator
+
+
+@pytest.fixture
+def recorder(gen):
+    """Every event of the module's ``gen`` from now on (``recorder.of(task_id)``)."""
+    from _storyboard_helpers import Recorder
+
+    rec = Recorder()
+    off = gen.subscribe(rec)
+    yield rec
+    off()
+
+
 @pytest.fixture
 def runs_dir(tmp_path) -> Path:
     path = tmp_path / "runs"

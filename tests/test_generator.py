@@ -18,21 +18,6 @@ from _core_helpers import Recorder, stages
 SMALL = dict(height=32, width=32, num_frames=9, steps=4)
 
 
-@pytest.fixture(scope="module")
-def gen(tmp_path_factory):
-    with Generator(model="tiny", runs_dir=tmp_path_factory.mktemp("runs"), monitor_interval=0.05,
-                   previews=False) as generator:
-        yield generator
-
-
-@pytest.fixture
-def recorder(gen):
-    rec = Recorder()
-    off = gen.subscribe(rec)
-    yield rec
-    off()
-
-
 def test_generate_emits_every_stage_in_order_with_valid_events(gen, recorder):
     result = gen.generate("a red fox running through snow", seed=0, progress=False, **SMALL)
     events = recorder.of(result.task_id)

@@ -15,24 +15,9 @@ from wan_nb import GenerationCancelled, Generator, TaskNotQueued
 from wan_nb.events import validate
 from wan_nb.video import read_frames
 
-from _core_helpers import Recorder, stages
+from _core_helpers import stages
 
 SMALL = dict(height=32, width=32, num_frames=9, steps=4)
-
-
-@pytest.fixture(scope="module")
-def gen(tmp_path_factory):
-    with Generator(model="tiny", runs_dir=tmp_path_factory.mktemp("runs"), monitor_interval=0.05,
-                   previews=False) as generator:
-        yield generator
-
-
-@pytest.fixture
-def recorder(gen):
-    rec = Recorder()
-    off = gen.subscribe(rec)
-    yield rec
-    off()
 
 
 def _when(gen, type_):

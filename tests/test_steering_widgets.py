@@ -2,19 +2,9 @@
 (widget state checked in Python: outside a kernel ipywidgets still builds the real models)."""
 import threading
 
-import pytest
-
-import wan_nb
 from wan_nb.widgets.panel import GeneratorPanel, ProgressPanel
 
 SMALL = dict(height=32, width=32, num_frames=9, steps=4)
-
-
-@pytest.fixture(scope="module")
-def gen(tmp_path_factory):
-    with wan_nb.Generator(model="tiny", runs_dir=tmp_path_factory.mktemp("runs"), monitor_interval=0.2,
-                          previews=False) as generator:
-        yield generator
 
 
 def _on(gen, type_):
@@ -34,6 +24,7 @@ def test_pause_button_holds_the_task_and_turns_into_resume(gen):
         panel.pause_button.click()          # what the browser's click runs in the kernel
         go.set()
         assert paused.wait(60)
+        gen.bus.drain()                     # the panel's own subscriber has seen it too
         panel.throttle.flush()
         assert task.status == "paused"
         assert (panel.pause_button.description, panel.pause_button.action) == ("Resume", "resume")
@@ -44,6 +35,7 @@ def test_pause_button_holds_the_task_and_turns_into_resume(gen):
         go.set()
         unhook()
         off()
+    gen.bus.drain()
     panel.throttle.flush()
     assert panel.pause_button.disabled and panel.pause_button.description == "Pause"
 

@@ -25,14 +25,6 @@ def gen(tmp_path_factory):
         yield generator
 
 
-@pytest.fixture
-def recorder(gen):
-    rec = Recorder()
-    off = gen.subscribe(rec)
-    yield rec
-    off()
-
-
 def storyboard_events(recorder, board):
     return [e for e in recorder.of(board.id) if e.type == "storyboard_progress"]
 
