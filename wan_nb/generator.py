@@ -368,27 +368,37 @@ class Generator:
         return self._pipe
 
     # -- LoRA --------------------------------------------------------------------------------
-    def load_lora(self, path_or_repo: str | os.PathLike, name: str | None = None,
-                  weight: float = 1.0) -> str:
+    def load_lora(self, path_or_repo: Any, name: str | None = None, weight: float = 1.0, *,
+                  experts: str | None = None) -> str:
         """Register a LoRA (file, folder or repo id); returns its adapter name.
 
-        The file is read and checked now; if the model is loaded the adapter is attached now
-        too, else in the ``applying_lora`` stage of the next run. A bad file raises and leaves
-        the pipeline exactly as it was.
+        On two-expert models (Wan 2.2 A14B) the adapter goes into both experts unless
+        ``experts="high"`` or ``"low"``; a pair ``(high_noise_file, low_noise_file)`` gives each
+        expert its own file. The file is read and checked now; if the model is loaded the adapter
+        is attached now too, else in the ``applying_lora`` stage of the next run. A bad file raises
+        and leaves the pipeline exactly as it was.
         """
+        import math
+
         from . import lora
 
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
-            raise ValueError(f"weight={weight!r}: give a number, e.g. weight=0.8")
-        name = name or lora.default_name(path_or_repo)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
+            raise ValueError(f"weight={weight!r}: give a finite number, e.g. weight=0.8")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError(f"name={name!r}: give a non-empty adapter name, or leave it out to use the file's")
+        pair = isinstance(path_or_repo, (tuple, list))
+        first = path_or_repo[0] if pair and path_or_repo else path_or_repo
+        name = name or lora.default_name(first)
         if name in self._loras:
             raise ValueError(f"a LoRA named {name!r} is already loaded; unload_lora({name!r}) first or "
                              "pass another name=")
-        state = lora.read_lora(path_or_repo)
-        entry = _Lora(source=str(path_or_repo), weight=float(weight), state=state)
+        # models: {component: LoraState}, one per expert the adapter goes into
+        targets = lora.read_for_experts(path_or_repo, experts, self.spec.experts)
+        source = " + ".join(map(str, path_or_repo)) if pair else str(path_or_repo)
+        entry = _Lora(source=source, weight=float(weight), state=targets)
         with self._pipe_lock:
             if self._pipe is not None:
-                lora.attach(self._pipe, name, state)
+                lora.attach_targets(self._pipe, name, targets)
                 entry.attached = True
             self._loras[name] = entry
         return name
@@ -576,6 +586,7 @@ class Generator:
                           duration_s=round(total, 3), params=self._event_params(task), seed=task.seed)
         except _StopRequested:
             self._stop_sampler(sampler)
+            self._release_pipeline()  # models: offload hooks back to rest, GPU memory given back
             stage = task.stage
             task.status, task.stage = "cancelled", Stage.CANCELLED.value
             task._error = GenerationCancelled(task.id, stage, task.current_step)
@@ -584,7 +595,7 @@ class Generator:
         except BaseException as exc:
             self._stop_sampler(sampler)
             stage = task.stage
-            self._free_accelerator_memory()
+            self._release_pipeline()  # models: offload hooks back to rest, GPU memory given back
             error_type = type(exc).__name__
             message = str(exc) or error_type
             log.debug("task %s failed in %s:\n%s", task.id, stage, traceback.format_exc())
@@ -604,6 +615,14 @@ class Generator:
     def _stop_sampler(self, sampler: monitor.Sampler | None) -> None:
         if sampler is not None:
             sampler.stop(final_reading=True)
+
+    def _release_pipeline(self) -> None:
+        if self._pipe is not None:
+            from .devices import release
+
+            with self._pipe_lock:
+                release(self._pipe)
+        self._free_accelerator_memory()
 
     def _free_accelerator_memory(self) -> None:
         torch = sys.modules.get("torch")
@@ -635,7 +654,9 @@ class Generator:
             if threading.current_thread() is on_worker:
                 check_cancel()  # downloads report from their own threads: cancel on ours
 
-        device, dtype = models.resolve_device_dtype(self.device_request, self.dtype_request)
+        # models: a real model with device="auto" and no GPU is refused here, before any download.
+        device, dtype = models.resolve_device_dtype(self.device_request, self.dtype_request,
+                                                    real_model=models.needs_gpu(self.spec))
         loaded = time.perf_counter()
         # The loader announces downloading_model / loading_model itself: only it knows whether
         # the files are already cached.
@@ -670,7 +691,7 @@ class Generator:
         for name, entry in list(self._loras.items()):
             if not entry.attached:
                 try:
-                    lora.attach(pipe, name, entry.state)
+                    lora.attach_targets(pipe, name, entry.state)  # models: state = {component: LoraState}
                 except Exception:
                     self._loras.pop(name, None)  # a LoRA that cannot attach must not break later runs
                     raise
@@ -695,6 +716,10 @@ class Generator:
         check_cancel()
 
         steps = p["steps"]
+        models.set_flow_shift(pipe, p.get("flow_shift"))  # models: flow_shift is a generation argument
+        from .video import FiniteWatch
+
+        finite = FiniteWatch()  # models: which step (if any) made the latents NaN/inf
         experts = models.expert_schedule(pipe, steps)
         if not any(experts):
             experts = None
@@ -708,6 +733,7 @@ class Generator:
         def on_step_end(pipeline: Any, index: int, timestep: Any, callback_kwargs: dict) -> dict:
             step = index + 1
             clock.step_done(step)
+            finite.observe(step, callback_kwargs.get("latents"))
             check_cancel()
             expert = experts[index] if experts else None
             message = f"Step {step}/{steps}"
@@ -744,11 +770,13 @@ class Generator:
         durations["step"] = (time.perf_counter() - denoise_started) / steps
         durations["step_unit"] = durations["step"] / passes  # per transformer pass: comparable across guidance
         check_cancel()
+        finite.check(latents, steps)  # models: fail before decoding garbage
 
         enter(Stage.POST_PROCESSING, "Decoding latents with the VAE", clock.tail())
         from .video import decode_latents
 
         frames = decode_latents(pipe, latents)
+        models.release(pipe)  # models: the decode ran after the pipeline call freed its hooks
         self._progress(task, scale, f"Decoded {frames.shape[0]} frames", fraction=1.0,
                        remaining=self._timings.get(key).get("saving"))
         return frames

@@ -7,7 +7,60 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_latents", "write_mp4", "read_frames", "frame_count"]
+__all__ = ["decode_latents", "write_mp4", "read_frames", "frame_count", "NonFiniteLatents",
+           "FiniteWatch"]
+
+
+class NonFiniteLatents(FloatingPointError):
+    """The denoiser produced NaN or infinite latents; decoding them would give a black video."""
+
+
+_NON_FINITE_HINT = ("Lower guidance_scale or the LoRA weights; check the LoRA files; in float16 "
+                    "try dtype='bf16' (or 'fp32').")
+
+
+class FiniteWatch:
+    """Remembers the first denoising step whose latents held a NaN or an infinity.
+
+    ``observe`` runs after every step and stays on the device (no synchronisation, O(1) memory):
+    the first bad step is kept in a one-element tensor. ``check`` reads it once, before the decode,
+    and raises :class:`NonFiniteLatents` naming that step.
+    """
+
+    def __init__(self) -> None:
+        self._first_bad: Any = None   # int64 tensor on the latents' device; 0 = all finite so far
+
+    def observe(self, step: int, latents: Any) -> None:
+        if latents is None:
+            return
+        import torch
+
+        bad = ~torch.isfinite(latents).all()
+        if self._first_bad is None or self._first_bad.device != latents.device:
+            previous = 0 if self._first_bad is None else int(self._first_bad)
+            self._first_bad = torch.tensor(previous, dtype=torch.int64, device=latents.device)
+        unset = self._first_bad == 0
+        self._first_bad = torch.where(bad & unset, torch.tensor(step, device=latents.device), self._first_bad)
+
+    def check(self, latents: Any, total_steps: int, hint: str = "") -> None:
+        import torch
+
+        first = int(self._first_bad) if self._first_bad is not None else 0
+        if not first and bool(torch.isfinite(latents).all()):
+            return
+        where = f"at step {first} of {total_steps}" if first else f"after the last step ({total_steps})"
+        raise NonFiniteLatents(
+            f"the latents became NaN or infinite {where}, so the video would be black; nothing was "
+            f"decoded. {hint or _NON_FINITE_HINT}")
+
+
+def execution_device(module: Any) -> Any:
+    """The device ``module``'s inputs must be on, as diffusers finds it (offload hooks included)."""
+    try:
+        from diffusers.utils.torch_utils import get_module_execution_device
+    except ImportError:  # diffusers before it had the helper
+        return getattr(module, "device", None)
+    return get_module_execution_device(module)
 
 
 def decode_latents(pipe: Any, latents: Any) -> np.ndarray:
@@ -15,10 +68,11 @@ def decode_latents(pipe: Any, latents: Any) -> np.ndarray:
     import torch
 
     vae = pipe.vae
-    device = getattr(vae, "device", latents.device)
+    # Where the VAE computes, not where its weights rest: with model offload they are back on the
+    # CPU after the pipeline call (maybe_free_model_hooks) and the hook moves them to the GPU at
+    # decode; with sequential offload they sit on "meta". diffusers' Wan pipelines use the same lookup.
+    device = execution_device(vae) or latents.device
     if getattr(device, "type", None) == "meta":
-        # Sequential offload keeps the weights on "meta" and brings each layer to the execution
-        # device as it runs: the latents go there, not to where the parameters appear to be.
         device = getattr(pipe, "_execution_device", None) or latents.device
     with torch.no_grad():
         latents = latents.to(device=device, dtype=vae.dtype)
