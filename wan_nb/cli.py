@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--guidance", type=float, dest="guidance_scale")
+    gen.add_argument("--guidance-2", type=float, dest="guidance_scale_2",
+                     help="guidance of the low-noise expert (Wan 2.2 A14B only)")
+    gen.add_argument("--flow-shift", type=float, dest="flow_shift",
+                     help="scheduler flow shift (default: the model's, by resolution: 3.0 at 480p, 5.0 at 720p)")
     gen.add_argument("--negative", dest="negative_prompt")
     gen.add_argument("--fps", type=float)
     gen.add_argument("--image", help="input image for image-to-video models")
@@ -44,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="auto")
     gen.add_argument("--dtype", default="auto")
     gen.add_argument("--offload", default="none", choices=["none", "model", "sequential", "group"])
+    gen.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less GPU memory)")
+    gen.add_argument("--vae-slicing", action="store_true", help="decode one video at a time")
     gen.add_argument("--runs-dir", type=Path)
     gen.add_argument("--json", action="store_true", help="print one event per line (the WebSocket frame)")
     commands.add_parser("presets", help="list model presets")
@@ -61,12 +67,14 @@ def _generate(args: argparse.Namespace) -> int:
     from .params import InvalidParameter
 
     kwargs = {k: getattr(args, k) for k in ("steps", "num_frames", "height", "width", "seed", "guidance_scale",
-                                             "negative_prompt", "fps", "image") if getattr(args, k) is not None}
+                                             "guidance_scale_2", "flow_shift", "negative_prompt", "fps", "image")
+              if getattr(args, k) is not None}
     if args.out is not None and args.out.suffix.lower() != ".mp4":
         return _fail(f"--out {args.out}: the output is an MP4; give a path ending in .mp4", 2)
     try:
         gen = Generator(model=args.model, device=args.device, dtype=args.dtype, runs_dir=args.runs_dir,
-                        offload=args.offload, previews=False)
+                        offload=args.offload, vae_tiling=args.vae_tiling, vae_slicing=args.vae_slicing,
+                        previews=False)
         lora_weights = {}
         for path, weight in args.lora:
             lora_weights[gen.load_lora(path, weight=weight)] = weight
