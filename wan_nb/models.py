@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import presets as _presets
-from .presets import flow_shift_for
+from . import model_presets as _presets
+from .model_presets import flow_shift_for
 from . import tiny as _tiny
 from .download import ModelNotAvailable
 

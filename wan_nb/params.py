@@ -12,7 +12,7 @@ import random
 from typing import Any, Mapping
 
 from .models import ModelSpec
-from .presets import flow_shift_for
+from .model_presets import flow_shift_for
 
 __all__ = ["InvalidParameter", "build_params", "GENERATION_ARGS"]
 
