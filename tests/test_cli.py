@@ -78,3 +78,15 @@ def test_guidance_2_on_a_one_expert_model_is_refused_up_front(tmp_path):
     proc = run_cli("generate", "a fox", "--guidance-2", "3", cwd=tmp_path)
     assert proc.returncode == 2
     assert "guidance_scale_2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_lora_experts_picks_the_expert(tmp_path):
+    from wan_nb import models, tiny
+
+    path = tiny.make_lora(models.load_pipeline(models.resolve("tiny-a14b"), device="cpu").transformer_2,
+                          tmp_path / "late.safetensors", seed=2)
+    proc = run_cli("generate", "a fox", "--model", "tiny-a14b", "--steps", "2", "--frames", "5",
+                   "--lora", f"{path}:0.7", "--lora-experts", "low", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("generate", "a fox", "--lora", str(path), "--lora-experts", "low", cwd=tmp_path)
+    assert proc.returncode == 2 and "two-expert models" in proc.stderr

@@ -44,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--negative", dest="negative_prompt")
     gen.add_argument("--fps", type=float)
     gen.add_argument("--image", help="input image for image-to-video models")
-    gen.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]", type=_lora_arg)
+    gen.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]", type=_lora_arg,
+                     help="a LoRA file, folder or repo id; on two-expert models it goes into both experts")
+    gen.add_argument("--lora-experts", choices=["both", "high", "low"],
+                     help="two-expert models (Wan 2.2 A14B): which expert(s) the --lora files go into")
     gen.add_argument("--device", default="auto")
     gen.add_argument("--dtype", default="auto")
     gen.add_argument("--offload", default="none", choices=["none", "model", "sequential", "group"])
@@ -77,7 +80,7 @@ def _generate(args: argparse.Namespace) -> int:
                         previews=False)
         lora_weights = {}
         for path, weight in args.lora:
-            lora_weights[gen.load_lora(path, weight=weight)] = weight
+            lora_weights[gen.load_lora(path, weight=weight, experts=args.lora_experts)] = weight
         if lora_weights:
             kwargs["loras"] = lora_weights
         task = gen.submit(args.prompt, **kwargs)

@@ -38,9 +38,9 @@ class FiniteWatch:
         bad = ~torch.isfinite(latents).all()
         if self._first_bad is None or self._first_bad.device != latents.device:
             previous = 0 if self._first_bad is None else int(self._first_bad)
-            self._first_bad = torch.tensor(previous, dtype=torch.int64, device=latents.device)
-        unset = self._first_bad == 0
-        self._first_bad = torch.where(bad & unset, torch.tensor(step, device=latents.device), self._first_bad)
+            # A fill on the device, not a copy from the host (which would synchronise a GPU stream).
+            self._first_bad = torch.zeros((), dtype=torch.int64, device=latents.device).fill_(previous)
+        self._first_bad = torch.where(bad & (self._first_bad == 0), step, self._first_bad)
 
     def check(self, latents: Any, total_steps: int, hint: str = "") -> None:
         import torch
