@@ -24,6 +24,7 @@ __all__ = [
     "EventType",
     "Event",
     "TERMINAL_TYPES",
+    "is_terminal",
     "COALESCIBLE_TYPES",
     "utc_now",
     "schema",
@@ -78,6 +79,15 @@ COALESCIBLE_TYPES = frozenset(
 )
 
 
+def is_terminal(type_: str, data: Mapping[str, Any]) -> bool:
+    """Whether an event of ``type_`` with ``data`` ends its task (the one rule; wire frames and
+    Events both use it)."""
+    return type_ in TERMINAL_TYPES or (
+        type_ == EventType.STORYBOARD_PROGRESS
+        and (data.get("step") == "complete" or data.get("status") in ("failed", "cancelled"))
+    )
+
+
 def utc_now() -> str:
     """ISO-8601 UTC with millisecond precision and a ``Z``, as in the seeds."""
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -128,10 +138,7 @@ class Event:
 
     @property
     def is_terminal(self) -> bool:
-        return self.type in TERMINAL_TYPES or (
-            self.type == EventType.STORYBOARD_PROGRESS
-            and (self.data.get("step") == "complete" or self.data.get("status") in ("failed", "cancelled"))
-        )
+        return is_terminal(self.type, self.data)
 
     def to_frame(self) -> dict[str, Any]:
         """The wire form: a plain dict (the WebSocket frame / ``--json`` line)."""
