@@ -254,7 +254,9 @@ class Generator:
             from .previews import install
 
             install(self)  # validates preview_every first, so a bad value leaves nothing attached
-        self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir, cancel=self._cancel_task_by_id)
+        # steer answers pause/resume/move from a server too, where this Generator has it.
+        self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir, cancel=self._cancel_task_by_id,
+                                          steer=getattr(self, "steer", None))
 
     @classmethod
     def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,

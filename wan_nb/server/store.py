@@ -263,6 +263,8 @@ class Store:
             self._fill_gap(task)
             if seq <= task.last_seq or task.finished:
                 return
+        if seq > task.last_seq + 1 and from_journal and task.journal_path is not None:
+            task.missing.append((task.last_seq + 1, seq - 1))   # the journal itself has the hole
         if seq > task.last_seq + 1:
             # Accepted with a hole (the journal is not found yet, or lacks those lines): the
             # events in memory no longer tell the whole story, so a replay must come from the
