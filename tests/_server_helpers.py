@@ -177,7 +177,7 @@ def _produce(args: argparse.Namespace) -> None:
             handle.write(json.dumps({"action": action, **arguments}) + "\n")
         return cancel(tid) if action == "cancel" else True
 
-    detach = relay.attach(bus, runs_dir=runs_dir, cancel=cancel, steer=steer if args.steer else None)
+    detach = relay.attach(bus, runs_dir=runs_dir, cancel=cancel, **({"steer": steer} if args.steer else {}))
     write_task_file(run_dir, {"task_id": task_id, "prompt": "a red fox running through snow"})
     journal.open(task_id, run_dir)
     print("ready", flush=True)
