@@ -351,7 +351,7 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
         self.outbox = Outbox(compat.ws_stream(self), limit=self.hub.client_buffer,
                              on_close=self._outbox_closed)
         self.sub = self.hub.subscriber("ws", self.outbox)
-        self.replaying: set[str] = set()
+        self.replaying: dict[str, object] = {}   # task_id -> its replay in flight
         self.hub.connect(self.outbox)
 
     def _outbox_closed(self, reason: str) -> None:
@@ -413,6 +413,7 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
             return self.error(f"{_short(topic)} does not name a task: use 'task:<task_id>'")
         if action == "unsubscribe":
             self.hub.unsubscribe_task(self.sub, task_id)
+            self.replaying.pop(task_id, None)   # a replay in flight ends unsubscribed
             return self.reply("unsubscribed", topic=topic)
         explicit = "after" in request
         after = parse_seq(request.get("after", 0))
@@ -431,17 +432,20 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
         self.reply("subscribed", topic=topic)
         if explicit:
             self.sub.last_sent[task_id] = after  # an explicit resume point replays from there
-        self.replaying.add(task_id)
-        IOLoop.current().spawn_callback(self._replay, task_id, after)
+        marker = self.replaying[task_id] = object()
+        IOLoop.current().spawn_callback(self._replay, task_id, after, marker)
 
-    async def _replay(self, task_id: str, after: int) -> None:
+    async def _replay(self, task_id: str, after: int, marker: object) -> None:
         try:
             task = await self.hub.subscribe_task(self.sub, task_id, after)
         except Exception:
             self.log.exception("wan_nb: replaying task %s failed", task_id)
+            self.replaying.pop(task_id, None)
             return self.error(f"replaying task {task_id} failed", topic=f"task:{task_id}")
-        finally:
-            self.replaying.discard(task_id)
+        if self.replaying.get(task_id) is not marker:   # unsubscribed meanwhile
+            self.hub.unsubscribe_task(self.sub, task_id)
+            return
+        del self.replaying[task_id]
         if task is not None and task.missing and not self.outbox.closed:
             self.reply("incomplete", topic=f"task:{task_id}", missing_seqs=[list(r) for r in task.missing])
 

@@ -49,6 +49,11 @@ def parse_seq(raw: Any) -> int | None:
     return None
 
 
+def _read_unless_closed(outbox: Outbox, path: Path, task_id: str, after: int) -> Any:
+    # Queued reads of a connection closed meanwhile (a flood that hit its cap) cost nothing.
+    return None if outbox.closed else read_journal(path, task_id, after)
+
+
 class Hub:
     def __init__(self, *, runtime_dir: Path | None = None, base_url: str = "/",
                  history_size: int = 20_000, max_tasks: int = 2_000, max_tasks_with_events: int = 200,
@@ -170,7 +175,7 @@ class Hub:
                 sub.pending_replays += 1
                 try:
                     journal = await IOLoop.current().run_in_executor(
-                        self.journal_pool, read_journal, source, task_id, after)
+                        self.journal_pool, _read_unless_closed, sub.outbox, source, task_id, after)
                 finally:
                     sub.pending_replays -= 1
                 if sub.outbox.closed:
