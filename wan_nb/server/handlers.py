@@ -130,6 +130,8 @@ class MoveHandler(SteerHandler):
         except (ValueError, RecursionError):
             raise web.HTTPError(400, 'the body must be JSON like {"index": 0}')
         index = body.get("index") if isinstance(body, dict) else None
+        if isinstance(index, float) and index.is_integer():
+            index = int(index)   # JSON has one number type: 3.0 is the integer 3
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= 100_000:
             raise web.HTTPError(400, '"index" must be an integer >= 0 (0: runs next)')
         return {"index": index}

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _TAIL_BYTES = 16 * 1024
 _cache: dict[Path, tuple[tuple[int, int], dict[str, Any] | None]] = {}
+_FINISHED = frozenset({"completed", "failed", "cancelled", "lost"})
 _ENDINGS = {"generation_completed": "completed", "generation_failed": "failed",
             "generation_cancelled": "cancelled"}
 
@@ -92,11 +93,59 @@ def _read_run(folder: Path) -> dict[str, Any] | None:
     return run
 
 
+def _iso(value: Any) -> str | None:
+    """A creation time as the snapshots write it (ISO-8601 UTC), from a string, datetime or epoch."""
+    import datetime as dt
+
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def _from_history(directory: Path) -> list[dict[str, Any]] | None:
+    """The runs of ``directory`` from ``wan_nb.history``'s index where that module exists
+    (None otherwise, or if it fails: then the folders are read here)."""
+    try:
+        from .. import history
+    except ImportError:
+        return None
+    try:
+        records = history.history(runs_dir=directory)
+    except Exception:
+        log.debug("wan_nb: history of %s unreadable; reading its folders", directory, exc_info=True)
+        return None
+    found = []
+    for record in records:
+        task_id = getattr(record, "task_id", None)
+        status = getattr(record, "status", None)
+        if not valid_task_id(task_id) or status not in _FINISHED or not trusted(directory / task_id):
+            continue
+        params = getattr(record, "params", None) or {}
+        video = getattr(record, "video_path", None)
+        found.append({"task_id": task_id, "prompt": cap_text(params.get("prompt")),
+                      "params": capped_params(params), "seed": getattr(record, "seed", None),
+                      "model_type": getattr(record, "model", None),
+                      "created_at": _iso(getattr(record, "created_at", None)), "status": status,
+                      "output_path": str(video) if video else None,
+                      "duration_s": getattr(record, "duration_s", None), "updated_at": None,
+                      "error_type": None, "error": None, "scene_videos": [], "kind": "generation",
+                      "pid": None})
+    return found
+
+
 def finished_runs(directories: Iterable[Path]) -> list[dict[str, Any]]:
     """Every ended run in ``directories`` (a run without an ending whose process is gone
     counts as lost; one still running is left to the live list)."""
     found = []
     for directory in directories:
+        indexed = _from_history(directory)
+        if indexed is not None:
+            found += indexed
+            continue
         try:
             folders = [Path(e.path) for e in os.scandir(directory) if e.is_dir(follow_symlinks=False)]
         except OSError:
