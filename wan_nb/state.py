@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .events import is_terminal
+from .events import TERMINAL_STATUS as _ENDINGS, is_terminal
 
 __all__ = ["TaskState", "TASK_STATUSES", "FINISHED", "PRODUCER_LOST", "PROMPT_CAP"]
 
@@ -24,8 +24,6 @@ PRODUCER_LOST = "ProducerLost"
 # a 10 MB prompt must not be stored again by every reader).
 PROMPT_CAP = 4096
 
-_ENDINGS = {"generation_completed": "completed", "generation_failed": "failed",
-            "generation_cancelled": "cancelled"}
 # Events that say nothing about whether the task runs (a server may add VRAM readings anytime).
 _NEUTRAL = frozenset({"vram_monitoring", "preview", "generation_started"})
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..events import is_terminal
+from ..events import TERMINAL_STATUS as _ENDINGS, is_terminal
 from ..journal import JOURNAL_NAME, TASK_FILE
 from ..state import PRODUCER_LOST, capped_params, cap_text
 from .store import trusted, valid_task_id
@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 _TAIL_BYTES = 16 * 1024
 _cache: dict[Path, tuple[tuple[int, int], dict[str, Any] | None]] = {}
 _FINISHED = frozenset({"completed", "failed", "cancelled", "lost"})
-_ENDINGS = {"generation_completed": "completed", "generation_failed": "failed",
-            "generation_cancelled": "cancelled"}
 
 
 def pid_of(run_folder: Path) -> int | None:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..events import dumps
+from ..events import TERMINAL_STATUS as _TERMINAL, dumps
 from ..relay.protocol import video_path
 from ..state import PRODUCER_LOST
 from ._tornado_compat import ws_text_frame
 
-_TERMINAL = {"generation_completed": "completed", "generation_failed": "failed",
-             "generation_cancelled": "cancelled"}
 
 HEARTBEAT = b": heartbeat\n\n"
 
