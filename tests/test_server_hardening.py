@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import uuid
 
 import pytest
-import requests
 import websocket
 
-from _server_helpers import (EventSourceClient, start_producer, start_server, wait_producer_ready,
+from _server_helpers import (start_producer, start_server, wait_producer_ready,
                              ws_connect, ws_recv_until)
 
 pytestmark = pytest.mark.timeout(120)

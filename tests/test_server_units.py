@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import threading
-from pathlib import Path
+
 
 import pytest
 

@@ -9,7 +9,6 @@ One folder a task, ``<runs_dir>/<task_id>/``::
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .producer import _shutdown, attach
+from .producer import _shutdown, attach  # noqa: F401  (_shutdown: tests reset the relay)
 from .protocol import (PRODUCER_PREFIX, SERVER_PREFIX, producer_files, read_producer_file,
                        ring_doorbells, runtime_dir, send_control)
 

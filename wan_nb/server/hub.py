@@ -14,7 +14,6 @@ so that neither a large replay nor a frozen producer can stall the loop or each 
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import re
 import time
@@ -29,7 +28,7 @@ from .discovery import Discovery, Producer, RememberedDirs
 from .fanout import BACKLOG_BYTES, Encoder, Fanout, SseAllEncoder, SseTaskEncoder, Subscriber, WsEncoder
 from .memory import MemoryTrimmer
 from .outbox import Outbox
-from .store import Rec, Store, TaskEntry, read_journal, trusted, valid_task_id
+from .store import Rec, Store, TaskEntry, read_journal, valid_task_id
 from .vram import SERVER_TASK_ID, VramMonitor
 from .wire import video_urls
 
@@ -298,28 +297,16 @@ class Hub:
         return None
 
     def video_file(self, task: TaskEntry, scene: int | None = None) -> Path | None:
-        """The task's MP4 (or its ``scene``-th scene video, 1-based), if it is a regular
-        ``.mp4`` file inside the task's run folder, both owned by this user and writable by no
-        one else; None otherwise. Only paths named by the task's own events are candidates, so
-        no request path reaches the file system."""
+        """The task's MP4 (or its ``scene``-th scene video, 1-based) if it may be served (see
+        :func:`.runs.servable_video`); only paths named by the task's own events are candidates,
+        so no request path reaches the file system."""
         snap = task.snapshot
         if scene is None:
             candidate = snap.output_path
         else:
             candidate = snap.scene_videos[scene - 1] if 1 <= scene <= len(snap.scene_videos) else None
         folder = self.run_folder(task)
-        if not isinstance(candidate, str) or folder is None or not trusted(folder):
-            return None
-        try:
-            root = folder.resolve(strict=True)
-            path = Path(candidate)
-            path = (path if path.is_absolute() else root / path).resolve(strict=True)
-        except (OSError, RuntimeError, ValueError):   # ValueError: a NUL in the path
-            return None
-        if path.suffix.lower() != ".mp4" or not path.is_file() or not path.is_relative_to(root) \
-                or not trusted(path):
-            return None
-        return path
+        return runs.servable_video(folder, candidate) if folder is not None else None
 
     # -- steering ----------------------------------------------------------------------------
     async def steer(self, task: TaskEntry, action: str, timeout: float = 3.0, **arguments: Any) -> dict[str, Any]:

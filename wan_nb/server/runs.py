@@ -27,6 +27,23 @@ _cache: dict[Path, tuple[tuple[int, int], dict[str, Any] | None]] = {}
 _FINISHED = frozenset({"completed", "failed", "cancelled", "lost"})
 
 
+def servable_video(folder: Path, candidate: Any) -> Path | None:
+    """``candidate`` (absolute, or relative to ``folder``) if it is a regular ``.mp4`` file
+    inside the run folder, both owned by this user and writable by no one else; else None."""
+    if not isinstance(candidate, str) or not trusted(folder):
+        return None
+    try:
+        root = folder.resolve(strict=True)
+        path = Path(candidate)
+        path = (path if path.is_absolute() else root / path).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):   # ValueError: a NUL in the path
+        return None
+    if path.suffix.lower() != ".mp4" or not path.is_file() or not path.is_relative_to(root) \
+            or not trusted(path):
+        return None
+    return path
+
+
 def pid_of(run_folder: Path) -> int | None:
     try:
         pid = json.loads((run_folder / TASK_FILE).read_text())["pid"]
