@@ -215,3 +215,32 @@ def test_cancels_to_frozen_producers_do_not_starve_the_vram_route(tmp_path, monk
         release.set()
         hub.stop()
     assert reading["allocated_mb"] == 1.0 and all(a == {"ok": True} for a in answers)
+
+
+def test_a_deleted_run_folder_replays_its_summary_marked_incomplete(tmp_path):
+    import shutil
+
+    from wan_nb.server.discovery import Producer
+
+    runs = tmp_path / "runs"
+    bus, journal = EventBus(), Journal()
+    bus.add_sink(journal)
+    journal.open("gone", runs / "gone")
+    hub = Hub(runtime_dir=tmp_path / "rt")
+    producer = Producer(tmp_path / "rt" / "wan_nb-producer-1.json",
+                        {"pid": os.getpid(), "pub": "ipc:///x", "runs_dirs": [str(runs)]})
+    bus.add_sink(lambda event: hub.ingest(event.to_json().encode(), producer))
+    bus.publish("gone", "generation_started", model_type="tiny", params={"steps": 30}, estimated_duration=None)
+    for step in range(1, 31):
+        bus.publish("gone", "detailed_generation_progress", stage="generating", progress=step, message="s",
+                    estimated_time_remaining=0, current_step=step, total_steps=30)
+    bus.publish("gone", "generation_completed", output_path="v.mp4", duration_s=1.0, params={}, seed=0)
+    journal.close("gone")
+    task = hub.tasks["gone"]
+    assert [r.seq for r in hub.replay(task)] == list(range(1, 33)) and not task.missing
+    shutil.rmtree(runs / "gone")
+    summary = hub.replay(task)
+    assert len(summary) < 32                      # the compacted summary only ...
+    snapshot = hub.snapshot(task)
+    assert snapshot["incomplete"] is True         # ... and it says so
+    assert snapshot["missing_seqs"] == [[2, 30]]
