@@ -29,6 +29,35 @@ def event(seq: int, type_: str, **data) -> Event:
     return Event(type=type_, task_id="t1", seq=seq, timestamp="2026-01-01T00:00:00.000Z", data=data)
 
 
+def publish_generation(bus: EventBus, task_id: str, steps: int) -> None:
+    """A finished generation's events: started, ``steps`` progress events, completed."""
+    bus.publish(task_id, "generation_started", model_type="tiny", params={"steps": steps}, estimated_duration=None)
+    for step in range(1, steps + 1):
+        bus.publish(task_id, "detailed_generation_progress", stage="generating", progress=step, message="s",
+                    estimated_time_remaining=0, current_step=step, total_steps=steps)
+    bus.publish(task_id, "generation_completed", output_path="v.mp4", duration_s=1.0, params={}, seed=0)
+
+
+class FakeOutbox:
+    """An outbox that hands pushed bytes to ``sink`` (a client reading at once), or never
+    drains (``stuck``: a client that stopped reading with its queue full)."""
+
+    def __init__(self, sink=lambda data: None, stuck: bool = False) -> None:
+        self.sink, self.stuck = sink, stuck
+        self.limit = 10 if stuck else 1000
+        self.queue, self.pending, self.closed = [1] * self.limit if stuck else [], stuck, False
+
+    def push(self, data, key=None):
+        self.sink(data)
+
+    def when_drained(self, callback):
+        if not self.stuck:
+            callback()
+
+    def close(self, reason=""):
+        self.closed = True
+
+
 def test_task_ids_match_whole_strings_only():
     assert valid_task_id("abc-1.2_x")
     for bad in ("abc\n", "abc\n\n", "..", ".", "", "a/b", "a\x00b", "-a", 5, None):
@@ -109,11 +138,7 @@ def test_journals_are_read_off_the_loop_and_a_second_subscribe_replays_nothing(t
     bus, journal = EventBus(), Journal()
     bus.add_sink(journal)
     journal.open("j1", runs / "j1")
-    bus.publish("j1", "generation_started", model_type="tiny", params={"steps": 50}, estimated_duration=None)
-    for step in range(1, 51):
-        bus.publish("j1", "detailed_generation_progress", stage="generating", progress=step, message="s",
-                    estimated_time_remaining=0, current_step=step, total_steps=50)
-    bus.publish("j1", "generation_completed", output_path="v.mp4", duration_s=1.0, params={}, seed=0)
+    publish_generation(bus, "j1", 50)
     journal.close("j1")
     hub = Hub(runtime_dir=tmp_path / "rt", runs_dirs=[runs])
     threads = []
@@ -122,20 +147,8 @@ def test_journals_are_read_off_the_loop_and_a_second_subscribe_replays_nothing(t
     hub_module.read_journal = lambda *a: threads.append(threading.current_thread().name) or real(*a)
     sent: list[bytes] = []
 
-    class Sink:
-        limit, queue, pending, closed = 1000, (), False, False
-
-        def push(self, data, key=None):
-            sent.append(data)
-
-        def when_drained(self, callback):
-            callback()
-
-        def close(self, reason=""):
-            self.closed = True
-
     async def subscribe_twice():
-        sub = hub.subscriber("ws", Sink())
+        sub = hub.subscriber("ws", FakeOutbox(sent.append))
         await hub.subscribe_task(sub, "j1", 0)
         first = len(sent)
         assert hub.is_subscribed(sub, "j1")
@@ -156,19 +169,7 @@ def test_a_client_that_leaves_with_a_backlog_counts_toward_the_next_trim(tmp_pat
     hub = Hub(runtime_dir=tmp_path)
     before = hub.trimmer.pending
 
-    class Stuck:
-        limit, queue, pending, closed = 10, [1] * 10, True, False
-
-        def push(self, data, key=None):
-            pass
-
-        def when_drained(self, callback):
-            pass
-
-        def close(self, reason=""):
-            self.closed = True
-
-    sub = hub.subscriber("ws", Stuck())
+    sub = hub.subscriber("ws", FakeOutbox(stuck=True))
     for seq in range(1, 101):
         hub.ingest(frame("t", seq, "generation_stage", stage="generating", stage_progress=0, stage_message="x" * 100))
     hub.fanout.replay_to(sub, hub.replay(hub.tasks["t"]))
@@ -230,11 +231,7 @@ def test_a_deleted_run_folder_replays_its_summary_marked_incomplete(tmp_path):
     producer = Producer(tmp_path / "rt" / "wan_nb-producer-1.json",
                         {"pid": os.getpid(), "pub": "ipc:///x", "runs_dirs": [str(runs)]})
     bus.add_sink(lambda event: hub.ingest(event.to_json().encode(), producer))
-    bus.publish("gone", "generation_started", model_type="tiny", params={"steps": 30}, estimated_duration=None)
-    for step in range(1, 31):
-        bus.publish("gone", "detailed_generation_progress", stage="generating", progress=step, message="s",
-                    estimated_time_remaining=0, current_step=step, total_steps=30)
-    bus.publish("gone", "generation_completed", output_path="v.mp4", duration_s=1.0, params={}, seed=0)
+    publish_generation(bus, "gone", 30)
     journal.close("gone")
     task = hub.tasks["gone"]
     assert [r.seq for r in hub.replay(task)] == list(range(1, 33)) and not task.missing
