@@ -241,3 +241,23 @@ def test_a_deleted_run_folder_replays_its_summary_marked_incomplete(tmp_path):
     snapshot = hub.snapshot(task)
     assert snapshot["incomplete"] is True         # ... and it says so
     assert snapshot["missing_seqs"] == [[2, 30]]
+
+
+def test_finished_runs_on_disk_are_read_from_task_json_and_the_journal_tail(tmp_path):
+    from wan_nb.server import runs
+
+    for name, ending in (("one-line", "generation_completed"), ("failed-1", "generation_failed")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "task.json").write_text(json.dumps({"task_id": name, "prompt": "fox", "params": {"steps": 2},
+                                                      "model": "tiny", "created_at": "2026-01-01T00:00:00Z"}))
+        (folder / "events.jsonl").write_bytes(frame(name, 7, ending, output_path=str(folder / "v.mp4"),
+                                                    error_type="X", error="boom") + b"\n")
+    (tmp_path / "half-written").mkdir()
+    (tmp_path / "half-written" / "task.json").write_text("{not json")
+    (tmp_path / "half-written" / "events.jsonl").write_text("")
+    found = {run["task_id"]: run for run in runs.finished_runs([tmp_path])}
+    assert set(found) == {"one-line", "failed-1"}             # the corrupt folder is skipped
+    assert found["one-line"]["status"] == "completed" and found["one-line"]["model_type"] == "tiny"
+    assert found["failed-1"]["status"] == "failed" and found["failed-1"]["error"] == "boom"
+    assert runs.summary(found["one-line"], "/")["video_url"] == "/wan-nb/api/tasks/one-line/video"

@@ -63,11 +63,11 @@ def _last_event(journal: Path) -> dict[str, Any] | None:
     try:
         with open(journal, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - _TAIL_BYTES))
+            start = handle.seek(max(0, size - _TAIL_BYTES))
             lines = handle.read().split(b"\n")
     except OSError:
         return None
-    for line in reversed(lines[1:] if len(lines) > 1 else lines):
+    for line in reversed(lines[1:] if start else lines):   # mid-file, the first line is partial
         try:
             frame = json.loads(line)
             if is_terminal(frame["type"], frame.get("data") or {}):
