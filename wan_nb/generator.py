@@ -95,7 +95,8 @@ class Generator:
 
             install(self)  # validates preview_every first, so a bad value leaves nothing attached
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
-                                          cancel=lambda task_id: self.steer(task_id, "cancel"))
+                                          cancel=lambda task_id: self.steer(task_id, "cancel"),
+                                          steer=self.steer)   # servers' pause/resume/move too
 
     @classmethod
     def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,
