@@ -15,7 +15,7 @@ from .params import InvalidParameter
 __version__ = "0.1.0"
 
 __all__ = ["Generator", "Task", "Result", "Sweep", "Event", "EventType", "Stage", "GenerationError",
-           "GenerationCancelled", "InvalidParameter", "Storyboard", "Scene", "presets", "gallery",
+           "GenerationCancelled", "InvalidParameter", "Storyboard", "Scene", "presets", "gallery", "recipe", "history",
            "__version__"]
 
 
@@ -39,6 +39,11 @@ def __getattr__(name: str) -> Any:
         from . import storyboard
 
         return getattr(storyboard, name)
+    if name in ("recipe", "history"):
+        # Callable modules: wan_nb.recipe(source), wan_nb.history(runs_dir, **filters).
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'wan_nb' has no attribute {name!r}")
 
 

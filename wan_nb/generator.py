@@ -229,6 +229,9 @@ class Generator:
         self._bus = EventBus()
         self._journal = journal.Journal()
         self._bus.add_sink(self._journal)
+        from .run_record import Recorder  # recipes into task.json and the MP4; the history index
+
+        self._bus.add_sink(Recorder(self))
         self._timings = eta.TimingStore(models.cache_dir() / "timings.json")
         self._tasks: dict[str, Task] = {}
         self._queue: queue.Queue[Task | None] = queue.Queue()
@@ -346,6 +349,13 @@ class Generator:
             tasks.append(self.submit(args.pop("prompt"), **args))
         combos = [label for label, _ in runs]
         return Sweep(labels=combos, tasks=tasks)
+
+    def rerun(self, source: Any, **overrides: Any) -> Result:
+        """Make a video again from its recipe (a Result, MP4, run folder or recipe dict);
+        ``overrides`` replace single arguments, e.g. ``seed=5``. See :mod:`wan_nb.rerun`."""
+        from .rerun import rerun
+
+        return rerun(self, source, **overrides)
 
     @property
     def tasks(self) -> list[Task]:

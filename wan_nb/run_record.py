@@ -1,0 +1,85 @@
+"""Keeps every run folder's record: the recipe when a task is queued, the outcome when it ends.
+
+A bus sink of the generator (``Recorder``). On ``generation_started`` it writes the recipe into
+``task.json`` (and the input image beside it, as the run used it); on the task's final event it
+writes the recipe into the MP4, the outcome into ``task.json``, and one line into the runs
+folder's history index. Failures here are logged, never raised: a run is not lost because its
+record could not be written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from . import history, journal
+from . import recipe as _recipe
+from .events import Event, EventType
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
+
+_ENDS = {EventType.GENERATION_COMPLETED: "completed", EventType.GENERATION_FAILED: "failed",
+         EventType.GENERATION_CANCELLED: "cancelled"}
+
+
+class Recorder:
+    """``generator._bus.add_sink(Recorder(generator))``."""
+
+    def __init__(self, generator: Any) -> None:
+        self.generator = generator
+
+    def __call__(self, event: Event) -> None:
+        if event.type != EventType.GENERATION_STARTED and event.type not in _ENDS:
+            return
+        task = self.generator._tasks.get(event.task_id)
+        if task is None:  # a storyboard's own events: its scenes are recorded as tasks
+            return
+        try:
+            if event.type == EventType.GENERATION_STARTED:
+                self._queued(task)
+            else:
+                self._ended(task, event)
+        except Exception as exc:
+            log.warning("wan_nb: could not record run %s in %s: %s", task.id, task.run_dir, exc)
+
+    def _read(self, task: Any) -> dict[str, Any]:
+        try:
+            info = json.loads((task.run_dir / journal.TASK_FILE).read_text(encoding="utf-8"))
+            if isinstance(info, dict):
+                return info
+        except (OSError, ValueError):
+            pass
+        return {"task_id": task.id, "model": self.generator.model, "prompt": task.prompt,
+                "params": {k: v for k, v in task.params.items() if k != "image"}, "seed": task.seed,
+                "created_at": _recipe.created_at_iso(task.created_at)}
+
+    def _queued(self, task: Any) -> None:
+        info = self._read(task)
+        image_path = task.run_dir / _recipe.IMAGE_NAME if task.params.get("image") is not None else None
+        made = _recipe.build(self.generator, task.params, image_path=image_path, task_id=task.id,
+                             created_at=info.get("created_at") or _recipe.created_at_iso(task.created_at))
+        info.update(status="queued", created_ts=task.created_at, recipe=made, recipe_key=_recipe.recipe_key(made))
+        journal.write_task_file(task.run_dir, info)
+
+    def _ended(self, task: Any, event: Event) -> None:
+        info = self._read(task)
+        status = _ENDS[event.type]
+        made = info.get("recipe")
+        video = None
+        if status == "completed":
+            output = task.run_dir / "video.mp4"
+            output = type(output)(event.data.get("output_path") or output)
+            video = output.name
+            if isinstance(made, dict):
+                _recipe.embed(output, made)
+        info.update(status=status, finished_at=event.timestamp, created_ts=task.created_at,
+                    duration_s=event.data.get("duration_s"), video=video,
+                    error=event.data.get("error") if status == "failed" else None)
+        journal.write_task_file(task.run_dir, info)
+        entry = history.entry_from_task(info, task.run_dir.name, status=status, video=video,
+                                        duration_s=info["duration_s"], finished_at=event.timestamp,
+                                        error=info["error"], key=info.get("recipe_key"))
+        history.record(task.run_dir.parent, entry)
