@@ -87,9 +87,11 @@ class Run:
 class RunList(list):
     """A list of :class:`Run`; in a notebook it displays as a browsable gallery."""
 
-    def __init__(self, runs: Iterable[Run] = (), runs_dir: Path | None = None) -> None:
+    def __init__(self, runs: Iterable[Run] = (), runs_dir: Path | None = None,
+                 filters: dict[str, Any] | None = None) -> None:
         super().__init__(runs)
         self.runs_dir = runs_dir
+        self.filters = dict(filters or {})  # what history() was asked (the gallery starts from it)
 
     def _ipython_display_(self) -> None:
         from .widgets.history import show_history
@@ -425,6 +427,7 @@ def history(runs_dir: str | os.PathLike | None = None, **filters: Any) -> RunLis
     for name, value in (("limit", limit), ("offset", offset)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ValueError(f"{name}={value!r}: give a whole number >= 0")
+    asked = dict(filters)
     match = _matcher(**filters)
     folder = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     with _scan_lock(folder):
@@ -433,7 +436,7 @@ def history(runs_dir: str | os.PathLike | None = None, **filters: Any) -> RunLis
         entries = [e for e in index.entries.values() if match(e)] + [e for e in running if match(e)]
     entries.sort(key=lambda e: (e.get("created_ts") or _parse_ts(e.get("created_at")), e["task_id"]), reverse=True)
     end = None if limit is None else offset + limit
-    return RunList((_to_run(e, folder) for e in entries[offset:end]), folder)
+    return RunList((_to_run(e, folder) for e in entries[offset:end]), folder, asked)
 
 
 def find_by_key(runs_dir: str | os.PathLike | None, key: str) -> Run | None:
