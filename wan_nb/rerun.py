@@ -25,7 +25,7 @@ def _looks_like_repo(text: str) -> bool:
 def _lora_file(entry: Mapping[str, Any]) -> str:
     """Where to load a recipe's LoRA from; raises RecipeError naming it when it is gone or changed."""
     name, want = entry.get("name"), entry.get("sha256")
-    candidates = [c for c in (entry.get("path"), entry.get("source")) if c]
+    candidates = list(dict.fromkeys(str(c) for c in (entry.get("path"), entry.get("source")) if c))
     for candidate in candidates:
         if Path(candidate).expanduser().is_file():
             have = file_sha256(Path(candidate).expanduser())
