@@ -357,6 +357,13 @@ class Generator:
 
         return rerun(self, source, **overrides)
 
+    def resume_queue(self) -> list[Task]:
+        """Re-submit what a dead process left queued or unfinished in ``runs_dir`` (this model's
+        runs, in their order; a running one starts over). See :func:`wan_nb.rerun.resume_queue`."""
+        from .rerun import resume_queue
+
+        return resume_queue(self)
+
     @property
     def tasks(self) -> list[Task]:
         return list(self._tasks.values())

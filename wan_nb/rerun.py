@@ -9,12 +9,15 @@ recorded arguments, an override replacing only the argument it names.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, recipe
 
-__all__ = ["rerun", "rerun_args"]
+__all__ = ["rerun", "rerun_args", "resume_queue", "RESUMED_NAME"]
+
+RESUMED_NAME = "resumed_as"  # in a lost run's folder: the id of the task that took it over
 
 
 def _looks_like_repo(text: str) -> bool:
@@ -121,3 +124,41 @@ def rerun(generator: Any, source: Any, *, progress: str | bool = "auto", **overr
     """Generate ``source``'s video again (blocking, with progress) and return the new Result."""
     prompt, kwargs = rerun_args(generator, source, **overrides)
     return generator.generate(prompt, progress=progress, **kwargs)
+
+
+def resume_queue(generator: Any) -> list[Any]:
+    """Submit again, in their original order, the runs of ``generator``'s model that a process
+    left queued or unfinished when it died (status ``lost``). A run that was running starts over.
+
+    Each lost run is taken over once, by whichever process claims it first (a ``resumed_as``
+    file in its folder, created exclusively). A run whose recipe cannot be run any more (a LoRA
+    or image gone) is skipped with a warning that says why. Returns the new Tasks.
+    """
+    from .history import history
+
+    lost = list(history(generator.runs_dir, status="lost", model=generator.model))
+    lost.reverse()  # oldest first: the order they were queued in
+    tasks = []
+    for run in lost:
+        claim = run.run_dir / RESUMED_NAME
+        if claim.exists():
+            continue
+        try:
+            prompt, kwargs = rerun_args(generator, run.run_dir)
+        except (RecipeError, OSError, TypeError, ValueError) as exc:
+            warnings.warn(f"wan_nb: cannot resume {run.task_id}: {exc}", RuntimeWarning, stacklevel=2)
+            continue
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            continue  # another process took it over a moment ago
+        try:
+            task = generator.submit(prompt, **kwargs)
+        except BaseException:
+            os.close(fd)
+            claim.unlink(missing_ok=True)
+            raise
+        os.write(fd, task.id.encode())
+        os.close(fd)
+        tasks.append(task)
+    return tasks
