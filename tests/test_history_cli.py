@@ -1,23 +1,12 @@
 """`wan-nb info`, `wan-nb generate --from` and `wan-nb history` as a user runs them."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 
 import wan_nb
 from wan_nb import Generator
 from wan_nb.video import read_frames
-
-BIN = Path(sys.executable).parent
-
-
-def run_cli(*args, cwd):
-    env = {**os.environ, "WAN_NB_RUNS_DIR": str(cwd / "runs")}
-    return subprocess.run([str(BIN / "wan-nb"), *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=300)
+from test_cli import run_cli  # the CLI as a user runs it: a subprocess with its own runs dir
 
 
 def test_info_remake_with_an_override_and_list(tmp_path):

@@ -13,16 +13,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from .lora import _looks_like_repo  # the one rule for "org/name" vs a path
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, recipe
 
 __all__ = ["rerun", "rerun_args", "resume_queue", "RESUMED_NAME"]
 
 RESUMED_NAME = "resumed_as"  # in a lost run's folder: the id of the task that took it over
-
-
-def _looks_like_repo(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) >= 2 and all(parts) and not text.startswith((".", "/", "~")) and not os.path.isabs(text)
 
 
 def _lora_file(entry: Mapping[str, Any]) -> str:
@@ -103,21 +99,17 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
 
     for name, path in to_load.items():
         generator.load_lora(path, name=name, weight=weights[name])
-        if path == (found_entry := _entry(found, name)).get("source") and _looks_like_repo(str(path)):
-            have = file_sha256(generator._loras[name].state.path)
-            if found_entry.get("sha256") and have != found_entry["sha256"]:
-                generator.unload_lora(name)
-                raise RecipeError(f"LoRA {name!r} downloaded from {path} is not the recorded file "
-                                  f"(sha256 {have[:12]}…, recorded {found_entry['sha256'][:12]}…)")
+        want = next(l for l in found["loras"] if l["name"] == name).get("sha256")
+        have = file_sha256(generator._loras[name].state.path)
+        if want and have != want:  # only a Hub download can get here: local files were checked
+            generator.unload_lora(name)
+            raise RecipeError(f"LoRA {name!r} downloaded from {path} is not the recorded file "
+                              f"(sha256 {have[:12]}…, recorded {want[:12]}…)")
     # Adapters loaded but not in the recipe are turned off (weight 0), not left on.
     active = {n: weights.get(n, 0.0) for n in generator._loras}
     if active:
         kwargs["loras"] = active
     return prompt, kwargs
-
-
-def _entry(found: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    return next(l for l in found.get("loras") or () if l["name"] == name)
 
 
 def rerun(generator: Any, source: Any, *, progress: str | bool = "auto", **overrides: Any) -> Any:
