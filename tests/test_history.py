@@ -109,6 +109,23 @@ def test_runs_of_older_versions_and_of_dead_processes_are_listed(tmp_path):
     assert indexed == {"aaaaaaaa", "bbbbbbbb", "cccccccc"}
 
 
+def test_runs_in_progress_are_listed_as_queued_or_running_then_as_they_ended(tmp_path):
+    with Generator(model="tiny", runs_dir=tmp_path, previews=False) as gen:
+        slow = gen.submit("a slow fox", seed=1, steps=5000)
+        waiting = gen.submit("an owl", seed=2, steps=2)
+        deadline = time.monotonic() + 120
+        while slow.current_step < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert {r.task_id: r.status for r in history(tmp_path)} == {slow.id: "running", waiting.id: "queued"}
+        waiting.cancel()
+        slow.cancel()
+        slow.wait(60)
+        waiting.wait(60)
+    listed = history(tmp_path)
+    assert {r.task_id: r.status for r in listed} == {slow.id: "cancelled", waiting.id: "cancelled"}
+    assert [r.task_id for r in listed] == [waiting.id, slow.id]
+
+
 def test_corrupt_and_half_written_folders_are_skipped_with_a_warning(tmp_path):
     fake_run(tmp_path, "20260101-000001-aaaaaaaa")
     (tmp_path / "20260101-000002-broken00").mkdir()

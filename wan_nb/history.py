@@ -33,7 +33,7 @@ INDEX_NAME = "index.jsonl"
 TASK_FILE = "task.json"
 JOURNAL_NAME = "events.jsonl"
 VIDEO_NAME = "video.mp4"
-FINISHED = ("completed", "failed", "cancelled", "lost")
+FINISHED = ("completed", "failed", "cancelled", "lost")  # in progress: "queued", "running"
 _TERMINAL = {"generation_completed": "completed", "generation_failed": "failed",
              "generation_cancelled": "cancelled"}
 _STATUS_EVENT = {v: k for k, v in _TERMINAL.items()}
@@ -239,7 +239,7 @@ def read_folder(runs_dir: Path, name: str) -> tuple[dict[str, Any], bool]:
         return entry_from_task(info, name, status=status, video=video, duration_s=data.get("duration_s"),
                                finished_at=data.get("timestamp"), error=data.get("error")), True
     if _pid_alive(info.get("pid")):
-        return entry_from_task(info, name, status="running"), False
+        return entry_from_task(info, name, status="queued" if status == "queued" else "running"), False
     return entry_from_task(info, name, status="lost", error="the producing process ended before the run did"), True
 
 

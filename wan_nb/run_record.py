@@ -30,9 +30,14 @@ class Recorder:
 
     def __init__(self, generator: Any) -> None:
         self.generator = generator
+        self._running: set[str] = set()  # tasks whose task.json already says "running"
 
     def __call__(self, event: Event) -> None:
-        if event.type != EventType.GENERATION_STARTED and event.type not in _ENDS:
+        if event.type == EventType.GENERATION_STAGE:
+            # The first stage after "initializing" is where a queued task starts running.
+            if event.task_id in self._running or event.data.get("stage") == "initializing":
+                return
+        elif event.type != EventType.GENERATION_STARTED and event.type not in _ENDS:
             return
         task = self.generator._tasks.get(event.task_id)
         if task is None:  # a storyboard's own events: its scenes are recorded as tasks
@@ -40,7 +45,14 @@ class Recorder:
         try:
             if event.type == EventType.GENERATION_STARTED:
                 self._queued(task)
+            elif event.type == EventType.GENERATION_STAGE:
+                self._running.add(task.id)
+                if event.data.get("stage") not in ("completed", "failed", "cancelled"):
+                    info = self._read(task)
+                    info["status"] = "running"
+                    journal.write_task_file(task.run_dir, info)
             else:
+                self._running.discard(task.id)
                 self._ended(task, event)
         except Exception as exc:
             log.warning("wan_nb: could not record run %s in %s: %s", task.id, task.run_dir, exc)

@@ -23,9 +23,9 @@ from .video import VideoPlayer
 __all__ = ["HistoryGallery", "show_history"]
 
 ALL = "all"
-STATUSES = (ALL, "completed", "failed", "cancelled", "lost", "running")
+STATUSES = (ALL, "completed", "failed", "cancelled", "lost", "running", "queued")
 STATUS_COLOR = {"completed": "#2e7d32", "failed": "#c62828", "cancelled": "#e65100", "lost": "#777",
-                "running": "#0072b2"}
+                "running": "#0072b2", "queued": "#777"}
 
 
 def show_history(runs: RunList, stream: TextIO | None = None) -> Any:
