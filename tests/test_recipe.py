@@ -190,3 +190,26 @@ def test_an_image_to_video_rerun_is_identical_and_a_missing_image_is_named(tmp_p
         (made.run_dir / "input.png").unlink()
         with pytest.raises(RecipeError, match="input image of this recipe is no longer there.*input.png"):
             gen.rerun(made)
+
+
+def test_a_cancelled_run_keeps_its_recipe_and_can_be_run_again(gen):
+    task = gen.submit("a heron in fog", seed=7, steps=3000)
+    while task.current_step < 1:
+        task.wait(0.02)
+    task.cancel()
+    task.wait(60)
+    info = json.loads((task.run_dir / "task.json").read_text())
+    assert info["status"] == "cancelled" and info["recipe"]["steps"] == 3000
+    prompt, kwargs = rerun_args(gen, task.run_dir, steps=2)
+    assert (prompt, kwargs["seed"], kwargs["steps"]) == ("a heron in fog", 7, 2)
+
+
+def test_a_video_whose_recipe_cannot_be_embedded_is_still_recorded(gen, monkeypatch, caplog):
+    import wan_nb.recipe as recipe_module
+
+    monkeypatch.setattr(recipe_module, "_ffmpeg", lambda: "/bin/false")
+    result = gen.generate("a moth near a lamp", seed=8, progress=False)
+    assert "could not write the recipe" in caplog.text
+    assert json.loads((result.run_dir / "task.json").read_text())["status"] == "completed"
+    assert wan_nb.recipe(result)["seed"] == 8                    # from task.json
+    assert wan_nb.history(gen.runs_dir, limit=1)[0].task_id == result.task_id

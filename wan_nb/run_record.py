@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from . import history, journal
@@ -82,11 +83,13 @@ class Recorder:
         made = info.get("recipe")
         video = None
         if status == "completed":
-            output = task.run_dir / "video.mp4"
-            output = type(output)(event.data.get("output_path") or output)
+            output = Path(event.data.get("output_path") or task.run_dir / "video.mp4")
             video = output.name
             if isinstance(made, dict):
-                _recipe.embed(output, made)
+                try:
+                    _recipe.embed(output, made)
+                except OSError as exc:  # the video and task.json still record the run
+                    log.warning("wan_nb: could not write the recipe into %s: %s", output, exc)
         info.update(status=status, finished_at=event.timestamp, created_ts=task.created_at,
                     duration_s=event.data.get("duration_s"), video=video,
                     error=event.data.get("error") if status == "failed" else None)
