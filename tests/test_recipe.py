@@ -213,3 +213,12 @@ def test_a_video_whose_recipe_cannot_be_embedded_is_still_recorded(gen, monkeypa
     assert json.loads((result.run_dir / "task.json").read_text())["status"] == "completed"
     assert wan_nb.recipe(result)["seed"] == 8                    # from task.json
     assert wan_nb.history(gen.runs_dir, limit=1)[0].task_id == result.task_id
+
+
+def test_a_plan_made_before_the_model_is_loaded_has_the_key_of_the_run(tmp_path):
+    with Generator(model="tiny", runs_dir=tmp_path, previews=False) as fresh:
+        assert fresh.pipeline is None
+        key = recipe_key(plan(fresh, "a kite over dunes", seed=4, steps=2))
+        made = fresh.generate("a kite over dunes", seed=4, steps=2, progress=False)
+        assert recipe_key(wan_nb.recipe(made)) == key
+        assert wan_nb.history.find_by_key(tmp_path, key).task_id == made.task_id

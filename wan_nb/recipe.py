@@ -179,12 +179,12 @@ def _dtype(generator: Any) -> str | None:
 
 
 def _flow_shift(generator: Any, params: Mapping[str, Any]) -> float | None:
+    """The shift asked for, else the preset's; None means the model's own scheduler setting (fixed
+    by its revision). Not read from the loaded scheduler: a recipe planned before the model is
+    loaded must equal the one recorded after."""
     value = params.get("flow_shift")
     if value is None:
         value = generator.spec.defaults.get("flow_shift")
-    if value is None and generator.pipeline is not None:
-        config = getattr(getattr(generator.pipeline, "scheduler", None), "config", {}) or {}
-        value = config.get("flow_shift")
     return None if value is None else float(value)
 
 
