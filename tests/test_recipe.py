@@ -204,14 +204,18 @@ def test_a_cancelled_run_keeps_its_recipe_and_can_be_run_again(gen):
     assert (prompt, kwargs["seed"], kwargs["steps"]) == ("a heron in fog", 7, 2)
 
 
-def test_a_video_whose_recipe_cannot_be_embedded_is_still_recorded(gen, monkeypatch, caplog):
+def test_a_writer_that_did_not_add_the_recipe_is_caught_up_and_a_failure_there_loses_nothing(gen, monkeypatch, caplog):
     import wan_nb.recipe as recipe_module
 
+    monkeypatch.setattr(gen._recorder, "mp4_tags", lambda task_id: {})  # as if written without tags
+    caught_up = gen.generate("a moth near a lamp", seed=8, progress=False)
+    assert ffmetadata_comment(caught_up.video_path) == wan_nb.recipe(caught_up)
+
     monkeypatch.setattr(recipe_module, "_ffmpeg", lambda: "/bin/false")
-    result = gen.generate("a moth near a lamp", seed=8, progress=False)
+    result = gen.generate("a moth near a lamp", seed=9, progress=False)
     assert "could not write the recipe" in caplog.text
     assert json.loads((result.run_dir / "task.json").read_text())["status"] == "completed"
-    assert wan_nb.recipe(result)["seed"] == 8                    # from task.json
+    assert wan_nb.recipe(result)["seed"] == 9                    # from task.json
     assert wan_nb.history(gen.runs_dir, limit=1)[0].task_id == result.task_id
 
 

@@ -231,7 +231,8 @@ class Generator:
         self._bus.add_sink(self._journal)
         from .run_record import Recorder  # recipes into task.json and the MP4; the history index
 
-        self._bus.add_sink(Recorder(self))
+        self._recorder = Recorder(self)
+        self._bus.add_sink(self._recorder)
         self._timings = eta.TimingStore(models.cache_dir() / "timings.json")
         self._tasks: dict[str, Task] = {}
         self._queue: queue.Queue[Task | None] = queue.Queue()
@@ -571,7 +572,7 @@ class Generator:
             video_path = task.run_dir / "video.mp4"
             from .video import write_mp4
 
-            write_mp4(frames, video_path, fps=task.params["fps"])
+            write_mp4(frames, video_path, fps=task.params["fps"], metadata=self._recorder.mp4_tags(task.id))
             self._progress(task, scale, f"Saved {video_path.name}", fraction=1.0, remaining=0.0)
             durations[Stage.SAVING.value] = time.perf_counter() - stage_started[0]
             total = time.perf_counter() - started

@@ -35,7 +35,7 @@ import types
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["recipe", "recipe_key", "build", "plan", "read_mp4", "embed", "file_sha256", "FORMAT",
+__all__ = ["recipe", "recipe_key", "build", "plan", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
            "PARAM_FIELDS", "RecipeError"]
 
 log = logging.getLogger(__name__)
@@ -255,11 +255,16 @@ def _ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def dumps(recipe: Mapping[str, Any]) -> str:
+    """The recipe as the MP4's tag holds it: compact JSON."""
+    return json.dumps(recipe, ensure_ascii=False, separators=(",", ":"))
+
+
 def embed(video: str | os.PathLike, recipe: Mapping[str, Any]) -> Path:
     """Write ``recipe`` into the MP4's ``comment`` tag, in place (a stream copy: no re-encode)."""
     path = Path(video)
     partial = path.with_name(path.name + ".recipe.part.mp4")
-    text = json.dumps(recipe, ensure_ascii=False, separators=(",", ":"))
+    text = dumps(recipe)
     command = [_ffmpeg(), "-y", "-loglevel", "error", "-i", str(path), "-map", "0", "-c", "copy",
                "-map_metadata", "0", "-metadata", f"{METADATA_TAG}={text}", "-movflags", "+faststart",
                "-f", "mp4", str(partial)]

@@ -1,9 +1,10 @@
 """Keeps every run folder's record: the recipe when a task is queued, the outcome when it ends.
 
 A bus sink of the generator (``Recorder``). On ``generation_started`` it writes the recipe into
-``task.json`` (and the input image beside it, as the run used it); on the task's final event it
-writes the recipe into the MP4, the outcome into ``task.json``, and one line into the runs
-folder's history index. Failures here are logged, never raised: a run is not lost because its
+``task.json`` (and the input image beside it, as the run used it) and keeps it for the MP4
+writer, which asks :meth:`Recorder.mp4_tags` as it encodes (a writer that did not is caught up
+by a stream copy at the end). On the task's final event it writes the outcome into
+``task.json`` and one line into the runs folder's history index. Failures here are logged, never raised: a run is not lost because its
 record could not be written.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,19 @@ class Recorder:
     def __init__(self, generator: Any) -> None:
         self.generator = generator
         self._running: set[str] = set()  # tasks whose task.json already says "running"
+        self._recipes: dict[str, dict[str, Any]] = {}  # queued or running task -> its recipe
+        self._embedded: set[str] = set()  # tasks whose MP4 got the recipe as it was written
+        self._lock = threading.Lock()
+
+    def mp4_tags(self, task_id: str) -> dict[str, str]:
+        """Container tags for the task's MP4 (its recipe), for the writer to add as it encodes:
+        free, where writing them afterwards costs a stream copy."""
+        with self._lock:
+            made = self._recipes.get(task_id)
+            if made is None:
+                return {}
+            self._embedded.add(task_id)
+        return {_recipe.METADATA_TAG: _recipe.dumps(made)}
 
     def __call__(self, event: Event) -> None:
         if event.type == EventType.GENERATION_STAGE:
@@ -75,17 +90,23 @@ class Recorder:
         made = _recipe.build(self.generator, task.params, image_path=image_path, task_id=task.id,
                              created_at=info.get("created_at") or _recipe.created_at_iso(task.created_at))
         info.update(status="queued", created_ts=task.created_at, recipe=made, recipe_key=_recipe.recipe_key(made))
+        with self._lock:
+            self._recipes[task.id] = made
         journal.write_task_file(task.run_dir, info)
 
     def _ended(self, task: Any, event: Event) -> None:
         info = self._read(task)
         status = _ENDS[event.type]
         made = info.get("recipe")
+        with self._lock:
+            self._recipes.pop(task.id, None)
+            embedded = task.id in self._embedded
+            self._embedded.discard(task.id)
         video = None
         if status == "completed":
             output = Path(event.data.get("output_path") or task.run_dir / "video.mp4")
             video = output.name
-            if isinstance(made, dict):
+            if isinstance(made, dict) and not embedded:  # a writer that did not ask mp4_tags
                 try:
                     _recipe.embed(output, made)
                 except OSError as exc:  # the video and task.json still record the run
