@@ -99,14 +99,21 @@ def test_runs_of_older_versions_and_of_dead_processes_are_listed(tmp_path):
     fake_run(tmp_path, "20260101-000003-cccccccc", status="running", created_at="2026-01-01T00:00:03Z")
     fake_run(tmp_path, "20260101-000004-dddddddd", status="running", created_at="2026-01-01T00:00:04Z",
              pid=os.getpid())
+    board = fake_run(tmp_path, "20260101-000005-eeeeeeee", status="running", created_at="2026-01-01T00:00:05Z")
+    final = board / "final.mp4"
+    final.write_bytes(b"\0")
+    done = {"type": "storyboard_progress", "seq": 9, "task_id": board.name,
+            "data": {"step": "complete", "status": "completed", "data": {"final_video_path": str(final)}}}
+    (board / "events.jsonl").write_text(json.dumps(done) + "\n")
     listed = {r.task_id[-8:]: r for r in history(tmp_path)}
+    assert listed["eeeeeeee"].status == "completed" and listed["eeeeeeee"].video_path == final
     assert listed["aaaaaaaa"].status == "completed" and listed["aaaaaaaa"].duration_s == 1.5
     assert listed["aaaaaaaa"].video_path == tmp_path / "20260101-000001-aaaaaaaa" / "video.mp4"
     assert listed["bbbbbbbb"].status == "failed" and listed["bbbbbbbb"].video_path is None
     assert listed["cccccccc"].status == "lost"      # its process is gone and it never finished
     assert listed["dddddddd"].status == "running"   # its process is alive: not indexed yet
     indexed = {json.loads(l)["task_id"][-8:] for l in (tmp_path / INDEX_NAME).read_text().splitlines()}
-    assert indexed == {"aaaaaaaa", "bbbbbbbb", "cccccccc"}
+    assert indexed == {"aaaaaaaa", "bbbbbbbb", "cccccccc", "eeeeeeee"}
 
 
 def test_runs_in_progress_are_listed_as_queued_or_running_then_as_they_ended(tmp_path):
@@ -189,7 +196,7 @@ def test_history_is_standard_library_only():
     code = ("import sys, wan_nb; before = set(sys.modules); import wan_nb.history as h; h.history('.'); "
             "new = [m for m in set(sys.modules) - before if m != 'wan_nb.history' "
             "and m.split('.')[0] not in sys.stdlib_module_names]; "
-            "print(sorted(new + [m for m in ('torch', 'diffusers') if m in sys.modules]))")
+            "print(sorted(new + [m for m in ('torch', 'diffusers', 'wan_nb.generator') if m in sys.modules]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .events import TERMINAL_STATUS, is_terminal  # standard library only, like this module
+
 __all__ = ["Run", "RunList", "history", "find_by_key", "record", "default_runs_dir", "INDEX_NAME",
            "FINISHED"]
 
@@ -34,9 +36,7 @@ TASK_FILE = "task.json"
 JOURNAL_NAME = "events.jsonl"
 VIDEO_NAME = "video.mp4"
 FINISHED = ("completed", "failed", "cancelled", "lost")  # in progress: "queued", "running"
-_TERMINAL = {"generation_completed": "completed", "generation_failed": "failed",
-             "generation_cancelled": "cancelled"}
-_STATUS_EVENT = {v: k for k, v in _TERMINAL.items()}
+_STATUS_EVENT = {v: k for k, v in TERMINAL_STATUS.items()}
 _YOUNG_S = 10.0  # a folder this new without task.json is being created, not broken
 _FILTERS = ("status", "model", "prompt", "since", "until", "limit", "offset", "key")
 
@@ -188,12 +188,10 @@ def _journal_end(path: Path) -> dict[str, Any] | None:
             frame = json.loads(line)
         except ValueError:
             continue
-        kind = frame.get("type")
-        if kind in _TERMINAL:
+        kind, data = frame.get("type"), frame.get("data") or {}
+        if kind in TERMINAL_STATUS:
             return frame
-        data = frame.get("data") or {}
-        if kind == "storyboard_progress" and (data.get("step") == "complete"
-                                              or data.get("status") in ("failed", "cancelled")):
+        if is_terminal(kind, data):  # a storyboard's last storyboard_progress
             final = (data.get("data") or {}).get("final_video_path")
             status = "completed" if data.get("step") == "complete" else data["status"]
             return {"type": _STATUS_EVENT[status],
@@ -230,7 +228,7 @@ def read_folder(runs_dir: Path, name: str) -> tuple[dict[str, Any], bool]:
     end = _journal_end(folder / JOURNAL_NAME)
     if end is not None:
         data = end.get("data") or {}
-        status = _TERMINAL[end["type"]]
+        status = TERMINAL_STATUS[end["type"]]
         video = None
         if status == "completed":
             output = data.get("output_path")

@@ -190,7 +190,7 @@ def _flow_shift(generator: Any, params: Mapping[str, Any]) -> float | None:
 
 def _loras(generator: Any, requested: Mapping[str, float]) -> list[dict[str, Any]]:
     """The adapters a run uses: the requested ones, or (none requested) every loaded one."""
-    loaded = generator._loras
+    loaded = generator._loras.entries
     weights = dict(requested) if requested else {n: entry.weight for n, entry in loaded.items()}
     out = []
     for name, weight in weights.items():
@@ -238,9 +238,8 @@ def plan(generator: Any, prompt: str, **kwargs: Any) -> dict[str, Any]:
     (``wan_nb.history.find_by_key``).
     """
     from .models import prepare_image
-    from .params import build_params
 
-    params = build_params(generator.spec, prompt, kwargs, known_loras=generator._loras)
+    params = generator.check(prompt, **kwargs)
     if params.get("image") is not None:
         params["image"] = prepare_image(params["image"], params["height"], params["width"])
     return build(generator, params)

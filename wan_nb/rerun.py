@@ -8,17 +8,13 @@ recorded arguments, an override replacing only the argument it names.
 
 from __future__ import annotations
 
-import os
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 from .lora import _looks_like_repo  # the one rule for "org/name" vs a path
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, recipe
 
-__all__ = ["rerun", "rerun_args", "resume_queue", "RESUMED_NAME"]
-
-RESUMED_NAME = "resumed_as"  # in a lost run's folder: the id of the task that took it over
+__all__ = ["rerun", "rerun_args"]
 
 
 def _lora_file(entry: Mapping[str, Any]) -> str:
@@ -79,7 +75,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
         name = entry["name"]
         if weights.get(name) == 0.0:
             continue
-        loaded = generator._loras.get(name)
+        loaded = generator._loras.entries.get(name)
         if loaded is not None:
             path = getattr(loaded.state, "path", None) or loaded.source
             if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
@@ -100,13 +96,13 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
     for name, path in to_load.items():
         generator.load_lora(path, name=name, weight=weights[name])
         want = next(l for l in found["loras"] if l["name"] == name).get("sha256")
-        have = file_sha256(generator._loras[name].state.path)
+        have = file_sha256(generator._loras.entries[name].state.path)
         if want and have != want:  # only a Hub download can get here: local files were checked
             generator.unload_lora(name)
             raise RecipeError(f"LoRA {name!r} downloaded from {path} is not the recorded file "
                               f"(sha256 {have[:12]}…, recorded {want[:12]}…)")
     # Adapters loaded but not in the recipe are turned off (weight 0), not left on.
-    active = {n: weights.get(n, 0.0) for n in generator._loras}
+    active = {n: weights.get(n, 0.0) for n in generator._loras.entries}
     if active:
         kwargs["loras"] = active
     return prompt, kwargs
@@ -117,40 +113,3 @@ def rerun(generator: Any, source: Any, *, progress: str | bool = "auto", **overr
     prompt, kwargs = rerun_args(generator, source, **overrides)
     return generator.generate(prompt, progress=progress, **kwargs)
 
-
-def resume_queue(generator: Any) -> list[Any]:
-    """Submit again, in their original order, the runs of ``generator``'s model that a process
-    left queued or unfinished when it died (status ``lost``). A run that was running starts over.
-
-    Each lost run is taken over once, by whichever process claims it first (a ``resumed_as``
-    file in its folder, created exclusively). A run whose recipe cannot be run any more (a LoRA
-    or image gone) is skipped with a warning that says why. Returns the new Tasks.
-    """
-    from .history import history
-
-    lost = list(history(generator.runs_dir, status="lost", model=generator.model))
-    lost.reverse()  # oldest first: the order they were queued in
-    tasks = []
-    for run in lost:
-        claim = run.run_dir / RESUMED_NAME
-        if claim.exists():
-            continue
-        try:
-            prompt, kwargs = rerun_args(generator, run.run_dir)
-        except (RecipeError, OSError, TypeError, ValueError) as exc:
-            warnings.warn(f"wan_nb: cannot resume {run.task_id}: {exc}", RuntimeWarning, stacklevel=2)
-            continue
-        try:
-            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            continue  # another process took it over a moment ago
-        try:
-            task = generator.submit(prompt, **kwargs)
-        except BaseException:
-            os.close(fd)
-            claim.unlink(missing_ok=True)
-            raise
-        os.write(fd, task.id.encode())
-        os.close(fd)
-        tasks.append(task)
-    return tasks

@@ -18,14 +18,13 @@ from typing import Any
 
 from . import history, journal
 from . import recipe as _recipe
-from .events import Event, EventType
+from .events import TERMINAL_STATUS, Event, EventType
 
 __all__ = ["Recorder"]
 
 log = logging.getLogger(__name__)
 
-_ENDS = {EventType.GENERATION_COMPLETED: "completed", EventType.GENERATION_FAILED: "failed",
-         EventType.GENERATION_CANCELLED: "cancelled"}
+_ENDS = TERMINAL_STATUS  # event type -> the status it leaves
 
 
 class Recorder:
