@@ -263,7 +263,7 @@ class TaskRun:
 
         self.enter(Stage.SAVING, "Writing MP4", self.gen._timings.get(self.key).get("saving"))
         video_path = self.task.run_dir / "video.mp4"
-        write_mp4(frames, video_path, fps=self.task.params["fps"])
+        write_mp4(frames, video_path, fps=self.task.params["fps"], metadata=self.gen._recorder.mp4_tags(self.task.id))
         self.progress(f"Saved {video_path.name}", fraction=1.0, remaining=0.0)
         self.durations[Stage.SAVING.value] = time.perf_counter() - self.stage_started
         return video_path

@@ -76,6 +76,10 @@ class Generator:
         self._bus = EventBus()
         self._journal = journal.Journal()
         self._bus.add_sink(self._journal)
+        from .run_record import Recorder  # recipes into task.json and the MP4; the history index
+
+        self._recorder = Recorder(self)
+        self._bus.add_sink(self._recorder)
         self._timings = eta.TimingStore(models.cache_dir() / "timings.json")
         self._tasks: dict[str, Task] = {}
         self._hosted: dict[str, Handle] = {}  # handles of hosted tasks (storyboards), by id
@@ -173,6 +177,13 @@ class Generator:
     def check(self, prompt: str, **kwargs: Any) -> dict[str, Any]:
         """The full parameter set ``submit(prompt, **kwargs)`` would run; raises what it would raise."""
         return build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
+
+    def rerun(self, source: Any, **overrides: Any) -> Result:
+        """Make a video again from its recipe (a Result, MP4, run folder or recipe dict);
+        ``overrides`` replace single arguments, e.g. ``seed=5``. See :mod:`wan_nb.rerun`."""
+        from .rerun import rerun
+
+        return rerun(self, source, **overrides)
 
     @property
     def tasks(self) -> list[Task]:

@@ -84,8 +84,10 @@ def decode_latents(pipe: Any, latents: Any) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_mp4(frames: np.ndarray, path: Path, fps: float) -> Path:
+def write_mp4(frames: np.ndarray, path: Path, fps: float, metadata: dict[str, str] | None = None) -> Path:
     """Write H.264 / yuv420p with the index up front, so browsers start playing at once.
+
+    ``metadata``: container tags (the run's recipe goes in ``comment``).
 
     Written to a temporary name and renamed, so a reader never sees half a video under the final
     name; any ffmpeg failure (a full disk, a missing folder) raises ``OSError`` with its reason.
@@ -102,7 +104,10 @@ def write_mp4(frames: np.ndarray, path: Path, fps: float) -> Path:
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo",
                "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{float(fps)}", "-i", "pipe:0",
                "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-               "-movflags", "+faststart", "-f", "mp4", str(partial)]
+               "-movflags", "+faststart"]
+    for key, value in (metadata or {}).items():
+        command += ["-metadata", f"{key}={value}"]
+    command += ["-f", "mp4", str(partial)]
     proc = subprocess.run(command, input=frames.tobytes(), capture_output=True)
     if proc.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines()
