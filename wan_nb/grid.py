@@ -225,7 +225,7 @@ def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None
         if "loras" in kwargs:
             kwargs["loras"] = dict(kwargs["loras"])
         text = prompt
-        label: dict[str, Any]     # axis name -> this cell's value (as a sweep's labels) = {}
+        label: dict[str, Any] = {}
         for role, index in (("z", iz), ("y", iy), ("x", ix))[::-1]:
             axis = axes[role]
             if axis is None:
