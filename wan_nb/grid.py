@@ -191,6 +191,7 @@ def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None
 
     if not isinstance(prompt, str) or not prompt.strip():
         raise AxisError("grid needs prompt='...' (the text that prompt / prompt_sr axes start from)")
+    fixed = {k: v for k, v in fixed.items() if v is not None}   # None means "the default", as in generate
     loaded = list(generator.loras)
     axes: dict[str, Axis | None] = {}
     for role, spec in (("x", x), ("y", y), ("z", z)):
@@ -205,7 +206,6 @@ def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None
             raise AxisError(f"{name!r} is both an axis and a fixed argument ({name}={fixed[name]!r}); drop one")
     if "loras" in named and any(n.startswith("lora:") for n in named) and "loras" in fixed:
         raise AxisError("loras= cannot be fixed while a 'loras' axis varies it")
-    fixed = dict(fixed)
     if "seed" not in named and fixed.get("seed") is None:
         # One seed for every cell, so cells differ only by their axes (and can be found again).
         fixed["seed"] = random.SystemRandom().randrange(0, 2**32)

@@ -134,6 +134,20 @@ def _duration(run_dir: Path) -> float:
     return 0.0
 
 
+def _registry_of(run_dir: Path) -> tuple[dict[str, str], dict[str, float]] | None:
+    """(sources, weights) of the LoRAs loaded when the run was queued; None if unreadable."""
+    try:
+        info = json.loads((run_dir / "task.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return _registry(info)
+
+
+def _registry(info: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, float]]:
+    loras = {n: l for n, l in (info.get("loras") or {}).items() if isinstance(l, dict)}
+    return ({n: l.get("source") for n, l in loras.items()}, {n: l.get("weight", 1.0) for n, l in loras.items()})
+
+
 def _disk_index(generator: Any) -> dict[str, Path]:
     """key -> run folder, for every finished run of the same model in the runs dir."""
     index: dict[str, Path] = {}
@@ -150,9 +164,7 @@ def _disk_index(generator: Any) -> dict[str, Path]:
             continue
         if info.get("model") != generator.model or not isinstance(info.get("params"), dict):
             continue
-        sources = {n: l.get("source") for n, l in (info.get("loras") or {}).items() if isinstance(l, dict)}
-        registered = {n: l.get("weight", 1.0) for n, l in (info.get("loras") or {}).items() if isinstance(l, dict)}
-        key = cell_key(info["model"], info["params"], sources, registered)
+        key = cell_key(info["model"], info["params"], *_registry(info))
         if key is not None:
             previous = index.get(key)
             if previous is None or folder.name > previous.name:   # task ids sort by time: the newest
@@ -180,9 +192,13 @@ def finder(generator: Any) -> Callable[[dict[str, Any]], tuple[str | None, Any]]
     for task in generator.tasks:
         if task.status in ("failed", "cancelled"):
             continue
+        # The LoRAs a run saw are those loaded when it was queued, as its task.json says.
+        then = _registry_of(Path(task.run_dir))
+        if then is None:
+            continue
         image = task.params.get("image")
         fingerprint = hashlib.sha256(image.tobytes()).hexdigest() if hasattr(image, "tobytes") else None
-        key = cell_key(generator.model, task.params, sources, registered, fingerprint)
+        key = cell_key(generator.model, task.params, then[0], then[1], fingerprint)
         if key is not None:
             live[key] = task
     index: dict[str, Path] | None = None
