@@ -322,6 +322,17 @@ class Generator:
             task.wait(timeout=30)
             raise
 
+    def grid(self, prompt: str, x: Any, y: Any = None, z: Any = None, *, refresh: bool = False,
+             **fixed: Any) -> Any:  # a wan_nb.grid.Grid (imported when called: import stays light)
+        """A comparison grid: ``x``/``y``/``z`` are ``(name, values)`` axes, the rest is fixed.
+
+        ``gen.grid(prompt="a fox", x=("seed", "0-2"), y=("prompt_sr", ["fox", "owl"]), steps=8)``;
+        cells matching a finished run reuse its video unless ``refresh=True``. See :mod:`wan_nb.grid`.
+        """
+        from .grid import build_grid
+
+        return build_grid(self, prompt, x, y, z, refresh=refresh, **fixed)
+
     def sweep(self, **axes: Any) -> Sweep:
         """Queue the cross product of every list-valued argument; others are fixed.
 
@@ -346,17 +357,6 @@ class Generator:
             tasks.append(self.submit(args.pop("prompt"), **args))
         combos = [label for label, _ in runs]
         return Sweep(labels=combos, tasks=tasks)
-
-    def grid(self, prompt: str, x: Any, y: Any = None, z: Any = None, *, refresh: bool = False,
-             **fixed: Any) -> "Any":
-        """A comparison grid: ``x``/``y``/``z`` are ``(name, values)`` axes, the rest is fixed.
-
-        ``gen.grid(prompt="a fox", x=("seed", "0-2"), y=("prompt_sr", ["fox", "owl"]), steps=8)``;
-        cells matching a finished run reuse its video unless ``refresh=True``. See :mod:`wan_nb.grid`.
-        """
-        from .grid import build_grid
-
-        return build_grid(self, prompt, x, y, z, refresh=refresh, **fixed)
 
     @property
     def tasks(self) -> list[Task]:
