@@ -116,6 +116,33 @@ def test_cells_sharing_a_lora_set_run_together(tmp_path):
         grid.results()
 
 
+def test_a_loras_axis_is_the_set_that_is_on_and_a_weight_axis_applies_on_top(tmp_path):
+    with Generator(model="tiny", runs_dir=tmp_path / "runs", previews=False) as gen:
+        transformer = tiny_transformer()
+        gen.load_lora(tiny.make_lora(transformer, tmp_path / "a.safetensors", seed=1), name="a")
+        gen.load_lora(tiny.make_lora(transformer, tmp_path / "b.safetensors", seed=2), name="b", weight=0.7)
+        grid = gen.grid(prompt="a fox", x=("lora:b", [0.2]), y=("loras", [{}, {"a": 0.5}]), seed=0, steps=1,
+                        height=16, width=16, num_frames=1)
+        assert [c.kwargs["loras"] for c in grid.cells] == [{"a": 0.0, "b": 0.2}, {"a": 0.5, "b": 0.2}]
+        assert [label for label, _ in grid][0] == {"lora:b": 0.2, "loras": {}}
+        assert grid.y.labels == ("no LoRA", "a 0.5")
+        grid.results()
+
+
+def test_an_image_axis_on_an_image_to_video_model(tmp_path):
+    from PIL import Image
+
+    red, blue = Image.new("RGB", (16, 16), (255, 0, 0)), Image.new("RGB", (16, 16), (0, 0, 255))
+    with Generator(model="tiny-i2v", runs_dir=tmp_path / "runs", previews=False) as gen:
+        args = dict(prompt="a ball", seed=0, steps=1, height=16, width=16, num_frames=5)
+        grid = gen.grid(x=("image", [red, blue]), **args)
+        assert grid.x.labels == ("image 1", "image 2")
+        first = [read_frames(r.video_path)[0].astype(int) for r in grid.results()]
+        assert np.abs(first[0] - first[1]).mean() > 1      # random weights: the image shows only as a change
+        again = gen.grid(x=("image", [red, blue, red.copy()]), **args)
+        assert again.reused == 3 and again.cell(2).task is grid.cell(0).task   # same pixels: same run
+
+
 def tiny_transformer():
     from wan_nb import models
 

@@ -9,7 +9,9 @@ work as for a sweep; in a notebook it displays as the lockstep grid player
 Axes and their value syntax: :mod:`wan_nb.grid_axes`. ``prompt_sr`` works as in A1111: its first
 value is searched for in the prompt and each value replaces it (so the first cell keeps the
 prompt as written). A ``lora:<name>`` axis sets that adapter's weight on top of the grid's other
-LoRA weights (``loras=`` if given, else the weights the adapters were loaded with).
+LoRA weights (``loras=`` if given, else the weights the adapters were loaded with). A ``loras``
+axis value is the set of adapters that are on in that cell (``{}``: none), with their weights;
+a ``lora:<name>`` axis alongside it sets that one weight on top.
 
 Run order: cells with the same LoRA weights are queued next to each other (first the first
 set's cells, in grid order, then the next set's), so the adapters change as seldom as
@@ -162,15 +164,14 @@ def _apply(axis: Axis, index: int, prompt: str, kwargs: dict[str, Any], base_lor
             raise AxisError(f"{role}: prompt_sr searches for {search!r}, which is not in the prompt {prompt!r}; "
                             "its first value must be a part of the prompt")
         return prompt.replace(search, value)
+    if axis.name == "loras":
+        # The dict lists the adapters that are on: every other loaded one is off in this cell.
+        kwargs["loras"] = {**{name: 0.0 for name in base_loras}, **value}
+        return prompt
     if axis.lora is not None:
         loras = dict(kwargs.get("loras") or base_loras)
         loras[axis.lora] = value
         kwargs["loras"] = loras
-        return prompt
-    if axis.name == "loras":
-        # A "lora:<name>" axis applied before this one keeps its weight on top of the set.
-        earlier = {k: v for k, v in (kwargs.get("loras") or {}).items() if k not in base_loras}
-        kwargs["loras"] = {**value, **earlier}
         return prompt
     kwargs[axis.name] = copy.copy(value)
     return prompt
@@ -204,8 +205,6 @@ def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None
             raise AxisError(f"axis {name!r} is given twice; each axis varies a different argument")
         if name in fixed:
             raise AxisError(f"{name!r} is both an axis and a fixed argument ({name}={fixed[name]!r}); drop one")
-    if "loras" in named and any(n.startswith("lora:") for n in named) and "loras" in fixed:
-        raise AxisError("loras= cannot be fixed while a 'loras' axis varies it")
     if "seed" not in named and fixed.get("seed") is None:
         # One seed for every cell, so cells differ only by their axes (and can be found again).
         fixed["seed"] = random.SystemRandom().randrange(0, 2**32)
@@ -218,24 +217,21 @@ def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None
     if count > MAX_CELLS:
         raise AxisError(f"grid: {count} cells is more than {MAX_CELLS}; vary fewer values at a time")
 
-    # Axes apply in x, y, z order: a prompt axis on y with prompt_sr on x searches each y prompt.
+    # Whole prompts first, search/replace last (on the prompt the cell ends up with); a "loras"
+    # set before any "lora:<name>" weight, which then applies on top of it.
+    rank = {"prompt": 0, "loras": 1, "prompt_sr": 4}
+    applied = sorted((role for role in ("x", "y", "z") if axes[role] is not None),
+                     key=lambda role: rank.get(axes[role].name, 3 if axes[role].lora else 2))
     cells: list[Cell] = []
     for iz, iy, ix in itertools.product(*ranges):
+        where = {"x": ix, "y": iy, "z": iz}
         kwargs = copy.copy(fixed)
         if "loras" in kwargs:
             kwargs["loras"] = dict(kwargs["loras"])
         text = prompt
-        label: dict[str, Any] = {}
-        for role, index in (("z", iz), ("y", iy), ("x", ix))[::-1]:
-            axis = axes[role]
-            if axis is None:
-                continue
-            text = _apply(axis, index, text, kwargs, base_loras, role) if axis.name != "prompt_sr" else text
-            label[axis.name] = axis.values[index]
-        for role, index in (("x", ix), ("y", iy), ("z", iz)):  # search/replace last, on the final prompt
-            axis = axes[role]
-            if axis is not None and axis.name == "prompt_sr":
-                text = _apply(axis, index, text, kwargs, base_loras, role)
+        for role in applied:
+            text = _apply(axes[role], where[role], text, kwargs, base_loras, role)
+        label = {axes[r].name: axes[r].values[where[r]] for r in ("x", "y", "z") if axes[r] is not None}
         cells.append(Cell(x=ix, y=iy, z=iz, prompt=text, kwargs=kwargs, label=label))
 
     # Validate every cell before queuing any: a bad value costs no generation.
@@ -244,22 +240,18 @@ def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None
         resolved.append(build_params(generator.spec, cell.prompt, cell.kwargs, known_loras=generator.loras))
 
     find: Callable[[dict[str, Any]], tuple[str | None, Any]] = grid_reuse.finder(generator)
-    shared: dict[str, Any] = {}
     for cell, params in zip(cells, resolved):
         cell.key, found = find(params)
-        if cell.key is not None and cell.key in shared:
-            cell.task = shared[cell.key]            # the same recipe twice in one grid: one task
-        elif found is not None and not refresh:
+        if found is not None and not refresh:
             cell.task, cell.reused = found, True
-        if cell.key is not None and cell.task is not None:
-            shared.setdefault(cell.key, cell.task)
+    made: dict[str, Any] = {}   # the same recipe twice in one grid: one new task
     for cell in _run_order(cells):
-        if cell.task is None:
-            if cell.key is not None and cell.key in shared:
-                cell.task = shared[cell.key]
-                continue
-            args = dict(cell.kwargs)
-            cell.task = generator.submit(cell.prompt, **args)
-            if cell.key is not None:
-                shared[cell.key] = cell.task
+        if cell.task is not None:
+            continue
+        if cell.key is not None and cell.key in made:
+            cell.task = made[cell.key]
+            continue
+        cell.task = generator.submit(cell.prompt, **cell.kwargs)
+        if cell.key is not None:
+            made[cell.key] = cell.task
     return Grid(generator, prompt.strip(), axes, cells, fixed)
