@@ -2,7 +2,7 @@
 
 ``gen.grid(prompt="a fox in the snow", x=("seed", "0-2"), y=("prompt_sr", ["fox", "owl"]), steps=8)``
 queues six tasks (or fewer: see *incremental*) and returns a :class:`Grid`, which is a
-:class:`~wan_nb.generator.Sweep` — ``results()``, iteration over ``(label, task)`` and display
+:class:`~wan_nb.task.Sweep` — ``results()``, iteration over ``(label, task)`` and display
 work as for a sweep; in a notebook it displays as the lockstep grid player
 (``wan_nb.widgets.lockstep``). ``to_mp4`` and ``to_html`` (``wan_nb.grid_video``) export it.
 
@@ -32,7 +32,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-from .generator import Sweep
+from .task import Sweep
 from .grid_axes import Axis, AxisError, parse_axis
 from . import grid_reuse
 
@@ -188,7 +188,6 @@ def _run_order(cells: list[Cell]) -> list[Cell]:
 def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None, *, refresh: bool = False,
                **fixed: Any) -> Grid:
     """Check every axis and cell, then queue the cells that need rendering (see the module doc)."""
-    from .params import build_params
 
     if not isinstance(prompt, str) or not prompt.strip():
         raise AxisError("grid needs prompt='...' (the text that prompt / prompt_sr axes start from)")
@@ -237,7 +236,7 @@ def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None
     # Validate every cell before queuing any: a bad value costs no generation.
     resolved = []
     for cell in cells:
-        resolved.append(build_params(generator.spec, cell.prompt, cell.kwargs, known_loras=generator.loras))
+        resolved.append(generator.check(cell.prompt, **cell.kwargs))
 
     find: Callable[[dict[str, Any]], tuple[str | None, Any]] = grid_reuse.finder(generator)
     for cell, params in zip(cells, resolved):

@@ -75,7 +75,7 @@ def cell_key(model: str, params: Mapping[str, Any], lora_sources: Mapping[str, s
 
 
 def _lora_sources(generator: Any) -> dict[str, str]:
-    return {name: entry.source for name, entry in getattr(generator, "_loras", {}).items()}
+    return {name: entry["source"] for name, entry in generator._loras.describe().items()}
 
 
 class ReusedTask:
@@ -176,7 +176,7 @@ def _find_on_disk(generator: Any, key: str, index: dict[str, Path]) -> Any:
     folder = index.get(key)
     if folder is None:
         return None
-    from .generator import Result
+    from .task import Result
 
     info = json.loads((folder / "task.json").read_text())
     return Result(task_id=info.get("task_id", folder.name), video_path=folder / "video.mp4",
