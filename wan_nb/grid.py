@@ -30,7 +30,7 @@ import copy
 import itertools
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from .task import Sweep
 from .grid_axes import Axis, AxisError, parse_axis
@@ -136,9 +136,6 @@ class Grid(Sweep):
         from .widgets import show_grid
 
         show_grid(self)
-
-    def __iter__(self) -> Iterator[tuple[dict[str, Any], Any]]:
-        return iter(zip(self.labels, self.tasks))
 
     def __repr__(self) -> str:
         pages, rows, columns = self.shape
