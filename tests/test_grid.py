@@ -265,3 +265,19 @@ def test_the_widget_shows_every_video_and_reruns_a_cell(seed_grid):
     view._throttle.flush()
     assert view.cells[5]["status"] == "completed" and view.videos[5]
     view.close()
+
+
+def test_the_widget_follows_cells_while_they_render(gen):
+    from wan_nb.widgets.lockstep import LockstepGrid
+
+    grid = gen.grid(prompt="a heron", x=("seed", [10, 11]), y=("steps", [1, 3]), height=32, width=32, num_frames=9)
+    view = LockstepGrid(grid)                                   # built while the cells are queued
+    assert [c["status"] for c in view.cells][-1] in ("queued", "running")
+    assert view.cells[3]["recipe"]["steps"] == 3 and view.cells[3]["title"] == "seed=11 · steps=3"
+    grid.results()
+    gen.bus.drain(timeout=5)
+    view._throttle.flush()
+    assert [c["status"] for c in view.cells] == ["completed"] * 4
+    assert [c["progress"] for c in view.cells] == [100.0] * 4
+    assert all(view.videos) and view.videos[0] != view.videos[1]
+    view.close()
