@@ -163,6 +163,17 @@ class Generator:
             task.wait(timeout=30)
             raise
 
+    def grid(self, prompt: str, x: Any, y: Any = None, z: Any = None, *, refresh: bool = False,
+             **fixed: Any) -> Any:  # a wan_nb.grid.Grid (imported when called: import stays light)
+        """A comparison grid: ``x``/``y``/``z`` are ``(name, values)`` axes, the rest is fixed.
+
+        ``gen.grid(prompt="a fox", x=("seed", "0-2"), y=("prompt_sr", ["fox", "owl"]), steps=8)``;
+        cells matching a finished run reuse its video unless ``refresh=True``. See :mod:`wan_nb.grid`.
+        """
+        from .grid import build_grid
+
+        return build_grid(self, prompt, x, y, z, refresh=refresh, **fixed)
+
     def sweep(self, **axes: Any) -> Sweep:
         """Queue the cross product of every list-valued argument; others are fixed.
 
