@@ -46,6 +46,14 @@ class WorkerCall:
         finally:
             self.done.set()
 
+    def outcome(self, timeout: float | None) -> Any:
+        """Wait for the call; its result, or raise its exception."""
+        if not self.done.wait(timeout):
+            raise TimeoutError(f"run_on_worker: still waiting after {timeout} s (tasks ahead of it)")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
 
 class WorkQueue:
     """Items in run order; :meth:`get` blocks until one may run (None once closed and empty)."""

@@ -380,7 +380,9 @@ def release_accelerator(gen: "Generator", pipe: Any) -> bool:
     device = str(execution_device(gen, pipe) or "cpu")
     moved = False
     if gen.offload == "none" and not device.startswith("cpu") and hasattr(pipe, "to"):
-        pipe.to("cpu")  # offload modes keep the weights on the CPU between uses already
+        pipe.to("cpu")
         moved = True
+    elif gen.offload != "none":
+        models.release(pipe)  # the offload hooks load each model back when the next step needs it
     free_accelerator_memory()
     return moved

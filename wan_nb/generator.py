@@ -32,13 +32,11 @@ from .bus import EventBus, Unsubscribe
 from .errors import GenerationCancelled, GenerationError, TaskNotQueued  # noqa: F401 (re-exported)
 from .events import Event, EventType, Stage
 from .params import build_params, public_params
-from .task import Handle, Result, Sweep, Task, new_task_id  # noqa: F401 (re-exported)
+from .task import Handle, Result, Sweep, Task, new_task_id, steer  # noqa: F401 (re-exported)
 
 __all__ = ["Generator", "Task", "Result", "GenerationError", "GenerationCancelled", "Sweep", "HostedTask"]
 
 log = logging.getLogger(__name__)
-
-STEER_ACTIONS = ("cancel", "pause", "resume", "move")
 
 
 def default_runs_dir() -> Path:
@@ -239,20 +237,7 @@ class Generator:
         What Jupyter servers call through the relay. ``move`` takes ``index=``; ``pause`` takes
         ``release_memory=``. False if the task is unknown here or cannot do it now.
         """
-        if action not in STEER_ACTIONS:
-            raise ValueError(f"steer: unknown action {action!r}; choose one of {', '.join(STEER_ACTIONS)}")
-        handle: Handle | None = self._tasks.get(task_id) or self._hosted.get(task_id)
-        if handle is None:
-            return False
-        try:
-            if action == "move":
-                handle.move(kw.get("index"))
-                return True
-            if action == "pause":
-                return handle.pause(release_memory=bool(kw.get("release_memory", False)))
-            return getattr(handle, action)()
-        except (TaskNotQueued, TypeError):
-            return False
+        return steer(self._tasks.get(task_id) or self._hosted.get(task_id), action, **kw)
 
     def resume_queue(self) -> list[Task]:
         """Submit again what a previous process of this runs dir left queued or unfinished.
@@ -322,11 +307,7 @@ class Generator:
             raise RuntimeError("this generator is closed; create a new one")
         call = WorkerCall(fn)
         self._worker.put(call)
-        if not call.done.wait(timeout):
-            raise TimeoutError(f"run_on_worker: still waiting after {timeout} s (tasks ahead of it)")
-        if call.error is not None:
-            raise call.error
-        return call.result
+        return call.outcome(timeout)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -19,12 +19,33 @@ from .events import Event, Stage
 if TYPE_CHECKING:
     from .generator import Generator
 
-__all__ = ["Handle", "Task", "Result", "Sweep", "new_task_id"]
+__all__ = ["Handle", "Task", "Result", "Sweep", "new_task_id", "steer", "STEER_ACTIONS"]
+
+STEER_ACTIONS = ("cancel", "pause", "resume", "move")
 
 
 def new_task_id() -> str:
     """A fresh task id: sortable by creation time, unique across processes."""
     return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:8]
+
+
+def steer(handle: "Handle | None", action: str, **kw: Any) -> bool:
+    """``Generator.steer`` once the handle is found: False where the action does not apply."""
+    from .errors import TaskNotQueued
+
+    if action not in STEER_ACTIONS:
+        raise ValueError(f"steer: unknown action {action!r}; choose one of {', '.join(STEER_ACTIONS)}")
+    if handle is None:
+        return False
+    try:
+        if action == "move":
+            handle.move(kw.get("index"))
+            return True
+        if action == "pause":
+            return handle.pause(release_memory=bool(kw.get("release_memory", False)))
+        return getattr(handle, action)()
+    except (TaskNotQueued, TypeError):
+        return False
 
 
 class Handle:
