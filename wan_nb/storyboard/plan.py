@@ -104,6 +104,12 @@ def _frames_for_seconds(seconds: float, fps: float, temporal_factor: int) -> int
     return max(1, int(round((wanted - 1) / temporal_factor)) * temporal_factor + 1)
 
 
+def _stand_in_frame(previous: dict[str, Any]) -> Any:
+    import numpy as np
+
+    return np.zeros((previous["height"], previous["width"], 3), np.uint8)
+
+
 def _check_image_source(index: int, image: Any) -> None:
     if image is None:
         return
@@ -184,7 +190,9 @@ class Storyboard:
         self.id = id or gen.new_task_id()
         self._run: StoryboardRun | None = None
         # Everything is checked now, before any model work: a typo costs nothing.
-        self._params = [self._scene_params(i, s) for i, s in enumerate(scenes, 1)]
+        self._params: list[dict[str, Any]] = []
+        for index, scene in enumerate(scenes, 1):
+            self._params.append(self._scene_params(index, scene))
         sizes = {(p["height"], p["width"]) for p in self._params}
         if len(sizes) > 1:
             raise ValueError(f"every scene must have the same height and width to be stitched; got "
@@ -245,16 +253,24 @@ class Storyboard:
         kwargs["seed"] = scene.seed if scene.seed is not None else self.seed + index - 1
         if scene.loras is not None:
             kwargs["loras"] = scene.loras
+        if self._params and "height" not in kwargs and "width" not in kwargs:
+            # One video has one size: later scenes take the first scene's (which an image may set).
+            kwargs["height"], kwargs["width"] = self._params[0]["height"], self._params[0]["width"]
         _check_image_source(index, scene.image)
-        kwargs["image"] = scene.image
+        from_previous = scene.image is None and bool(self.continuity) and index > 1
+        if getattr(self.gen.spec, "requires_image", self.gen.spec.kind == "i2v") and \
+                scene.image is None and not from_previous:
+            raise ValueError(f"scene {index}: {self.gen.model!r} is an image-to-video model; give the first "
+                             "scene an image, e.g. Scene(prompt, image='start.png')")
+        # A scene that starts from the previous one's last frame has its image only once that
+        # scene is made; checked now with a stand-in of that frame's size.
+        kwargs["image"] = _stand_in_frame(self._params[-1]) if from_previous else scene.image
         try:
             params = build_params(self.gen.spec, scene.prompt, kwargs, known_loras=self.gen.loras)
         except (ValueError, TypeError) as exc:
             raise _in_scene(exc, f"scene {index} ({scene.prompt[:40]!r})") from exc
-        has_image = scene.image is not None or (self.continuity and index > 1)
-        if getattr(self.gen.spec, "requires_image", self.gen.spec.kind == "i2v") and not has_image:
-            raise ValueError(f"scene {index}: {self.gen.model!r} is an image-to-video model; give the first "
-                             "scene an image, e.g. Scene(prompt, image='start.png')")
+        if from_previous:
+            params["image"] = None
         return params
 
     # -- facts -------------------------------------------------------------------------------
