@@ -84,7 +84,6 @@ class ProgressPanel(w.VBox):
                                          button_style="", tooltip="Hold after the current denoising step")
         self.pause_button.add_class("wan-nb-pause")
         self.pause_button.on_click(self._on_pause_click)
-        self._paused = False  # from generation_paused / generation_resumed events
         self.memory = VramPlot() if memory and not compact else None
         # The newest live preview (an animated WebP of the whole clip), hidden until one arrives.
         self.preview = w.Image(format="webp", layout=w.Layout(display="none", width="128px"))
@@ -143,13 +142,12 @@ class ProgressPanel(w.VBox):
 
     def _point_buttons_at(self, task_id: str) -> None:
         self.cancel_button.task_id = self.pause_button.task_id = task_id
-        self._paused = False
 
     def _on_pause_click(self, _button: Any) -> None:
         task = self._task
         if task is None or not hasattr(task, "pause"):
             return
-        if self._paused or getattr(task, "pause_requested", False):
+        if self.state.status == "paused" or getattr(task, "pause_requested", False):
             task.resume()
         else:
             task.pause()
@@ -190,11 +188,9 @@ class ProgressPanel(w.VBox):
         self._samples_changed = True
 
     def _note(self, event: Event) -> None:
-        """What the panel keeps beside the task state: the newest preview, whether it holds."""
+        """What the panel keeps beside the task state: the newest preview."""
         if event.type == EventType.PREVIEW:
             self._add_preview(event)
-        elif event.type in (EventType.GENERATION_PAUSED, EventType.GENERATION_RESUMED):
-            self._paused = event.type == EventType.GENERATION_PAUSED
 
     def _add_preview(self, event: Event) -> None:
         mime = str(event.data.get("mime", "image/webp"))
@@ -241,7 +237,7 @@ class ProgressPanel(w.VBox):
                 self.memory.set_series(list(self._samples), self._bands(), self._memory_kind, self._memory_label)
 
     def _draw_pause_button(self, can_pause: bool) -> None:
-        holding = self._paused or bool(getattr(self._task, "pause_requested", False))
+        holding = self.state.status == "paused" or bool(getattr(self._task, "pause_requested", False))
         if holding:
             self._set(self.pause_button, action="resume", description="Resume", pending="Resuming…", icon="play",
                       tooltip="Go on from the step it holds at")
@@ -264,10 +260,9 @@ class ProgressPanel(w.VBox):
         if s.task_id is None:
             return "<i>No generation yet</i>"
         prompt = s.prompt if len(s.prompt) <= 90 else s.prompt[:87] + "…"
-        status = "paused" if self._paused and not s.finished else s.status
-        color = STATUS_COLOR.get(status, "#777")
+        color = STATUS_COLOR.get(s.status, "#777")
         return (f"<div class='wan-nb-title'><b>{html.escape(prompt)}</b> "
-                f"<span style='color:{color}' class='wan-nb-status' data-status='{status}'>● {status}</span> "
+                f"<span style='color:{color}' class='wan-nb-status' data-status='{s.status}'>● {s.status}</span> "
                 f"<code style='font-size:80%;opacity:.7'>{html.escape(s.task_id)}</code></div>")
 
     def _message_html(self, s: TaskState) -> str:
