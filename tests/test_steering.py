@@ -297,3 +297,14 @@ def test_a_storyboard_is_steered_by_its_own_id(gen, recorder):
         off()
     assert len(result.scene_videos) == 2
     assert gen.steer(board.id, "cancel") is False          # finished, and no longer steered here
+
+
+def test_resume_queue_leaves_the_tasks_of_a_live_process_alone(tmp_path):
+    with Generator(model="tiny", runs_dir=tmp_path, previews=False) as owner:
+        owner.pause()
+        waiting = owner.submit("still mine", seed=0, **SMALL)
+        with Generator(model="tiny", runs_dir=tmp_path, previews=False) as other:
+            assert other.resume_queue() == []      # its owner is alive: not an orphan
+        assert waiting.status == "queued"
+        waiting.cancel()
+    assert not (tmp_path / "queue.json").exists()

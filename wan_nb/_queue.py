@@ -327,9 +327,11 @@ def resubmit(gen: Any) -> list[Any]:
     """``Generator.resume_queue``: submit the orphaned entries of ``gen``'s model, in run order."""
     from .params import GENERATION_ARGS
 
-    taken = gen._queue_file.take_orphans(lambda e: e.get("model") == gen.model and not e.get("parent_id"))
+    taken = gen._queue_file.take_orphans(lambda e: e.get("model") == gen.model)
     tasks = []
     for old_id, entry in taken:
+        if entry.get("parent_id"):
+            continue  # a storyboard scene: Storyboard.resume() makes what its folder lacks
         kwargs = {k: v for k, v in (entry.get("kwargs") or {}).items() if k in GENERATION_ARGS}
         try:
             tasks.append(gen.submit(entry["prompt"], **kwargs))

@@ -242,8 +242,8 @@ class Generator:
     def resume_queue(self) -> list[Task]:
         """Submit again what a previous process of this runs dir left queued or unfinished.
 
-        A task that was running starts over. Tasks of another model, and storyboard scenes (their
-        storyboard's ``resume()`` remakes them), stay recorded for a generator they fit.
+        A task that was running starts over. Tasks of another model stay recorded for a generator
+        of that model; storyboard scenes are dropped (the storyboard's ``resume()`` remakes them).
         """
         return resubmit(self)
 
