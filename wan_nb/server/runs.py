@@ -146,8 +146,10 @@ def _from_history(directory: Path) -> list[dict[str, Any]] | None:
                       "model_type": getattr(record, "model", None),
                       "created_at": _iso(getattr(record, "created_at", None)), "status": status,
                       "output_path": str(video) if video else None,
-                      "duration_s": getattr(record, "duration_s", None), "updated_at": None,
-                      "error_type": None, "error": None, "scene_videos": [], "kind": "generation",
+                      "duration_s": getattr(record, "duration_s", None),
+                      "updated_at": getattr(record, "finished_at", None), "error_type": None,
+                      "error": getattr(record, "error", None), "scene_videos": [],
+                      "kind": "storyboard" if getattr(record, "kind", "") == "storyboard" else "generation",
                       "pid": None})
     return found
 
