@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from .lora import EXPERTS, _looks_like_repo  # the one rule for "org/name" vs a path
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, lora_entry, recipe
 
-__all__ = ["rerun", "rerun_args"]
+__all__ = ["rerun", "rerun_args", "generator_rerun"]
 
 
 def _lora_file(name: str, path: str | None, source: str | None, want: str | None) -> str:
@@ -126,3 +126,10 @@ def rerun(generator: Any, source: Any, *, progress: str | bool = "auto", **overr
     prompt, kwargs = rerun_args(generator, source, **overrides)
     return generator.generate(prompt, progress=progress, **kwargs)
 
+
+
+def generator_rerun(self: Any, source: Any, **overrides: Any) -> Any:
+    """Make a video again from its recipe (a Result, an MP4, a run folder or a recipe dict) and
+    return the new Result; ``overrides`` replace single arguments, e.g. ``seed=5``. Everything
+    the recipe names (model, LoRA files, input image) is checked before any work."""
+    return rerun(self, source, **overrides)
