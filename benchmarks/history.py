@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from wan_nb.presets import WAN_NEGATIVE_PROMPT  # noqa: E402
+from wan_nb.model_presets import WAN_NEGATIVE_PROMPT  # noqa: E402
 
 PROMPTS = ["a red fox running through snow", "an owl at dusk over a frozen lake", "a lantern-lit street in the rain",
            "a paper boat drifting down a gutter", "a hummingbird hovering at a flower"]

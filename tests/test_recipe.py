@@ -193,13 +193,13 @@ def test_an_image_to_video_rerun_is_identical_and_a_missing_image_is_named(tmp_p
 
 
 def test_a_cancelled_run_keeps_its_recipe_and_can_be_run_again(gen):
-    task = gen.submit("a heron in fog", seed=7, steps=3000)
+    task = gen.submit("a heron in fog", seed=7, steps=1000)
     while task.current_step < 1:
         task.wait(0.02)
     task.cancel()
     task.wait(60)
     info = json.loads((task.run_dir / "task.json").read_text())
-    assert info["status"] == "cancelled" and info["recipe"]["steps"] == 3000
+    assert info["status"] == "cancelled" and info["recipe"]["steps"] == 1000
     prompt, kwargs = rerun_args(gen, task.run_dir, steps=2)
     assert (prompt, kwargs["seed"], kwargs["steps"]) == ("a heron in fog", 7, 2)
 
@@ -226,3 +226,25 @@ def test_a_plan_made_before_the_model_is_loaded_has_the_key_of_the_run(tmp_path)
         made = fresh.generate("a kite over dunes", seed=4, steps=2, progress=False)
         assert recipe_key(wan_nb.recipe(made)) == key
         assert wan_nb.history.find_by_key(tmp_path, key).task_id == made.task_id
+
+
+def test_two_expert_loras_a_pair_and_one_expert_only_are_remade_alike(tmp_path):
+    pipe = tiny.pipeline("tiny-a14b")
+    high = tiny.make_lora(pipe.transformer, tmp_path / "high.safetensors", seed=1)
+    low = tiny.make_lora(pipe.transformer_2, tmp_path / "low.safetensors", seed=2)
+    ink = tiny.make_lora(pipe.transformer_2, tmp_path / "ink.safetensors", seed=3)
+    with Generator(model="tiny-a14b", runs_dir=tmp_path / "runs", previews=False) as gen:
+        gen.load_lora((high, low), name="duo", weight=0.9)
+        gen.load_lora(ink, name="ink", weight=0.5, experts="low")
+        made = gen.generate("a lighthouse", seed=5, steps=4, progress=False)
+        duo, late = sorted(wan_nb.recipe(made)["loras"], key=lambda l: l["name"])
+        assert duo["targets"] == ["transformer", "transformer_2"] and set(duo["files"]) == set(duo["targets"])
+        assert late["targets"] == ["transformer_2"] and late["path"].endswith("ink.safetensors")
+        gen.unload_lora()
+        again = gen.rerun(made.video_path, progress=False)
+        assert sorted(wan_nb.recipe(again)["loras"], key=lambda l: l["name"]) == [duo, late]
+        assert np.array_equal(read_frames(again.video_path), read_frames(made.video_path))
+        gen.unload_lora()
+        low.unlink()
+        with pytest.raises(RecipeError, match="LoRA 'duo' of this recipe is no longer there: no file at .*low.safetensors"):
+            gen.rerun(made)

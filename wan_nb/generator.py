@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, journal, models, relay
+from . import eta, journal, models, relay, run_record
 from ._loras import LoraRegistry
 from ._queue import QueueFile, Worker, WorkerCall, queue_entry, resubmit
 from ._run import estimate_duration, event_params
@@ -32,6 +32,7 @@ from .bus import EventBus, Unsubscribe
 from .errors import GenerationCancelled, GenerationError, TaskNotQueued  # noqa: F401 (re-exported)
 from .events import Event, EventType, Stage
 from .params import build_params, public_params
+from .rerun import generator_rerun
 from .task import Handle, Result, Sweep, Task, new_task_id, steer  # noqa: F401 (re-exported)
 
 __all__ = ["Generator", "Task", "Result", "GenerationError", "GenerationCancelled", "Sweep", "HostedTask"]
@@ -74,10 +75,7 @@ class Generator:
         self._bus = EventBus()
         self._journal = journal.Journal()
         self._bus.add_sink(self._journal)
-        from .run_record import Recorder  # recipes into task.json and the MP4; the history index
-
-        self._recorder = Recorder(self)
-        self._bus.add_sink(self._recorder)
+        self._recorder = run_record.attach(self)  # recipes into task.json and the MP4; the history index
         self._timings = eta.TimingStore(models.cache_dir() / "timings.json")
         self._tasks: dict[str, Task] = {}
         self._hosted: dict[str, Handle] = {}  # handles of hosted tasks (storyboards), by id
@@ -187,12 +185,7 @@ class Generator:
         """The full parameter set ``submit(prompt, **kwargs)`` would run; raises what it would raise."""
         return build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
 
-    def rerun(self, source: Any, **overrides: Any) -> Result:
-        """Make a video again from its recipe (a Result, MP4, run folder or recipe dict);
-        ``overrides`` replace single arguments, e.g. ``seed=5``. See :mod:`wan_nb.rerun`."""
-        from .rerun import rerun
-
-        return rerun(self, source, **overrides)
+    rerun = generator_rerun  # gen.rerun(source, **overrides): see wan_nb.rerun
 
     @property
     def tasks(self) -> list[Task]:

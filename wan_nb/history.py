@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .events import TERMINAL_STATUS, is_terminal  # standard library only, like this module
+from .state import PRODUCER_LOST
 
 __all__ = ["Run", "RunList", "history", "find_by_key", "record", "default_runs_dir", "INDEX_NAME",
            "FINISHED"]
@@ -64,7 +65,7 @@ class Run:
     finished_at: str | None = None
     error: str | None = None
     key: str | None = None           # recipe_key of a finished run (for reuse)
-    kind: str = "video"              # or "storyboard"
+    kind: str = "generation"         # or "storyboard" (as in the server's snapshots)
     parent_id: str | None = None     # the storyboard a scene belongs to
     created_ts: float = field(default=0.0, repr=False, compare=False)
 
@@ -138,7 +139,7 @@ def _to_run(entry: dict[str, Any], runs_dir: Path) -> Run:
                video_path=folder / video if video else None, created_at=entry.get("created_at"),
                duration_s=entry.get("duration_s"), prompt=entry.get("prompt") or params.get("prompt", ""),
                run_dir=folder, finished_at=entry.get("finished_at"), error=entry.get("error"),
-               key=entry.get("key"), kind=entry.get("kind") or "video", parent_id=entry.get("parent_id"),
+               key=entry.get("key"), kind=entry.get("kind") or "generation", parent_id=entry.get("parent_id"),
                created_ts=entry.get("created_ts") or _parse_ts(entry.get("created_at")))
 
 
@@ -153,7 +154,7 @@ def entry_from_task(info: dict[str, Any], folder: str, *, status: str, video: st
             "seed": info.get("seed", params.get("seed")), "model": info.get("model"),
             "loras": info.get("loras") or {}, "video": video, "created_at": created_at,
             "created_ts": info.get("created_ts") or _parse_ts(created_at), "finished_at": finished_at,
-            "duration_s": duration_s, "error": error, "key": key, "kind": info.get("kind") or "video",
+            "duration_s": duration_s, "error": error, "key": key, "kind": info.get("kind") or "generation",
             "parent_id": info.get("parent_id")}
 
 
@@ -229,6 +230,8 @@ def read_folder(runs_dir: Path, name: str) -> tuple[dict[str, Any], bool]:
     if end is not None:
         data = end.get("data") or {}
         status = TERMINAL_STATUS[end["type"]]
+        if data.get("error_type") == PRODUCER_LOST:  # a server saw its process die: as the server lists it
+            status = "lost"
         video = None
         if status == "completed":
             output = data.get("output_path")

@@ -6,7 +6,8 @@ A recipe is a JSON-ready dict::
      "prompt", "negative_prompt", "seed", "steps", "height", "width", "num_frames", "fps",
      "guidance_scale", "guidance_scale_2", "flow_shift",          # generation arguments
      "model": {"name", "repo_id", "revision", "kind"}, "dtype",
-     "loras": [{"name", "weight", "sha256", "path", "source"}],   # the adapters that were on
+     "loras": [{"name", "weight", "sha256", "path", "source",    # the adapters that were on
+                "targets", ["files"]}],                       # (files: a pair, one per expert)
      "image": {"sha256", "path"} | None,                          # the first frame, as used
      "versions": {"wan_nb", "diffusers", "torch"},
      "task_id", "created_at"}
@@ -35,7 +36,7 @@ import types
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["recipe", "recipe_key", "build", "plan", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
+__all__ = ["recipe", "recipe_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
            "PARAM_FIELDS", "RecipeError"]
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
     has the same key. A LoRA at weight 0 changes nothing, so it is left out too.
     """
     model = recipe.get("model") or {}
-    loras = sorted((l.get("sha256"), float(l.get("weight", 1.0))) for l in recipe.get("loras") or ()
+    loras = sorted((l.get("sha256"), float(l.get("weight", 1.0)), l.get("targets")) for l in recipe.get("loras") or ()
                    if float(l.get("weight", 1.0)) != 0.0)
     image = recipe.get("image")
     decisive = {"params": {f: _normal(recipe, f) for f in PARAM_FIELDS},
@@ -188,19 +189,29 @@ def _flow_shift(generator: Any, params: Mapping[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+def lora_entry(name: str, entry: Any, weight: float) -> dict[str, Any]:
+    """One adapter as a recipe holds it: its file (or, for a pair on a two-expert model, one file
+    per expert under ``files``), the sha256 that identifies it, and the transformers it goes into."""
+    state = entry.state
+    targets = dict(state) if isinstance(state, Mapping) else {"transformer": state}
+    files = {component: {"path": str(Path(getattr(read, "path", None) or entry.source).resolve()),
+                         "sha256": file_sha256(getattr(read, "path", None) or entry.source)}
+             for component, read in sorted(targets.items())}
+    out: dict[str, Any] = {"name": name, "weight": float(weight), "source": entry.source, "targets": list(files)}
+    if len({f["path"] for f in files.values()}) == 1:
+        first = next(iter(files.values()))
+        out.update(path=first["path"], sha256=first["sha256"])
+    else:
+        joined = ";".join(f"{component}:{f['sha256']}" for component, f in files.items())
+        out.update(path=None, sha256=hashlib.sha256(joined.encode()).hexdigest(), files=files)
+    return out
+
+
 def _loras(generator: Any, requested: Mapping[str, float]) -> list[dict[str, Any]]:
     """The adapters a run uses: the requested ones, or (none requested) every loaded one."""
     loaded = generator._loras.entries
     weights = dict(requested) if requested else {n: entry.weight for n, entry in loaded.items()}
-    out = []
-    for name, weight in weights.items():
-        entry = loaded.get(name)
-        if entry is None:
-            continue
-        path = getattr(entry.state, "path", None) or entry.source
-        out.append({"name": name, "weight": float(weight), "sha256": file_sha256(path),
-                    "path": str(Path(path).resolve()), "source": entry.source})
-    return out
+    return [lora_entry(name, loaded[name], weight) for name, weight in weights.items() if name in loaded]
 
 
 def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.PathLike | None = None,

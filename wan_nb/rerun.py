@@ -11,16 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from .lora import _looks_like_repo  # the one rule for "org/name" vs a path
-from .recipe import PARAM_FIELDS, RecipeError, file_sha256, recipe
+from .lora import EXPERTS, _looks_like_repo  # the one rule for "org/name" vs a path
+from .recipe import PARAM_FIELDS, RecipeError, file_sha256, lora_entry, recipe
 
-__all__ = ["rerun", "rerun_args"]
+__all__ = ["rerun", "rerun_args", "generator_rerun"]
 
 
-def _lora_file(entry: Mapping[str, Any]) -> str:
-    """Where to load a recipe's LoRA from; raises RecipeError naming it when it is gone or changed."""
-    name, want = entry.get("name"), entry.get("sha256")
-    candidates = list(dict.fromkeys(str(c) for c in (entry.get("path"), entry.get("source")) if c))
+def _lora_file(name: str, path: str | None, source: str | None, want: str | None) -> str:
+    """Where to load one LoRA file from; raises RecipeError naming it when it is gone or changed."""
+    candidates = list(dict.fromkeys(str(c) for c in (path, source) if c))
     for candidate in candidates:
         if Path(candidate).expanduser().is_file():
             have = file_sha256(Path(candidate).expanduser())
@@ -29,12 +28,24 @@ def _lora_file(entry: Mapping[str, Any]) -> str:
                                   f"(sha256 {have[:12]}…, recorded {want[:12]}…); put the original file back, "
                                   f"or rerun with loras={{{name!r}: 0}} to leave it out")
             return candidate
-    source = str(entry.get("source") or "")
     if source and _looks_like_repo(source) and not Path(source).expanduser().exists():
         return source  # a Hub LoRA: downloaded again, its hash checked once it is here
     raise RecipeError(f"LoRA {name!r} of this recipe is no longer there: no file at "
-                      f"{' or '.join(map(str, candidates)) or '(no path recorded)'}; put it back, or rerun with "
+                      f"{' or '.join(candidates) or '(no path recorded)'}; put it back, or rerun with "
                       f"loras={{{name!r}: 0}} to leave it out")
+
+
+def _lora_load_args(entry: Mapping[str, Any], two_experts: bool) -> tuple[Any, str | None]:
+    """(path or (high, low) pair, experts=) that load ``entry`` as the recipe recorded it."""
+    name = entry["name"]
+    files = entry.get("files")
+    if files:
+        return tuple(_lora_file(name, files[c]["path"], None, files[c]["sha256"])
+                     for c in ("transformer", "transformer_2")), None
+    path = _lora_file(name, entry.get("path"), entry.get("source"), entry.get("sha256"))
+    targets = tuple(entry.get("targets") or ())
+    experts = next((k for k, v in EXPERTS.items() if v == targets), None) if two_experts else None
+    return path, experts
 
 
 def _check_image(found: Mapping[str, Any]) -> str:
@@ -70,19 +81,21 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
 
     weights = {l["name"]: float(l.get("weight", 1.0)) for l in found.get("loras") or ()}
     weights.update({str(k): float(v) for k, v in (overrides.get("loras") or {}).items()})
-    to_load: dict[str, str] = {}
+    two_experts = len(generator.spec.experts) >= 2
+    to_load: dict[str, tuple[Any, str | None]] = {}
     for entry in found.get("loras") or ():
         name = entry["name"]
         if weights.get(name) == 0.0:
             continue
         loaded = generator._loras.entries.get(name)
         if loaded is not None:
-            path = getattr(loaded.state, "path", None) or loaded.source
-            if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+            have = lora_entry(name, loaded, weights[name])
+            recorded = (entry.get("sha256", have["sha256"]), entry.get("targets", have["targets"]))
+            if (have["sha256"], have["targets"]) != recorded:
                 raise RecipeError(f"a different LoRA named {name!r} is loaded ({loaded.source}); "
                                   f"unload_lora({name!r}) first so the recipe's file can be loaded")
             continue
-        to_load[name] = _lora_file(entry)
+        to_load[name] = _lora_load_args(entry, two_experts)
 
     prompt = overrides.get("prompt", found["prompt"])
     kwargs = {f: found.get(f) for f in PARAM_FIELDS if f != "prompt" and f in GENERATION_ARGS
@@ -91,12 +104,12 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
     if found.get("image") and "image" not in overrides:
         kwargs["image"] = _check_image(found)
     # Every argument checked (LoRAs as names only) before any file is read into the generator.
-    build_params(generator.spec, prompt, {k: v for k, v in kwargs.items() if k != "image"})
+    build_params(generator.spec, prompt, kwargs)
 
-    for name, path in to_load.items():
-        generator.load_lora(path, name=name, weight=weights[name])
+    for name, (path, experts) in to_load.items():
+        generator.load_lora(path, name=name, weight=weights[name], **({"experts": experts} if experts else {}))
         want = next(l for l in found["loras"] if l["name"] == name).get("sha256")
-        have = file_sha256(generator._loras.entries[name].state.path)
+        have = lora_entry(name, generator._loras.entries[name], weights[name])["sha256"]
         if want and have != want:  # only a Hub download can get here: local files were checked
             generator.unload_lora(name)
             raise RecipeError(f"LoRA {name!r} downloaded from {path} is not the recorded file "
@@ -113,3 +126,10 @@ def rerun(generator: Any, source: Any, *, progress: str | bool = "auto", **overr
     prompt, kwargs = rerun_args(generator, source, **overrides)
     return generator.generate(prompt, progress=progress, **kwargs)
 
+
+
+def generator_rerun(self: Any, source: Any, **overrides: Any) -> Any:
+    """Make a video again from its recipe (a Result, an MP4, a run folder or a recipe dict) and
+    return the new Result; ``overrides`` replace single arguments, e.g. ``seed=5``. Everything
+    the recipe names (model, LoRA files, input image) is checked before any work."""
+    return rerun(self, source, **overrides)

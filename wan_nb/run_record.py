@@ -20,7 +20,7 @@ from . import history, journal
 from . import recipe as _recipe
 from .events import TERMINAL_STATUS, Event, EventType
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "attach"]
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +118,10 @@ class Recorder:
                                         duration_s=info["duration_s"], finished_at=event.timestamp,
                                         error=info["error"], key=info.get("recipe_key"))
         history.record(task.run_dir.parent, entry)
+
+
+def attach(generator: Any) -> Recorder:
+    """A Recorder for ``generator``, added to its bus as a sink."""
+    recorder = Recorder(generator)
+    generator._bus.add_sink(recorder)
+    return recorder
