@@ -197,9 +197,13 @@ def _loras(generator: Any, requested: Mapping[str, float]) -> list[dict[str, Any
         entry = loaded.get(name)
         if entry is None:
             continue
-        path = getattr(entry.state, "path", None) or entry.source
-        out.append({"name": name, "weight": float(weight), "sha256": file_sha256(path),
-                    "path": str(Path(path).resolve()), "source": entry.source})
+        # One LoraState per expert the adapter goes into: one file for all, or a (high, low) pair.
+        states = entry.state.values() if isinstance(entry.state, Mapping) else [entry.state]
+        paths = list(dict.fromkeys(str(getattr(s, "path", None) or entry.source) for s in states))
+        sha = file_sha256(paths[0]) if len(paths) == 1 else \
+            hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()
+        out.append({"name": name, "weight": float(weight), "sha256": sha,
+                    "path": str(Path(paths[0]).resolve()), "source": entry.source})
     return out
 
 
