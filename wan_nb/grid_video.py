@@ -7,8 +7,8 @@ in time. A clip shorter than the longest of its page holds its last frame; clips
 frame rate are resampled to the film's (the highest of the page). Small clips are scaled up by
 a whole factor to at least ``min_tile`` pixels, so the labels stay readable next to them;
 the whole film is kept within ``max_width`` x ``max_height`` by shrinking the tiles (the labels
-keep their size). The grid's recipe travels in the MP4's ``comment`` tag as JSON
-(:func:`read_recipe` gets it back).
+keep their size). The grid's recipe travels in the MP4's ``comment`` tag as JSON, written by
+``wan_nb.recipe.embed`` like a single run's (:func:`read_recipe` gets it back).
 """
 
 from __future__ import annotations
@@ -237,45 +237,29 @@ def to_mp4(grid: Any, path: Any, *, min_tile: int = 128, max_width: int = 1920, 
             films.append(_page_film(grid, geometry, page, page_clips, fps, work)[0])
         listing = work / "pages.txt"
         listing.write_text("".join(f"file '{f}'\n" for f in films))
-        partial = path.with_name(path.name + ".part.mp4")
-        recipe = json.dumps(grid.recipe(), default=str, separators=(",", ":"))
+        joined = path.with_name(path.name + ".part.mp4")   # beside the target: the rename is atomic
         _run([_ffmpeg(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-              "-c", "copy", "-metadata", f"comment={recipe}", "-metadata", f"title=wan_nb grid: {grid.prompt}",
-              "-movflags", "+faststart", str(partial)], partial)
-        partial.replace(path)
+              "-c", "copy", "-metadata", f"title=wan_nb grid: {grid.prompt}", str(joined)], joined)
+        # Where a single run keeps its recipe (the comment tag), written the same way.
+        from .recipe import embed
+
+        embed(joined, json.loads(json.dumps(grid.recipe(), default=str)))
+        joined.replace(path)
     return path
 
 
 def read_recipe(path: Any) -> dict[str, Any] | None:
     """The grid recipe embedded by :func:`to_mp4` (None if the file carries none)."""
+    from .recipe import METADATA_TAG, _ffmetadata
+
     done = subprocess.run([_ffmpeg(), "-loglevel", "error", "-i", str(path), "-f", "ffmetadata", "-"],
                           capture_output=True)
-    text = done.stdout.decode("utf-8", "replace")
-    # ffmetadata escapes '=', ';', '#', '\' and newlines with a backslash.
-    value, collecting = [], False
-    for raw in text.splitlines(keepends=True):
-        if not collecting and raw.startswith("comment="):
-            collecting, raw = True, raw[len("comment="):]
-        elif not collecting:
-            continue
-        value.append(raw)
-        if not raw.rstrip("\n").endswith("\\") or raw.rstrip("\n").endswith("\\\\"):
-            break
-    if not value:
-        return None
-    joined = "".join(value).rstrip("\n")
-    unescaped, i = [], 0
-    while i < len(joined):
-        if joined[i] == "\\" and i + 1 < len(joined):
-            unescaped.append(joined[i + 1])
-            i += 2
-        else:
-            unescaped.append(joined[i])
-            i += 1
+    text = _ffmetadata(done.stdout.decode("utf-8", "replace")).get(METADATA_TAG)
     try:
-        return json.loads("".join(unescaped))
+        found = json.loads(text) if text else None
     except ValueError:
         return None
+    return found if isinstance(found, dict) and found.get("kind") == "wan_nb.grid" else None
 
 
 def to_html(grid: Any, path: Any, *, inline: bool = False, tile_width: int = 192,
