@@ -102,7 +102,7 @@ export class RowView {
     this.status = t.status;
     this.node.dataset.status = t.status;
     this.node.dataset.kind = t.kind;
-    const prompt = t.prompt || (t.kind === 'storyboard' ? 'Storyboard' : t.id);
+    const prompt = t.prompt || (t.kind === 'storyboard' ? `Storyboard ${t.id}` : t.id);
     setText(this._prompt, prompt);
     this._prompt.title = prompt;
     const stage = t.stage && t.stage !== t.status ? ` · ${stageLabel(t.stage)}` : '';
