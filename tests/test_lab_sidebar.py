@@ -29,7 +29,18 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILT = ROOT / "wan_nb" / "labextension"
 JUPYTER = Path(sys.executable).with_name("jupyter")
 WAN_NB = Path(sys.executable).with_name("wan-nb")
-STORYBOARD = Path(__file__).with_name("_storyboard_helpers.py")
+# A storyboard in a script of its own, with a live preview at every step.
+STORYBOARD = """
+import sys, time
+from wan_nb import Generator, Storyboard
+
+with Generator(model="tiny", runs_dir=sys.argv[1], preview_every=1) as gen:
+    board = Storyboard(gen, ["a fox wakes", "the fox runs", "the fox sleeps"], id=sys.argv[2],
+                       seed=0, num_frames=5, steps=4, progress_interval=0.05)
+    board.submit().result(timeout=600)
+    print("completed", flush=True)
+    time.sleep(0.5)  # let the last frames leave the relay socket
+"""
 SCREENSHOT = ROOT / "docs" / "lab-sidebar.png"
 SIDEBAR_TAB = ".lm-TabBar-tab[data-id='wan-nb-generations']"
 # Three producers load the tiny model at once; on a busy 2-core machine that can take minutes.
@@ -41,7 +52,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 # Records, in the page, when each row first appeared and every value its progress bar, status
 # and scene buttons took (with Date.now()), so the test reads the history, not just the end.
 OBSERVER = """() => {
-  const w = window.__wan = {seen: {}, bars: {}, scenes: {}, statuses: {}};
+  const w = window.__wan = {seen: {}, bars: {}, scenes: {}, statuses: {}, thumbs: 0};
   const note = (map, id, value, now) => {
     const list = map[id] || (map[id] = []);
     if (!list.length || list[list.length - 1][1] !== value) list.push([now, value]);
@@ -54,10 +65,12 @@ OBSERVER = """() => {
       note(w.bars, id, row.querySelector('.wan-nb-Row-bar').getAttribute('aria-valuenow'), now);
       note(w.statuses, id, row.dataset.status, now);
       note(w.scenes, id, row.querySelectorAll('.wan-nb-scene').length, now);
+      const thumb = row.querySelector('.wan-nb-Row-thumb');
+      if (!thumb.hidden && thumb.src.startsWith('data:image/')) w.thumbs++;
     }
   };
   new MutationObserver(look).observe(document.body, {subtree: true, childList: true,
-    attributes: true, attributeFilter: ['aria-valuenow', 'data-status']});
+    attributes: true, attributeFilter: ['aria-valuenow', 'data-status', 'src']});
   look();
 }"""
 
@@ -216,8 +229,9 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
                    "--steps", "40", "--json")
     long = _Producer(tmp_path, WAN_NB, "generate", "an owl that never lands", *SMALL,
                   "--steps", "100000", "--json")
-    story = _Producer(tmp_path, sys.executable, STORYBOARD, "produce", "--runs-dir",
-                   tmp_path / "root" / "wan_nb_runs", "--id", board, "--steps", "2")
+    script = tmp_path / "storyboard.py"
+    script.write_text(STORYBOARD)
+    story = _Producer(tmp_path, sys.executable, script, tmp_path / "root" / "wan_nb_runs", board)
     try:
         started = short.first_event()
         task_id = started["task_id"]
@@ -233,6 +247,7 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
         page.wait_for_function("() => /Wan: [2-9] running · \\d+ %/.test("
                                "document.querySelector('.wan-nb-Status').textContent)", timeout=LOAD_MS)
         status_text = status.text_content()
+        _notebook7_lists(page.context.browser.new_page(), base, token, task_id)
 
         # The long run: cancelled from the sidebar once it is denoising; the CLI exits cancelled.
         long_row = _row(page, long_id)
@@ -266,11 +281,23 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
         board_row.get_by_role("button", name="Play the final film").wait_for(timeout=20_000)
         scenes = [n for _, n in _history(page, "scenes", board)]
         assert scenes[-1] == 3 and {1, 2} <= set(scenes), scenes
+        assert page.evaluate("() => window.__wan.thumbs") > 0, "no live preview was shown"
         _play_and_check(page, board_row.get_by_role("button", name="Play scene 2"))
         _play_and_check(page, board_row.get_by_role("button", name="Play the final film"))
     finally:
         for producer in (short, long, story):
             producer.stop()
+
+
+def _notebook7_lists(page, base: str, token: str, task_id: str) -> None:
+    """Notebook 7's file browser page: the same sidebar, opened from View > Left Sidebar."""
+    page.goto(f"{base}/tree?token={token}")
+    page.locator(".lm-MenuBar-itemLabel", has_text="View").first.click()
+    page.locator(".lm-Menu-item", has_text="Left Sidebar").first.hover()
+    page.locator(".lm-Menu-item", has_text="Show Wan generations").first.click()
+    page.wait_for_selector(".wan-nb-Sidebar", state="visible", timeout=20_000)
+    _row(page, task_id).wait_for(timeout=20_000)
+    page.close()
 
 
 def _after_restart(page, base: str, token: str, done: dict, board: str) -> None:

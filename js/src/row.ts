@@ -56,7 +56,7 @@ export class RowView {
   private _play: HTMLButtonElement;
   private _copy: HTMLButtonElement;
   private _folder: HTMLButtonElement;
-  private _previewStep = -1;
+  private _previewSrc = '';
   private _sceneCount = -1;
 
   constructor(
@@ -144,8 +144,8 @@ export class RowView {
     setText(this._error, t.status === 'failed' || t.status === 'lost' ? t.error || t.message : '');
     show(this._error, !!this._error.textContent);
 
-    if (t.preview && t.preview.step !== this._previewStep) {
-      this._previewStep = t.preview.step;
+    if (t.preview && t.preview.src !== this._previewSrc) {
+      this._previewSrc = t.preview.src;
       this._thumb.src = t.preview.src;
     }
     show(this._thumb, !!t.preview);

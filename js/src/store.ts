@@ -201,6 +201,11 @@ export class TaskStore {
     if (!task.apply(frame)) {
       return;
     }
+    const parent = task.storyboardId ? this.tasks.get(task.storyboardId) : undefined;
+    if (frame.type === 'preview' && parent && task.preview && !parent.finished) {
+      parent.preview = task.preview; // a storyboard shows the scene being rendered now
+      this._touch(parent.id);
+    }
     if (frame.type === 'vram_monitoring' && task.vram?.percent !== null && task.vram) {
       this.vramHistory.push(task.vram.percent as number);
       if (this.vramHistory.length > VRAM_HISTORY) {
