@@ -105,7 +105,7 @@ export class RowView {
     const prompt = t.prompt || (t.kind === 'storyboard' ? `Storyboard ${t.id}` : t.id);
     setText(this._prompt, prompt);
     this._prompt.title = prompt;
-    const stage = t.stage && t.stage !== t.status ? ` · ${stageLabel(t.stage)}` : '';
+    const stage = t.stage && !t.finished ? ` · ${stageLabel(t.stage)}` : '';
     const kind = t.kind === 'storyboard' ? 'storyboard' : t.model || 'model ?';
     const scene = t.storyboardId ? ' · scene' : '';
     setText(this._meta, `${kind}${scene} · ${t.status}${stage}`);
