@@ -49,8 +49,9 @@ setup: $(LAB_EXT)/install.json
 labextension: $(LAB_EXT)/install.json
 
 $(LAB_DEPS): js/package-lock.json
-	if command -v npm >/dev/null; then cd js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.wan-nb-installed; \
-	else echo "npm not found: the JupyterLab extension is not rebuilt (wan_nb/labextension is used as committed)"; fi
+	if ! command -v npm >/dev/null; then echo "npm not found: the JupyterLab extension is not rebuilt (wan_nb/labextension is used as committed)"; \
+	elif (cd js && npm ci --no-audit --no-fund --loglevel=error); then touch $@; \
+	else echo "npm ci failed: the JupyterLab extension is not rebuilt (wan_nb/labextension is used as committed)"; fi
 
 $(LAB_BUILT): $(LAB_SRC) $(LAB_DEPS) | $(STAMP)
 	if test -f $(LAB_DEPS); then \

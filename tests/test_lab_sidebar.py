@@ -95,10 +95,10 @@ def _lab_env(tmp_path: Path) -> dict[str, str]:
             "PYTHONPATH": str(ROOT)}
 
 
-def _lab(tmp_path: Path, *extra: str):
+def _lab(tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
-    return running_jupyter("lab", root, tmp_path, _lab_env(tmp_path),
+    return running_jupyter("lab", root, tmp_path, {**_lab_env(tmp_path), **(env or {})},
                            ("--LabApp.news_url=",
                             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *extra))
 
@@ -327,8 +327,12 @@ def _most_in_a_second(history: list) -> int:
     return max((sum(1 for u in times if t <= u < t + 1000) for t in times), default=0)
 
 
-def test_without_the_server_extension_the_sidebar_says_so(tmp_path):
-    with _lab(tmp_path, "--ServerApp.jpserver_extensions={'wan_nb': False}") as (base, token):
+def test_without_the_server_extension_the_sidebar_says_so_in_the_dark_theme_too(tmp_path):
+    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "themes.jupyterlab-settings").write_text('{"theme": "JupyterLab Dark"}')
+    dark = {"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings")}
+    with _lab(tmp_path, "--ServerApp.jpserver_extensions={'wan_nb': False}", env=dark) as (base, token):
         def check(page):
             _open_lab(page, base, token)
             _open_sidebar(page)
@@ -336,4 +340,12 @@ def test_without_the_server_extension_the_sidebar_says_so(tmp_path):
             notice.wait_for(state="visible", timeout=20_000)
             assert "server extension is not running" in notice.text_content()
             assert page.locator(".wan-nb-Sidebar[data-availability='missing']").count() == 1
+            page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=20_000)
+            text, back = page.evaluate("""() => {
+                const lum = c => { const [r, g, b] = c.match(/[0-9.]+/g).map(Number);
+                                   return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+                const sidebar = document.querySelector('.wan-nb-Sidebar');
+                return [lum(getComputedStyle(document.querySelector('.wan-nb-Sidebar-notice')).color),
+                        lum(getComputedStyle(sidebar).backgroundColor)]; }""")
+            assert text > back + 80, (text, back)  # light text on a dark panel
         _in_browser(tmp_path, check)

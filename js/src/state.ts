@@ -114,7 +114,7 @@ export class TaskState {
   applySnapshot(snap: { [key: string]: any }): boolean {
     const seq = Number(snap.last_seq) || 0;
     if (seq && seq <= this.lastSeq) {
-      return false;
+      return this._fillGaps(snap); // older than what events told: only what they did not
     }
     this.kind = snap.kind || this.kind;
     this.status = snap.status || this.status;
@@ -137,6 +137,19 @@ export class TaskState {
     this.durationS = snap.duration_s ?? this.durationS;
     this.lastSeq = Math.max(this.lastSeq, seq);
     return true;
+  }
+
+  private _fillGaps(snap: { [key: string]: any }): boolean {
+    const before = [this.prompt, this.model, this.params, this.createdAt];
+    this.prompt = this.prompt ?? snap.prompt ?? null;
+    this.model = this.model ?? snap.model_type ?? null;
+    this.params = this.params ?? snap.params ?? null;
+    this.seed = this.seed ?? snap.seed ?? null;
+    this.storyboardId = this.storyboardId ?? snap.storyboard_id ?? null;
+    this.createdAt = snap.created_at || this.createdAt;
+    this.kind = snap.kind || this.kind;
+    const after = [this.prompt, this.model, this.params, this.createdAt];
+    return before.some((value, i) => value !== after[i]);
   }
 
   /** Apply one event frame; false if it was already applied (a replay after a resume). */

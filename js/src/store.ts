@@ -177,6 +177,18 @@ export class TaskStore {
     this._touch('');
   }
 
+  private async _loadOne(taskId: string): Promise<void> {
+    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId);
+    try {
+      const response = await ServerConnection.makeRequest(url, {}, this.settings);
+      if (response.ok && this._task(taskId).applySnapshot(await response.json())) {
+        this._touch(taskId);
+      }
+    } catch (err) {
+      console.debug('wan_nb: no snapshot of', taskId, err);
+    }
+  }
+
   private _fail(text: string): void {
     if (this.availability !== 'ready') {
       this.availability = 'error';
@@ -197,7 +209,13 @@ export class TaskStore {
   }
 
   private _applyFrame(frame: IFrame): void {
+    const known = this.tasks.has(frame.task_id);
     const task = this._task(frame.task_id);
+    if (!known && frame.type !== 'generation_started' && frame.type !== 'storyboard_progress') {
+      // Begun before this page listened and not on the listing's first page: its prompt and
+      // model are in its snapshot.
+      void this._loadOne(task.id);
+    }
     if (!task.apply(frame)) {
       return;
     }
