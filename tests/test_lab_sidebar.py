@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -254,6 +255,14 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
         page.wait_for_function("""id => { const r = document.querySelector(`.wan-nb-Row[data-task-id='${id}']`);
                                    return r && /steps [1-9]\\d*\\//.test(r.textContent); }""",
                                arg=long_id, timeout=LOAD_MS)
+        # A dropped connection: the stream comes back with the last id it saw, and (below) the
+        # rows end up with every event of their tasks, none lost in the gap.
+        resumed: list[str] = []
+        page.on("request", lambda r: resumed.append(r.headers["last-event-id"])
+                if "/wan-nb/api/events" in r.url and r.headers.get("last-event-id") else None)
+        dropped = _drop_connections(base)
+        if dropped:
+            _wait_until(page, lambda: resumed, 30)
         if os.environ.get("WAN_NB_UPDATE_SCREENSHOT") == "1":
             page.wait_for_function("id => document.querySelector(`.wan-nb-Row[data-task-id='${id}']`)"
                                    ".dataset.status === 'completed'", arg=task_id, timeout=LOAD_MS)
@@ -262,6 +271,7 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
         assert long.wait(60) == 130, long.stderr()
         page.wait_for_function("id => document.querySelector(`.wan-nb-Row[data-task-id='${id}']`)"
                                ".dataset.status === 'cancelled'", arg=long_id, timeout=10_000)
+        _assert_every_event_shown(page, base, token, long_id)
 
         # The short run ends completed, its bar having moved on the way; it plays.
         assert short.wait(LOAD_MS / 1000) == 0, short.stderr()
@@ -272,6 +282,7 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
         assert len(moving) >= 3 and bars[-1][1] == "100", bars
         print(f"bar values seen: {len(bars)}; most updates in one second: {_most_in_a_second(bars)}")
         assert _most_in_a_second(bars) <= 12  # the sidebar redraws a row at most ~10 times a second
+        _assert_every_event_shown(page, base, token, task_id)
         _play_and_check(page, _row(page, task_id).get_by_role("button", name="Play"))
         done["short"], done["long"], done["status"] = task_id, long_id, status_text
 
@@ -298,6 +309,35 @@ def _notebook7_lists(page, base: str, token: str, task_id: str) -> None:
     page.wait_for_selector(".wan-nb-Sidebar", state="visible", timeout=20_000)
     _row(page, task_id).wait_for(timeout=20_000)
     page.close()
+
+
+def _drop_connections(base: str) -> bool:
+    """Cut every TCP connection to the server (as a network drop would); False where the
+    machine cannot (no ``ss -K``: iproute2 and a kernel with socket destroy)."""
+    port = base.rsplit(":", 1)[1]
+    if shutil.which("ss") is None:
+        return False
+    cut = subprocess.run(["ss", "-K", "-t", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True, timeout=10)
+    dropped = cut.returncode == 0 and len(cut.stdout.strip().splitlines()) > 1
+    print("dropped the page's connections" if dropped else f"cannot drop connections here: {cut.stderr}")
+    return dropped
+
+
+def _wait_until(page, predicate, seconds: float):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("the event stream did not resume with Last-Event-ID")
+        page.wait_for_timeout(100)  # (playwright delivers page events only inside its calls)
+
+
+def _assert_every_event_shown(page, base: str, token: str, task_id: str) -> None:
+    """The row applied each of the task's events once: its count equals the server's last seq."""
+    snap = requests.get(f"{base}/wan-nb/api/tasks/{task_id}", params={"token": token}, timeout=10).json()
+    page.wait_for_function("([id, seq]) => document.querySelector(`.wan-nb-Row[data-task-id='${id}']`)"
+                           ".dataset.lastSeq == seq", arg=[task_id, snap["last_seq"]], timeout=10_000)
+    assert _row(page, task_id).get_attribute("data-events") == str(snap["last_seq"])
 
 
 def _after_restart(page, base: str, token: str, done: dict, board: str) -> None:

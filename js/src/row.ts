@@ -102,6 +102,8 @@ export class RowView {
     this.status = t.status;
     this.node.dataset.status = t.status;
     this.node.dataset.kind = t.kind;
+    this.node.dataset.lastSeq = String(t.lastSeq);
+    this.node.dataset.events = String(t.applied);
     const prompt = t.prompt || (t.kind === 'storyboard' ? `Storyboard ${t.id}` : t.id);
     setText(this._prompt, prompt);
     this._prompt.title = prompt;

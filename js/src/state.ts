@@ -72,6 +72,8 @@ export class TaskState {
   error: string | null = null;
   durationS: number | null = null;
   lastSeq = 0;
+  /** Events applied here (a task followed from its start has applied === lastSeq: no gaps). */
+  applied = 0;
   vram: IVram | null = null;
   preview: IPreview | null = null;
   private _samples: IStepSample[] = [];
@@ -155,22 +157,20 @@ export class TaskState {
   /** Apply one event frame; false if it was already applied (a replay after a resume). */
   apply(frame: IFrame): boolean {
     const data = frame.data || {};
-    if (frame.type === 'preview') {
-      // Previews are not journalled in seq order with the rest: take the newest step.
-      if (!this.preview || (data.step ?? 0) >= this.preview.step) {
-        this.preview = {
-          src: `data:${data.mime};base64,${data.data_b64}`,
-          step: data.step ?? 0,
-          width: data.width ?? 0,
-          height: data.height ?? 0
-        };
-      }
-      return !this.finished;
-    }
     if (frame.seq <= this.lastSeq) {
       return false;
     }
     this.lastSeq = frame.seq;
+    this.applied++;
+    if (frame.type === 'preview') {
+      this.preview = {
+        src: `data:${data.mime};base64,${data.data_b64}`,
+        step: data.step ?? 0,
+        width: data.width ?? 0,
+        height: data.height ?? 0
+      };
+      return !this.finished;
+    }
     if (data.timestamp) {
       this.createdAt = this.createdAt || data.timestamp;
       this.updatedAt = data.timestamp;
