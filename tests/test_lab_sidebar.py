@@ -343,7 +343,8 @@ def _assert_every_event_shown(page, base: str, token: str, task_id: str) -> None
 def _after_restart(page, base: str, token: str, done: dict, board: str) -> None:
     _open_lab(page, base, token)
     # Restored across reloads: the sidebar is open again without a click.
-    page.wait_for_selector(".wan-nb-Sidebar", state="visible", timeout=20_000)
+    page.wait_for_selector(".wan-nb-Sidebar[data-availability='ready']", state="visible", timeout=20_000)
+    assert not page.locator(".wan-nb-Status").is_visible()  # nothing runs: no status-bar item
     listed = requests.get(f"{base}/wan-nb/api/tasks", params={"token": token}, timeout=10).json()["tasks"]
     known = {t["task_id"]: t["status"] for t in listed}
     if done["short"] not in known:
@@ -352,7 +353,6 @@ def _after_restart(page, base: str, token: str, done: dict, board: str) -> None:
         row = _row(page, task_id)
         row.wait_for(timeout=10_000)
         assert row.get_attribute("data-status") == status
-    assert not page.locator(".wan-nb-Status").is_visible()  # nothing runs: no status-bar item
     _play_and_check(page, _row(page, done["short"]).get_by_role("button", name="Play"))
 
 

@@ -162,19 +162,41 @@ export class TaskStore {
         this._touch(task.id);
       }
     }
-    // A server without paging answers with everything: more rows than asked for.
-    const total = typeof body.total === 'number' ? body.total : null;
+    // A server without paging answers with everything: more rows than asked for. One with
+    // paging says how many there are in X-Total-Count.
+    const header = response.headers.get('X-Total-Count');
+    const total = header !== null && /^\d+$/.test(header) ? Number(header) : null;
     this._offset = offset + snaps.length;
     this.moreOnServer =
       snaps.length <= PAGE_SIZE &&
       (total !== null ? this._offset < total : snaps.length === PAGE_SIZE);
     this.availability = 'ready';
+    if (offset === 0 && this.moreOnServer) {
+      // Older runs wait for "Load older runs", but whatever is still going must show now.
+      await Promise.all(['running', 'paused', 'queued'].map(status => this._loadStatus(status)));
+    }
     if (this._pending) {
       const pending = this._pending;
       this._pending = null;
       pending.forEach(frame => this._applyFrame(frame));
     }
     this._touch('');
+  }
+
+  private async _loadStatus(status: string): Promise<void> {
+    const query = URLExt.objectToQueryString({ status, limit: 1000 });
+    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks') + query;
+    try {
+      const response = await ServerConnection.makeRequest(url, {}, this.settings);
+      const body = response.ok ? await response.json() : { tasks: [] };
+      for (const snap of Array.isArray(body.tasks) ? body.tasks : []) {
+        if (snap && typeof snap.task_id === 'string' && this._task(snap.task_id).applySnapshot(snap)) {
+          this._touch(snap.task_id);
+        }
+      }
+    } catch (err) {
+      console.debug('wan_nb: cannot list', status, 'tasks', err);
+    }
   }
 
   private async _loadOne(taskId: string): Promise<void> {
