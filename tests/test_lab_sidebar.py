@@ -248,6 +248,10 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
         page.wait_for_function("() => /Wan: [2-9] running · \\d+ %/.test("
                                "document.querySelector('.wan-nb-Status').textContent)", timeout=LOAD_MS)
         status_text = status.text_content()
+        page.locator(SIDEBAR_TAB).click()  # close the sidebar; the status-bar item opens it again
+        page.wait_for_selector(".wan-nb-Sidebar", state="hidden", timeout=10_000)
+        status.click()
+        page.wait_for_selector(".wan-nb-Sidebar", state="visible", timeout=10_000)
         _notebook7_lists(page.context.browser.new_page(), base, token, task_id)
 
         # The long run: cancelled from the sidebar once it is denoising; the CLI exits cancelled.
