@@ -288,6 +288,7 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
         assert _most_in_a_second(bars) <= 12  # the sidebar redraws a row at most ~10 times a second
         _assert_every_event_shown(page, base, token, task_id)
         _play_and_check(page, _row(page, task_id).get_by_role("button", name="Play"))
+        _copy_and_folder(page, task_id, "a red fox running through snow")
         done["short"], done["long"], done["status"] = task_id, long_id, status_text
 
         # The storyboard: its scenes show up one by one, then the final film.
@@ -313,6 +314,18 @@ def _notebook7_lists(page, base: str, token: str, task_id: str) -> None:
     page.wait_for_selector(".wan-nb-Sidebar", state="visible", timeout=20_000)
     _row(page, task_id).wait_for(timeout=20_000)
     page.close()
+
+
+def _copy_and_folder(page, task_id: str, prompt: str) -> None:
+    """Copy puts the recipe on the clipboard; Folder shows the run folder in the file browser."""
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    _row(page, task_id).get_by_role("button", name="Copy").click()
+    copied = json.loads(page.evaluate("() => navigator.clipboard.readText()"))
+    assert copied["prompt"] == prompt and copied["task_id"] == task_id and copied["params"]["steps"] == 40
+    _row(page, task_id).get_by_role("button", name="Show the run folder").click()
+    page.wait_for_function("id => (document.querySelector('.jp-FileBrowser .jp-BreadCrumbs') || {})"
+                           ".textContent.includes(id)", arg=task_id, timeout=10_000)
+    _open_sidebar(page)
 
 
 def _drop_connections(base: str) -> bool:
