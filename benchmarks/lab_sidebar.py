@@ -94,7 +94,8 @@ def run(tasks: int, rate: float, seconds: float) -> dict:
         (tmp / "jupyter_path" / "labextensions").mkdir(parents=True)
         (tmp / "jupyter_path" / "labextensions" / "wan-nb").symlink_to(ROOT / "wan_nb" / "labextension")
         env = {"JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTER_PATH": str(tmp / "jupyter_path"),
-               "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"), "PYTHONPATH": str(ROOT)}
+               "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"), "JUPYTER_DATA_DIR": str(tmp / "data"),
+               "PYTHONPATH": str(ROOT)}
         with running_jupyter("lab", tmp / "root", tmp, env, ("--LabApp.news_url=",)) as (base, token), \
                 sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,

@@ -92,6 +92,7 @@ def _lab_env(tmp_path: Path) -> dict[str, str]:
     return {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
             "JUPYTER_PATH": str(tmp_path / "jupyter_path"),
             "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+            "JUPYTER_DATA_DIR": str(tmp_path / "jupyter_data"),  # the runs dirs a server remembers
             "WAN_NB_RUNS_DIR": str(tmp_path / "root" / "wan_nb_runs"),
             "PYTHONPATH": str(ROOT)}
 
