@@ -53,3 +53,30 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) wan_nb_runs
+
+# -- JupyterLab extension: js/ (TypeScript) -> wan_nb/labextension -> the venv ------------------
+# The built extension is committed (installing the package needs no Node); it is rebuilt here
+# only when its sources change, and copied into the venv, because an editable install copies
+# shared data once, at install time. Without npm the committed build is used as it is.
+LAB_SRC := $(wildcard js/src/*.ts js/style/*.css js/style/*.js) js/package.json js/tsconfig.json
+LAB_DEPS := js/node_modules/.wan-nb-installed
+LAB_BUILT := js/node_modules/.wan-nb-built
+LAB_EXT := $(VENV)/share/jupyter/labextensions/wan-nb
+
+.PHONY: labextension
+setup: $(LAB_EXT)/install.json
+labextension: $(LAB_EXT)/install.json
+
+$(LAB_DEPS): js/package-lock.json
+	if ! command -v npm >/dev/null; then echo "npm not found: the JupyterLab extension is not rebuilt (wan_nb/labextension is used as committed)"; \
+	elif (cd js && npm ci --no-audit --no-fund --loglevel=error); then touch $@; \
+	else echo "npm ci failed: the JupyterLab extension is not rebuilt (wan_nb/labextension is used as committed)"; fi
+
+$(LAB_BUILT): $(LAB_SRC) $(LAB_DEPS) | $(STAMP)
+	if test -f $(LAB_DEPS); then \
+	  rm -rf wan_nb/labextension && cd js && npx tsc \
+	  && PATH="$(abspath $(BIN)):$$PATH" jupyter-builder build . && touch node_modules/.wan-nb-built; fi
+
+$(LAB_EXT)/install.json: $(LAB_BUILT) js/install.json $(STAMP)
+	rm -rf $(LAB_EXT) && mkdir -p $(LAB_EXT)
+	cp -R wan_nb/labextension/. $(LAB_EXT)/ && cp js/install.json $(LAB_EXT)/install.json

@@ -1,0 +1,161 @@
+/** The "Wan generations" sidebar: every task of the server, live, in display order. */
+
+import { Widget } from '@lumino/widgets';
+
+import { IRowActions, RowView } from './row';
+import { PAGE_SIZE, TaskStore } from './store';
+
+const MISSING_TEXT =
+  'The wan_nb server extension is not running on this Jupyter server, so generations ' +
+  'cannot be listed here. Install wan_nb in the environment that runs Jupyter (it enables ' +
+  'itself), or run "jupyter server extension enable wan_nb", then restart Jupyter.';
+
+const EMPTY_TEXT =
+  'No generations yet. Start one in a notebook (gen.generate(...)), a script or a terminal ' +
+  '(wan-nb generate "..."): it shows up here while it runs.';
+
+export class GenerationsSidebar extends Widget {
+  private _rows = new Map<string, RowView>();
+  private _list: HTMLUListElement;
+  private _notice: HTMLElement;
+  private _state: HTMLElement;
+  private _more: HTMLButtonElement;
+  private _visible = PAGE_SIZE;
+
+  constructor(
+    private readonly _store: TaskStore,
+    private readonly _actions: IRowActions
+  ) {
+    super();
+    this.addClass('wan-nb-Sidebar');
+    const header = document.createElement('div');
+    header.className = 'wan-nb-Sidebar-header';
+    const title = document.createElement('h2');
+    title.textContent = 'Wan generations';
+    this._state = document.createElement('span');
+    this._state.className = 'wan-nb-Sidebar-state';
+    this._state.setAttribute('role', 'status');
+    header.append(title, this._state);
+    this._notice = document.createElement('p');
+    this._notice.className = 'wan-nb-Sidebar-notice';
+    this._list = document.createElement('ul');
+    this._list.className = 'wan-nb-Sidebar-list';
+    this._list.setAttribute('aria-label', 'Wan generations');
+    this._more = document.createElement('button');
+    this._more.type = 'button';
+    this._more.className = 'wan-nb-Button wan-nb-more';
+    this._more.addEventListener('click', () => this._showMore());
+    this.node.append(header, this._notice, this._list, this._more);
+    _store.changed.connect(this._onChanged, this);
+    this._render(new Set(['']));
+  }
+
+  dispose(): void {
+    this._store.changed.disconnect(this._onChanged, this);
+    super.dispose();
+  }
+
+  /** The row of a task, if it is shown (for the actions' feedback). */
+  row(taskId: string): RowView | undefined {
+    return this._rows.get(taskId);
+  }
+
+  private _onChanged(_: TaskStore, dirty: ReadonlySet<string>): void {
+    this._render(dirty);
+  }
+
+  private _render(dirty: ReadonlySet<string>): void {
+    const store = this._store;
+    let reorder = dirty.has('');
+    for (const id of dirty) {
+      const row = this._rows.get(id);
+      if (!row) {
+        reorder = reorder || (id !== '' && store.tasks.has(id));
+        continue;
+      }
+      const before = row.status;
+      row.update();
+      reorder = reorder || row.status !== before;
+    }
+    if (reorder) {
+      this._arrange();
+    }
+    this._renderHeader();
+  }
+
+  /** Rows in display order, the first `_visible` of them in the DOM; nodes move only if needed. */
+  private _arrange(): void {
+    const ordered = this._store.ordered();
+    const shown = ordered.slice(0, this._visible);
+    const keep = new Set(shown.map(t => t.id));
+    for (const [id, row] of this._rows) {
+      if (!keep.has(id)) {
+        row.node.remove();
+        this._rows.delete(id);
+      }
+    }
+    let cursor: ChildNode | null = this._list.firstChild;
+    for (const task of shown) {
+      let row = this._rows.get(task.id);
+      if (!row) {
+        row = new RowView(task, this._actions);
+        this._rows.set(task.id, row);
+      }
+      if (row.node !== cursor) {
+        this._list.insertBefore(row.node, cursor);
+      } else {
+        cursor = cursor.nextSibling;
+      }
+    }
+    const hidden = ordered.length - shown.length;
+    const more = hidden > 0 || this._store.moreOnServer;
+    this._more.hidden = !more;
+    this._more.textContent = hidden > 0 ? `Show ${Math.min(hidden, PAGE_SIZE)} more` : 'Load older runs';
+  }
+
+  private _showMore(): void {
+    const hidden = this._store.tasks.size - this._visible;
+    this._visible += PAGE_SIZE;
+    if (hidden <= 0 && this._store.moreOnServer) {
+      void this._store.loadMore();
+    }
+    this._arrange();
+  }
+
+  private _renderHeader(): void {
+    const store = this._store;
+    this.node.dataset.availability = store.availability;
+    let notice = '';
+    if (store.availability === 'missing') {
+      notice = MISSING_TEXT;
+    } else if (store.availability === 'error') {
+      notice = `Cannot list generations: ${store.errorText}`;
+    } else if (store.availability === 'ready' && store.tasks.size === 0) {
+      notice = EMPTY_TEXT;
+    }
+    if (this._notice.textContent !== notice) {
+      this._notice.textContent = notice;
+    }
+    this._notice.hidden = !notice;
+    const { running, queued } = store.summary();
+    let state = '';
+    if (store.availability === 'missing') {
+      state = 'unavailable';
+    } else if (store.streamState === 'reconnecting' || store.streamState === 'connecting') {
+      state = store.streamState === 'connecting' ? 'connecting…' : 'reconnecting…';
+    } else {
+      const parts = [`${store.tasks.size} tasks`];
+      if (running) {
+        parts.unshift(`${running} running`);
+      }
+      if (queued) {
+        parts.splice(1, 0, `${queued} queued`);
+      }
+      state = parts.join(' · ');
+    }
+    if (this._state.textContent !== state) {
+      this._state.textContent = state;
+    }
+    this._state.dataset.stream = store.streamState;
+  }
+}

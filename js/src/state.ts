@@ -1,0 +1,326 @@
+/**
+ * One task's state in the browser, fed by the server's snapshots and by event frames
+ * (`{type, seq, task_id, data}`). Mirrors the server's reducer (wan_nb/snapshot.py) so a
+ * row shows the same status the REST API reports; no DOM here.
+ */
+
+export type Status =
+  | 'queued'
+  | 'running'
+  | 'paused'
+  | 'completed'
+  | 'failed'
+  | 'cancelled'
+  | 'lost';
+
+export const FINISHED: ReadonlySet<string> = new Set([
+  'completed',
+  'failed',
+  'cancelled',
+  'lost'
+]);
+
+export interface IFrame {
+  type: string;
+  seq: number;
+  task_id: string;
+  data: { [key: string]: any };
+}
+
+export interface IVram {
+  allocatedMb: number | null;
+  totalMb: number | null;
+  percent: number | null;
+  level: string;
+  device: string;
+}
+
+export interface IPreview {
+  src: string;
+  step: number;
+  width: number;
+  height: number;
+}
+
+/** Steps seen at client-independent (event) times, for the it/s figure. */
+interface IStepSample {
+  step: number;
+  at: number;
+}
+
+const RATE_WINDOW = 8; // samples: smooths jitter, still follows a change of pace
+
+export class TaskState {
+  readonly id: string;
+  kind = 'generation';
+  status: Status = 'queued';
+  stage: string | null = null;
+  progress = 0;
+  message = '';
+  eta: number | null = null;
+  step: number | null = null;
+  totalSteps: number | null = null;
+  model: string | null = null;
+  prompt: string | null = null;
+  params: { [key: string]: any } | null = null;
+  seed: number | null = null;
+  storyboardId: string | null = null;
+  createdAt: string | null = null;
+  updatedAt: string | null = null;
+  outputPath: string | null = null;
+  scenePaths: string[] = [];
+  error: string | null = null;
+  durationS: number | null = null;
+  lastSeq = 0;
+  /** Events applied here (a task followed from its start has applied === lastSeq: no gaps). */
+  applied = 0;
+  vram: IVram | null = null;
+  preview: IPreview | null = null;
+  private _samples: IStepSample[] = [];
+
+  constructor(id: string) {
+    this.id = id;
+  }
+
+  get finished(): boolean {
+    return FINISHED.has(this.status);
+  }
+
+  /** Steps per second over the last few progress events (null until two are seen). */
+  get rate(): number | null {
+    const s = this._samples;
+    if (s.length < 2) {
+      return null;
+    }
+    const first = s[0];
+    const last = s[s.length - 1];
+    const seconds = (last.at - first.at) / 1000;
+    return seconds > 0 && last.step > first.step
+      ? (last.step - first.step) / seconds
+      : null;
+  }
+
+  /** Seconds the run took: the generator's own figure, else first to last event. */
+  get duration(): number | null {
+    if (this.durationS !== null) {
+      return this.durationS;
+    }
+    if (!this.finished || !this.createdAt || !this.updatedAt) {
+      return null;
+    }
+    const ms = Date.parse(this.updatedAt) - Date.parse(this.createdAt);
+    return isFinite(ms) && ms >= 0 ? ms / 1000 : null;
+  }
+
+  /** Fill in from a `GET wan-nb/api/tasks` snapshot (newer than anything applied so far). */
+  applySnapshot(snap: { [key: string]: any }): boolean {
+    const seq = Number(snap.last_seq) || 0;
+    if (seq && seq <= this.lastSeq) {
+      return this._fillGaps(snap); // older than what events told: only what they did not
+    }
+    this.kind = snap.kind || this.kind;
+    this.status = snap.status || this.status;
+    this.stage = snap.stage ?? this.stage;
+    this.progress = Math.max(this.progress, Number(snap.progress) || 0);
+    this.message = snap.message || this.message;
+    this.eta = snap.estimated_time_remaining ?? null;
+    this.step = snap.current_step ?? this.step;
+    this.totalSteps = snap.total_steps ?? this.totalSteps;
+    this.model = snap.model_type ?? this.model;
+    this.prompt = snap.prompt ?? this.prompt;
+    this.params = snap.params ?? this.params;
+    this.seed = snap.seed ?? this.seed;
+    this.storyboardId = snap.storyboard_id ?? this.storyboardId;
+    this.createdAt = snap.created_at ?? this.createdAt;
+    this.updatedAt = snap.updated_at ?? this.updatedAt;
+    this.outputPath = snap.output_path ?? this.outputPath;
+    this.scenePaths = snap.scene_videos || this.scenePaths;
+    this.error = snap.error ?? this.error;
+    this.durationS = snap.duration_s ?? this.durationS;
+    this.lastSeq = Math.max(this.lastSeq, seq);
+    return true;
+  }
+
+  private _fillGaps(snap: { [key: string]: any }): boolean {
+    const before = [this.prompt, this.model, this.params, this.createdAt];
+    this.prompt = this.prompt ?? snap.prompt ?? null;
+    this.model = this.model ?? snap.model_type ?? null;
+    this.params = this.params ?? snap.params ?? null;
+    this.seed = this.seed ?? snap.seed ?? null;
+    this.storyboardId = this.storyboardId ?? snap.storyboard_id ?? null;
+    this.createdAt = snap.created_at || this.createdAt;
+    this.kind = snap.kind || this.kind;
+    const after = [this.prompt, this.model, this.params, this.createdAt];
+    return before.some((value, i) => value !== after[i]);
+  }
+
+  /** Apply one event frame; false if it was already applied (a replay after a resume). */
+  apply(frame: IFrame): boolean {
+    const data = frame.data || {};
+    if (frame.seq <= this.lastSeq) {
+      return false;
+    }
+    this.lastSeq = frame.seq;
+    this.applied++;
+    if (frame.type === 'preview') {
+      this.preview = {
+        src: `data:${data.mime};base64,${data.data_b64}`,
+        step: data.step ?? 0,
+        width: data.width ?? 0,
+        height: data.height ?? 0
+      };
+      return !this.finished;
+    }
+    if (data.timestamp) {
+      this.createdAt = this.createdAt || data.timestamp;
+      this.updatedAt = data.timestamp;
+    }
+    if (this.finished) {
+      return true; // nothing after a terminal event changes the outcome
+    }
+    switch (frame.type) {
+      case 'vram_monitoring':
+        this.vram = {
+          allocatedMb: data.allocated_mb ?? null,
+          totalMb: data.total_mb ?? null,
+          percent: data.allocated_percent ?? null,
+          level: data.warning_level || 'normal',
+          device: data.device_name || ''
+        };
+        return true;
+      case 'storyboard_progress':
+        this._applyStoryboard(data);
+        return true;
+      case 'generation_queued':
+        this.status = 'queued';
+        return true;
+      case 'generation_paused':
+        this.status = 'paused';
+        return true;
+    }
+    this.status = 'running';
+    switch (frame.type) {
+      case 'generation_started': {
+        const params = data.params || {};
+        this.params = params;
+        this.model = data.model_type ?? this.model;
+        this.prompt = params.prompt ?? this.prompt;
+        this.seed = params.seed ?? this.seed;
+        this.storyboardId = params.storyboard_id ?? this.storyboardId;
+        this.totalSteps = params.steps ?? this.totalSteps;
+        this.eta = data.estimated_duration ?? this.eta;
+        this.stage = this.stage || 'initializing';
+        break;
+      }
+      case 'generation_stage':
+        this.stage = data.stage || this.stage;
+        this.message = data.stage_message || this.message;
+        break;
+      case 'detailed_generation_progress':
+        this.stage = data.stage || this.stage;
+        this._raise(data.progress);
+        this.message = data.message || this.message;
+        this.eta = data.estimated_time_remaining ?? null;
+        this.step = data.current_step ?? this.step;
+        this.totalSteps = data.total_steps ?? this.totalSteps;
+        this._sample(this.step, data.timestamp);
+        break;
+      case 'model_loading_progress':
+        this.model = data.model_type || this.model;
+        this.message = data.status || this.message;
+        break;
+      case 'generation_completed':
+        this.status = 'completed';
+        this.stage = 'completed';
+        this.progress = 100;
+        this.eta = 0;
+        this.outputPath = data.output_path ?? this.outputPath;
+        this.durationS = data.duration_s ?? this.durationS;
+        this.message = 'Generation complete';
+        break;
+      case 'generation_failed':
+        this.status = data.error_type === 'ProducerLost' ? 'lost' : 'failed';
+        this.stage = 'failed';
+        this.eta = null;
+        this.error = data.error || null;
+        this.message = data.error || 'Generation failed';
+        break;
+      case 'generation_cancelled':
+        this.status = 'cancelled';
+        this.stage = 'cancelled';
+        this.eta = null;
+        this.step = data.current_step ?? this.step;
+        this.message = 'Generation cancelled';
+        break;
+    }
+    return true;
+  }
+
+  private _applyStoryboard(data: { [key: string]: any }): void {
+    this.kind = 'storyboard';
+    this.stage = data.step || this.stage;
+    this._raise(data.progress);
+    this.message = data.message || this.message;
+    const inner = data.data || {};
+    if (Array.isArray(inner.scene_videos) && inner.scene_videos.length) {
+      this.scenePaths = inner.scene_videos.map(String);
+    }
+    if (inner.final_video_path) {
+      this.outputPath = String(inner.final_video_path);
+    }
+    if (inner.prompt && !this.prompt) {
+      this.prompt = inner.prompt;
+    }
+    if (data.status === 'failed' || data.status === 'cancelled') {
+      this.status = data.status;
+      this.error = data.message || null;
+    } else if (data.step === 'complete') {
+      this.status = 'completed';
+      this.progress = 100;
+    } else {
+      this.status = 'running';
+    }
+  }
+
+  private _raise(value: unknown): void {
+    if (typeof value === 'number' && isFinite(value)) {
+      this.progress = Math.max(this.progress, Math.min(100, value));
+    }
+  }
+
+  private _sample(step: number | null, timestamp: string | undefined): void {
+    const at = timestamp ? Date.parse(timestamp) : NaN;
+    if (step === null || !isFinite(at)) {
+      return;
+    }
+    const s = this._samples;
+    if (s.length && step < s[s.length - 1].step) {
+      s.length = 0; // a second pass (two-expert models restart counting): measure afresh
+    }
+    s.push({ step, at });
+    if (s.length > RATE_WINDOW) {
+      s.shift();
+    }
+  }
+}
+
+const RANK: { [status: string]: number } = {
+  running: 0,
+  paused: 0,
+  queued: 1
+};
+
+/** Running first, then queued (in the order they will run), then finished, newest first. */
+export function compareTasks(a: TaskState, b: TaskState): number {
+  const ra = RANK[a.status] ?? 2;
+  const rb = RANK[b.status] ?? 2;
+  if (ra !== rb) {
+    return ra - rb;
+  }
+  const ca = a.createdAt || '';
+  const cb = b.createdAt || '';
+  if (ra === 1) {
+    return ca < cb ? -1 : ca > cb ? 1 : 0;
+  }
+  return ca < cb ? 1 : ca > cb ? -1 : 0;
+}

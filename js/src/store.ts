@@ -1,0 +1,290 @@
+/**
+ * Every task the server knows, kept current from the all-tasks event stream.
+ *
+ * Events change the state at once (cheap), but listeners hear about it at most every
+ * FLUSH_MS, with the set of tasks that changed: a row redraws at most ~10 times a second
+ * whatever the step rate, and 50 busy rows cost one batch of DOM writes per tick.
+ */
+
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { compareTasks, IFrame, TaskState } from './state';
+import { EventStream, StreamState } from './stream';
+
+export const FLUSH_MS = 100;
+export const PAGE_SIZE = 50;
+const VRAM_HISTORY = 60;
+
+export type Availability = 'loading' | 'ready' | 'missing' | 'error';
+
+export interface ISummary {
+  running: number;
+  queued: number;
+  progress: number | null;
+  eta: number | null;
+}
+
+export class TaskStore {
+  readonly tasks = new Map<string, TaskState>();
+  /** Recent device-memory readings (used share, %), oldest first, for the sparkline. */
+  readonly vramHistory: number[] = [];
+  availability: Availability = 'loading';
+  streamState: StreamState = 'connecting';
+  errorText = '';
+  /** Whether the server may hold older finished tasks than those loaded. */
+  moreOnServer = false;
+
+  private _changed = new Signal<TaskStore, ReadonlySet<string>>(this);
+  private _dirty = new Set<string>();
+  private _timer: number | null = null;
+  private _stream: EventStream;
+  private _pending: IFrame[] | null = []; // events that arrive before the first listing
+  private _offset = 0;
+
+  constructor(readonly settings: ServerConnection.ISettings) {
+    this._stream = new EventStream(settings, {
+      event: (type, _id, data) => this._onEvent(data),
+      state: state => {
+        this.streamState = state;
+        if (state === 'missing') {
+          this.availability = 'missing';
+        }
+        this._touch('');
+      },
+      opened: resumed => {
+        // A fresh connection after a drop may be to a restarted server: its listing (which
+        // includes runs found on disk) is the truth to resume from.
+        if (resumed) {
+          void this.refresh();
+        }
+      }
+    });
+  }
+
+  /** Emitted at most every FLUSH_MS with the ids that changed ('' = the store itself). */
+  get changed(): ISignal<TaskStore, ReadonlySet<string>> {
+    return this._changed;
+  }
+
+  start(): void {
+    this._stream.start(); // first, so nothing between the listing and the stream is lost
+    void this.refresh();
+  }
+
+  dispose(): void {
+    this._stream.stop();
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+    }
+  }
+
+  /** Tasks in display order. */
+  ordered(): TaskState[] {
+    return [...this.tasks.values()].sort(compareTasks);
+  }
+
+  summary(): ISummary {
+    let running = 0;
+    let queued = 0;
+    let progress = 0;
+    let eta: number | null = null;
+    for (const task of this.tasks.values()) {
+      if (task.status === 'running' || task.status === 'paused') {
+        running++;
+        progress += task.progress;
+        if (task.eta !== null) {
+          eta = Math.max(eta ?? 0, task.eta);
+        }
+      } else if (task.status === 'queued') {
+        queued++;
+      }
+    }
+    return { running, queued, progress: running ? progress / running : null, eta };
+  }
+
+  /** Reload the first page of the listing (on start and after a reconnection). */
+  async refresh(): Promise<void> {
+    this._offset = 0;
+    await this._load(0);
+  }
+
+  async loadMore(): Promise<void> {
+    await this._load(this._offset);
+  }
+
+  async cancel(taskId: string): Promise<string | null> {
+    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId, 'cancel');
+    const response = await ServerConnection.makeRequest(url, { method: 'POST' }, this.settings);
+    if (response.status === 202) {
+      return null;
+    }
+    return (await errorMessage(response)) || `cancel answered ${response.status}`;
+  }
+
+  videoUrl(task: TaskState, scene?: number): string {
+    const parts = ['wan-nb/api/tasks', task.id, 'video'];
+    if (scene !== undefined) {
+      parts.push('scenes', String(scene));
+    }
+    return URLExt.join(this.settings.baseUrl, ...parts);
+  }
+
+  private async _load(offset: number): Promise<void> {
+    const query = URLExt.objectToQueryString({ limit: PAGE_SIZE, offset });
+    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks') + query;
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(url, {}, this.settings);
+    } catch (err) {
+      this._fail(`cannot reach the server: ${err}`);
+      return;
+    }
+    if (response.status === 404) {
+      this.availability = 'missing';
+      this._stream.stop();
+      this._touch('');
+      return;
+    }
+    if (!response.ok) {
+      this._fail((await errorMessage(response)) || `the server answered ${response.status}`);
+      return;
+    }
+    const body = await response.json();
+    const snaps: any[] = Array.isArray(body.tasks) ? body.tasks : [];
+    for (const snap of snaps) {
+      if (!snap || typeof snap.task_id !== 'string') {
+        continue;
+      }
+      const task = this._task(snap.task_id);
+      if (task.applySnapshot(snap)) {
+        this._touch(task.id);
+      }
+    }
+    // A server without paging answers with everything: more rows than asked for. One with
+    // paging says how many there are in X-Total-Count.
+    const header = response.headers.get('X-Total-Count');
+    const total = header !== null && /^\d+$/.test(header) ? Number(header) : null;
+    this._offset = offset + snaps.length;
+    this.moreOnServer =
+      snaps.length <= PAGE_SIZE &&
+      (total !== null ? this._offset < total : snaps.length === PAGE_SIZE);
+    this.availability = 'ready';
+    if (offset === 0 && this.moreOnServer) {
+      // Older runs wait for "Load older runs", but whatever is still going must show now.
+      await Promise.all(['running', 'paused', 'queued'].map(status => this._loadStatus(status)));
+    }
+    if (this._pending) {
+      const pending = this._pending;
+      this._pending = null;
+      pending.forEach(frame => this._applyFrame(frame));
+    }
+    this._touch('');
+  }
+
+  private async _loadStatus(status: string): Promise<void> {
+    const query = URLExt.objectToQueryString({ status, limit: 1000 });
+    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks') + query;
+    try {
+      const response = await ServerConnection.makeRequest(url, {}, this.settings);
+      const body = response.ok ? await response.json() : { tasks: [] };
+      for (const snap of Array.isArray(body.tasks) ? body.tasks : []) {
+        if (snap && typeof snap.task_id === 'string' && this._task(snap.task_id).applySnapshot(snap)) {
+          this._touch(snap.task_id);
+        }
+      }
+    } catch (err) {
+      console.debug('wan_nb: cannot list', status, 'tasks', err);
+    }
+  }
+
+  private async _loadOne(taskId: string): Promise<void> {
+    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId);
+    try {
+      const response = await ServerConnection.makeRequest(url, {}, this.settings);
+      if (response.ok && this._task(taskId).applySnapshot(await response.json())) {
+        this._touch(taskId);
+      }
+    } catch (err) {
+      console.debug('wan_nb: no snapshot of', taskId, err);
+    }
+  }
+
+  private _fail(text: string): void {
+    if (this.availability !== 'ready') {
+      this.availability = 'error';
+    }
+    this.errorText = text;
+    this._touch('');
+  }
+
+  private _onEvent(frame: any): void {
+    if (!frame || typeof frame.task_id !== 'string' || typeof frame.type !== 'string') {
+      return;
+    }
+    if (this._pending) {
+      this._pending.push(frame);
+      return;
+    }
+    this._applyFrame(frame);
+  }
+
+  private _applyFrame(frame: IFrame): void {
+    const known = this.tasks.has(frame.task_id);
+    const task = this._task(frame.task_id);
+    if (!known && frame.type !== 'generation_started' && frame.type !== 'storyboard_progress') {
+      // Begun before this page listened and not on the listing's first page: its prompt and
+      // model are in its snapshot.
+      void this._loadOne(task.id);
+    }
+    if (!task.apply(frame)) {
+      return;
+    }
+    const parent = task.storyboardId ? this.tasks.get(task.storyboardId) : undefined;
+    if (frame.type === 'preview' && parent && task.preview && !parent.finished) {
+      parent.preview = task.preview; // a storyboard shows the scene being rendered now
+      this._touch(parent.id);
+    }
+    if (frame.type === 'vram_monitoring' && task.vram?.percent !== null && task.vram) {
+      this.vramHistory.push(task.vram.percent as number);
+      if (this.vramHistory.length > VRAM_HISTORY) {
+        this.vramHistory.shift();
+      }
+      this._touch('');
+    }
+    this._touch(task.id);
+  }
+
+  private _task(id: string): TaskState {
+    let task = this.tasks.get(id);
+    if (!task) {
+      task = new TaskState(id);
+      this.tasks.set(id, task);
+    }
+    return task;
+  }
+
+  private _touch(id: string): void {
+    this._dirty.add(id);
+    if (this._timer === null) {
+      this._timer = window.setTimeout(() => this._flush(), FLUSH_MS);
+    }
+  }
+
+  private _flush(): void {
+    this._timer = null;
+    const dirty = this._dirty;
+    this._dirty = new Set();
+    this._changed.emit(dirty);
+  }
+}
+
+async function errorMessage(response: Response): Promise<string> {
+  try {
+    const body = await response.json();
+    return body.message || body.reason || '';
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,91 @@
+// The sidebar's reducer, on the compiled module (`npx tsc` writes lib/): node --test test/
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { clock, rate } from '../lib/format.js';
+import { compareTasks, TaskState } from '../lib/state.js';
+
+let seq = 0;
+function frame(type, data = {}, at = '2026-01-01T00:00:00.000Z') {
+  return { type, seq: ++seq, task_id: 't', data: { ...data, timestamp: at } };
+}
+
+test('a run from start to finish, each event applied once', () => {
+  seq = 0;
+  const task = new TaskState('t');
+  const started = frame('generation_started', {
+    model_type: 'tiny',
+    params: { prompt: 'a fox', steps: 4, seed: 3 }
+  });
+  assert.equal(task.apply(started), true);
+  assert.equal(task.apply(started), false); // a replay after a resume changes nothing
+  for (let step = 1; step <= 4; step++) {
+    const at = `2026-01-01T00:00:0${step}.000Z`;
+    task.apply(frame('detailed_generation_progress', {
+      stage: 'generating', progress: step * 20, current_step: step, total_steps: 4,
+      estimated_time_remaining: 4 - step
+    }, at));
+  }
+  assert.equal(task.status, 'running');
+  assert.equal(task.step, 4);
+  assert.equal(task.rate, 1); // one step a second, from the events' own timestamps
+  task.apply(frame('generation_completed', { output_path: '/r/t/video.mp4', duration_s: 5 }));
+  assert.equal(task.status, 'completed');
+  assert.equal(task.progress, 100);
+  assert.equal(task.duration, 5);
+  assert.equal(task.applied, task.lastSeq);
+  task.apply(frame('generation_failed', { error: 'late' }));
+  assert.equal(task.status, 'completed'); // nothing after a terminal event changes the outcome
+});
+
+test('progress never goes back; a lost producer reads "lost"', () => {
+  seq = 0;
+  const task = new TaskState('t');
+  task.apply(frame('detailed_generation_progress', { progress: 50 }));
+  task.apply(frame('detailed_generation_progress', { progress: 30 }));
+  assert.equal(task.progress, 50);
+  task.apply(frame('generation_failed', { error_type: 'ProducerLost', error: 'pid 1 ended' }));
+  assert.equal(task.status, 'lost');
+});
+
+test('a storyboard gains its scenes one by one, then its film', () => {
+  seq = 0;
+  const board = new TaskState('t');
+  board.apply(frame('storyboard_progress', { step: 'videos', status: 'in_progress', progress: 40,
+    data: { scene_videos: ['/r/t/scenes/1.mp4'] } }));
+  assert.equal(board.kind, 'storyboard');
+  assert.deepEqual(board.scenePaths, ['/r/t/scenes/1.mp4']);
+  board.apply(frame('storyboard_progress', { step: 'complete', status: 'completed', progress: 100,
+    data: { scene_videos: ['/r/t/scenes/1.mp4', '/r/t/scenes/2.mp4'], final_video_path: '/r/t/film.mp4' } }));
+  assert.equal(board.status, 'completed');
+  assert.equal(board.scenePaths.length, 2);
+  assert.equal(board.outputPath, '/r/t/film.mp4');
+});
+
+test('an older snapshot fills gaps only; a newer one wins', () => {
+  seq = 0;
+  const task = new TaskState('t');
+  task.apply(frame('detailed_generation_progress', { progress: 60, current_step: 3 }));
+  task.applySnapshot({ last_seq: 1, prompt: 'an owl', model_type: 'tiny', status: 'queued', progress: 0 });
+  assert.equal(task.prompt, 'an owl');
+  assert.equal(task.status, 'running');
+  task.applySnapshot({ last_seq: 9, status: 'completed', progress: 100 });
+  assert.equal(task.status, 'completed');
+});
+
+test('running first, then queued in run order, then finished newest first', () => {
+  const make = (id, status, createdAt) => Object.assign(new TaskState(id), { status, createdAt });
+  const tasks = [
+    make('old-done', 'completed', '1'), make('q2', 'queued', '6'), make('run', 'running', '2'),
+    make('new-done', 'failed', '9'), make('q1', 'queued', '5')
+  ];
+  assert.deepEqual(tasks.sort(compareTasks).map(t => t.id), ['run', 'q1', 'q2', 'new-done', 'old-done']);
+});
+
+test('readings for people', () => {
+  assert.equal(clock(80), '1:20');
+  assert.equal(clock(3725), '1:02:05');
+  assert.equal(rate(2.44), '2.4 it/s');
+  assert.equal(rate(0.25), '4.0 s/it');
+  assert.equal(rate(null), '');
+});
