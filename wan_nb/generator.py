@@ -211,7 +211,8 @@ class Generator:
                  vae_tiling: bool = False, vae_slicing: bool = False,
                  monitor_interval: float = 1.0, previews: bool = True,
                  preview_every: float | None = None, pipeline: Any = None,
-                 defaults: Mapping[str, Any] | None = None) -> None:
+                 defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
+                 workers: int | None = None) -> None:
         if pipeline is not None:  # see from_pipeline
             self.spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
         else:
@@ -250,10 +251,15 @@ class Generator:
         self._cancellers: dict[str, Callable[[], bool]] = {}
         self._current: Task | None = None
         self._closed = False
+        self._cluster: Any = None  # cluster=: tasks run on Ray workers (wan_nb.cluster)
         if previews:  # live latent previews (wan_nb.previews imports torch only when it runs)
             from .previews import install
 
             install(self)  # validates preview_every first, so a bad value leaves nothing attached
+        if cluster is not None:  # before the relay: a cluster that cannot run this model refuses first
+            from .cluster import attach as attach_cluster
+
+            self._cluster = attach_cluster(self, cluster, workers, model)
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir, cancel=self._cancel_task_by_id)
 
     @classmethod
@@ -273,16 +279,22 @@ class Generator:
         """Call ``callback(event)`` for every event of this generator; returns ``off()``."""
         return self._bus.subscribe(callback, task_id=task_id, types=types, replay=replay)
 
-    def submit(self, prompt: str, *, parent_id: str | None = None, **kwargs: Any) -> Task:
-        """Queue a generation and return its :class:`Task` at once (runs on a worker thread)."""
+    def submit(self, prompt: str, *, parent_id: str | None = None, retries: int = 0, **kwargs: Any) -> Task:
+        """Queue a generation and return its :class:`Task` at once (runs on a worker thread).
+
+        ``retries``: on a cluster, how many times a task whose Ray worker died is re-run.
+        """
         if self._closed:
             raise RuntimeError("this Generator is closed; create a new one")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ValueError(f"retries={retries!r}: give a whole number >= 0")
         params = build_params(self.spec, prompt, kwargs, known_loras=self._loras)
         if params["image"] is not None:
             params["image"] = models.prepare_image(params["image"], params["height"], params["width"])
         task_id = _new_task_id()
         run_dir = self.runs_dir / task_id
-        task = Task(self, task_id, params, run_dir, parent_id=parent_id)
+        task = (self._cluster.task_class if self._cluster is not None else Task)(
+            self, task_id, params, run_dir, parent_id=parent_id)
         info = {"task_id": task_id, "model": self.model, "prompt": params["prompt"],
                 "params": public_params(params), "seed": params["seed"], "parent_id": parent_id,
                 "loras": {n: {"source": l.source, "weight": l.weight} for n, l in self._loras.items()},
@@ -294,6 +306,8 @@ class Generator:
             raise OSError(f"cannot write the run folder {run_dir}: {exc}. Pass runs_dir= a writable "
                           "folder (or set WAN_NB_RUNS_DIR).") from exc
         self._tasks[task_id] = task
+        if self._cluster is not None:  # the Ray worker that takes it publishes its events
+            return self._cluster.enqueue(task, retries)
         ahead = self._queue.qsize() + (1 if self._current is not None else 0)
         key = eta.shape_key(self.model, params)
         known = self._timings.get(key)
@@ -322,12 +336,12 @@ class Generator:
             task.wait(timeout=30)
             raise
 
-    def sweep(self, **axes: Any) -> Sweep:
+    def sweep(self, *, retries: int = 0, **axes: Any) -> Sweep:
         """Queue the cross product of every list-valued argument; others are fixed.
 
         ``gen.sweep(prompt=["a fox", "a cat"], seed=[0, 1], steps=8)`` queues four tasks. For
         ``loras`` a list of dicts is an axis. Returns a :class:`Sweep` whose labels hold only the
-        parameters that vary.
+        parameters that vary. ``retries``: on a cluster, re-runs of a cell whose worker died.
         """
         from .sweep import expand
 
@@ -343,7 +357,7 @@ class Generator:
         tasks = []
         for _, kwargs in runs:
             args = dict(kwargs)
-            tasks.append(self.submit(args.pop("prompt"), **args))
+            tasks.append(self.submit(args.pop("prompt"), retries=retries, **args))
         combos = [label for label, _ in runs]
         return Sweep(labels=combos, tasks=tasks)
 
@@ -422,6 +436,9 @@ class Generator:
         """
         if self._closed:
             raise RuntimeError("this generator is closed; create a new one")
+        if self._cluster is not None:
+            raise RuntimeError("run_on_worker runs on this process's pipeline; with cluster= the pipelines "
+                               "live on the Ray workers")
         call = _WorkerCall(fn)
         self._ensure_worker()
         self._queue.put(call)
@@ -437,6 +454,8 @@ class Generator:
         if self._closed:
             return
         self._closed = True
+        if self._cluster is not None:
+            self._cluster.close()
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(timeout=60)

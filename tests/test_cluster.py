@@ -1,0 +1,152 @@
+"""Generator(cluster=...) on a real local Ray cluster: two CPU workers running the tiny model.
+
+One cluster (started by this module on 127.0.0.1, stopped by its pids) and one cluster
+Generator serve every test, so the workers load the tiny pipeline once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _cluster_helpers import local_ray  # noqa: E402  (sets Ray's loopback switch before Ray loads)
+
+pytest.importorskip("ray")
+
+from wan_nb import GenerationCancelled, GenerationError, Generator  # noqa: E402
+from wan_nb.events import validate  # noqa: E402
+from wan_nb.journal import JOURNAL_NAME, read_events  # noqa: E402
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cluster")
+    runtime = work / "runtime"
+    runtime.mkdir()
+    saved = os.environ.get("JUPYTER_RUNTIME_DIR")
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)  # the driver's relay announces itself here
+    try:
+        with local_ray(work) as address:
+            gen = Generator(model="tiny", cluster=address, workers=2, runs_dir=work / "runs")
+            try:
+                yield SimpleNamespace(gen=gen, work=work, runtime=runtime)
+            finally:
+                gen.close()
+    finally:
+        if saved is None:
+            os.environ.pop("JUPYTER_RUNTIME_DIR", None)
+        else:
+            os.environ["JUPYTER_RUNTIME_DIR"] = saved
+
+
+def journal_of(task) -> list:
+    return list(read_events(task.run_dir / JOURNAL_NAME))
+
+
+def assert_one_clean_stream(events, terminal: str) -> None:
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert [e.type for e in events if e.is_terminal] == [terminal]
+    assert events[-1].type == terminal and events[0].type == "generation_started"
+    for event in events:
+        validate(event)
+
+
+def wait_for_step(task, step: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while task.current_step < step:
+        assert not task.done(), f"{task} ended before step {step}"
+        assert time.monotonic() < deadline, f"{task} never reached step {step}"
+        time.sleep(0.02)
+
+
+def test_a_sweep_runs_on_two_workers_and_its_videos_come_back(cluster):
+    sweep = cluster.gen.sweep(prompt="a red fox running through snow", seed=[0, 1, 2, 3], steps=4)
+    results = sweep.results(timeout=300)
+
+    workers = set()
+    for task, result in zip(sweep.tasks, results):
+        assert result.video_path == task.run_dir / "video.mp4" and result.video_path.stat().st_size > 0
+        events = journal_of(task)
+        assert_one_clean_stream(events, "generation_completed")
+        assert events[-1].data["output_path"] == str(result.video_path)
+        worker = events[0].data["worker"]
+        assert set(worker) == {"id", "host", "pid", "device"} and worker["device"] == "cpu"
+        assert worker["pid"] != os.getpid()
+        workers.add(worker["id"])
+        # The driver's bus saw the same stream the journal kept.
+        assert [e.seq for e in cluster.gen.bus.history(task.id) if e.type != "preview"] == \
+               [e.seq for e in events if e.type != "preview"]
+    assert len(workers) == 2
+
+
+def test_the_same_seed_makes_the_same_frames_as_a_local_run(cluster, tmp_path):
+    import numpy as np
+
+    from wan_nb.video import read_frames
+
+    args = dict(seed=7, steps=3, progress=False)
+    remote = cluster.gen.generate("an owl at dusk", **args)
+    with Generator(model="tiny", runs_dir=tmp_path, previews=False) as local:
+        here = local.generate("an owl at dusk", **args)
+    a, b = read_frames(remote.video_path), read_frames(here.video_path)
+    assert a.shape == b.shape
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cancel_stops_a_long_task_on_its_worker(cluster):
+    task = cluster.gen.submit("a very long shot", steps=400, seed=1)
+    wait_for_step(task, 3)
+    assert task.cancel()
+    with pytest.raises(GenerationCancelled):
+        task.result(timeout=120)
+    events = journal_of(task)
+    assert_one_clean_stream(events, "generation_cancelled")
+    assert events[-1].data["stage"] == "generating" and 3 <= events[-1].data["current_step"] < 400
+    assert "post_processing" not in {e.data.get("stage") for e in events}  # no decode of a cancelled run
+    assert task.status == "cancelled"
+
+
+def test_a_killed_worker_fails_only_its_task_and_is_replaced(cluster):
+    gen = cluster.gen
+    task = gen.submit("a doomed shot", steps=400, seed=2)
+    wait_for_step(task, 2)
+    os.kill(task.worker["pid"], signal.SIGKILL)
+    with pytest.raises(GenerationError) as failure:
+        task.result(timeout=120)
+    assert failure.value.error_type == "WorkerLost"
+    events = journal_of(task)
+    assert_one_clean_stream(events, "generation_failed")
+    assert events[-1].data["error_type"] == "WorkerLost"
+    assert task.worker["host"] in events[-1].data["error"]
+
+    after = gen.sweep(prompt="the next morning", seed=[10, 11], steps=2)
+    assert all(r.video_path.is_file() for r in after.results(timeout=300))
+    pids = {journal_of(t)[0].data["worker"]["pid"] for t in after.tasks}
+    assert task.worker["pid"] not in pids
+
+
+def test_a_jupyter_server_sharing_the_runtime_dir_lists_cluster_tasks(cluster):
+    from _server_helpers import start_server
+
+    server = start_server(cluster.runtime, extra_args=["--ServerApp.log_level=WARN"])
+    try:
+        result = cluster.gen.generate("a heron in the reeds", seed=3, steps=2, progress=False)
+        snapshot = server.wait_task(result.task_id, lambda s: s["status"] == "completed", timeout=60)
+        assert snapshot["output_path"] == str(result.video_path)
+        video = server.get(f"tasks/{result.task_id}/video")
+        assert video.status_code == 200 and video.content == result.video_path.read_bytes()
+        listed = {t["task_id"]: t for t in server.get("tasks").json()["tasks"]}
+        assert result.task_id in listed
+        finished_before = [t for t in cluster.gen.tasks if t.status == "completed" and t.id != result.task_id]
+        assert finished_before and all(t.id in listed for t in finished_before)
+    finally:
+        server.stop()
