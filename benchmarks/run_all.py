@@ -92,6 +92,18 @@ def _generic(key: str, label: str, target: str, check: Callable[[float], bool], 
     return summarize
 
 
+def _cluster(rows: list[dict]) -> list[Figure]:
+    by = {r["case"]: r for r in rows}
+    t, o, e = by["throughput"], by["overhead"], by["events"]
+    return [(f"cluster: {t['tasks']}-task tiny sweep, 2 vs 1 Ray workers (2 CPU cores shared: not a GPU figure)",
+             f"{t['ratio']:.2f}x ({t['one_worker_tasks_per_s']:.2f} -> {t['two_workers_tasks_per_s']:.2f} tasks/s)",
+             "(informational)", None),
+            ("cluster: Ray path cost a task vs local generate", f"+{o['overhead_ms']:.0f} ms "
+             f"({o['ray_ms']:.0f} vs {o['local_ms']:.0f} ms)", "(informational)", None),
+            ("cluster: events a second the driver absorbs (journal + relay)", f"{e['events_per_s']:,}",
+             "(informational)", None)]
+
+
 # name -> (script, quick argv, full argv, summarizer)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figure]]]] = {
     "overhead": ("overhead.py", ["--runs", "4"], ["--runs", "12"], _overhead),
@@ -109,6 +121,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figu
     "server_memory": ("server_memory.py", ["--quick"], ["--tasks", "2000", "--events", "1000"],
                       _generic("growth_mb", "server memory growth after finished tasks", "<= 50 MB",
                                lambda v: v <= 50, " MB")),
+    "cluster": ("cluster.py", ["--tasks", "8", "--runs", "3", "--events", "10000"], [], _cluster),
 }
 
 
