@@ -77,3 +77,30 @@ def local_ray(workdir: Path, num_cpus: int = 2) -> Iterator[str]:
         for proc in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
+
+
+def start_driver(address: str, runs_dir: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A separate driver process: a 1-worker cluster Generator running one endless task.
+
+    It prints the task's worker (JSON) once the task is denoising, then waits to be killed.
+    """
+    return subprocess.Popen([sys.executable, __file__, "drive", address, str(runs_dir)],
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
+
+
+def _drive(address: str, runs_dir: str) -> None:
+    import json
+
+    from wan_nb import Generator
+
+    gen = Generator(model="tiny", cluster=address, workers=1, runs_dir=runs_dir, previews=False)
+    task = gen.submit("a shot that never ends", steps=100_000, seed=0)
+    while task.current_step < 1:
+        time.sleep(0.02)
+    print(json.dumps(task.worker), flush=True)
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["drive"]:
+        _drive(*sys.argv[2:4])
