@@ -61,13 +61,16 @@ class WorkerPool:
             while True:
                 if self._closed or cancelled():
                     return None
-                free = [s for s in self.slots if not s.busy]
+                idle = [s for s in self.slots if not s.busy]
+                # Only actors that have started: one Ray cannot place (more workers than GPUs) stays
+                # pending and must not hold a task.
+                free = [s for s in idle if self._started(s)]
                 if free:
                     # Warm first (model in memory), then the same LoRAs attached, then the lowest index.
                     slot = min(free, key=lambda s: (not s.loaded, s.loras != loras, s.index))
                     slot.busy = True
                     return slot
-                self._cond.wait(0.5)
+                self._cond.wait(0.05 if idle else 0.5)
 
     def release(self, slot: Slot, *, loaded: bool, loras: tuple) -> None:
         with self._cond:
@@ -89,6 +92,15 @@ class WorkerPool:
                 self._fill(slot)
             slot.busy = False
             self._cond.notify_all()
+
+    def _started(self, slot: Slot) -> bool:
+        """The actor answered ``describe`` (or died trying: its task then reports the loss)."""
+        if slot.info is not None or slot.describe_ref is None:
+            return True
+        ready, _ = self._ray.wait([slot.describe_ref], timeout=0)
+        if ready:
+            self.info(slot)
+        return bool(ready)
 
     def info(self, slot: Slot, timeout: float = 0.0) -> dict[str, Any] | None:
         """What the slot's actor said about itself (host, pid, device), if it has answered yet."""
