@@ -169,6 +169,29 @@ def test_a_jupyter_server_sharing_the_runtime_dir_lists_cluster_tasks(cluster):
         server.stop()
 
 
+def test_a_storyboard_renders_its_scenes_in_parallel(cluster):
+    from wan_nb import Storyboard
+
+    board = Storyboard(cluster.gen, ["a fox wakes in the snow", "the fox runs to the river"], steps=24, seed=5)
+    result = board.run(progress=False)
+    assert result.final_video_path.is_file() and [p.name for p in result.scene_videos] == ["scene_01.mp4",
+                                                                                          "scene_02.mp4"]
+    scenes = [list(read_events(r.run_dir / JOURNAL_NAME)) for r in result.scene_results]
+    for events in scenes:
+        assert_one_clean_stream(events, "generation_completed")
+    assert len({events[0].data["worker"]["id"] for events in scenes}) == 2
+
+    def denoising(events):  # when the scene's first and last steps were reported (worker clocks)
+        steps = [e.timestamp for e in events if e.type == "detailed_generation_progress" and e.data["current_step"]]
+        return steps[0], steps[-1]
+
+    (first_a, last_a), (first_b, last_b) = denoising(scenes[0]), denoising(scenes[1])
+    assert first_b < last_a and first_a < last_b  # both scenes were denoising at the same time
+    own = list(read_events(board.folder / JOURNAL_NAME))
+    assert [e.seq for e in own] == list(range(1, len(own) + 1))
+    assert [e.data["step"] for e in own if e.is_terminal] == ["complete"]
+
+
 def test_a_real_model_on_a_cluster_without_gpus_is_refused_up_front(cluster, tmp_path):
     from wan_nb.cluster import ClusterUnavailable
 

@@ -117,7 +117,7 @@ class ClusterBackend:
         if waiting:
             self._end_here(task, "cancelled", None)
         elif slot is not None:
-            control(slot.actor.cancel).remote(task.id)
+            control(slot.actor.steer).remote(task.id, "cancel")
         else:
             self.pool.notify()  # the dispatcher is choosing its worker: it sees the flag and stops
 
@@ -185,7 +185,7 @@ class ClusterBackend:
         lost: BaseException | None = None
         try:
             if task.cancel_requested:
-                control(slot.actor.cancel).remote(task.id)
+                control(slot.actor.steer).remote(task.id, "cancel")
             stream = slot.actor.run.options(num_returns="streaming").remote(spec)
             for ref in stream:
                 self._absorb(task, slot, self.ray.get(ref))

@@ -132,7 +132,7 @@ class WorkerPool:
 
 
 def actor_class(ray: Any) -> Any:
-    """The Ray actor class: ``run`` one task at a time; ``control`` calls (cancel, describe) beside it."""
+    """The Ray actor class: ``run`` one task at a time; ``control`` calls (steer, describe) beside it."""
     return ray.remote(concurrency_groups={"control": 2})(PipelineWorker)
 
 

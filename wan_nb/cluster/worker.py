@@ -7,7 +7,7 @@ so a fast step rate costs the driver one Ray object per 50 ms, not one per event
 keep the seq the local bus gave them; the driver renames only the task id. The last batch also
 carries the video's bytes, since the driver may be on another machine.
 
-Control calls (``cancel``, ``describe``) run in their own concurrency group, beside a running
+Control calls (``steer``, ``describe``) run in their own concurrency group, beside a running
 ``run``: a cancel reaches the local task's step callback within one denoising step.
 
 This module is imported inside Ray worker processes (and by the driver to build the actor
@@ -84,13 +84,21 @@ class PipelineWorker:
     def describe(self) -> dict[str, Any]:
         return dict(self.info, loaded=self.gen.pipeline is not None, loras=sorted(self._lora_files))
 
-    def cancel(self, task_id: str) -> bool:
-        """Stop the driver's task ``task_id`` if it runs here (or as soon as it starts)."""
+    def steer(self, task_id: str, action: str, **kw: Any) -> bool:
+        """``cancel``, ``pause`` or ``resume`` the driver's task ``task_id`` if it runs here.
+
+        A cancel that arrives before its task has started here is kept and applied when it starts.
+        """
         with self._lock:
-            if self._running_id == task_id and self._running_task is not None:
-                return self._running_task.cancel()
-            self._cancelled.add(task_id)
-            return True
+            task = self._running_task if self._running_id == task_id else None
+            if task is None:
+                if action == "cancel":
+                    self._cancelled.add(task_id)
+                    return True
+                return False
+        if action == "pause":
+            return bool(task.pause(**kw))
+        return bool(getattr(task, action)())
 
     # -- the work ----------------------------------------------------------------------------
     def run(self, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
