@@ -30,29 +30,23 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_ray(workdir: Path, num_cpus: int = 2) -> Iterator[str]:
+def local_ray(workdir: Path, num_cpus: int = 2, attempts: int = 3) -> Iterator[str]:
     """``ray start --head --block`` on 127.0.0.1 with ``num_cpus`` CPUs and no dashboard; yields its
-    address. Every process it started is stopped by its pid afterwards."""
-    import psutil
+    address. Every process it started is stopped by its pid afterwards.
 
-    port = _free_port()
-    log_path = workdir / "ray-head.log"
-    ray = Path(sys.executable).with_name("ray")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-    with open(log_path, "w") as log:
-        head = subprocess.Popen(
-            [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-             f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
-             "--object-store-memory=100000000", f"--temp-dir={workdir / 'ray'}"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"127.0.0.1:{port}"
+    Ray gives its raylet 30 s to come up; on a loaded machine that can run out, so a failed
+    start (its processes stopped) is tried again, ``attempts`` times in all.
+    """
+    seen: set = set()
+    head = None
     try:
-        deadline = time.monotonic() + 90
-        while "Ray runtime started" not in log_path.read_text():
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("ray start failed:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.3)
+        for attempt in range(1, attempts + 1):
+            head, address = _start_head(workdir, num_cpus, attempt, seen)
+            if head is not None:
+                break
+            _stop(seen)
+        else:
+            raise RuntimeError(f"ray start failed {attempts} times; see {workdir}/ray-head-*.log")
         yield address
     finally:
         try:
@@ -62,21 +56,61 @@ def local_ray(workdir: Path, num_cpus: int = 2) -> Iterator[str]:
                 ray_module.shutdown()
         except ImportError:
             pass
-        try:
-            children = psutil.Process(head.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
-        if head.poll() is None:
-            os.kill(head.pid, signal.SIGTERM)  # drains, then stops what it started
-        try:
-            head.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.kill(head.pid, signal.SIGKILL)
-            head.wait()
-        _, alive = psutil.wait_procs(children, timeout=10)
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
+        if head is not None:
+            _note_children(head.pid, seen)
+            if head.poll() is None:
+                os.kill(head.pid, signal.SIGTERM)  # drains, then stops what it started
+            try:
+                head.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.kill(head.pid, signal.SIGKILL)
+                head.wait()
+        _stop(seen)
+
+
+def _start_head(workdir: Path, num_cpus: int, attempt: int, seen: set):
+    """(process, address) once Ray says it runs, or (None, None) if this start failed."""
+    port = _free_port()
+    log_path = workdir / f"ray-head-{attempt}.log"
+    ray = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    with open(log_path, "w") as log:
+        head = subprocess.Popen(
+            [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+             f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+             "--object-store-memory=100000000", f"--temp-dir={workdir / 'ray'}"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "Ray runtime started" not in log_path.read_text():
+        _note_children(head.pid, seen)
+        if head.poll() is not None or time.monotonic() > deadline:
+            if head.poll() is None:
+                os.kill(head.pid, signal.SIGKILL)
+                head.wait()
+            return None, None
+        time.sleep(0.3)
+    _note_children(head.pid, seen)
+    return head, f"127.0.0.1:{port}"
+
+
+def _note_children(pid: int, seen: set) -> None:
+    import psutil
+
+    try:
+        seen.update(psutil.Process(pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _stop(processes: set) -> None:
+    import psutil
+
+    _, alive = psutil.wait_procs(list(processes), timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    processes.clear()
 
 
 def start_driver(address: str, runs_dir: Path, env: dict[str, str]) -> subprocess.Popen:

@@ -32,9 +32,8 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("cluster")
     runtime = work / "runtime"
     runtime.mkdir()
-    saved = os.environ.get("JUPYTER_RUNTIME_DIR")
-    os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)  # the driver's relay announces itself here
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("JUPYTER_RUNTIME_DIR", str(runtime))  # the driver's relay announces itself here
         # Three CPU slots on two cores: the shared Generator's two workers, and one for the worker of
         # the separate driver process that test_a_driver_that_dies_takes_its_work_with_it kills.
         with local_ray(work, num_cpus=3) as address:
@@ -43,11 +42,6 @@ def cluster(tmp_path_factory):
                 yield SimpleNamespace(gen=gen, work=work, runtime=runtime, address=address)
             finally:
                 gen.close()
-    finally:
-        if saved is None:
-            os.environ.pop("JUPYTER_RUNTIME_DIR", None)
-        else:
-            os.environ["JUPYTER_RUNTIME_DIR"] = saved
 
 
 def journal_of(task) -> list:
