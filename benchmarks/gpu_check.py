@@ -667,7 +667,7 @@ def section_speed5b(ctx: Context) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 def section_memory(ctx: Context, arch_name: str | None = None) -> list[dict]:
     from wan_nb import loading
-    from wan_nb.presets import get as preset
+    from wan_nb.model_presets import get as preset
     from wan_nb.video import decode_latents
 
     arch_name = arch_name or ctx.memory_arch

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from wan_nb.presets import presets as list_presets
+from wan_nb.model_presets import presets as list_presets
 from wan_nb import models, tiny
-from wan_nb.presets import get as get_preset
+from wan_nb.model_presets import get as get_preset
 
 REQUIRED = ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p",
             "wan2.2-ti2v-5b", "wan2.2-t2v-a14b", "wan2.2-i2v-a14b"]

@@ -1,27 +1,51 @@
 """wan_nb: watch and steer Wan 2.x video generation from Jupyter.
 
-``import wan_nb`` stays light (no torch, no diffusers): the Jupyter server imports this package
-to find its extension.
+``import wan_nb`` is light: the names below load their modules on first use, so a Jupyter
+server that imports this package to find its extension loads neither the generator, torch
+nor diffusers.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .events import Event, EventType, Stage
-from .generator import GenerationCancelled, GenerationError, Generator, Result, Sweep, Task
-from .params import InvalidParameter
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it, imported on first access.
+_LAZY = {
+    "Generator": "generator",
+    "Task": "task", "Result": "task", "Sweep": "task",
+    "GenerationError": "errors", "GenerationCancelled": "errors", "InvalidParameter": "errors",
+    "StoryboardError": "errors", "StoryboardCancelled": "errors", "TaskNotQueued": "errors",
+    "ModelNotAvailable": "errors",
+    "Storyboard": "storyboard", "Scene": "storyboard",
+}
+
 __all__ = ["Generator", "Task", "Result", "Sweep", "Event", "EventType", "Stage", "GenerationError",
-           "GenerationCancelled", "InvalidParameter", "Storyboard", "Scene", "presets", "gallery",
+           "GenerationCancelled", "InvalidParameter", "StoryboardError", "StoryboardCancelled",
+           "TaskNotQueued", "ModelNotAvailable", "Storyboard", "Scene", "presets", "gallery",
            "__version__"]
 
 
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wan_nb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 def presets() -> Any:
-    """The model presets with download size and VRAM guidance."""
-    from .presets import presets as _presets
+    """The model presets with download size and VRAM guidance (the data: ``wan_nb.model_presets``)."""
+    from .model_presets import presets as _presets
 
     return _presets()
 
@@ -31,15 +55,6 @@ def gallery(results: Any, **kwargs: Any) -> Any:
     from .widgets import gallery as _gallery
 
     return _gallery(results, **kwargs)
-
-
-def __getattr__(name: str) -> Any:
-    # Storyboards pull in moviepy; load them only when asked for.
-    if name in ("Storyboard", "Scene"):
-        from . import storyboard
-
-        return getattr(storyboard, name)
-    raise AttributeError(f"module 'wan_nb' has no attribute {name!r}")
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -115,7 +115,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _presets() -> int:
-    from .presets import presets
+    from .model_presets import presets
 
     print(presets())
     return 0

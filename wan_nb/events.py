@@ -24,7 +24,10 @@ __all__ = [
     "EventType",
     "Event",
     "TERMINAL_TYPES",
+    "TERMINAL_STATUS",
     "COALESCIBLE_TYPES",
+    "is_terminal",
+    "dumps",
     "utc_now",
     "schema",
     "validate",
@@ -61,6 +64,8 @@ class EventType(str, enum.Enum):
     GENERATION_CANCELLED = "generation_cancelled"
     STORYBOARD_PROGRESS = "storyboard_progress"
     PREVIEW = "preview"
+    GENERATION_PAUSED = "generation_paused"
+    GENERATION_RESUMED = "generation_resumed"
 
     def __str__(self) -> str:
         return self.value
@@ -70,12 +75,31 @@ TERMINAL_TYPES = frozenset(
     {EventType.GENERATION_COMPLETED, EventType.GENERATION_FAILED, EventType.GENERATION_CANCELLED}
 )
 
+# The task status each terminal generation event leaves behind.
+TERMINAL_STATUS = {
+    EventType.GENERATION_COMPLETED.value: "completed",
+    EventType.GENERATION_FAILED.value: "failed",
+    EventType.GENERATION_CANCELLED.value: "cancelled",
+}
+
 # Events a slow consumer may skip when a newer one of the same type and task is waiting:
 # each carries a complete state, so the latest one says everything the skipped ones said.
 COALESCIBLE_TYPES = frozenset(
     {EventType.DETAILED_GENERATION_PROGRESS, EventType.VRAM_MONITORING, EventType.PREVIEW,
      EventType.MODEL_LOADING_PROGRESS}
 )
+
+
+def is_terminal(type: str, data: Mapping[str, Any]) -> bool:
+    """Whether an event of ``type`` with ``data`` is its task's last: the one place this is decided.
+
+    A generation ends with completed / failed / cancelled; a storyboard with a
+    ``storyboard_progress`` whose step is ``complete`` or whose status is failed / cancelled.
+    """
+    if type in TERMINAL_TYPES:
+        return True
+    return type == EventType.STORYBOARD_PROGRESS and (
+        data.get("step") == "complete" or data.get("status") in ("failed", "cancelled"))
 
 
 def utc_now() -> str:
@@ -128,10 +152,7 @@ class Event:
 
     @property
     def is_terminal(self) -> bool:
-        return self.type in TERMINAL_TYPES or (
-            self.type == EventType.STORYBOARD_PROGRESS
-            and (self.data.get("step") == "complete" or self.data.get("status") in ("failed", "cancelled"))
-        )
+        return is_terminal(self.type, self.data)
 
     def to_frame(self) -> dict[str, Any]:
         """The wire form: a plain dict (the WebSocket frame / ``--json`` line)."""
@@ -144,7 +165,7 @@ class Event:
         # Encoded once: the journal, the relay and every server client share these bytes.
         text = self.__dict__.get("_json")
         if text is None:
-            text = json.dumps(self.to_frame(), default=_json_default, separators=(",", ":"))
+            text = dumps(self.to_frame())
             object.__setattr__(self, "_json", text)
         return text
 

@@ -1,197 +1,44 @@
-"""Generator, Task and Result: run a diffusers Wan pipeline and say what it is doing.
+"""Generator: run a diffusers Wan pipeline and say what it is doing.
 
-One generator owns one pipeline (loaded once, kept between runs) and one worker thread that runs
-its tasks in the order they were submitted. Every run goes through the stages
+One generator owns one pipeline (loaded once, kept between runs), a reorderable queue and one
+worker thread that takes its tasks in queue order. Every run goes through the stages
 
     initializing -> [downloading_model] -> [loading_model] -> preparing_inputs -> [applying_lora]
     -> generating -> post_processing -> saving -> completed | failed | cancelled
 
 and publishes typed events (``wan_nb.events``) on the generator's bus; widgets, the CLI, the
-run journal and the relay to Jupyter servers all read that one stream.
+run journal and the relay to Jupyter servers all read that one stream. How one run goes is in
+``wan_nb._run``; the handles (Task, Result, Sweep) are in ``wan_nb.task``.
 
-The pipeline is called in three visible parts so each has its own stage: the text encoder
-(``encode_prompt``), the denoising loop (``output_type="latent"`` with a step callback that
-reports and cancels), and the VAE decode. Cancelling raises from the step callback, so a
-cancelled run never pays for a decode.
+Other work that publishes here (a storyboard) uses the public hooks: :meth:`Generator.open_task`
+for a task with its own id, journal and steering, :meth:`add_sink`, :meth:`add_step_hook`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
 import threading
 import time
-import traceback
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, journal, models, monitor, relay
+from . import eta, journal, models, relay
+from ._loras import LoraRegistry
+from ._queue import QueueFile, Worker, WorkerCall, queue_entry, resubmit
+from ._run import estimate_duration, event_params
 from .bus import EventBus, Unsubscribe
+from .errors import GenerationCancelled, GenerationError, TaskNotQueued  # noqa: F401 (re-exported)
 from .events import Event, EventType, Stage
 from .params import build_params, public_params
+from .task import Handle, Result, Sweep, Task, new_task_id  # noqa: F401 (re-exported)
 
-__all__ = ["Generator", "Task", "Result", "GenerationError", "GenerationCancelled", "Sweep"]
+__all__ = ["Generator", "Task", "Result", "GenerationError", "GenerationCancelled", "Sweep", "HostedTask"]
 
 log = logging.getLogger(__name__)
 
-
-class GenerationError(RuntimeError):
-    """A task failed. ``stage`` says where, ``error_type`` what (the original exception's class)."""
-
-    def __init__(self, message: str, *, task_id: str, stage: str, error_type: str) -> None:
-        super().__init__(message)
-        self.task_id = task_id
-        self.stage = stage
-        self.error_type = error_type
-
-
-class GenerationCancelled(RuntimeError):
-    """The task was cancelled before it finished."""
-
-    def __init__(self, task_id: str, stage: str, current_step: int) -> None:
-        super().__init__(f"task {task_id} was cancelled during {stage} (after step {current_step})")
-        self.task_id = task_id
-        self.stage = stage
-        self.current_step = current_step
-
-
-class _StopRequested(Exception):
-    """Raised inside the pipeline (from the step callback) to abandon a cancelled run."""
-
-
-@dataclass(frozen=True)
-class Result:
-    """A finished generation: the MP4 and everything needed to make it again."""
-
-    task_id: str
-    video_path: Path
-    params: dict[str, Any]
-    seed: int
-    model: str
-    duration_s: float
-    run_dir: Path
-
-    def _ipython_display_(self) -> None:
-        from .widgets import show_result
-
-        show_result(self)
-
-    def __repr__(self) -> str:
-        return (f"Result(task_id={self.task_id!r}, video_path='{self.video_path}', seed={self.seed}, "
-                f"duration_s={self.duration_s:.2f})")
-
-
-class Task:
-    """A queued or running generation. Returned by :meth:`Generator.submit`."""
-
-    def __init__(self, generator: "Generator", task_id: str, params: dict[str, Any],
-                 run_dir: Path, parent_id: str | None = None) -> None:
-        self.id = task_id
-        self.params = params
-        self.seed: int = params["seed"]
-        self.prompt: str = params["prompt"]
-        self.run_dir = run_dir
-        self.parent_id = parent_id
-        self.generator = generator
-        self.status = "queued"
-        self.stage: str = Stage.INITIALIZING.value
-        self.progress = 0.0
-        self.current_step = 0
-        self.created_at = time.time()
-        self._cancel = threading.Event()
-        self._done = threading.Event()
-        self._result: Result | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def task_id(self) -> str:
-        return self.id
-
-    def cancel(self) -> bool:
-        """Ask the task to stop; it stops within one denoising step. False if already finished."""
-        if self._done.is_set():
-            return False
-        self._cancel.set()
-        return True
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
-
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def result(self, timeout: float | None = None) -> Result:
-        """Wait for the task; return its :class:`Result` or raise why it has none."""
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"task {self.id} is still {self.status} after {timeout} s")
-        self.generator._bus.drain(timeout=2.0)  # listeners have seen the end before we return
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
-
-    @property
-    def events(self) -> list[Event]:
-        return self.generator._bus.history(self.id)
-
-    def subscribe(self, callback: Callable[[Event], Any], replay: bool = True) -> Unsubscribe:
-        """Events of this task only; ``replay`` first delivers what already happened."""
-        return self.generator._bus.subscribe(callback, task_id=self.id, replay=replay)
-
-    def _ipython_display_(self) -> None:
-        from .widgets import show_task
-
-        show_task(self)
-
-    def __repr__(self) -> str:
-        return (f"Task(id={self.id!r}, status={self.status!r}, stage={self.stage!r}, "
-                f"progress={self.progress:.0f}%)")
-
-
-@dataclass
-class _Lora:
-    source: str
-    weight: float
-    state: Any
-    attached: bool = False
-
-
-@dataclass
-class Sweep:
-    """Tasks of a parameter sweep, each labelled by the parameters that vary."""
-
-    labels: list[dict[str, Any]]
-    tasks: list[Task]
-    _results: list[Result] | None = field(default=None, repr=False)
-
-    def results(self, timeout: float | None = None) -> list[Result]:
-        """Wait for every task; a failed one raises (its siblings' videos are kept on disk)."""
-        if self._results is None:
-            self._results = [task.result(timeout) for task in self.tasks]
-        return self._results
-
-    def __iter__(self):
-        return iter(zip(self.labels, self.tasks))
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def _ipython_display_(self) -> None:
-        from .widgets import show_sweep
-
-        show_sweep(self)
-
-
-def _new_task_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:8]
+STEER_ACTIONS = ("cancel", "pause", "resume", "move")
 
 
 def default_runs_dir() -> Path:
@@ -232,24 +79,17 @@ class Generator:
         self._bus.add_sink(self._journal)
         self._timings = eta.TimingStore(models.cache_dir() / "timings.json")
         self._tasks: dict[str, Task] = {}
-        self._queue: queue.Queue[Task | None] = queue.Queue()
-        self._worker: threading.Thread | None = None
-        self._worker_lock = threading.Lock()
+        self._hosted: dict[str, Handle] = {}  # handles of hosted tasks (storyboards), by id
+        self._queue_file = QueueFile(self.runs_dir)
+        self._worker = Worker(self, name=f"wan_nb-generator-{self.model}")
+        self._queue = self._worker.queue
         self._pipe: Any = pipeline
         if pipeline is not None:
-            if offload != "none" or vae_tiling or vae_slicing:  # else it stays where its owner put it
-                from .loading import place
-
-                place(pipeline, device=models.resolve_device_dtype(device, dtype)[0], offload=offload,
-                      vae_tiling=vae_tiling, vae_slicing=vae_slicing)
-            self.device = str(getattr(pipeline, "_execution_device", None) or pipeline.device)
+            _adopt(self, pipeline)
         self._pipe_lock = threading.RLock()
         self._exec_device: tuple[Any, Any] | None = None  # (pipeline, its execution device)
-        self._loras: dict[str, _Lora] = {}
+        self._loras = LoraRegistry()
         self._step_hooks: list[Callable[..., Any]] = []
-        # Cancel handlers of things that are not Tasks but publish here (storyboards), by id.
-        self._cancellers: dict[str, Callable[[], bool]] = {}
-        self._current: Task | None = None
         self._closed = False
         self._cluster: Any = None  # cluster=: tasks run on Ray workers (wan_nb.cluster)
         if previews:  # live latent previews (wan_nb.previews imports torch only when it runs)
@@ -260,7 +100,8 @@ class Generator:
             from .cluster import attach as attach_cluster
 
             self._cluster = attach_cluster(self, cluster, workers, model)
-        self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir, cancel=self._cancel_task_by_id)
+        self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
+                                          cancel=lambda task_id: self.steer(task_id, "cancel"))
 
     @classmethod
     def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,
@@ -273,7 +114,7 @@ class Generator:
         """
         return cls(model=name, pipeline=pipeline, defaults=defaults, **options)
 
-    # -- public API --------------------------------------------------------------------------
+    # -- generating --------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], Any], *, task_id: str | None = None,
                   types: Iterable[str] | None = None, replay: bool = False) -> Unsubscribe:
         """Call ``callback(event)`` for every event of this generator; returns ``off()``."""
@@ -288,38 +129,33 @@ class Generator:
             raise RuntimeError("this Generator is closed; create a new one")
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ValueError(f"retries={retries!r}: give a whole number >= 0")
-        params = build_params(self.spec, prompt, kwargs, known_loras=self._loras)
+        params = build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
+        given_image = params["image"]
         if params["image"] is not None:
             params["image"] = models.prepare_image(params["image"], params["height"], params["width"])
-        task_id = _new_task_id()
-        run_dir = self.runs_dir / task_id
+        task_id = new_task_id()
         task = (self._cluster.task_class if self._cluster is not None else Task)(
-            self, task_id, params, run_dir, parent_id=parent_id)
+            self, task_id, params, self.runs_dir / task_id, parent_id=parent_id)
         info = {"task_id": task_id, "model": self.model, "prompt": params["prompt"],
                 "params": public_params(params), "seed": params["seed"], "parent_id": parent_id,
-                "loras": {n: {"source": l.source, "weight": l.weight} for n, l in self._loras.items()},
+                "loras": self._loras.describe(),
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(task.created_at))}
         try:
-            journal.write_task_file(run_dir, info)
-            self._journal.open(task_id, run_dir)
+            journal.write_task_file(task.run_dir, info)
+            self._journal.open(task_id, task.run_dir)
         except OSError as exc:
-            raise OSError(f"cannot write the run folder {run_dir}: {exc}. Pass runs_dir= a writable "
+            raise OSError(f"cannot write the run folder {task.run_dir}: {exc}. Pass runs_dir= a writable "
                           "folder (or set WAN_NB_RUNS_DIR).") from exc
         self._tasks[task_id] = task
+        self._queue_file.add(task_id, queue_entry(self, task, given_image))
         if self._cluster is not None:  # the Ray worker that takes it publishes its events
             return self._cluster.enqueue(task, retries)
-        ahead = self._queue.qsize() + (1 if self._current is not None else 0)
-        key = eta.shape_key(self.model, params)
-        known = self._timings.get(key)
-        estimate = None
-        if "step" in known and "post_processing" in known and "saving" in known:
-            estimate = round(known["step"] * params["steps"] + known["post_processing"] + known["saving"]
-                             + (0.0 if self._pipe is not None else known.get("loading_model", 0.0)), 2)
-        self._publish(task, EventType.GENERATION_STARTED, model_type=self.model,
-                      params=self._event_params(task), estimated_duration=estimate)
-        self._stage(task, Stage.INITIALIZING, f"Queued behind {ahead} task(s)" if ahead else "Starting")
-        self._ensure_worker()
-        self._queue.put(task)
+        ahead = len(self._queue.tasks()) + (1 if self._worker.current is not None else 0)
+        self._bus.publish(task_id, EventType.GENERATION_STARTED, model_type=self.model,
+                          params=event_params(task), estimated_duration=estimate_duration(self, params))
+        self._bus.publish(task_id, EventType.GENERATION_STAGE, stage=Stage.INITIALIZING.value, stage_progress=0.0,
+                          stage_message=f"Queued behind {ahead} task(s)" if ahead else "Starting")
+        self._worker.put(task)
         return task
 
     def generate(self, prompt: str, *, progress: str | bool = "auto", **kwargs: Any) -> Result:
@@ -343,23 +179,13 @@ class Generator:
         ``loras`` a list of dicts is an axis. Returns a :class:`Sweep` whose labels hold only the
         parameters that vary. ``retries``: on a cluster, re-runs of a cell whose worker died.
         """
-        from .sweep import expand
+        from .sweep import submit_sweep
 
-        if not any(isinstance(v, (list, tuple)) for v in axes.values()):
-            raise ValueError("sweep needs at least one list of values, e.g. seed=[0, 1, 2]")
-        if "prompt" not in axes:
-            raise ValueError("sweep needs a prompt (a string, or a list of prompts to compare)")
-        runs = expand(**axes)
-        # Validate every run before queuing any, so a typo costs no generation.
-        for _, kwargs in runs:
-            args = dict(kwargs)
-            build_params(self.spec, args.pop("prompt"), args, known_loras=self._loras)
-        tasks = []
-        for _, kwargs in runs:
-            args = dict(kwargs)
-            tasks.append(self.submit(args.pop("prompt"), retries=retries, **args))
-        combos = [label for label, _ in runs]
-        return Sweep(labels=combos, tasks=tasks)
+        return submit_sweep(self, axes, retries=retries)
+
+    def check(self, prompt: str, **kwargs: Any) -> dict[str, Any]:
+        """The full parameter set ``submit(prompt, **kwargs)`` would run; raises what it would raise."""
+        return build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
 
     @property
     def tasks(self) -> list[Task]:
@@ -367,7 +193,12 @@ class Generator:
 
     @property
     def current_task(self) -> Task | None:
-        return self._current
+        return self._worker.current
+
+    @property
+    def workers(self) -> int:
+        """How many tasks run at once: 1 here, the number of Ray workers with ``cluster=``."""
+        return self._cluster.count if self._cluster is not None else 1
 
     def task(self, task_id: str) -> Task:
         return self._tasks[task_id]
@@ -381,6 +212,75 @@ class Generator:
         """The loaded diffusers pipeline (None until the first run loads it)."""
         return self._pipe
 
+    # -- steering ----------------------------------------------------------------------------
+    @property
+    def queue(self) -> list[Task]:
+        """The tasks waiting to run, in the order they will run (the running one is not here)."""
+        return self._cluster.queued if self._cluster is not None else self._queue.tasks()
+
+    def pause(self) -> None:
+        """Take no more queued tasks until :meth:`resume` (the running one goes on)."""
+        self._queue.pause()
+
+    def resume(self) -> None:
+        self._queue.resume()
+
+    @property
+    def paused(self) -> bool:
+        return self._queue.paused
+
+    def steer(self, task_id: str, action: str, **kw: Any) -> bool:
+        """Apply ``action`` (cancel | pause | resume | move) to a task of this generator by id.
+
+        What Jupyter servers call through the relay. ``move`` takes ``index=``; ``pause`` takes
+        ``release_memory=``. False if the task is unknown here or cannot do it now.
+        """
+        if action not in STEER_ACTIONS:
+            raise ValueError(f"steer: unknown action {action!r}; choose one of {', '.join(STEER_ACTIONS)}")
+        handle: Handle | None = self._tasks.get(task_id) or self._hosted.get(task_id)
+        if handle is None:
+            return False
+        try:
+            if action == "move":
+                handle.move(kw.get("index"))
+                return True
+            if action == "pause":
+                return handle.pause(release_memory=bool(kw.get("release_memory", False)))
+            return getattr(handle, action)()
+        except (TaskNotQueued, TypeError):
+            return False
+
+    def resume_queue(self) -> list[Task]:
+        """Submit again what a previous process of this runs dir left queued or unfinished.
+
+        A task that was running starts over. Tasks of another model, and storyboard scenes (their
+        storyboard's ``resume()`` remakes them), stay recorded for a generator they fit.
+        """
+        return resubmit(self)
+
+    # -- hooks for work that publishes here --------------------------------------------------
+    @staticmethod
+    def new_task_id() -> str:
+        return new_task_id()
+
+    def add_step_hook(self, hook: Callable[..., Any]) -> Callable[[], None]:
+        """``hook(task, step, timestep, latents, pipe)`` after every denoising step (previews)."""
+        self._step_hooks.append(hook)
+        return lambda: self._step_hooks.remove(hook) if hook in self._step_hooks else None
+
+    def add_sink(self, sink: Callable[[Event], Any]) -> Callable[[], None]:
+        """``sink(event)`` synchronously, on the publishing thread, for every event (keep it quick)."""
+        return self._bus.add_sink(sink)
+
+    def open_task(self, handle: Handle, folder: Path, info: Mapping[str, Any]) -> "HostedTask":
+        """Host a task that is not a generation (a storyboard) under ``handle.id``.
+
+        Writes ``folder/task.json`` from ``info``, journals its events to ``folder``, lets
+        :meth:`steer` (and so Jupyter servers) reach ``handle``. Its seq goes on from the
+        journal already in ``folder``, so a resumed task's events keep unique ids.
+        """
+        return HostedTask(self, handle, folder, info)
+
     # -- LoRA --------------------------------------------------------------------------------
     def load_lora(self, path_or_repo: str | os.PathLike, name: str | None = None,
                   weight: float = 1.0) -> str:
@@ -390,40 +290,17 @@ class Generator:
         too, else in the ``applying_lora`` stage of the next run. A bad file raises and leaves
         the pipeline exactly as it was.
         """
-        from . import lora
-
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
-            raise ValueError(f"weight={weight!r}: give a number, e.g. weight=0.8")
-        name = name or lora.default_name(path_or_repo)
-        if name in self._loras:
-            raise ValueError(f"a LoRA named {name!r} is already loaded; unload_lora({name!r}) first or "
-                             "pass another name=")
-        state = lora.read_lora(path_or_repo)
-        entry = _Lora(source=str(path_or_repo), weight=float(weight), state=state)
         with self._pipe_lock:
-            if self._pipe is not None:
-                lora.attach(self._pipe, name, state)
-                entry.attached = True
-            self._loras[name] = entry
-        return name
+            return self._loras.load(path_or_repo, name, weight, self._pipe)
 
     def unload_lora(self, name: str | None = None) -> None:
         """Remove one LoRA by name, or all of them."""
-        from . import lora
-
-        names = list(self._loras) if name is None else [name]
-        for n in names:
-            if n not in self._loras:
-                raise KeyError(f"no LoRA named {n!r} is loaded (loaded: {sorted(self._loras) or 'none'})")
         with self._pipe_lock:
-            for n in names:
-                entry = self._loras.pop(n)
-                if entry.attached and self._pipe is not None:
-                    lora.detach(self._pipe, n)
+            self._loras.unload(name, self._pipe)
 
     @property
     def loras(self) -> dict[str, float]:
-        return {n: l.weight for n, l in self._loras.items()}
+        return self._loras.weights()
 
     def run_on_worker(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
         """Run ``fn(pipeline)`` on the generator's worker thread, after the tasks queued before
@@ -439,9 +316,8 @@ class Generator:
         if self._cluster is not None:
             raise RuntimeError("run_on_worker runs on this process's pipeline; with cluster= the pipelines "
                                "live on the Ray workers")
-        call = _WorkerCall(fn)
-        self._ensure_worker()
-        self._queue.put(call)
+        call = WorkerCall(fn)
+        self._worker.put(call)
         if not call.done.wait(timeout):
             raise TimeoutError(f"run_on_worker: still waiting after {timeout} s (tasks ahead of it)")
         if call.error is not None:
@@ -456,9 +332,7 @@ class Generator:
         self._closed = True
         if self._cluster is not None:
             self._cluster.close()
-        if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join(timeout=60)
+        self._worker.close(timeout=60)
         if self._relay_detach is not None:
             self._relay_detach()
 
@@ -476,319 +350,55 @@ class Generator:
     def __repr__(self) -> str:
         return f"Generator(model={self.model!r}, device={self.device or self.device_request!r})"
 
-    # -- internals ---------------------------------------------------------------------------
-    def add_step_hook(self, hook: Callable[..., Any]) -> Callable[[], None]:
-        """``hook(task, step, timestep, latents, pipe)`` after every denoising step (previews)."""
-        self._step_hooks.append(hook)
-        return lambda: self._step_hooks.remove(hook) if hook in self._step_hooks else None
+    # -- used by the worker, the run and the task --------------------------------------------
+    def _task_ended(self, task: Task) -> None:
+        self._journal.close(task.id)
+        self._queue_file.remove(task.id)
+        task._finish()
 
-    def _cancel_task_by_id(self, task_id: str) -> bool:
-        task = self._tasks.get(task_id)
-        if task is not None:
-            return task.cancel()
-        canceller = self._cancellers.get(task_id)
-        return canceller() if canceller is not None else False
 
-    def _event_params(self, task: Task) -> dict[str, Any]:
-        params = public_params(task.params)
-        if task.parent_id:
-            params["storyboard_id"] = task.parent_id
-        return params
+class HostedTask:
+    """What :meth:`Generator.open_task` returns: publish under the task's id, then close."""
 
-    def _publish(self, task: Task, type: str, **data: Any) -> Event:
-        return self._bus.publish(task.id, type, **data)
-
-    def _stage(self, task: Task, stage: Stage, message: str, stage_progress: float = 0.0) -> None:
-        task.stage = stage.value
-        self._publish(task, EventType.GENERATION_STAGE, stage=stage.value,
-                      stage_progress=stage_progress, stage_message=message)
-
-    def _progress(self, task: Task, scale: eta.ProgressScale, message: str, *, fraction: float = 0.0,
-                  remaining: float | None = None, step: int | None = None, total: int | None = None,
-                  **extra: Any) -> None:
-        task.progress = scale.at(task.stage, fraction)
-        if step is not None:
-            task.current_step = step
-        self._publish(task, EventType.DETAILED_GENERATION_PROGRESS, stage=task.stage,
-                      progress=task.progress, message=message,
-                      estimated_time_remaining=None if remaining is None else round(remaining, 3),
-                      current_step=task.current_step if step is None else step,
-                      total_steps=task.params["steps"] if total is None else total, **extra)
-
-    def _ensure_worker(self) -> None:
-        with self._worker_lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name=f"wan_nb-generator-{self.model}",
-                                                daemon=True)
-                self._worker.start()
-
-    def _work(self) -> None:
-        while True:
-            task = self._queue.get()
-            if task is None:
-                return
-            if isinstance(task, _WorkerCall):
-                with self._pipe_lock:
-                    task.run(self._pipe)
-                    self._exec_device = None  # the call may have moved or rebuilt the pipeline
-                continue
-            self._current = task
-            try:
-                self._run(task)
-            except BaseException:  # _run reports its own failures; this is a last resort
-                log.exception("wan_nb worker crashed on task %s", task.id)
-            finally:
-                self._current = None
-
-    def _run(self, task: Task) -> None:
-        scale = eta.ProgressScale()
-        started = time.perf_counter()
-        durations: dict[str, float] = {}
-        stage_started = [started]
-        sampler = None
-
-        def enter(stage: Stage, message: str, remaining: float | None = None) -> None:
-            now = time.perf_counter()
-            durations[task.stage] = durations.get(task.stage, 0.0) + now - stage_started[0]
-            stage_started[0] = now
-            self._stage(task, stage, message)
-            self._progress(task, scale, message, remaining=remaining)
-
-        def check_cancel() -> None:
-            if task._cancel.is_set():
-                raise _StopRequested()
-
-        task.status = "running"
+    def __init__(self, gen: Generator, handle: Handle, folder: Path, info: Mapping[str, Any]) -> None:
+        self._gen, self._handle, self.task_id = gen, handle, handle.id
         try:
-            check_cancel()
-            self._progress(task, scale, "Starting")
-            sampler = monitor.Sampler(
-                lambda reading: self._publish(task, EventType.VRAM_MONITORING, **reading),
-                interval=self.monitor_interval).start()
-            with self._pipe_lock:
-                pipe = self._ensure_pipeline(task, enter, scale, check_cancel)
-                check_cancel()
-                frames = self._denoise_and_decode(task, pipe, enter, scale, check_cancel, durations)
-            enter(Stage.SAVING, "Writing MP4", self._timings.get(eta.shape_key(self.model, task.params)).get("saving"))
-            video_path = task.run_dir / "video.mp4"
-            from .video import write_mp4
+            folder.mkdir(parents=True, exist_ok=True)
+            journal.write_task_file(folder, dict(info))
+            _continue_numbering(gen._bus, handle.id, folder / journal.JOURNAL_NAME)
+            gen._journal.open(handle.id, folder)
+        except OSError as exc:
+            raise OSError(f"cannot write the run folder {folder}: {exc}. Pass the Generator a writable "
+                          "runs_dir= (or set WAN_NB_RUNS_DIR).") from exc
+        gen._hosted[handle.id] = handle
 
-            write_mp4(frames, video_path, fps=task.params["fps"])
-            self._progress(task, scale, f"Saved {video_path.name}", fraction=1.0, remaining=0.0)
-            durations[Stage.SAVING.value] = time.perf_counter() - stage_started[0]
-            total = time.perf_counter() - started
-            result = Result(task_id=task.id, video_path=video_path, params=public_params(task.params),
-                            seed=task.seed, model=self.model, duration_s=round(total, 3), run_dir=task.run_dir)
-            self._stop_sampler(sampler)
-            sampler = None
-            self._timings.record(eta.shape_key(self.model, task.params),
-                                 {k: v for k, v in durations.items()
-                                  if k in ("loading_model", "post_processing", "saving", "step", "step_unit")})
-            task.status, task.stage = "completed", Stage.COMPLETED.value
-            task._result = result
-            self._stage(task, Stage.COMPLETED, "Done", stage_progress=100.0)
-            task.progress = scale.complete()
-            self._publish(task, EventType.DETAILED_GENERATION_PROGRESS, stage=Stage.COMPLETED.value,
-                          progress=100.0, message="Done", estimated_time_remaining=0.0,
-                          current_step=task.current_step, total_steps=task.params["steps"])
-            self._publish(task, EventType.GENERATION_COMPLETED, output_path=str(video_path),
-                          duration_s=round(total, 3), params=self._event_params(task), seed=task.seed)
-        except _StopRequested:
-            self._stop_sampler(sampler)
-            stage = task.stage
-            task.status, task.stage = "cancelled", Stage.CANCELLED.value
-            task._error = GenerationCancelled(task.id, stage, task.current_step)
-            self._stage(task, Stage.CANCELLED, f"Cancelled during {stage}")
-            self._publish(task, EventType.GENERATION_CANCELLED, stage=stage, current_step=task.current_step)
-        except BaseException as exc:
-            self._stop_sampler(sampler)
-            stage = task.stage
-            self._free_accelerator_memory()
-            error_type = type(exc).__name__
-            message = str(exc) or error_type
-            log.debug("task %s failed in %s:\n%s", task.id, stage, traceback.format_exc())
-            task.status, task.stage = "failed", Stage.FAILED.value
-            error = GenerationError(f"{error_type} during {stage}: {message}", task_id=task.id,
-                                    stage=stage, error_type=error_type)
-            error.__cause__ = exc
-            task._error = error
-            self._stage(task, Stage.FAILED, f"{error_type}: {message}")
-            self._publish(task, EventType.GENERATION_FAILED, stage=stage, error_type=error_type, error=message)
-            if not isinstance(exc, Exception):  # KeyboardInterrupt/SystemExit: report, then honour
-                raise
-        finally:
-            self._journal.close(task.id)
-            task._done.set()
+    def publish(self, type: str, **data: Any) -> Event:
+        return self._gen._bus.publish(self.task_id, type, **data)
 
-    def _stop_sampler(self, sampler: monitor.Sampler | None) -> None:
-        if sampler is not None:
-            sampler.stop(final_reading=True)
-
-    def _free_accelerator_memory(self) -> None:
-        torch = sys.modules.get("torch")
-        try:
-            if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-                torch.cuda.empty_cache()
-        except Exception:
-            pass
-
-    def _ensure_pipeline(self, task: Task, enter: Callable[..., None],
-                         scale: eta.ProgressScale, check_cancel: Callable[[], None]) -> Any:
-        if self._pipe is not None:
-            return self._pipe
-        if "diffusers" not in sys.modules:
-            self._progress(task, scale, "Importing PyTorch and diffusers")  # seconds, once per process
-        on_worker = threading.current_thread()
-
-        def report(kind: str, **fields: Any) -> None:
-            if kind == "stage":
-                if fields["stage"] != task.stage:
-                    enter(Stage(fields["stage"]), fields.get("message", ""))
-            elif kind == "loading":
-                progress = float(fields.pop("progress", 0.0))
-                status = fields.pop("status", "")
-                self._publish(task, EventType.MODEL_LOADING_PROGRESS, model_type=self.model,
-                              progress=round(min(max(progress, 0.0), 100.0), 2), status=status,
-                              **{k: v for k, v in fields.items() if v is not None})
-                task.progress = scale.at(task.stage, progress / 100.0)
-            if threading.current_thread() is on_worker:
-                check_cancel()  # downloads report from their own threads: cancel on ours
-
-        device, dtype = models.resolve_device_dtype(self.device_request, self.dtype_request)
-        loaded = time.perf_counter()
-        # The loader announces downloading_model / loading_model itself: only it knows whether
-        # the files are already cached.
-        pipe = models.load_pipeline(self.spec, device=device, dtype=dtype, report=report, offload=self.offload,
-                                    vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing)
-        log.debug("loaded %s in %.2fs", self.model, time.perf_counter() - loaded)
-        self._pipe = pipe
-        self.spec = models.refine(self.spec, pipe)  # a repo id guessed by name: now read from its files
-        self.device = device
-        return pipe
-
-    def _execution_device(self, pipe: Any) -> Any:
-        """Where the pipeline computes. diffusers finds it by walking every module's hooks
-        (milliseconds a call), so it is looked up once per pipeline object and again after
-        ``run_on_worker``, the one place user code may move the pipeline."""
-        cached = self._exec_device
-        if cached is not None and cached[0] is pipe:
-            return cached[1]
-        device = getattr(pipe, "_execution_device", None) or self.device
-        self._exec_device = (pipe, device)
-        return device
-
-    def _apply_loras(self, task: Task, pipe: Any, enter: Callable[..., None]) -> None:
-        requested = task.params["loras"]
-        if not self._loras and not requested:
-            return
-        from . import lora
-
-        weights = requested if requested else {n: l.weight for n, l in self._loras.items()}
-        described = ", ".join(f"{n}={w:g}" for n, w in weights.items()) or "none (LoRAs off)"
-        enter(Stage.APPLYING_LORA, f"LoRA weights: {described}")
-        for name, entry in list(self._loras.items()):
-            if not entry.attached:
-                try:
-                    lora.attach(pipe, name, entry.state)
-                except Exception:
-                    self._loras.pop(name, None)  # a LoRA that cannot attach must not break later runs
-                    raise
-                entry.attached = True
-        lora.activate(pipe, {n: w for n, w in weights.items()})
-
-    def _denoise_and_decode(self, task: Task, pipe: Any, enter: Callable[..., None],
-                            scale: eta.ProgressScale, check_cancel: Callable[[], None],
-                            durations: dict[str, float]) -> Any:
-        import torch
-
-        p = task.params
-        enter(Stage.PREPARING_INPUTS, "Encoding the prompt")
-        cfg = p["guidance_scale"] > 1.0
-        device = self._execution_device(pipe)
-        with torch.no_grad():
-            prompt_embeds, negative_embeds = pipe.encode_prompt(
-                prompt=p["prompt"], negative_prompt=p["negative_prompt"], do_classifier_free_guidance=cfg,
-                num_videos_per_prompt=1, max_sequence_length=512, device=device)
-        check_cancel()
-        self._apply_loras(task, pipe, enter)
-        check_cancel()
-
-        steps = p["steps"]
-        experts = models.expert_schedule(pipe, steps)
-        if not any(experts):
-            experts = None
-        key = eta.shape_key(self.model, p)
-        passes = 2 if cfg else 1
-        clock = eta.StepClock(steps, self._timings.tail_seconds(key), experts,
-                              tail_reference=self._timings.reference(key), passes=passes)
-        enter(Stage.GENERATING, f"Denoising: {steps} steps")
-        current_expert: list[str | None] = [None]
-
-        def on_step_end(pipeline: Any, index: int, timestep: Any, callback_kwargs: dict) -> dict:
-            step = index + 1
-            clock.step_done(step)
-            check_cancel()
-            expert = experts[index] if experts else None
-            message = f"Step {step}/{steps}"
-            extra: dict[str, Any] = {}
-            if expert is not None:
-                extra["expert"] = expert
-                if expert != current_expert[0] and current_expert[0] is not None:
-                    message = f"Switched to the {expert.replace('_', '-')} expert at step {step}/{steps}"
-                current_expert[0] = expert
-            for hook in list(self._step_hooks):
-                try:
-                    hook(task, step, timestep, callback_kwargs.get("latents"), pipeline)
-                except Exception:
-                    log.debug("step hook failed", exc_info=True)
-            self._progress(task, scale, message, fraction=step / steps, remaining=clock.remaining(),
-                           step=step, **extra)
-            return callback_kwargs
-
-        call: dict[str, Any] = dict(
-            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds if cfg else None,
-            height=p["height"], width=p["width"], num_frames=p["num_frames"], num_inference_steps=steps,
-            guidance_scale=p["guidance_scale"], generator=torch.Generator("cpu").manual_seed(p["seed"]),
-            output_type="latent", callback_on_step_end=on_step_end)
-        if p.get("guidance_scale_2") is not None:
-            call["guidance_scale_2"] = p["guidance_scale_2"]
-        if p["image"] is not None:
-            call["image"] = p["image"]
-        # Wan 2.2 TI2V: an image turns the text-to-video pipeline into its image-to-video twin
-        # (same modules); every other model is called as loaded.
-        runner = models.pipeline_for_inputs(pipe, p["image"]) if hasattr(models, "pipeline_for_inputs") else pipe
-        denoise_started = time.perf_counter()
-        clock.start()
-        latents = runner(**call).frames
-        durations["step"] = (time.perf_counter() - denoise_started) / steps
-        durations["step_unit"] = durations["step"] / passes  # per transformer pass: comparable across guidance
-        check_cancel()
-
-        enter(Stage.POST_PROCESSING, "Decoding latents with the VAE", clock.tail())
-        from .video import decode_latents
-
-        frames = decode_latents(pipe, latents)
-        self._progress(task, scale, f"Decoded {frames.shape[0]} frames", fraction=1.0,
-                       remaining=self._timings.get(key).get("saving"))
-        return frames
+    def close(self) -> None:
+        """Stop journaling and steering it (after its last event)."""
+        if self._gen._hosted.get(self.task_id) is self._handle:
+            del self._gen._hosted[self.task_id]
+        self._gen._journal.close(self.task_id)
 
 
-class _WorkerCall:
-    """A function queued for the worker thread by :meth:`Generator.run_on_worker`."""
+def _adopt(gen: Generator, pipeline: Any) -> None:
+    """A pipeline given by its owner stays where it is unless a placement was asked for."""
+    if gen.offload != "none" or gen.vae_tiling or gen.vae_slicing:
+        from .loading import place
 
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
-        self.fn = fn
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
+        place(pipeline, device=models.resolve_device_dtype(gen.device_request, gen.dtype_request)[0],
+              offload=gen.offload, vae_tiling=gen.vae_tiling, vae_slicing=gen.vae_slicing)
+    gen.device = str(getattr(pipeline, "_execution_device", None) or pipeline.device)
 
-    def run(self, pipeline: Any) -> None:
-        try:
-            self.result = self.fn(pipeline)
-        except BaseException as exc:  # handed to the caller, never kills the worker
-            self.error = exc
-        finally:
-            self.done.set()
+
+def _continue_numbering(bus: EventBus, task_id: str, journal_file: Path) -> None:
+    """Resuming in a new process: go on from the journal's last seq, so ids stay unique."""
+    if bus.last_seq(task_id) or not journal_file.is_file():
+        return
+    last = max((event.seq for event in journal.read_events(journal_file)), default=0)
+    if last:
+        bus.continue_seq(task_id, last)
 
 
 def _show_progress(task: Task, mode: str | bool) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import presets as _presets
+from . import model_presets as _presets
 from . import tiny as _tiny
 from .download import ModelNotAvailable
 

@@ -536,7 +536,7 @@ def estimate_clean(latents: Any, previous: Any, pipe: Any) -> Any:
 
 def install(generator: Any) -> Previewer:
     """Attach a :class:`Previewer` to ``generator`` (called by ``Generator(previews=True)``)."""
-    bus = generator._bus
+    bus = generator.bus
 
     def publish(task: Any, fields: Mapping[str, Any]) -> None:
         bus.publish(task.id, "preview", **fields)

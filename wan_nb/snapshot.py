@@ -9,18 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .events import TERMINAL_STATUS as _TERMINAL_STATUS
+
 __all__ = ["TaskSnapshot", "TASK_STATUSES", "PRODUCER_LOST"]
 
 TASK_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "lost")
 
 # error_type of the terminal event a server adds for a task whose producing process died.
 PRODUCER_LOST = "ProducerLost"
-
-_TERMINAL_STATUS = {
-    "generation_completed": "completed",
-    "generation_failed": "failed",
-    "generation_cancelled": "cancelled",
-}
 
 
 class TaskSnapshot:

@@ -15,7 +15,7 @@ import copy
 import itertools
 from typing import Any
 
-__all__ = ["expand", "label_text", "MAX_RUNS"]
+__all__ = ["expand", "label_text", "submit_sweep", "MAX_RUNS"]
 
 MAX_RUNS = 10_000
 
@@ -59,3 +59,26 @@ def label_text(label: dict[str, Any], width: int = 40) -> str:
             shown = repr(value)
         parts.append(f"{name}={shown}")
     return ", ".join(parts)
+
+
+def submit_sweep(gen: Any, axes: dict[str, Any], **submit_options: Any) -> Any:
+    """``Generator.sweep``: check every run, then queue them all; a :class:`~wan_nb.task.Sweep`.
+
+    ``submit_options`` (e.g. ``retries``) go to every ``gen.submit``.
+    """
+    from .task import Sweep
+
+    if not any(isinstance(v, (list, tuple)) for v in axes.values()):
+        raise ValueError("sweep needs at least one list of values, e.g. seed=[0, 1, 2]")
+    if "prompt" not in axes:
+        raise ValueError("sweep needs a prompt (a string, or a list of prompts to compare)")
+    runs = expand(**axes)
+    # Validate every run before queuing any, so a typo costs no generation.
+    for _, kwargs in runs:
+        args = dict(kwargs)
+        gen.check(args.pop("prompt"), **args)
+    tasks = []
+    for _, kwargs in runs:
+        args = dict(kwargs)
+        tasks.append(gen.submit(args.pop("prompt"), **submit_options, **args))
+    return Sweep(labels=[label for label, _ in runs], tasks=tasks)

@@ -23,9 +23,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .._run import event_params
+from ..errors import GenerationCancelled, GenerationError, TaskNotQueued
 from ..events import Event, EventType, Stage
-from ..generator import GenerationCancelled, GenerationError, Result, Task
 from ..params import public_params
+from ..task import Result, Task
 from . import ClusterUnavailable
 from .pool import Slot, WorkerPool, actor_class, control
 from .worker import BATCH_INTERVAL, generation_kwargs
@@ -48,12 +50,20 @@ class RemoteTask(Task):
         self._slot: Slot | None = None
         self._retries_left = 0
 
-    def cancel(self) -> bool:
-        """Stop the task; on its worker the step callback sees it within one denoising step."""
-        if not super().cancel():
-            return False
+    def _cancelled(self) -> None:
+        """On its worker the step callback sees the cancel within one denoising step."""
         self._backend.cancel(self)
-        return True
+
+    def pause(self, release_memory: bool = False) -> bool:
+        """Hold at the next denoising step on its worker (a task still waiting here cannot hold)."""
+        return self._backend.steer(self, "pause", release_memory=bool(release_memory))
+
+    def resume(self) -> bool:
+        return self._backend.steer(self, "resume")
+
+    def move(self, index: int) -> None:
+        """Change its place among the tasks waiting for a worker: 0 goes next, -1 last."""
+        self._backend.move(self, index)
 
     def result(self, timeout: float | None = None) -> Result:
         """As :meth:`Task.result`; a task re-run after a lost worker answers with the re-run's result."""
@@ -121,6 +131,27 @@ class ClusterBackend:
         else:
             self.pool.notify()  # the dispatcher is choosing its worker: it sees the flag and stops
 
+    def steer(self, task: RemoteTask, action: str, **kw: Any) -> bool:
+        """Pause or resume a task on its worker; the worker's answer (False where it cannot)."""
+        with self._lock:
+            slot = task._slot
+        if slot is None or task.done():
+            return False
+        try:
+            return bool(self.ray.get(control(slot.actor.steer).remote(task.id, action, **kw), timeout=30))
+        except Exception:
+            return False  # the worker is gone or busy dying: its task reports that itself
+
+    def move(self, task: RemoteTask, index: int) -> None:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"move(index={index!r}): give an int (0 goes next, -1 last)")
+        with self._lock:
+            if task not in self._pending:
+                raise TaskNotQueued(task.id, task.status)
+            self._pending.remove(task)
+            place = len(self._pending) + 1 + index if index < 0 else index
+            self._pending.insert(max(0, min(place, len(self._pending))), task)
+
     @property
     def queued(self) -> list[RemoteTask]:
         with self._lock:
@@ -134,7 +165,7 @@ class ClusterBackend:
             self._wake.notify_all()
             drivers = list(self._drivers)
         for task in pending:
-            Task.cancel(task)
+            task._cancel.set()
             self._end_here(task, "cancelled", None)
         for task in list(self.gen._tasks.values()):
             if isinstance(task, RemoteTask) and not task.done():
@@ -169,7 +200,7 @@ class ClusterBackend:
     def _lora_spec(self) -> dict[str, dict[str, Any]]:
         """The generator's LoRAs as the workers need them: the weights file travels through Ray."""
         spec = {}
-        for name, entry in list(self.gen._loras.items()):
+        for name, entry in list(self.gen._loras.entries.items()):
             path = Path(entry.state.path)
             stat = path.stat()
             key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
@@ -257,8 +288,7 @@ class ClusterBackend:
             task._error = GenerationCancelled(task.id, data.get("stage", ""), int(data.get("current_step") or 0))
 
     def _finish(self, task: RemoteTask) -> None:
-        self.gen._journal.close(task.id)
-        task._done.set()
+        self.gen._task_ended(task)  # journal closed, off the queue file, then done
 
     def _end_here(self, task: RemoteTask, outcome: str, worker: dict[str, Any] | None, *,
                   error_type: str = "", error: str = "", **extra: Any) -> None:
@@ -269,7 +299,7 @@ class ClusterBackend:
             bus = self.gen.bus
             if bus.last_seq(task.id) == 0:  # no worker spoke for it yet: its stream starts here
                 bus.publish(task.id, EventType.GENERATION_STARTED, model_type=self.gen.model,
-                            params=self.gen._event_params(task), estimated_duration=None, worker=worker)
+                            params=event_params(task), estimated_duration=None, worker=worker)
             stage = task.stage
             if outcome == "cancelled":
                 data = {"stage": stage, "current_step": task.current_step}

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from .. import relay, stale_files
+from ..events import COALESCIBLE_TYPES, is_terminal as _is_terminal
 from ..snapshot import PRODUCER_LOST, TaskSnapshot
 from .outbox import Outbox
 from .wire import HEARTBEAT, dumps, seed_message, sse_named, sse_unnamed, video_urls, ws_text_frame
@@ -31,20 +32,13 @@ from .wire import HEARTBEAT, dumps, seed_message, sse_named, sse_unnamed, video_
 log = logging.getLogger(__name__)
 
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-COALESCIBLE = frozenset({"detailed_generation_progress", "vram_monitoring", "preview",
-                         "model_loading_progress"})
-TERMINAL = frozenset({"generation_completed", "generation_failed", "generation_cancelled"})
+COALESCIBLE = frozenset(str(t) for t in COALESCIBLE_TYPES)
 JOURNAL_NAME = "events.jsonl"
 SERVER_TASK_ID = "server"   # task_id of the VRAM samples the server takes itself
 
 
 def valid_task_id(task_id: str) -> bool:
     return bool(TASK_ID_RE.match(task_id)) and task_id not in (".", "..")
-
-
-def _is_terminal(type_: str, data: dict) -> bool:
-    return type_ in TERMINAL or (type_ == "storyboard_progress" and (
-        data.get("step") == "complete" or data.get("status") in ("failed", "cancelled")))
 
 
 def _utc_now() -> str:

@@ -5,20 +5,13 @@ Every encoding is computed once per event and shared by all the connections that
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any, Mapping
 
+from ..events import TERMINAL_STATUS as _TERMINAL, dumps
 from ..snapshot import PRODUCER_LOST
 
-_TERMINAL = {"generation_completed": "completed", "generation_failed": "failed",
-             "generation_cancelled": "cancelled"}
-
 HEARTBEAT = b": heartbeat\n\n"
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=str)
 
 
 def ws_text_frame(payload: bytes) -> bytes:

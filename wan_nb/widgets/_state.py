@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import Event, EventType
+from ..events import TERMINAL_STATUS, Event, EventType
 
 __all__ = ["TaskState", "parse_timestamp", "TIMELINE"]
 
@@ -19,8 +19,7 @@ __all__ = ["TaskState", "parse_timestamp", "TIMELINE"]
 TIMELINE = ("initializing", "downloading_model", "loading_model", "preparing_inputs", "applying_lora",
             "generating", "post_processing", "saving", "completed")
 OPTIONAL_STAGES = frozenset({"downloading_model", "loading_model", "applying_lora"})
-ENDINGS = {EventType.GENERATION_COMPLETED.value: "completed", EventType.GENERATION_FAILED.value: "failed",
-           EventType.GENERATION_CANCELLED.value: "cancelled"}
+ENDINGS = TERMINAL_STATUS
 
 
 def parse_timestamp(stamp: str) -> float:

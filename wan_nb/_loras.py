@@ -1,0 +1,73 @@
+"""The generator's LoRA registry: adapters by name, read once, attached once the model is loaded."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+@dataclass
+class _Lora:
+    source: str
+    weight: float
+    state: Any
+    attached: bool = False
+
+
+class LoraRegistry:
+    """The generator's LoRAs by adapter name; attached to the pipeline once it is loaded."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Lora] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def weights(self) -> dict[str, float]:
+        return {n: entry.weight for n, entry in self.entries.items()}
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return {n: {"source": entry.source, "weight": entry.weight} for n, entry in self.entries.items()}
+
+    def load(self, path_or_repo: str | os.PathLike, name: str | None, weight: float, pipe: Any) -> str:
+        from . import lora
+
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+            raise ValueError(f"weight={weight!r}: give a number, e.g. weight=0.8")
+        name = name or lora.default_name(path_or_repo)
+        if name in self.entries:
+            raise ValueError(f"a LoRA named {name!r} is already loaded; unload_lora({name!r}) first or "
+                             "pass another name=")
+        entry = _Lora(source=str(path_or_repo), weight=float(weight), state=lora.read_lora(path_or_repo))
+        if pipe is not None:
+            lora.attach(pipe, name, entry.state)
+            entry.attached = True
+        self.entries[name] = entry
+        return name
+
+    def unload(self, name: str | None, pipe: Any) -> None:
+        from . import lora
+
+        names = list(self.entries) if name is None else [name]
+        for n in names:
+            if n not in self.entries:
+                raise KeyError(f"no LoRA named {n!r} is loaded (loaded: {sorted(self.entries) or 'none'})")
+        for n in names:
+            entry = self.entries.pop(n)
+            if entry.attached and pipe is not None:
+                lora.detach(pipe, n)
+
+    def activate(self, pipe: Any, weights: Mapping[str, float]) -> None:
+        """Attach what is not attached yet, then set this run's weights."""
+        from . import lora
+
+        for name, entry in list(self.entries.items()):
+            if not entry.attached:
+                try:
+                    lora.attach(pipe, name, entry.state)
+                except Exception:
+                    self.entries.pop(name, None)  # a LoRA that cannot attach must not break later runs
+                    raise
+                entry.attached = True
+        lora.activate(pipe, dict(weights))

@@ -1,0 +1,332 @@
+"""The generator's work queue (reorderable, pausable) and its copy on disk.
+
+:class:`WorkQueue` holds what the worker thread will take next: tasks, and functions queued by
+``run_on_worker``. Tasks can be moved and removed while they wait; while the queue is paused
+the worker takes no task (a function at the head of the queue still runs).
+
+:class:`QueueFile` keeps ``<runs_dir>/queue.json``: the submit arguments of every task that
+has not finished, so ``Generator.resume_queue()`` in a new process can start them again after
+a crash. Several processes may share one runs dir: each entry names its owner process, the
+file is rewritten atomically under an advisory lock, and only entries of dead owners are
+taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+log = logging.getLogger(__name__)
+
+QUEUE_FILE_NAME = "queue.json"
+
+
+class WorkerCall:
+    """A function queued for the worker thread by ``Generator.run_on_worker``."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self, pipeline: Any) -> None:
+        try:
+            self.result = self.fn(pipeline)
+        except BaseException as exc:  # handed to the caller, never kills the worker
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class WorkQueue:
+    """Items in run order; :meth:`get` blocks until one may run (None once closed and empty)."""
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._cond = threading.Condition()
+        self._paused = False
+        self._closed = False
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def get(self) -> Any:
+        with self._cond:
+            while True:
+                if self._items and (not self._paused or isinstance(self._items[0], WorkerCall)):
+                    return self._items.pop(0)
+                if self._closed and not self._items:
+                    return None
+                self._cond.wait()
+
+    def remove(self, item: Any) -> bool:
+        """Take ``item`` out if it is still waiting; False if the worker already has it."""
+        with self._cond:
+            try:
+                self._items.remove(item)
+            except ValueError:
+                return False
+            return True
+
+    def move(self, item: Any, index: int) -> bool:
+        """Put a waiting task at ``index`` among the waiting tasks (negative counts from the end)."""
+        with self._cond:
+            if item not in self._items:
+                return False
+            tasks = [i for i in self._items if not isinstance(i, WorkerCall)]
+            tasks.remove(item)
+            position = index if index >= 0 else len(tasks) + 1 + index
+            tasks.insert(min(max(position, 0), len(tasks)), item)
+            # Functions keep their place; the tasks around them are re-laid in the new order.
+            order = iter(tasks)
+            self._items = [i if isinstance(i, WorkerCall) else next(order) for i in self._items]
+            self._cond.notify_all()
+            return True
+
+    def tasks(self) -> list[Any]:
+        with self._cond:
+            return [i for i in self._items if not isinstance(i, WorkerCall)]
+
+    def __contains__(self, item: Any) -> bool:
+        with self._cond:
+            return item in self._items
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Let the worker finish what is queued, then stop (a paused queue resumes to drain)."""
+        with self._cond:
+            self._closed = True
+            self._paused = False
+            self._cond.notify_all()
+
+
+class Worker:
+    """The generator's one worker thread, taking the queue's items in order (started on demand)."""
+
+    def __init__(self, gen: Any, name: str) -> None:
+        self.gen = gen
+        self.name = name
+        self.queue = WorkQueue()
+        self.current: Any = None  # the task being run
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, item: Any) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+                self._thread.start()
+        self.queue.put(item)
+
+    def drop(self, task: Any) -> None:
+        """A cancelled task still waiting ends now, without the worker."""
+        if self.queue.remove(task):
+            from ._run import cancel_before_start
+
+            cancel_before_start(self.gen, task)
+
+    def move(self, task: Any, index: int) -> None:
+        from .errors import TaskNotQueued
+
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"move(index={index!r}): give an int (0 runs next, -1 runs last)")
+        if not self.queue.move(task, index):
+            raise TaskNotQueued(task.id, task.status)
+        self.gen._queue_file.reorder([t.id for t in self.queue.tasks()])
+
+    def close(self, timeout: float) -> None:
+        self.queue.close()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def _work(self) -> None:
+        from ._run import TaskRun
+
+        gen = self.gen
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if isinstance(item, WorkerCall):
+                with gen._pipe_lock:
+                    item.run(gen._pipe)
+                    gen._exec_device = None  # the call may have moved or rebuilt the pipeline
+                continue
+            self.current = item
+            try:
+                TaskRun(gen, item).run()
+            except BaseException:  # a run reports its own failures; this is a last resort
+                log.exception("wan_nb worker crashed on task %s", item.id)
+            finally:
+                self.current = None
+
+
+# -- on disk --------------------------------------------------------------------------------
+def _process_start(pid: int) -> str | None:
+    """An id of process ``pid``'s lifetime (its start time), so a reused pid is not mistaken for it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process with that pid: alive, but not ours to judge by start time
+    started = owner.get("started")
+    return started is None or _process_start(pid) in (None, started)
+
+
+class QueueFile:
+    """``<runs_dir>/queue.json``: ``{"tasks": {task_id: entry}}`` for every unfinished task."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.path = Path(runs_dir) / QUEUE_FILE_NAME
+        self.owner = {"pid": os.getpid(), "started": _process_start(os.getpid())}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """The file's contents, locked against other processes; written back on exit."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(QUEUE_FILE_NAME + ".lock"), "a+") as lock:
+            try:
+                import fcntl
+
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except ImportError:  # no advisory locks on this system: last writer wins
+                pass
+            state = self._read()
+            before = json.dumps(state, sort_keys=True)
+            yield state
+            if json.dumps(state, sort_keys=True) != before:
+                self._write(state)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"tasks": {}}
+        except (OSError, ValueError) as exc:
+            log.warning("wan_nb: ignoring unreadable %s (%s)", self.path, exc)
+            return {"tasks": {}}
+        if not isinstance(state, dict) or not isinstance(state.get("tasks"), dict):
+            return {"tasks": {}}
+        return state
+
+    def _write(self, state: dict[str, Any]) -> None:
+        if not state["tasks"]:
+            self.path.unlink(missing_ok=True)
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".queue-", suffix=".json", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(state, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def add(self, task_id: str, entry: dict[str, Any]) -> None:
+        try:
+            with self._locked() as state:
+                state["tasks"][task_id] = {**entry, "owner": self.owner}
+        except OSError as exc:  # the queue still runs; only a crash recovery is lost
+            log.warning("wan_nb: cannot record task %s in %s: %s", task_id, self.path, exc)
+
+    def remove(self, task_id: str) -> None:
+        try:
+            with self._locked() as state:
+                state["tasks"].pop(task_id, None)
+        except OSError as exc:
+            log.warning("wan_nb: cannot update %s: %s", self.path, exc)
+
+    def take_orphans(self, accept: Callable[[dict[str, Any]], bool]) -> list[tuple[str, dict[str, Any]]]:
+        """Remove and return, oldest first, the entries of dead processes that ``accept`` wants."""
+        taken = []
+        with self._locked() as state:
+            for task_id, entry in sorted(state["tasks"].items(), key=lambda kv: kv[1].get("order", 0)):
+                if not _alive(entry.get("owner") or {}) and accept(entry):
+                    taken.append((task_id, state["tasks"].pop(task_id)))
+        return taken
+
+    def reorder(self, task_ids: list[str]) -> None:
+        """Record a new run order of these (waiting) tasks."""
+        try:
+            with self._locked() as state:
+                entries = [state["tasks"][i] for i in task_ids if i in state["tasks"]]
+                for entry, order in zip(entries, sorted(e.get("order", 0) for e in entries)):
+                    entry["order"] = order
+        except OSError as exc:
+            log.warning("wan_nb: cannot update %s: %s", self.path, exc)
+
+    def put_back(self, task_id: str, entry: dict[str, Any]) -> None:
+        """Return an entry taken by :meth:`take_orphans` that could not be submitted."""
+        with self._locked() as state:
+            state["tasks"].setdefault(task_id, entry)
+
+
+def queue_entry(gen: Any, task: Any, given_image: Any) -> dict[str, Any]:
+    """What ``resume_queue`` needs to submit ``task`` again in another process."""
+    from .params import GENERATION_ARGS, public_params
+
+    kwargs = {k: v for k, v in public_params(task.params).items() if k in GENERATION_ARGS}
+    if given_image is not None:
+        if isinstance(given_image, (str, os.PathLike)):
+            kwargs["image"] = str(Path(given_image).resolve())
+        else:  # an in-memory picture: keep the prepared first frame beside the run
+            path = task.run_dir / "input.png"
+            task.params["image"].save(path)
+            kwargs["image"] = str(path)
+    return {"model": gen.model, "prompt": task.prompt, "kwargs": kwargs, "parent_id": task.parent_id,
+            "order": time.time()}
+
+
+def resubmit(gen: Any) -> list[Any]:
+    """``Generator.resume_queue``: submit the orphaned entries of ``gen``'s model, in run order."""
+    from .params import GENERATION_ARGS
+
+    taken = gen._queue_file.take_orphans(lambda e: e.get("model") == gen.model and not e.get("parent_id"))
+    tasks = []
+    for old_id, entry in taken:
+        kwargs = {k: v for k, v in (entry.get("kwargs") or {}).items() if k in GENERATION_ARGS}
+        try:
+            tasks.append(gen.submit(entry["prompt"], **kwargs))
+        except Exception as exc:  # e.g. a LoRA not loaded in this process: keep it for a retry
+            gen._queue_file.put_back(old_id, entry)
+            warnings.warn(f"wan_nb: could not resume task {old_id} ({type(exc).__name__}: {exc}); it stays "
+                          f"in {gen._queue_file.path} for a later resume_queue()", stacklevel=3)
+    return tasks

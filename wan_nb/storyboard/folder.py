@@ -1,0 +1,114 @@
+"""A storyboard's run folder, ``<gen.runs_dir>/<storyboard_id>/``::
+
+    task.json  events.jsonl  storyboard.json   what was asked and what happened
+    scenes/scene_01.mp4 (+ scene_01.json)      each scene, as soon as it is done
+    final.mp4                                  the stitched video
+
+A scene's sidecar JSON records the parameters it was made with, so ``resume()`` can tell a
+scene it may keep from one it must make again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..events import dumps
+from ..params import public_params
+
+if TYPE_CHECKING:
+    from .plan import Storyboard
+    from .run import StoryboardRun
+
+__all__ = ["video_url", "scene_url", "scene_path", "final_path"]
+
+
+def video_url(storyboard_id: str) -> str:
+    """The final video's URL relative to the Jupyter server's base URL."""
+    return f"wan-nb/api/tasks/{storyboard_id}/video"
+
+
+def scene_url(storyboard_id: str, index: int) -> str:
+    """Scene ``index`` (1-based) of a storyboard, relative to the server's base URL."""
+    return f"wan-nb/api/tasks/{storyboard_id}/video/scenes/{index}"
+
+
+def scene_path(folder: Path, index: int) -> Path:
+    return folder / "scenes" / f"scene_{index:02d}.mp4"
+
+
+def final_path(folder: Path) -> Path:
+    return folder / "final.mp4"
+
+
+def task_info(board: "Storyboard") -> dict[str, Any]:
+    """The storyboard's ``task.json``: what was asked."""
+    return {"task_id": board.id, "kind": "storyboard", "model": board.gen.model,
+            "prompt": board.story or " / ".join(s.prompt for s in board.scenes),
+            "params": {"transition": board.transition, "crossfade": board.crossfade, "fps": board.fps,
+                       "continuity": board.continuity, "seed": board.seed, "scenes": board.plan()},
+            "seed": board.seed, "parent_id": None,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def reusable_scenes(board: "Storyboard") -> list[bool]:
+    """Which scene videos on disk were made with exactly the parameters asked for now."""
+    from ..video import frame_count
+
+    reusable = []
+    for index, params in enumerate(board._params, 1):
+        path = board.scene_path(index)
+        sidecar = path.with_suffix(".json")
+        ok = False
+        if path.is_file() and sidecar.is_file():
+            try:
+                saved = json.loads(sidecar.read_text())
+                ok = (saved.get("params") == json.loads(dumps(public_params(params)))
+                      and frame_count(path) == params["num_frames"])
+            except (OSError, ValueError, RuntimeError):
+                ok = False  # unreadable: render it again
+        reusable.append(ok)
+    return reusable
+
+
+def keep_scene(board: "Storyboard", index: int, source: Path, task_id: str | None) -> Path:
+    """Put a finished scene's video (and its sidecar) in the storyboard folder."""
+    target = board.scene_path(index)
+    _link_or_copy(source, target)
+    sidecar = {"index": index, "task_id": task_id, "params": public_params(board._params[index - 1]),
+               "source": str(source)}
+    target.with_suffix(".json").write_text(dumps(sidecar))
+    return target
+
+
+def write_state(run: "StoryboardRun") -> None:
+    """storyboard.json: the plan and the outcome, for people and tools reading the folder."""
+    board = run.board
+    scenes = [{"index": i, "prompt": s.prompt, "params": p, "status": st, "task_id": t,
+               "video": str(board.scene_path(i)) if st in ("completed", "reused") else None}
+              for i, (s, p, st, t) in enumerate(zip(board.scenes, board.plan(), run.scene_status,
+                                                    run.scene_task_ids), 1)]
+    state = {"storyboard_id": run.id, "status": run.status, "story": board.story,
+             "transition": board.transition, "crossfade": board.crossfade, "fps": board.fps,
+             "continuity": board.continuity, "seed": board.seed, "scenes": scenes,
+             "final_video_path": str(board.final_path) if run.status == "completed" else None}
+    try:
+        (board.folder / "storyboard.json").write_text(json.dumps(json.loads(dumps(state)), indent=1))
+    except OSError:
+        pass  # the folder is gone or full: the events journal still tells what happened
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link when the disk allows (no second copy of the video), else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:
+        shutil.copy2(source, partial)
+    partial.replace(target)

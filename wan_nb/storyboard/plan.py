@@ -1,0 +1,356 @@
+"""Storyboards: several scenes generated one after another and stitched into one video.
+
+>>> from wan_nb import Generator, Storyboard, Scene
+>>> gen = Generator(model="tiny")
+>>> board = Storyboard(gen, ["a fox wakes up in the snow", Scene("the fox runs", seconds=2)],
+...                    transition="crossfade", crossfade=0.25)
+>>> result = board.run()            # blocks; in a notebook shows one row per scene
+>>> result.final_video_path, result.scene_videos
+
+This module is the plan: the scenes, their parameters (all checked when the storyboard is made,
+before any model work) and the folder they go to. Rendering is ``wan_nb.storyboard.run``; the
+run folder's layout is ``wan_nb.storyboard.folder``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from ..generator import Generator
+from ..params import GENERATION_ARGS, InvalidParameter, build_params, public_params
+from ..stitch import check_transition, stitched_frame_count
+from . import folder as layout
+from .run import StoryboardResult, StoryboardRun
+
+__all__ = ["Scene", "Storyboard", "split_story"]
+
+# What a Scene may set for itself beyond prompt/frames/seed/loras/image. fps is the
+# storyboard's (one video has one frame rate).
+_SCENE_OPTIONS = tuple(a for a in GENERATION_ARGS
+                       if a not in ("num_frames", "seed", "loras", "image", "fps"))
+
+
+class Scene:
+    """One shot of a storyboard.
+
+    ``Scene(prompt, num_frames=None, seconds=None, seed=None, loras=None, image=None, **options)``:
+    give the length as ``num_frames`` or ``seconds`` (rounded to the nearest frame count the
+    model accepts), or neither for the model's default. ``options`` are further generation
+    arguments for this scene only (``steps``, ``guidance_scale``, ``negative_prompt``, ...).
+    """
+
+    def __init__(self, prompt: str, num_frames: int | None = None, *, seconds: float | None = None,
+                 seed: int | None = None, loras: Mapping[str, float] | None = None, image: Any = None,
+                 **options: Any) -> None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"Scene(prompt={prompt!r}): give a non-empty text prompt")
+        if num_frames is not None and seconds is not None:
+            raise ValueError("Scene: give num_frames or seconds, not both")
+        if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
+                                    or not seconds > 0):
+            raise ValueError(f"Scene(seconds={seconds!r}): give a positive number of seconds, e.g. 2.0")
+        unknown = sorted(set(options) - set(_SCENE_OPTIONS))
+        if unknown:
+            hint = " (fps is set on the Storyboard: one video has one frame rate)" if "fps" in unknown else ""
+            raise TypeError(f"Scene: unknown argument(s) {', '.join(unknown)}{hint}; valid ones are "
+                            f"num_frames, seconds, seed, loras, image, {', '.join(_SCENE_OPTIONS)}")
+        self.prompt = prompt.strip()
+        self.num_frames = num_frames
+        self.seconds = seconds
+        self.seed = seed
+        self.loras = dict(loras) if loras is not None else None
+        self.image = image
+        self.options = dict(options)
+
+    def __repr__(self) -> str:
+        parts = [repr(self.prompt)]
+        for name in ("num_frames", "seconds", "seed", "loras"):
+            if getattr(self, name) is not None:
+                parts.append(f"{name}={getattr(self, name)!r}")
+        if self.image is not None:
+            parts.append("image=<image>" if not isinstance(self.image, (str, os.PathLike))
+                         else f"image={str(self.image)!r}")
+        parts += [f"{k}={v!r}" for k, v in self.options.items()]
+        return f"Scene({', '.join(parts)})"
+
+
+def split_story(text: str) -> list[str]:
+    """The default story writer: one scene per paragraph, or per sentence for a single paragraph.
+
+    Deterministic and instant. Whitespace inside a scene is collapsed to single spaces.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("the story is empty; give some text, e.g. 'A fox wakes. It runs to the river.'")
+    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    if len(paragraphs) == 1:
+        paragraphs = [s for s in re.split(r"(?<=[.!?…])\s+", paragraphs[0]) if s.strip()]
+    return [" ".join(p.split()) for p in paragraphs]
+
+
+def _with_style(prompt: str, style: str | None) -> str:
+    if not style:
+        return prompt
+    return f"{prompt.rstrip(' .')}, {style.strip()}"
+
+
+def _frames_for_seconds(seconds: float, fps: float, temporal_factor: int) -> int:
+    # Wan accepts k*t + 1 frames; take the nearest such count to seconds * fps.
+    wanted = seconds * fps
+    return max(1, int(round((wanted - 1) / temporal_factor)) * temporal_factor + 1)
+
+
+def _check_image_source(index: int, image: Any) -> None:
+    if image is None:
+        return
+    from .. import models
+
+    try:  # cheap: a path must exist, an array must have a picture's shape (no decoding here)
+        models.check_image(image)
+    except ValueError as exc:
+        raise ValueError(f"scene {index}: {exc}") from None
+
+
+class Storyboard:
+    """Scenes to generate with one generator, and how to join them.
+
+    Parameters
+    ----------
+    gen : the :class:`~wan_nb.Generator` that renders every scene.
+    scenes : :class:`Scene` objects or plain prompt strings, in order.
+    transition : ``"cut"`` or ``"crossfade"``; ``crossfade`` is its length in seconds (snapped
+        to whole frames). A crossfade of ``d`` s makes the final video ``(n - 1) * d`` s shorter.
+    fps : frame rate of every scene and of the final video (default: the model's).
+    continuity : ``None`` or ``"last_frame"``: start each scene from the previous scene's last
+        frame (needs an image-to-video model, e.g. ``"tiny-i2v"``, ``"wan2.2-ti2v-5b"``).
+    seed : scene ``i`` (0-based) without its own seed uses ``seed + i``; default: random, fixed
+        when the storyboard is made, so :meth:`resume` renders the same scenes.
+    id : the storyboard id (and run folder name); default: a new one.
+    progress_interval : at most one re-published denoising-step progress event per this many
+        seconds (scene boundaries are always published).
+    **defaults : generation arguments shared by every scene (``height``, ``width``, ``steps``,
+        ``guidance_scale``, ``negative_prompt``, ``num_frames``, ...); a Scene's own win.
+    """
+
+    def __init__(self, gen: Generator, scenes: Iterable[Scene | str], *, transition: str = "cut",
+                 crossfade: float = 0.5, fps: float | None = None, continuity: str | None = None,
+                 seed: int | None = None, id: str | None = None, progress_interval: float = 0.2,
+                 story: str | None = None, **defaults: Any) -> None:
+        if not isinstance(gen, Generator):
+            raise TypeError(f"Storyboard(gen=...): expected a wan_nb.Generator, got {type(gen).__name__}; "
+                            "make one with Generator(model='tiny')")
+        scenes = [Scene(s) if isinstance(s, str) else s for s in (scenes or [])]
+        if not scenes:
+            raise ValueError("Storyboard needs at least one scene, e.g. scenes=['a fox wakes', 'the fox runs']")
+        for index, scene in enumerate(scenes, 1):
+            if not isinstance(scene, Scene):
+                raise TypeError(f"scene {index}: expected a Scene or a prompt string, got {type(scene).__name__}")
+        unknown = sorted(set(defaults) - set(GENERATION_ARGS) - {"fps"})
+        if unknown:
+            raise TypeError(f"Storyboard: unknown argument(s) {', '.join(unknown)}; shared generation "
+                            f"arguments are {', '.join(a for a in GENERATION_ARGS if a not in ('image', 'fps'))}")
+        if "image" in defaults:
+            raise TypeError("Storyboard: give image= to a Scene (e.g. the first one), not to the storyboard")
+        if continuity not in (None, "last_frame"):
+            raise ValueError(f"continuity={continuity!r}: choose None or 'last_frame'")
+        if continuity and not gen.spec.accepts_image:
+            raise ValueError(f"continuity='last_frame' needs an image-to-video model; the generator runs "
+                             f"{gen.model!r} (text-to-video). Use e.g. Generator(model='tiny-i2v') or "
+                             "'wan2.2-ti2v-5b'.")
+        if not isinstance(progress_interval, (int, float)) or progress_interval < 0:
+            raise ValueError(f"progress_interval={progress_interval!r}: give seconds >= 0, e.g. 0.2")
+        fps = gen.spec.defaults.get("fps", 16) if fps is None else fps
+        if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not fps > 0:
+            raise ValueError(f"fps={fps!r}: give a positive frame rate, e.g. {gen.spec.defaults.get('fps', 16)}")
+        if seed is None:
+            seed = random.SystemRandom().randrange(0, 2**31)
+        elif not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed={seed!r}: give a non-negative integer (or None for a random one)")
+
+        self.gen = gen
+        self.scenes = scenes
+        self.transition = transition
+        self.crossfade = crossfade
+        self.fps = fps
+        self.continuity = continuity
+        self.seed = seed
+        self.defaults = dict(defaults)
+        self.progress_interval = float(progress_interval)
+        self.story = story
+        self.id = id or gen.new_task_id()
+        self._run: StoryboardRun | None = None
+        # Everything is checked now, before any model work: a typo costs nothing.
+        self._params = [self._scene_params(i, s) for i, s in enumerate(scenes, 1)]
+        sizes = {(p["height"], p["width"]) for p in self._params}
+        if len(sizes) > 1:
+            raise ValueError(f"every scene must have the same height and width to be stitched; got "
+                             f"{sorted(sizes)}. Set height= and width= on the Storyboard instead.")
+        check_transition(transition, crossfade, fps, self.scene_frames)
+
+    # -- building ----------------------------------------------------------------------------
+    @classmethod
+    def from_story(cls, text: str, writer: Callable[[str], Sequence[str]] | None = None,
+                   style: str | None = None, *, gen: Generator | None = None, **kwargs: Any) -> "Storyboard":
+        """Split a story into scene prompts and make a storyboard of them.
+
+        ``writer`` is any callable ``story -> list of scene prompts``; the default,
+        :func:`split_story`, makes one scene per paragraph (one per sentence for a single
+        paragraph). ``style`` is a phrase appended to every prompt (``"watercolor, soft light"``)
+        so the scenes look alike. ``gen`` is the generator (default: ``Generator()``); other
+        keyword arguments go to :class:`Storyboard`. The writer runs now, so the prompts can be
+        read (``board.scenes``) and edited before any video is made.
+
+        A language model as the writer, with a transformers text-generation pipeline::
+
+            from transformers import pipeline
+            llm = pipeline("text-generation", model="Qwen/Qwen2.5-0.5B-Instruct")
+
+            def llm_writer(story: str) -> list[str]:
+                ask = [{"role": "user", "content":
+                        "Split this story into 3 to 6 short, visual scene descriptions for a video "
+                        "model, one per line, nothing else:\\n\\n" + story}]
+                reply = llm(ask, max_new_tokens=300, do_sample=False)[0]["generated_text"][-1]["content"]
+                return [line.strip(" -*0123456789.") for line in reply.splitlines() if line.strip()]
+
+            board = Storyboard.from_story(story, writer=llm_writer, style="cinematic", gen=gen)
+        """
+        if isinstance(text, Generator):
+            raise TypeError("from_story(text, ..., gen=gen): give the story first and the generator as gen=")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("from_story: the story is empty; give some text")
+        if writer is not None and not callable(writer):
+            raise TypeError(f"writer={writer!r}: give a callable story -> list of scene prompts")
+        if style is not None and not isinstance(style, str):
+            raise TypeError(f"style={style!r}: give a phrase, e.g. style='watercolor, soft light'")
+        prompts = (writer or split_story)(text)
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+            raise TypeError(f"the writer returned {type(prompts).__name__}; it must return a list of scene "
+                            "prompt strings")
+        prompts = [p.strip() for p in prompts if isinstance(p, str) and p.strip()]
+        if not prompts:
+            raise ValueError("the writer returned no scene prompts; check the story or the writer")
+        return cls(gen if gen is not None else Generator(), [_with_style(p, style) for p in prompts],
+                   story=text, **kwargs)
+
+    def _scene_params(self, index: int, scene: Scene) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {**self.defaults, **scene.options, "fps": self.fps}
+        if scene.num_frames is not None:
+            kwargs["num_frames"] = scene.num_frames
+        elif scene.seconds is not None:
+            kwargs["num_frames"] = _frames_for_seconds(scene.seconds, self.fps, self.gen.spec.temporal_factor)
+        kwargs["seed"] = scene.seed if scene.seed is not None else self.seed + index - 1
+        if scene.loras is not None:
+            kwargs["loras"] = scene.loras
+        _check_image_source(index, scene.image)
+        kwargs["image"] = scene.image
+        try:
+            params = build_params(self.gen.spec, scene.prompt, kwargs, known_loras=self.gen.loras)
+        except (ValueError, TypeError) as exc:
+            raise _in_scene(exc, f"scene {index} ({scene.prompt[:40]!r})") from exc
+        has_image = scene.image is not None or (self.continuity and index > 1)
+        if getattr(self.gen.spec, "requires_image", self.gen.spec.kind == "i2v") and not has_image:
+            raise ValueError(f"scene {index}: {self.gen.model!r} is an image-to-video model; give the first "
+                             "scene an image, e.g. Scene(prompt, image='start.png')")
+        return params
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        """The run folder, ``<gen.runs_dir>/<id>/``."""
+        return self.gen.runs_dir / self.id
+
+    @property
+    def scene_frames(self) -> list[int]:
+        return [p["num_frames"] for p in self._params]
+
+    @property
+    def frames(self) -> int:
+        """Frames of the final video."""
+        return stitched_frame_count(self.scene_frames, self.fps, self.transition, self.crossfade)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+    def scene_path(self, index: int) -> Path:
+        """Where scene ``index`` (1-based) is kept: ``scenes/scene_01.mp4``, ..."""
+        return layout.scene_path(self.folder, index)
+
+    @property
+    def final_path(self) -> Path:
+        return layout.final_path(self.folder)
+
+    # -- running -----------------------------------------------------------------------------
+    def submit(self, *, resume: bool = False) -> "StoryboardRun":
+        """Start rendering on a thread of its own; returns a :class:`StoryboardRun` at once.
+
+        ``resume=True`` reuses scene videos already in the run folder that were made with the
+        same parameters, and renders only the rest.
+        """
+        if self._run is not None and not self._run.done():
+            raise RuntimeError(f"storyboard {self.id} is already running; wait for it or cancel() it")
+        self._run = StoryboardRun(self, resume=resume)
+        self._run._start()
+        return self._run
+
+    def run(self, *, progress: str | bool = "auto") -> StoryboardResult:
+        """Render every scene and the final video; block until done (Ctrl-C cancels)."""
+        return self._wait(self.submit(), progress)
+
+    def resume(self, *, progress: str | bool = "auto") -> StoryboardResult:
+        """Like :meth:`run`, but keep the scenes already on disk and render only what is missing."""
+        return self._wait(self.submit(resume=True), progress)
+
+    def _wait(self, handle: "StoryboardRun", progress: str | bool) -> StoryboardResult:
+        if progress not in (False, "none") and "ipykernel" in sys.modules:
+            from ..widgets import widgets_available
+
+            if widgets_available():
+                from IPython.display import display
+
+                display(handle)
+        try:
+            return handle.result()
+        except KeyboardInterrupt:
+            handle.cancel()
+            handle.wait(timeout=30)
+            raise
+
+    def cancel(self) -> bool:
+        """Cancel the running storyboard, if any."""
+        return self._run.cancel() if self._run is not None else False
+
+    @property
+    def current(self) -> "StoryboardRun | None":
+        """The latest run (running or finished)."""
+        return self._run
+
+    def plan(self) -> list[dict[str, Any]]:
+        """The parameter set of every scene (what each scene task will be given)."""
+        return [public_params(p) for p in self._params]
+
+    def _ipython_display_(self) -> None:
+        from ..widgets.storyboard_panel import show_storyboard
+
+        show_storyboard(self)
+
+    def __repr__(self) -> str:
+        return (f"Storyboard(id={self.id!r}, scenes={len(self.scenes)}, transition={self.transition!r}, "
+                f"frames={self.frames}, fps={self.fps:g})")
+
+
+
+def _in_scene(exc: Exception, where: str) -> Exception:
+    """The same error (same class, same attributes) with the scene named in front."""
+    if isinstance(exc, InvalidParameter):
+        new: Exception = InvalidParameter(exc.name, exc.value, "")
+    else:
+        new = (TypeError if isinstance(exc, TypeError) else ValueError)()
+    new.args = (f"{where}: {exc}",)
+    return new
+
+
