@@ -65,6 +65,13 @@ def wait_for_step(task, step: int, timeout: float = 120.0) -> None:
         time.sleep(0.02)
 
 
+def wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never met"
+        time.sleep(0.02)
+
+
 def test_a_sweep_runs_on_two_workers_and_its_videos_come_back(cluster):
     sweep = cluster.gen.sweep(prompt="a red fox running through snow", seed=[0, 1, 2, 3], steps=4)
     results = sweep.results(timeout=300)
@@ -110,6 +117,45 @@ def test_cancel_stops_a_long_task_on_its_worker(cluster):
     assert events[-1].data["stage"] == "generating" and 3 <= events[-1].data["current_step"] < 400
     assert "post_processing" not in {e.data.get("stage") for e in events}  # no decode of a cancelled run
     assert task.status == "cancelled"
+
+
+def test_pause_and_resume_reach_the_worker(cluster):
+    task = cluster.gen.submit("a slow pan over the hills", steps=400, seed=4)
+    wait_for_step(task, 2)
+    assert task.pause()
+    wait_until(lambda: task.status == "paused")
+    held = task.current_step
+    assert task.resume()
+    wait_until(lambda: task.status == "running" and task.current_step > held)
+    task.cancel()
+    with pytest.raises(GenerationCancelled):
+        task.result(timeout=120)
+    events = journal_of(task)
+    assert_one_clean_stream(events, "generation_cancelled")
+    assert [e.type for e in events if e.type in ("generation_paused", "generation_resumed")] == \
+           ["generation_paused", "generation_resumed"]
+
+
+def test_a_lora_loaded_on_the_driver_reaches_the_workers(cluster, tmp_path):
+    import numpy as np
+
+    from _models_helpers import load
+    from wan_nb import tiny
+    from wan_nb.video import read_frames
+
+    gen = cluster.gen
+    path = tiny.make_lora(load("tiny").transformer, tmp_path / "ink.safetensors", seed=1)
+    args = dict(seed=9, steps=2, progress=False)
+    gen.load_lora(path, name="ink")
+    try:
+        inked = gen.generate("a fox drawn in ink", loras={"ink": 1.0}, **args)
+        off = gen.generate("a fox drawn in ink", loras={"ink": 0.0}, **args)
+    finally:
+        gen.unload_lora("ink")
+    plain = gen.generate("a fox drawn in ink", **args)  # unloaded on every worker too
+    inked, off, plain = (np.asarray(read_frames(r.video_path)) for r in (inked, off, plain))
+    assert not np.array_equal(inked, off)
+    assert np.array_equal(off, plain)
 
 
 def test_a_killed_worker_fails_only_its_task_and_is_replaced(cluster):
@@ -175,15 +221,12 @@ def test_a_storyboard_renders_its_scenes_in_parallel(cluster):
         assert_one_clean_stream(events, "generation_completed")
     assert len({events[0].data["worker"]["id"] for events in scenes}) == 2
 
-    def denoising(events):  # when the scene's first and last steps were reported (worker clocks)
-        steps = [e.timestamp for e in events if e.type == "detailed_generation_progress" and e.data["current_step"]]
-        return steps[0], steps[-1]
-
-    (first_a, last_a), (first_b, last_b) = denoising(scenes[0]), denoising(scenes[1])
-    assert first_b < last_a and first_a < last_b  # both scenes were denoising at the same time
     own = list(read_events(board.folder / JOURNAL_NAME))
     assert [e.seq for e in own] == list(range(1, len(own) + 1))
     assert [e.data["step"] for e in own if e.is_terminal] == ["complete"]
+    # Both scenes were under way before either was done (one after another, scene 2 starts after 1 is done).
+    messages = [e.data["message"] for e in own]
+    assert messages.index("Scene 2/2: starting") < min(messages.index("Scene 1/2 done"), messages.index("Scene 2/2 done"))
 
 
 def test_a_real_model_on_a_cluster_without_gpus_is_refused_up_front(cluster, tmp_path):

@@ -273,6 +273,10 @@ class ClusterBackend:
             task.progress = float(data.get("progress", task.progress))
             task.current_step = int(data.get("current_step") or task.current_step)
             task.status = "running" if task.status == "queued" else task.status
+        elif type == EventType.GENERATION_PAUSED:
+            task.status = "paused"
+        elif type == EventType.GENERATION_RESUMED:
+            task.status = "running"
         elif type == EventType.GENERATION_COMPLETED:
             task.status, task.stage = "completed", Stage.COMPLETED.value
             task._result = Result(task_id=task.id, video_path=video or Path(data["output_path"]),
