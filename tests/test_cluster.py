@@ -226,7 +226,8 @@ def test_a_storyboard_renders_its_scenes_in_parallel(cluster):
     assert [e.data["step"] for e in own if e.is_terminal] == ["complete"]
     # Both scenes were under way before either was done (one after another, scene 2 starts after 1 is done).
     messages = [e.data["message"] for e in own]
-    assert messages.index("Scene 2/2: starting") < min(messages.index("Scene 1/2 done"), messages.index("Scene 2/2 done"))
+    first_done = min(messages.index("Scene 1/2 done"), messages.index("Scene 2/2 done"))
+    assert messages.index("Scene 2/2: starting") < first_done
 
 
 def test_a_real_model_on_a_cluster_without_gpus_is_refused_up_front(cluster, tmp_path):

@@ -91,15 +91,11 @@ class Generator:
         self._loras = LoraRegistry()
         self._step_hooks: list[Callable[..., Any]] = []
         self._closed = False
-        self._cluster: Any = None  # cluster=: tasks run on Ray workers (wan_nb.cluster)
         if previews:  # live latent previews (wan_nb.previews imports torch only when it runs)
             from .previews import install
 
             install(self)  # validates preview_every first, so a bad value leaves nothing attached
-        if cluster is not None:  # before the relay: a cluster that cannot run this model refuses first
-            from .cluster import attach as attach_cluster
-
-            self._cluster = attach_cluster(self, cluster, workers, model)
+        self._cluster = _cluster_backend(self, cluster, workers, model)  # before the relay: refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"))
 
@@ -121,14 +117,10 @@ class Generator:
         return self._bus.subscribe(callback, task_id=task_id, types=types, replay=replay)
 
     def submit(self, prompt: str, *, parent_id: str | None = None, retries: int = 0, **kwargs: Any) -> Task:
-        """Queue a generation and return its :class:`Task` at once (runs on a worker thread).
-
-        ``retries``: on a cluster, how many times a task whose Ray worker died is re-run.
-        """
+        """Queue a generation; return its :class:`Task` at once (``retries``: re-runs after a lost Ray worker)."""
         if self._closed:
             raise RuntimeError("this Generator is closed; create a new one")
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ValueError(f"retries={retries!r}: give a whole number >= 0")
+        _check_retries(retries)
         params = build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
         given_image = params["image"]
         if params["image"] is not None:
@@ -196,8 +188,7 @@ class Generator:
         return self._worker.current
 
     @property
-    def workers(self) -> int:
-        """How many tasks run at once: 1 here, the number of Ray workers with ``cluster=``."""
+    def workers(self) -> int:  # how many tasks run at once: 1 here, the Ray workers with cluster=
         return self._cluster.count if self._cluster is not None else 1
 
     def task(self, task_id: str) -> Task:
@@ -314,8 +305,7 @@ class Generator:
         if self._closed:
             raise RuntimeError("this generator is closed; create a new one")
         if self._cluster is not None:
-            raise RuntimeError("run_on_worker runs on this process's pipeline; with cluster= the pipelines "
-                               "live on the Ray workers")
+            raise RuntimeError("run_on_worker: with cluster= the pipelines live on the Ray workers")
         call = WorkerCall(fn)
         self._worker.put(call)
         if not call.done.wait(timeout):
@@ -380,6 +370,22 @@ class HostedTask:
         if self._gen._hosted.get(self.task_id) is self._handle:
             del self._gen._hosted[self.task_id]
         self._gen._journal.close(self.task_id)
+
+
+def _cluster_backend(gen: Generator, cluster: str | None, workers: int | None, model: Any) -> Any:
+    """``cluster=``: the backend that runs ``gen``'s tasks on Ray workers (imports Ray), else None."""
+    if cluster is None:
+        if workers is not None:
+            raise ValueError("workers= counts Ray workers; pass cluster='ray' (or a Ray address) too")
+        return None
+    from .cluster import attach
+
+    return attach(gen, cluster, workers, model)
+
+
+def _check_retries(retries: Any) -> None:
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValueError(f"retries={retries!r}: give a whole number >= 0")
 
 
 def _adopt(gen: Generator, pipeline: Any) -> None:

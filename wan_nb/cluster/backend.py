@@ -284,8 +284,8 @@ class ClusterBackend:
                                   duration_s=float(data.get("duration_s") or 0.0), run_dir=task.run_dir)
         elif type == EventType.GENERATION_FAILED:
             task.status, task.stage = "failed", Stage.FAILED.value
-            task._error = GenerationError(f"{data.get('error_type')} during {data.get('stage')}: {data.get('error')}",
-                                          task_id=task.id, stage=data.get("stage", ""),
+            message = f"{data.get('error_type')} during {data.get('stage')}: {data.get('error')}"
+            task._error = GenerationError(message, task_id=task.id, stage=data.get("stage", ""),
                                           error_type=data.get("error_type", "Error"))
         elif type == EventType.GENERATION_CANCELLED:
             task.status, task.stage = "cancelled", Stage.CANCELLED.value

@@ -257,7 +257,7 @@ class StoryboardRun(Handle):
             for index in [i for i in range(1, n + 1) if reusable[i - 1]]:
                 found[index] = None
                 self._scene_done(index, board.scene_path(index), None, reused=True)
-            found.update(self._render_together([i for i in range(1, n + 1) if not reusable[i - 1]]))
+            found.update(_render_together(self, [i for i in range(1, n + 1) if not reusable[i - 1]]))
         results = [found[index] for index in range(1, n + 1)]
 
         self._emit("videos", "completed", _VIDEOS_END, f"All {n} scene video(s) ready")
@@ -293,30 +293,6 @@ class StoryboardRun(Handle):
 
     def _render_scene(self, index: int) -> Result:
         return self._await_scene(index, *self._submit_scene(index))
-
-    def _render_together(self, indexes: list[int]) -> dict[int, Result]:
-        """Submit every scene, then take each as it finishes; one that fails or is cancelled ends the rest."""
-        waiting: dict[int, tuple[Any, Callable[[], None]]] = {}
-        done: dict[int, Result] = {}
-        try:
-            for index in indexes:
-                self._check_cancel(index)
-                waiting[index] = self._submit_scene(index)
-            while waiting:
-                finished = [i for i, (task, _) in waiting.items() if task.done()]
-                if not finished:
-                    next(iter(waiting.values()))[0].wait(0.05)
-                    continue
-                for index in finished:
-                    done[index] = self._await_scene(index, *waiting.pop(index))
-            return done
-        finally:
-            for task, off in waiting.values():
-                task.cancel()
-                off()
-            with self._lock:
-                for index in waiting:
-                    self._running.pop(index, None)
 
     def _submit_scene(self, index: int) -> tuple[Any, Callable[[], None]]:
         board = self.board
@@ -388,6 +364,31 @@ class StoryboardRun(Handle):
                        f"Scene {index}/{n} " + ("already on disk" if reused else "done"),
                        scene_index=index, scene_video=str(target), scene_url=layout.scene_url(self.id, index),
                        scene_task_id=result.task_id if result else None, scene_reused=reused)
+
+
+def _render_together(run: StoryboardRun, indexes: list[int]) -> dict[int, Result]:
+    """Submit every scene, then take each as it finishes; one that fails or is cancelled ends the rest."""
+    waiting: dict[int, tuple[Any, Callable[[], None]]] = {}
+    done: dict[int, Result] = {}
+    try:
+        for index in indexes:
+            run._check_cancel(index)
+            waiting[index] = run._submit_scene(index)
+        while waiting:
+            finished = [i for i, (task, _) in waiting.items() if task.done()]
+            if not finished:
+                next(iter(waiting.values()))[0].wait(0.05)
+                continue
+            for index in finished:
+                done[index] = run._await_scene(index, *waiting.pop(index))
+        return done
+    finally:
+        for task, off in waiting.values():
+            task.cancel()
+            off()
+        with run._lock:
+            for index in waiting:
+                run._running.pop(index, None)
 
 
 class _Cancelled(Exception):
