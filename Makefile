@@ -5,9 +5,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: setup test test-fast lab demo bench clean
+.PHONY: setup system test test-fast lab demo bench clean
 
-setup: $(STAMP)
+setup: system $(STAMP)
+
+# System packages: Chromium (the browser tests) and Node.js + npm (the Lab extension's build).
+# Installed with apt when run as root and missing (a fresh container, CI); otherwise one line says
+# what to install. `make test` stops there (its browser tests need them); other targets go on.
+SYSTEM_COMMANDS := chromium:chromium node:nodejs npm:npm
+system:
+	@missing=""; for pair in $(SYSTEM_COMMANDS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make setup: installing$$missing (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+	  echo "make setup: missing system packages:$$missing -- install them (Debian/Ubuntu: sudo apt-get install -y$$missing), then run make again" >&2; \
+	  test -z "$(REQUIRE_SYSTEM)"; \
+	fi
 
 # Reinstall only when the pins or the package metadata change: a no-op in a second otherwise.
 $(STAMP): pyproject.toml constraints.txt
@@ -16,9 +33,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray]"
 	touch $(STAMP)
 
+test: REQUIRE_SYSTEM = 1
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+test-fast: REQUIRE_SYSTEM = 1
 test-fast: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 

@@ -31,7 +31,7 @@ Weights: parameters are created on the "meta" device (accelerate's ``init_empty_
 such as the RoPE tables are real) and then materialised on the GPU in place, normal(0, 1/sqrt(fan_in))
 for matrices, ones/zeros for norm scales/biases: seconds instead of minutes for 5.7 B encoder
 parameters. Like ``from_pretrained``, the transformer's ``_keep_in_fp32_modules`` stay float32;
-everything else (VAE included, as wan_nb's loader does) is bfloat16.
+the VAE and the CLIP image encoder stay float32 (as wan_nb's loader keeps them); the rest is bfloat16.
 
 Sections (each prints a table, returns rows and, with ``--out``, writes ``gpu_check_<section>.json``
 as soon as it ends; a failing section is recorded and the next one runs):
@@ -89,8 +89,9 @@ os.environ.setdefault("WAN_NB_CACHE", str(ROOT / ".cache" / "bench"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SECTIONS = ("monitor", "speed", "previews", "memory", "speed5b", "compile")
-DEFAULT_SECTIONS = ("monitor", "speed", "previews", "memory", "speed5b")
+SECTIONS = ("real", "monitor", "speed", "previews", "memory", "speed5b", "compile")
+# The one prepared call (docs/gpu.md): every architecture end to end, then the monitor (< 10 min).
+DEFAULT_SECTIONS = ("real", "monitor")
 OVERHEAD_TARGET = 1.005
 MB = 1024 * 1024
 PROMPT = "a red fox running through snow"
@@ -109,6 +110,9 @@ class Arch:
     pipeline: dict       # extra WanPipeline keywords
     shape: dict          # height, width, num_frames, guidance_scale, fps
     flow_shift: float
+    pipeline_class: str = "WanPipeline"
+    image_encoder: dict | None = None   # CLIPVisionConfig keywords (Wan 2.1 image-to-video)
+    two_experts: bool = False           # Wan 2.2 A14B: transformer_2 of the same shape
 
 
 _UMT5_XXL = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
@@ -140,19 +144,52 @@ def arch(name: str, smoke: bool = False) -> Arch:
                      latents_mean=[0.0] * 48, latents_std=[1.0] * 48),
             scheduler=dict(_UNIPC_FLOW, flow_shift=5.0), pipeline={"expand_timesteps": True},
             shape=dict(height=704, width=1280, num_frames=121, guidance_scale=5.0, fps=24), flow_shift=5.0)
+    elif name in ("wan2.1-14b", "wan2.2-a14b"):
+        # Wan2.1-T2V-14B: 40 heads x 128 = 5120, 40 layers, ffn 13824; each Wan 2.2 A14B expert
+        # has this shape, switched at boundary_ratio 0.875 (T2V), flow shift 12.
+        a14b = name == "wan2.2-a14b"
+        real = Arch(
+            name="wan2.2-t2v-a14b-random" if a14b else "wan2.1-t2v-14b-random",
+            transformer=dict(_WAN_BLOCK, num_attention_heads=40, ffn_dim=13824, num_layers=40, in_channels=16,
+                             out_channels=16),
+            text_encoder=dict(_UMT5_XXL), vae={}, scheduler=dict(_UNIPC_FLOW, flow_shift=12.0 if a14b else 5.0),
+            pipeline={"boundary_ratio": 0.875} if a14b else {},
+            shape=dict(height=720, width=1280, num_frames=81, guidance_scale=4.0 if a14b else 5.0, fps=16,
+                       **({"guidance_scale_2": 3.0} if a14b else {})),
+            flow_shift=12.0 if a14b else 5.0, two_experts=a14b)
+    elif name == "wan2.1-i2v-14b":
+        # Wan2.1-I2V-14B: 16 noise + 4 mask + 16 image-latent channels in; cross-attention to CLIP
+        # ViT-H/14's penultimate hidden states (1280) through added k/v projections (5120).
+        real = Arch(
+            name="wan2.1-i2v-14b-480p-random",
+            transformer=dict(_WAN_BLOCK, num_attention_heads=40, ffn_dim=13824, num_layers=40, in_channels=36,
+                             out_channels=16, image_dim=1280, added_kv_proj_dim=5120),
+            text_encoder=dict(_UMT5_XXL), vae={}, scheduler=dict(_UNIPC_FLOW, flow_shift=3.0), pipeline={},
+            shape=dict(height=480, width=832, num_frames=81, guidance_scale=5.0, fps=16), flow_shift=3.0,
+            pipeline_class="WanImageToVideoPipeline",
+            image_encoder=dict(hidden_size=1280, intermediate_size=5120, projection_dim=1024, num_hidden_layers=32,
+                               num_attention_heads=16, image_size=224, patch_size=14, hidden_act="gelu"))
     else:
-        raise ValueError(f"unknown architecture {name!r}: use 'wan2.1-1.3b' or 'wan2.2-5b'")
+        raise ValueError(f"unknown architecture {name!r}: use one of {', '.join(ARCHITECTURES)}")
     if not smoke:
         return real
     t = dict(real.transformer, num_attention_heads=2, attention_head_dim=32, ffn_dim=128, num_layers=2,
              text_dim=64, freq_dim=32, rope_max_seq_len=32)
+    if "image_dim" in t:
+        t.update(image_dim=16, added_kv_proj_dim=64)
+    image_encoder = None if real.image_encoder is None else dict(
+        real.image_encoder, hidden_size=16, intermediate_size=32, projection_dim=16, num_hidden_layers=2,
+        num_attention_heads=2, image_size=32, patch_size=8)
     te = dict(real.text_encoder, vocab_size=None, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
               relative_attention_num_buckets=8, relative_attention_max_distance=16)
     v = dict(real.vae, base_dim=8, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
     if "decoder_base_dim" in v:
         v["decoder_base_dim"] = 16
-    return replace(real, transformer=t, text_encoder=te, vae=v,
+    return replace(real, transformer=t, text_encoder=te, vae=v, image_encoder=image_encoder,
                    shape=dict(real.shape, height=64, width=64, num_frames=9))
+
+
+ARCHITECTURES = ("wan2.1-1.3b", "wan2.2-5b", "wan2.1-14b", "wan2.1-i2v-14b", "wan2.2-a14b")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,12 +239,18 @@ def materialize(module: Any, device: Any, dtype: Any, seed: int = 0) -> int:
 
 
 def build_pipeline(a: Arch, device: str, dtype: Any, seed: int = 0) -> tuple[Any, dict[str, float]]:
-    """A WanPipeline of architecture ``a`` on ``device``; returns (pipeline, {component: params in B})."""
+    """A Wan pipeline of architecture ``a`` on ``device``; returns (pipeline, {component: params in B}).
+
+    The VAE (and CLIP image encoder) are float32 whatever ``dtype`` is, as wan_nb's loader keeps
+    them (``loading.FP32_COMPONENTS``): decode time and memory are what users get.
+    """
+    import diffusers
     import torch
     from accelerate import init_empty_weights
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
+    from wan_nb.loading import FP32_COMPONENTS
     from wan_nb.tiny import _tokenizer  # the tiny model's word-level tokenizer (no download)
 
     tokenizer = _tokenizer()
@@ -215,19 +258,33 @@ def build_pipeline(a: Arch, device: str, dtype: Any, seed: int = 0) -> tuple[Any
     te["vocab_size"] = te.get("vocab_size") or len(tokenizer)
     if te["vocab_size"] < len(tokenizer):
         raise ValueError(f"text encoder vocab {te['vocab_size']} < tokenizer's {len(tokenizer)}")
+    parts: dict[str, Any] = {}
     with init_empty_weights():
-        transformer = WanTransformer3DModel(**a.transformer)
-        text_encoder = UMT5EncoderModel(UMT5Config(**te))
-        vae = AutoencoderKLWan(**a.vae)
+        parts["transformer"] = WanTransformer3DModel(**a.transformer)
+        if a.two_experts:
+            parts["transformer_2"] = WanTransformer3DModel(**a.transformer)
+        parts["text_encoder"] = UMT5EncoderModel(UMT5Config(**te))
+        parts["vae"] = AutoencoderKLWan(**a.vae)
+        if a.image_encoder is not None:
+            from transformers import CLIPVisionConfig, CLIPVisionModel
+
+            parts["image_encoder"] = CLIPVisionModel(CLIPVisionConfig(**a.image_encoder))
     # Created on meta, the encoder's input embedding is not yet tied to ``shared`` (as loading
     # would tie it): tie first, or the 1 B-parameter table would exist twice.
-    text_encoder.tie_weights()
+    parts["text_encoder"].tie_weights()
     params = {}
-    for index, (name, part) in enumerate((("transformer", transformer), ("text_encoder", text_encoder),
-                                          ("vae", vae))):
-        params[name] = round(materialize(part, device, dtype, seed=seed + index) / 1e9, 3)
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
-                       scheduler=UniPCMultistepScheduler(**a.scheduler), **a.pipeline)
+    for index, (name, part) in enumerate(parts.items()):
+        part_dtype = torch.float32 if name in FP32_COMPONENTS else dtype
+        params[name] = round(materialize(part, device, part_dtype, seed=seed + index) / 1e9, 3)
+    extra: dict[str, Any] = {}
+    if a.image_encoder is not None:
+        from transformers import CLIPImageProcessor
+
+        size = a.image_encoder["image_size"]
+        extra["image_processor"] = CLIPImageProcessor(crop_size=size, size={"shortest_edge": size})
+    pipeline_cls = getattr(diffusers, a.pipeline_class)
+    pipe = pipeline_cls(tokenizer=tokenizer, scheduler=UniPCMultistepScheduler(**a.scheduler), **parts, **extra,
+                        **a.pipeline)
     pipe.set_progress_bar_config(disable=True)
     if device != "cpu":
         torch.cuda.synchronize()
@@ -893,8 +950,18 @@ def section_compile(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
     return rows
 
 
+def section_real(ctx: Context) -> list[dict]:
+    """Every preset architecture through Generator (benchmarks/gpu_real.py)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import gpu_real
+
+    return gpu_real.section_real(ctx, sys.modules[__name__])
+
+
 RUNNERS: dict[str, Callable[[Context], list[dict]]] = {
-    "monitor": section_monitor, "speed": section_speed, "previews": section_previews,
+    "real": section_real, "monitor": section_monitor, "speed": section_speed, "previews": section_previews,
     "memory": section_memory, "speed5b": section_speed5b, "compile": section_compile}
 
 

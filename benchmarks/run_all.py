@@ -80,6 +80,17 @@ def _latency(rows: list[dict]) -> list[Figure]:
     return out
 
 
+def _grid(rows: Any) -> list[Figure]:
+    row = rows[0] if isinstance(rows, list) else rows
+    frame = row["frame_ms"]
+    return [("lockstep grid player, 16 cells: spread between videos while playing, p95 / max",
+             f"{row['spread_p95_ms']:.1f} / {row['spread_max_ms']:.1f} ms", f"< 1 frame ({frame:g} ms)",
+             row["spread_max_ms"] < frame),
+            ("lockstep grid player, 16 cells: spread after a scrub, max", f"{row['after_scrub_spread_max_ms']:.1f} ms",
+             f"< 1 frame ({frame:g} ms)", row["after_scrub_spread_max_ms"] < frame),
+            ("grid to_mp4, 4x4 tiny clips", f"{row['to_mp4_s']:.2f} s", "(informational)", None)]
+
+
 def _generic(key: str, label: str, target: str, check: Callable[[float], bool], unit: str = "") -> Callable:
     def summarize(rows: Any) -> list[Figure]:
         rows = rows if isinstance(rows, list) else [rows]
@@ -104,6 +115,16 @@ def _cluster(rows: list[dict]) -> list[Figure]:
              "(informational)", None)]
 
 
+def _history(rows: list[dict]) -> list[Figure]:
+    out = []
+    for row in rows:
+        # Listing everything is what must stay under a second; a rebuild happens once per runs folder.
+        target = "<= 1 s" if row["case"].startswith(("cold", "warm")) else "(informational)"
+        out.append((f"history of {row['runs']:,} runs, {row['case']}", f"{row['seconds']:.3f} s", target,
+                    row["seconds"] <= 1.0 if target != "(informational)" else None))
+    return out
+
+
 # name -> (script, quick argv, full argv, summarizer)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figure]]]] = {
     "overhead": ("overhead.py", ["--runs", "4"], ["--runs", "12"], _overhead),
@@ -118,6 +139,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figu
     "latency": ("server_latency.py", ["--quick"], [], _latency),
     # Full: 2,000 x 1,000 (2M events, ~10 min here); growth levels off once the server's task
     # and history limits are full, so 10,000 x 1,000 adds no new information (docs/benchmarks.md).
+    "history": ("history.py", ["--runs", "2000", "--repeat", "1"], [], _history),
+    "grid": ("grid.py", ["--seconds", "2", "--runs", "1"], [], _grid),
     "server_memory": ("server_memory.py", ["--quick"], ["--tasks", "2000", "--events", "1000"],
                       _generic("growth_mb", "server memory growth after finished tasks", "<= 50 MB",
                                lambda v: v <= 50, " MB")),

@@ -131,12 +131,15 @@ def start_server(runtime_dir: Path, *, port: int | None = None, extra_args: list
 # -- producer processes --------------------------------------------------------------------------
 def start_producer(runtime_dir: Path, runs_dir: Path, task_id: str, *, steps: int = 20,
                    interval: float = 0.02, hold: float = 0.0, storyboard: bool = False,
-                   wait_for_go: Path | None = None, hold_until: Path | None = None) -> subprocess.Popen:
+                   wait_for_go: Path | None = None, hold_until: Path | None = None,
+                   steer: bool = False) -> subprocess.Popen:
     args = [PY, str(Path(__file__).resolve()), "produce", "--runs-dir", str(runs_dir),
             "--task-id", task_id, "--steps", str(steps), "--interval", str(interval),
             "--hold", str(hold)]
     if storyboard:
         args.append("--storyboard")
+    if steer:
+        args.append("--steer")
     if wait_for_go:
         args += ["--wait-for", str(wait_for_go)]
     if hold_until:
@@ -163,8 +166,18 @@ def _produce(args: argparse.Namespace) -> None:
     bus.add_sink(journal)
     cancelled = threading.Event()
     task_id = args.task_id
-    detach = relay.attach(bus, runs_dir=runs_dir, cancel=lambda tid: tid == task_id and not cancelled.set())
     run_dir = runs_dir / task_id  # as Generator.submit: the run folder exists before the id is known
+    cancel = lambda tid: tid == task_id and not cancelled.set()  # noqa: E731
+
+    def steer(tid: str, action: str, **arguments) -> bool:
+        """As Generator.steer: True if the action was taken; each one noted in the run folder."""
+        if tid != task_id:
+            return False
+        with open(run_dir / "steered.jsonl", "a") as handle:
+            handle.write(json.dumps({"action": action, **arguments}) + "\n")
+        return cancel(tid) if action == "cancel" else True
+
+    detach = relay.attach(bus, runs_dir=runs_dir, cancel=cancel, **({"steer": steer} if args.steer else {}))
     write_task_file(run_dir, {"task_id": task_id, "prompt": "a red fox running through snow"})
     journal.open(task_id, run_dir)
     print("ready", flush=True)
@@ -322,4 +335,5 @@ if __name__ == "__main__":
     parser.add_argument("--storyboard", action="store_true")
     parser.add_argument("--wait-for", default=None)
     parser.add_argument("--hold-until", default=None)
+    parser.add_argument("--steer", action="store_true", help="answer pause/resume/move too")
     _produce(parser.parse_args())

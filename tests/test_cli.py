@@ -50,3 +50,43 @@ def test_terminal_progress_goes_to_stderr(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "generating" in proc.stderr and "done in" in proc.stderr
     assert (tmp_path / "cat.mp4").exists()
+
+
+def test_real_model_settings_reach_the_run(tmp_path, monkeypatch):
+    from wan_nb import cli, generator
+
+    made = []
+
+    class Recording(generator.Generator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(generator, "Generator", Recording)
+    monkeypatch.setenv("WAN_NB_RUNS_DIR", str(tmp_path / "runs"))
+    code = cli.main(["generate", "a fox", "--model", "tiny-a14b", "--steps", "2", "--frames", "5",
+                     "--guidance-2", "2.0", "--flow-shift", "4.0", "--vae-tiling", "--vae-slicing"])
+    assert code == 0
+    gen, = made
+    assert gen.vae_tiling and gen.vae_slicing
+    assert gen.pipeline.vae.use_tiling and gen.pipeline.vae.use_slicing
+    task, = gen.tasks
+    assert task.params["guidance_scale_2"] == 2.0 and task.params["flow_shift"] == 4.0
+
+
+def test_guidance_2_on_a_one_expert_model_is_refused_up_front(tmp_path):
+    proc = run_cli("generate", "a fox", "--guidance-2", "3", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "guidance_scale_2" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_lora_experts_picks_the_expert(tmp_path):
+    from wan_nb import models, tiny
+
+    path = tiny.make_lora(models.load_pipeline(models.resolve("tiny-a14b"), device="cpu").transformer_2,
+                          tmp_path / "late.safetensors", seed=2)
+    proc = run_cli("generate", "a fox", "--model", "tiny-a14b", "--steps", "2", "--frames", "5",
+                   "--lora", f"{path}:0.7", "--lora-experts", "low", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("generate", "a fox", "--lora", str(path), "--lora-experts", "low", cwd=tmp_path)
+    assert proc.returncode == 2 and "two-expert models" in proc.stderr

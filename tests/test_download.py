@@ -1,4 +1,5 @@
 """Downloads from a local stand-in for the Hugging Face Hub (tests/_hub_server.py, 127.0.0.1)."""
+import re
 import threading
 
 import pytest
@@ -110,3 +111,31 @@ def test_lora_from_a_repo_id_downloads_with_progress(hub):
     lora.attach(pipe, "ink", state)
     lora.activate(pipe, {"ink": 1.0})
     assert not torch.equal(latents(pipe), latents(models.load_pipeline(models.resolve("tiny"), device="cpu")))
+
+
+def test_a_download_that_cannot_fit_is_refused_before_any_byte(hub, monkeypatch, tmp_path):
+    """Stands in for a nearly full disk: the free-space query of the cache's filesystem answers
+    1 MB (the check itself, the Hub's sizes and the message are real)."""
+    from wan_nb import download
+
+    monkeypatch.setattr(download, "_free_bytes", lambda folder: 1_000_000)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    reports = Reports()
+    with pytest.raises(download.NotEnoughDisk) as error:
+        fetch_snapshot(REPO, reports)
+    message = str(error.value)
+    assert "1.0 MB is free" in message and str(tmp_path / "hf-cache") in message
+    assert "HF_HOME" in message and str(tmp_path / "hf-home") in message
+    assert "network" not in message
+    assert re.search(r"needs \d+(\.\d)? [KMG]?B more", message), message
+    assert hub.downloads() == []                   # not one file was fetched
+    assert "downloading_model" not in reports.stages()
+
+
+def test_a_disk_that_fills_up_mid_download_is_named_as_such():
+    import errno
+
+    from wan_nb.download import _explain
+
+    error = _explain(OSError(errno.ENOSPC, "No space left on device"), REPO, "http://hub")
+    assert "disk filled up" in str(error) and "HF_HOME" in str(error) and "network" not in str(error)

@@ -184,3 +184,53 @@ def test_bad_arguments_fail_before_any_work():
     proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--steps", "0"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2 and "--steps 0" in proc.stderr
+
+
+def test_14b_architectures_have_the_released_parameter_counts():
+    """Wan 2.1 14B (each Wan 2.2 A14B expert has its shape), its I2V variant and CLIP ViT-H/14."""
+    from accelerate import init_empty_weights
+    from diffusers import WanTransformer3DModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    gpu_check = _load_script()
+    with init_empty_weights():
+        t2v = sum(p.numel() for p in WanTransformer3DModel(**gpu_check.arch("wan2.1-14b").transformer).parameters())
+        i2v_arch = gpu_check.arch("wan2.1-i2v-14b")
+        i2v = sum(p.numel() for p in WanTransformer3DModel(**i2v_arch.transformer).parameters())
+        clip = sum(p.numel() for p in CLIPVisionModel(CLIPVisionConfig(**i2v_arch.image_encoder)).parameters())
+    assert 14.0e9 < t2v < 14.5e9 and 16.2e9 < i2v < 16.6e9 and 0.62e9 < clip < 0.64e9
+    a14b = gpu_check.arch("wan2.2-a14b")
+    assert a14b.two_experts and a14b.transformer == gpu_check.arch("wan2.1-14b").transformer
+    assert a14b.pipeline == {"boundary_ratio": 0.875}
+
+
+@pytest.mark.slow
+def test_real_section_runs_every_architecture_through_the_generator(tmp_path):
+    """--smoke of the one prepared GPU call's main section: each preset architecture, the loader,
+    every offload mode and tiling, I2V both ways, the A14B switch, a LoRA on both experts, a cancel."""
+    env = dict(os.environ, WAN_NB_CACHE=str(tmp_path / "cache"), WAN_NB_RUNS_DIR=str(tmp_path / "runs"))
+    env.pop("OUT", None)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--section", "real", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=420, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    payload = json.loads((tmp_path / "gpu_check_real.json").read_text())
+    rows = payload["rows"]
+    assert payload["error"] is None and {r["arch"] for r in rows} == set(gpu_check_archs())
+    failed = [r for r in rows if str(r.get("status", "")).startswith("failed")]
+    assert not failed, failed
+    cases = {(r["arch"], r["case"]) for r in rows}
+    for case in ("loader", "cancel", "after cancel", "sequential", "group", "none + tiling"):
+        assert ("wan2.1-1.3b", case) in cases
+    assert {r["offload"] for r in rows if r["arch"] == "wan2.1-1.3b" and "offload" in r} == \
+        {"none", "model", "sequential", "group"}
+    assert ("wan2.2-5b", "image") in cases and ("wan2.1-i2v-14b", "image") in cases
+    cancel = next(r for r in rows if r["case"] == "cancel")
+    assert cancel["status"] == "cancelled after step 1"
+    lora_row = next(r for r in rows if r["case"] == "LoRA on both experts")
+    assert "'transformer': ['style'], 'transformer_2': ['style']" in lora_row["note"]
+    assert "Switched to the low-noise expert" in lora_row["note"]
+    assert "**real: every preset architecture through Generator" in (tmp_path / "gpu_check_summary.md").read_text()
+
+
+def gpu_check_archs():
+    return _load_script().ARCHITECTURES

@@ -1,4 +1,5 @@
 """LoRA adapters on the tiny models: formats, weights, several at once, failures that change nothing."""
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -138,7 +139,7 @@ def test_names_and_weights_are_checked(files):
         lora.attach(pipe, "ink", state)
     with pytest.raises(lora.LoraError, match="'nope' is not loaded.*ink"):
         lora.activate(pipe, {"nope": 1.0})
-    with pytest.raises(lora.LoraError, match="must be a number"):
+    with pytest.raises(lora.LoraError, match="must be a finite number"):
         lora.activate(pipe, {"ink": "strong"})
     with pytest.raises(lora.LoraError, match="not loaded"):
         lora.detach(pipe, "nope")
@@ -169,3 +170,119 @@ def test_two_expert_models_take_a_lora_per_expert(files):
     assert not torch.allclose(latents(pipe, steps=4), base)
     with pytest.raises(lora.LoraError, match="two-expert"):
         lora.attach(load("tiny"), "x", lora.read_lora(files["ink"]), target="transformer_2")
+
+
+# ---------------------------------------------------------------------------------------------
+# Two experts (Wan 2.2 A14B): one adapter on both, on one, or a high/low pair
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def a14b_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("a14b-loras")
+    pipe = load("tiny-a14b")
+    return {"high": tiny.make_lora(pipe.transformer, folder / "style_high.safetensors", seed=3),
+            "low": tiny.make_lora(pipe.transformer_2, folder / "style_low.safetensors", seed=4)}
+
+
+def _generator(runs_dir, model="tiny-a14b"):
+    from wan_nb import Generator
+
+    return Generator(model=model, device="cpu", runs_dir=runs_dir, previews=False)
+
+
+def _run(gen, **kwargs):
+    return gen.generate("a fox", seed=0, steps=4, num_frames=5, progress=False, **kwargs)
+
+
+def test_an_a14b_lora_reaches_both_experts_by_default(a14b_files, runs_dir):
+    gen = _generator(runs_dir)
+    try:
+        _run(gen)  # loads the model
+        name = gen.load_lora(a14b_files["high"], name="style")
+        assert lora.per_component(gen.pipeline) == {"transformer": ["style"], "transformer_2": ["style"]}
+        _run(gen)
+        for expert in (gen.pipeline.transformer, gen.pipeline.transformer_2):
+            assert expert.active_adapters() == ["style"]
+        gen.unload_lora(name)
+        assert lora.loaded(gen.pipeline) == []
+    finally:
+        gen.close()
+
+
+def test_a14b_lora_on_one_expert_or_as_a_pair(a14b_files, runs_dir):
+    gen = _generator(runs_dir)
+    try:
+        gen.load_lora(a14b_files["low"], name="late", experts="low")       # attached at the next run
+        gen.load_lora(a14b_files["high"], name="early", experts="high")
+        gen.load_lora((a14b_files["high"], a14b_files["low"]), name="pair")
+        plain = _run(gen, loras={})
+        both = _run(gen, loras={"late": 1.0, "early": 1.0})
+        assert lora.per_component(gen.pipeline) == {"transformer": ["early", "pair"],
+                                                    "transformer_2": ["late", "pair"]}
+        assert gen.pipeline.transformer.active_adapters() == ["early"]
+        assert gen.pipeline.transformer_2.active_adapters() == ["late"]
+        from wan_nb.video import read_frames
+
+        assert not np.array_equal(read_frames(plain.video_path), read_frames(both.video_path))
+        # The pair holds the same two files as early + late: the same video.
+        pair = _run(gen, loras={"pair": 1.0})
+        assert np.array_equal(read_frames(pair.video_path), read_frames(both.video_path))
+    finally:
+        gen.close()
+
+
+def test_expert_choices_are_checked_before_anything_is_attached(a14b_files, files, runs_dir):
+    gen = _generator(runs_dir)
+    try:
+        with pytest.raises(lora.LoraError, match="experts='middle'"):
+            gen.load_lora(a14b_files["high"], experts="middle")
+        with pytest.raises(lora.LoraError, match="pair of files fills both"):
+            gen.load_lora((a14b_files["high"], a14b_files["low"]), experts="high")
+        with pytest.raises(lora.LoraError, match=r"\(high_noise_file, low_noise_file\)"):
+            gen.load_lora([a14b_files["high"]])
+        assert gen.loras == {}
+    finally:
+        gen.close()
+    gen = _generator(runs_dir, model="tiny")
+    try:
+        with pytest.raises(lora.LoraError, match="two-expert models"):
+            gen.load_lora(files["ink"], experts="both")
+        with pytest.raises(lora.LoraError, match="two-expert models"):
+            gen.load_lora((files["ink"], files["rain"]))
+    finally:
+        gen.close()
+
+
+def test_non_finite_lora_files_and_weights_are_refused(files, tmp_path, runs_dir):
+    state = load_file(str(files["ink"]))
+    key = sorted(state)[3]
+    state[key] = state[key].clone()
+    state[key][0, 0] = float("nan")
+    broken = tmp_path / "diverged.safetensors"
+    save_file(state, str(broken))
+    with pytest.raises(lora.LoraError, match=r"diverged\.safetensors.*NaN or infinite.*1 of"):
+        lora.read_lora(broken)
+    gen = _generator(runs_dir, model="tiny")
+    try:
+        with pytest.raises(lora.LoraError, match="diverged"):
+            gen.load_lora(broken)
+        for weight in (float("inf"), float("nan")):
+            with pytest.raises(ValueError, match="finite number"):
+                gen.load_lora(files["ink"], weight=weight)
+        assert gen.loras == {}
+    finally:
+        gen.close()
+
+
+def test_empty_paths_and_names_are_refused(files, runs_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(files["ink"].parent)   # a folder full of LoRAs: '' must not pick one
+    gen = _generator(runs_dir, model="tiny")
+    try:
+        with pytest.raises(lora.LoraError, match="LoRA path ''"):
+            gen.load_lora("")
+        with pytest.raises(ValueError, match="name='': give a non-empty adapter name"):
+            gen.load_lora(files["ink"], name="")
+        with pytest.raises(ValueError, match="name='  '"):
+            gen.load_lora(files["ink"], name="  ")
+        assert gen.loras == {}
+    finally:
+        gen.close()

@@ -7,8 +7,8 @@ from wan_nb.params import InvalidParameter
 from _hub_server import HubServer
 
 
-def run(model, runs_dir, **kwargs):
-    gen = Generator(model=model, runs_dir=runs_dir)
+def run(model, runs_dir, device="auto", **kwargs):
+    gen = Generator(model=model, runs_dir=runs_dir, device=device)
     events = []
     gen.subscribe(events.append)
     try:
@@ -59,7 +59,8 @@ def test_first_run_of_a_hub_model_shows_download_bytes(runs_dir, tmp_path, monke
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with HubServer({"wan-nb/tiny-wan": folder}, chunk_delay=0.02) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        _, events = run("wan-nb/tiny-wan", runs_dir, height=32, width=32, num_frames=5, steps=2)
+        # A repo not yet downloaded counts as a real model: device="cpu" insists on the CPU.
+        _, events = run("wan-nb/tiny-wan", runs_dir, device="cpu", height=32, width=32, num_frames=5, steps=2)
         stages = [d["stage"] for d in of_type(events, "generation_stage")]
         assert stages.index("downloading_model") < stages.index("loading_model")
         downloads = [d for d in of_type(events, "model_loading_progress") if "bytes_total" in d]

@@ -106,3 +106,18 @@ def test_device_and_dtype_auto_and_explicit():
 def test_get_is_case_insensitive_and_none_for_unknown():
     assert get_preset("WAN2.2-TI2V-5B").name == "wan2.2-ti2v-5b"
     assert get_preset("nope") is None
+
+
+def test_sizes_follow_the_stored_dtypes_and_ram_is_stated():
+    """A14B repos hold two fp32 14B experts (~57 GB each): far more than one 14B model."""
+    from wan_nb.model_presets import PRESETS
+
+    a14b, t2v14 = PRESETS["wan2.2-t2v-a14b"], PRESETS["wan2.1-t2v-14b"]
+    assert 120 <= a14b.download_gb <= 130 and a14b.download_gb > t2v14.download_gb + 40
+    assert PRESETS["wan2.1-i2v-14b-480p"].download_gb > t2v14.download_gb   # image cross-attention + CLIP
+    for preset in PRESETS.values():
+        assert set(preset.ram_gb) == {"none", "offload"}, preset.name
+        assert 0 < preset.ram_gb["none"] <= preset.ram_gb["offload"], preset.name
+        assert preset.as_dict()["ram_gb"] == preset.ram_gb
+    assert a14b.ram_gb["offload"] >= 65   # both experts + text encoder in bf16
+    assert "ram (none/offload)" in str(list_presets())

@@ -320,3 +320,147 @@ def test_a_new_process_task_shows_up_without_waiting_for_the_periodic_scan(tmp_p
     finally:
         server.stop()
     assert not list(runtime.glob("wan_nb-server-*.json"))  # the doorbell leaves with the server
+
+
+# -- replay floods -------------------------------------------------------------------------------
+def test_a_replay_flood_from_a_client_that_never_reads_is_closed_and_others_are_served(tmp_path, producers):
+    """3,000 subscribe-from-the-start/unsubscribe pairs on a finished task from a client that
+    never reads: the replayed bytes waiting for it are capped (close 1013, it may resume), and
+    another client's requests are answered meanwhile."""
+    import socket
+
+    import websocket
+
+    runtime, runs = tmp_path / "runtime", tmp_path / "runs"
+    server = start_server(runtime, extra_args=["--WanNbExtension.backlog_bytes=65536",
+                                               "--ServerApp.log_level=WARN"])
+    try:
+        task_id = run_producer((server, runtime, runs), producers, steps=300, interval=0.0)
+        server.wait_task(task_id, lambda s: s["status"] == "completed", timeout=60)
+        flood = ws_connect(server)
+        flood.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        topic = f"task:{task_id}"
+        try:
+            for n in range(3000):
+                flood.send(json.dumps({"action": "subscribe", "topic": topic, "after": 0}))
+                flood.send(json.dumps({"action": "unsubscribe", "topic": topic}))
+                if n % 500 == 0:
+                    assert server.get("tasks").status_code == 200   # another client, served
+        except (OSError, websocket.WebSocketException):
+            pass    # the server closed the connection while we were still sending
+        assert server.get(f"tasks/{task_id}").status_code == 200
+        flood.settimeout(5)
+        code, deadline = None, time.monotonic() + 60
+        while code is None and time.monotonic() < deadline:
+            try:
+                opcode, data = flood.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                continue
+            except (OSError, websocket.WebSocketException):
+                break
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big")
+        assert code == 1013, code
+        assert server.get("tasks").status_code == 200
+    finally:
+        server.stop()
+
+
+# -- a malformed producer file -------------------------------------------------------------------
+BAD_PRODUCER_FILES = {
+    "wan_nb-producer-900001.json": {"pid": "900001", "pub": "ipc:///nowhere"},
+    "wan_nb-producer-900002.json": {"pid": 900002, "pub": "ipc:///nowhere", "tasks": {"a": 1}},
+    "wan_nb-producer-900003.json": {"pid": 900003, "pub": "ipc:///nowhere", "runs_dirs": "/tmp"},
+    "wan_nb-producer-900004.json": {"pid": 900004, "pub": "ipc:///nowhere", "create_time": "x"},
+    "wan_nb-producer-900005.json": [1, 2, 3],
+}
+
+
+def test_malformed_producer_files_do_not_blind_dead_producer_detection(env, producers):
+    server, runtime, _ = env
+    for name, content in BAD_PRODUCER_FILES.items():
+        (runtime / name).write_text(json.dumps(content))
+    try:
+        task_id = run_producer(env, producers, steps=400, interval=0.02)
+        server.wait_task(task_id, lambda s: (s["current_step"] or 0) >= 3)
+        producers[-1].kill()
+        lost = server.wait_task(task_id, lambda s: s["status"] == "lost", timeout=20)
+        assert lost["error_type"] == "ProducerLost"
+        log = server.log.read_text()
+        for name, content in BAD_PRODUCER_FILES.items():
+            if isinstance(content, dict):     # not a JSON object at all reads as no file
+                assert log.count(f"ignoring producer file {runtime / name}") == 1, name
+    finally:
+        for name in BAD_PRODUCER_FILES:
+            (runtime / name).unlink(missing_ok=True)
+
+
+# -- a full disk mid-run -------------------------------------------------------------------------
+FULL_DISK_PRODUCER = r"""
+import resource, signal, sys, time
+from pathlib import Path
+from wan_nb import relay
+from wan_nb.bus import EventBus
+from wan_nb.journal import Journal, write_task_file
+
+runs, task_id = Path(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails (EFBIG) instead
+bus, journal = EventBus(), Journal()
+bus.add_sink(journal)
+detach = relay.attach(bus, runs_dir=runs)
+write_task_file(runs / task_id, {"task_id": task_id, "prompt": "full disk"})
+journal.open(task_id, runs / task_id)
+print("ready", flush=True)
+time.sleep(0.5)
+def step(n):
+    bus.publish(task_id, "detailed_generation_progress", stage="generating", progress=n, message=f"Step {n}",
+                estimated_time_remaining=1.0, current_step=n, total_steps=60)
+bus.publish(task_id, "generation_started", model_type="tiny", params={"steps": 60}, estimated_duration=None)
+bus.publish(task_id, "generation_stage", stage="generating", stage_progress=0, stage_message="Denoising")
+for n in range(1, 21):
+    step(n)
+    time.sleep(0.005)
+journal_file = runs / task_id / "events.jsonl"
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (journal_file.stat().st_size + 150, hard))   # the disk fills
+for n in range(21, 41):
+    step(n)
+    time.sleep(0.005)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))                                  # space returns
+for n in range(41, 61):
+    step(n)
+    time.sleep(0.005)
+out = runs / task_id / "video.mp4"
+out.write_bytes(b"mp4")
+bus.publish(task_id, "generation_completed", output_path=str(out), duration_s=1.0, params={}, seed=0)
+time.sleep(0.5)
+detach()
+"""
+
+
+def test_a_full_disk_mid_run_leaves_whole_lines_and_a_replay_that_says_it_has_a_hole(env, producers):
+    import subprocess
+
+    from _server_helpers import PY, isolated_env
+
+    server, runtime, runs = env
+    task_id = "disk-" + uuid.uuid4().hex[:6]
+    proc = subprocess.Popen([PY, "-c", FULL_DISK_PRODUCER, str(runs), task_id], env=isolated_env(runtime),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    producers.append(proc)
+    wait_producer_ready(proc)
+    assert proc.wait(60) == 0, proc.stderr.read()
+    live = server.wait_task(task_id, lambda s: s["status"] == "completed")
+    lines = (runs / task_id / "events.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b""                                   # ends with a whole line
+    seqs = [json.loads(line)["seq"] for line in lines[:-1]]   # every line parses: none torn
+    assert seqs[-1] == live["last_seq"] and len(seqs) < live["last_seq"]   # it went on, with a hole
+    response = requests.get(server.api(f"progress/{task_id}"), headers=server.headers, timeout=20)
+    comments = [l for l in response.text.split("\n") if l.startswith(": incomplete")]
+    assert len(comments) == 1 and "missing" in comments[0]
+    replayed = [int(l[4:]) for l in response.text.split("\n") if l.startswith("id: ")]
+    assert replayed == seqs
+    snapshot = server.get(f"tasks/{task_id}").json()
+    assert snapshot["incomplete"] is True and snapshot["missing_seqs"]
+    missing = {s for a, b in snapshot["missing_seqs"] for s in range(a, b + 1)}
+    assert missing == set(range(1, live["last_seq"] + 1)) - set(seqs)

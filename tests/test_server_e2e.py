@@ -1,11 +1,12 @@
-"""End to end: a real ``Generator(model="tiny")`` in a script process, watched and cancelled
-through a real Jupyter server."""
+"""End to end: a real ``Generator(model="tiny")`` in a script process, watched, paused,
+resumed and cancelled through a real Jupyter server."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -49,6 +50,14 @@ def test_real_generator_in_a_script_is_watched_and_cancelled_from_the_server(tmp
 
         long_id = json.loads(proc.stdout.readline())["long"]
         server.wait_task(long_id, lambda s: (s["current_step"] or 0) >= 2)
+        assert server.post(f"tasks/{long_id}/pause").status_code == 202      # Generator.steer
+        paused = server.wait_task(long_id, lambda s: s["status"] == "paused")
+        time.sleep(0.5)
+        assert server.get(f"tasks/{long_id}").json()["current_step"] == paused["current_step"]  # held
+        assert server.post(f"tasks/{long_id}/resume").status_code == 202
+        server.wait_task(long_id, lambda s: s["status"] == "running"
+                         and (s["current_step"] or 0) > paused["current_step"])
+        assert server.post(f"tasks/{long_id}/move", json={"index": 0}).status_code == 409  # not queued
         assert server.post(f"tasks/{long_id}/cancel").status_code == 202
         snap = server.wait_task(long_id, lambda s: s["status"] in ("cancelled", "completed", "failed"))
         assert snap["status"] == "cancelled" and snap["current_step"] < 5000

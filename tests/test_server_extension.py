@@ -86,7 +86,8 @@ def test_snapshot_follows_a_generation_to_completion():
     snap = TaskSnapshot("t1")
     snap.apply(event(1, "generation_started", model_type="tiny", params={"prompt": "fox", "steps": 4, "seed": 3},
                      estimated_duration=9.0))
-    assert (snap.status, snap.prompt, snap.total_steps, snap.estimated_time_remaining) == ("running", "fox", 4, 9.0)
+    # Started means queued: the worker has not taken it yet (Python's task.status agrees).
+    assert (snap.status, snap.prompt, snap.total_steps, snap.estimated_time_remaining) == ("queued", "fox", 4, 9.0)
     snap.apply(event(2, "detailed_generation_progress", stage="generating", progress=60, message="Step 2/4",
                      estimated_time_remaining=2.0, current_step=2, total_steps=4))
     snap.apply(event(3, "detailed_generation_progress", stage="generating", progress=40, message="late",

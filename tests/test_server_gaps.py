@@ -64,7 +64,7 @@ def test_a_late_socket_whose_journal_is_found_mid_task_still_replays_every_event
     assert task.snapshot.current_step == 4
     # The rewritten producer file names the runs folder: the scan reads the journal now.
     producer.info = {**producer.info, "runs_dirs": [str(runs)], "tasks": [{"task_id": TASK, "runs_dir": str(runs)}]}
-    hub._load_journal(TASK, producer, runs)
+    hub.store.load_journal(TASK, producer, runs)
     assert seqs(hub.replay(task)) == list(range(1, 9))  # a client that connects now
     with open(journal, "ab") as handle:  # the journal sink runs before the relay sink
         handle.write(b"".join(lines[8:]))

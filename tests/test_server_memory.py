@@ -33,7 +33,7 @@ def finish(hub: Hub, task_id: str, producer: Producer | None = None) -> None:
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads RSS from /proc")
 def test_an_idle_hub_returns_freed_memory_to_the_os(tmp_path):
     hub = Hub(runtime_dir=tmp_path, memory_trim_interval=0.01)
-    if hub._malloc_trim is None:
+    if hub.trimmer.trim_call is None:
         pytest.skip("this C library has no malloc_trim")
     finish(hub, "t1")
     # What a burst of events leaves: most of ~150 MB of mid-sized blocks freed, every tenth kept.
@@ -44,10 +44,10 @@ def test_an_idle_hub_returns_freed_memory_to_the_os(tmp_path):
 
     async def idle_tick():
         await asyncio.sleep(0.05)  # longer than memory_trim_interval without events
-        await hub._maybe_trim()
+        await hub.trimmer.maybe_trim()
 
     asyncio.run(idle_tick())
-    assert hub._accepted_since_trim == 0
+    assert hub.trimmer.pending == 0
     assert before - rss_mb() > 40, f"RSS {before:.0f} MB -> {rss_mb():.0f} MB"
     assert len(kept) == 20_000
 
@@ -55,14 +55,14 @@ def test_an_idle_hub_returns_freed_memory_to_the_os(tmp_path):
 def test_no_trim_without_new_events_or_while_events_keep_coming(tmp_path):
     hub = Hub(runtime_dir=tmp_path, memory_trim_interval=5.0)
     calls = []
-    hub.trim_memory = lambda: calls.append(1) or True
-    asyncio.run(hub._maybe_trim())
+    hub.trimmer.trim_memory = lambda: calls.append(1) or True
+    asyncio.run(hub.trimmer.maybe_trim())
     assert calls == []  # nothing happened since start
     finish(hub, "t1")
-    asyncio.run(hub._maybe_trim())
+    asyncio.run(hub.trimmer.maybe_trim())
     assert calls == []  # the last event is fresh: the burst may not be over
-    hub._last_trim -= hub.TRIM_BUSY_SECONDS
-    asyncio.run(hub._maybe_trim())
+    hub.trimmer.last_trim -= hub.trimmer.BUSY_SECONDS
+    asyncio.run(hub.trimmer.maybe_trim())
     assert calls == [1]  # busy for long enough: trimmed anyway
 
 

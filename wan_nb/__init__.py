@@ -27,10 +27,13 @@ _LAZY = {
 __all__ = ["Generator", "Task", "Result", "Sweep", "Event", "EventType", "Stage", "GenerationError",
            "GenerationCancelled", "InvalidParameter", "StoryboardError", "StoryboardCancelled",
            "TaskNotQueued", "ModelNotAvailable", "Storyboard", "Scene", "presets", "gallery",
-           "__version__"]
+           "recipe", "history", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("recipe", "history"):
+        # Callable modules: wan_nb.recipe(source), wan_nb.history(runs_dir, **filters).
+        return importlib.import_module(f"{__name__}.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'wan_nb' has no attribute {name!r}")

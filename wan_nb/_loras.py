@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -30,18 +29,26 @@ class LoraRegistry:
     def describe(self) -> dict[str, dict[str, Any]]:
         return {n: {"source": entry.source, "weight": entry.weight} for n, entry in self.entries.items()}
 
-    def load(self, path_or_repo: str | os.PathLike, name: str | None, weight: float, pipe: Any) -> str:
+    def load(self, path_or_repo: Any, name: str | None, weight: float, pipe: Any, *,
+             experts: str | None = None, model_experts: tuple[str, ...] = ()) -> str:
+        import math
+
         from . import lora
 
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
-            raise ValueError(f"weight={weight!r}: give a number, e.g. weight=0.8")
-        name = name or lora.default_name(path_or_repo)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
+            raise ValueError(f"weight={weight!r}: give a finite number, e.g. weight=0.8")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError(f"name={name!r}: give a non-empty adapter name, or leave it out to use the file's")
+        pair = isinstance(path_or_repo, (tuple, list))
+        name = name or lora.default_name(path_or_repo[0] if pair and path_or_repo else path_or_repo)
         if name in self.entries:
             raise ValueError(f"a LoRA named {name!r} is already loaded; unload_lora({name!r}) first or "
                              "pass another name=")
-        entry = _Lora(source=str(path_or_repo), weight=float(weight), state=lora.read_lora(path_or_repo))
+        # state: {component: LoraState}, one per expert the adapter goes into (lora.read_for_experts)
+        entry = _Lora(source=" + ".join(map(str, path_or_repo)) if pair else str(path_or_repo),
+                      weight=float(weight), state=lora.read_for_experts(path_or_repo, experts, model_experts))
         if pipe is not None:
-            lora.attach(pipe, name, entry.state)
+            lora.attach_targets(pipe, name, entry.state)
             entry.attached = True
         self.entries[name] = entry
         return name
@@ -65,7 +72,7 @@ class LoraRegistry:
         for name, entry in list(self.entries.items()):
             if not entry.attached:
                 try:
-                    lora.attach(pipe, name, entry.state)
+                    lora.attach_targets(pipe, name, entry.state)
                 except Exception:
                     self.entries.pop(name, None)  # a LoRA that cannot attach must not break later runs
                     raise

@@ -134,7 +134,9 @@ class TaskRun:
             if threading.current_thread() is on_worker:
                 self.check_cancel()  # downloads report from their own threads: cancel on ours
 
-        device, dtype = models.resolve_device_dtype(gen.device_request, gen.dtype_request)
+        # models: a real model with device="auto" and no GPU is refused here, before any download.
+        device, dtype = models.resolve_device_dtype(gen.device_request, gen.dtype_request,
+                                                    real_model=models.needs_gpu(gen.spec))
         loaded = time.perf_counter()
         # The loader announces downloading_model / loading_model itself: only it knows whether
         # the files are already cached.
@@ -173,6 +175,10 @@ class TaskRun:
         p = self.task.params
         steps = p["steps"]
         cfg = p["guidance_scale"] > 1.0
+        models.set_flow_shift(pipe, p.get("flow_shift"))  # models: flow_shift is a generation argument
+        from .video import FiniteWatch
+
+        self.finite = FiniteWatch()  # models: which step (if any) made the latents NaN/inf
         experts = models.expert_schedule(pipe, steps)
         self.experts = experts if any(experts) else None
         passes = 2 if cfg else 1
@@ -203,6 +209,7 @@ class TaskRun:
         """The pipeline's step callback: time, cancel, report, run the step hooks, pause."""
         task, steps, step = self.task, self.task.params["steps"], index + 1
         self.clock.step_done(step)
+        self.finite.observe(step, callback_kwargs.get("latents"))  # models: on the device, no sync
         self.check_cancel()
         expert = self.experts[index] if self.experts else None
         message = f"Step {step}/{steps}"
@@ -243,8 +250,10 @@ class TaskRun:
     def decode(self, pipe: Any, latents: Any) -> Any:
         from .video import decode_latents
 
+        self.finite.check(latents, self.task.params["steps"])  # models: fail before decoding garbage
         self.enter(Stage.POST_PROCESSING, "Decoding latents with the VAE", self.clock.tail())
         frames = decode_latents(pipe, latents)
+        models.release(pipe)  # models: the decode ran after the pipeline call freed its hooks
         self.progress(f"Decoded {frames.shape[0]} frames", fraction=1.0,
                       remaining=self.gen._timings.get(self.key).get("saving"))
         return frames
@@ -254,7 +263,7 @@ class TaskRun:
 
         self.enter(Stage.SAVING, "Writing MP4", self.gen._timings.get(self.key).get("saving"))
         video_path = self.task.run_dir / "video.mp4"
-        write_mp4(frames, video_path, fps=self.task.params["fps"])
+        write_mp4(frames, video_path, fps=self.task.params["fps"], metadata=self.gen._recorder.mp4_tags(self.task.id))
         self.progress(f"Saved {video_path.name}", fraction=1.0, remaining=0.0)
         self.durations[Stage.SAVING.value] = time.perf_counter() - self.stage_started
         return video_path
@@ -278,6 +287,7 @@ class TaskRun:
     def cancelled(self) -> None:
         task = self.task
         self.stop_sampler()
+        release_hooks(self.gen)  # models: offload hooks back to rest, GPU memory given back
         stage = task.stage
         task.status, task._error = "cancelled", GenerationCancelled(task.id, stage, task.current_step)
         self.stage(Stage.CANCELLED, f"Cancelled during {stage}")
@@ -287,6 +297,7 @@ class TaskRun:
         task = self.task
         self.stop_sampler()
         stage = task.stage
+        release_hooks(self.gen)  # models: offload hooks back to rest, GPU memory given back
         free_accelerator_memory()
         error_type = type(exc).__name__
         message = str(exc) or error_type
@@ -346,6 +357,13 @@ def execution_device(gen: "Generator", pipe: Any) -> Any:
     device = getattr(pipe, "_execution_device", None) or gen.device
     gen._exec_device = (pipe, device)
     return device
+
+
+def release_hooks(gen: "Generator") -> None:
+    """After a run that ended early: models.release puts model-offload hooks back to rest."""
+    if gen._pipe is not None:
+        models.release(gen._pipe)
+    free_accelerator_memory()
 
 
 def free_accelerator_memory() -> None:

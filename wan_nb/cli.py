@@ -28,8 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wan-nb", description="Wan video generation with live progress.")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate a video from a prompt")
-    gen.add_argument("prompt")
-    gen.add_argument("--model", default="tiny", help="'tiny', a preset, a Hub repo id or a local folder")
+    gen.add_argument("prompt", nargs="?", help="the prompt (with --from: replaces the recipe's)")
+    gen.add_argument("--from", dest="from_", metavar="FILE.mp4",
+                     help="remake a video from its recipe (an MP4 or run folder); other flags override it")
+    gen.add_argument("--model", help="'tiny' (default), a preset, a Hub repo id or a local folder "
+                     "(with --from: the recipe's)")
     gen.add_argument("--out", type=Path, help="copy the MP4 here (it also stays in the run folder)")
     gen.add_argument("--steps", type=int)
     gen.add_argument("--frames", type=int, dest="num_frames")
@@ -37,16 +40,37 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--guidance", type=float, dest="guidance_scale")
+    gen.add_argument("--guidance-2", type=float, dest="guidance_scale_2",
+                     help="guidance of the low-noise expert (Wan 2.2 A14B only)")
+    gen.add_argument("--flow-shift", type=float, dest="flow_shift",
+                     help="scheduler flow shift (default: the model's, by resolution: 3.0 at 480p, 5.0 at 720p)")
     gen.add_argument("--negative", dest="negative_prompt")
     gen.add_argument("--fps", type=float)
     gen.add_argument("--image", help="input image for image-to-video models")
-    gen.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]", type=_lora_arg)
+    gen.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]", type=_lora_arg,
+                     help="a LoRA file, folder or repo id; on two-expert models it goes into both experts")
+    gen.add_argument("--lora-experts", choices=["both", "high", "low"],
+                     help="two-expert models (Wan 2.2 A14B): which expert(s) the --lora files go into")
     gen.add_argument("--device", default="auto")
     gen.add_argument("--dtype", default="auto")
     gen.add_argument("--offload", default="none", choices=["none", "model", "sequential", "group"])
+    gen.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less GPU memory)")
+    gen.add_argument("--vae-slicing", action="store_true", help="decode one video at a time")
     gen.add_argument("--runs-dir", type=Path)
     gen.add_argument("--json", action="store_true", help="print one event per line (the WebSocket frame)")
     commands.add_parser("presets", help="list model presets")
+    info = commands.add_parser("info", help="print the recipe a video was made with")
+    info.add_argument("file", help="an MP4 made by wan_nb, or its run folder")
+    past = commands.add_parser("history", help="list past runs, newest first")
+    past.add_argument("--runs-dir", type=Path, help="default: $WAN_NB_RUNS_DIR or ./wan_nb_runs")
+    past.add_argument("--limit", type=int, default=20, help="at most this many (default 20; 0 = all)")
+    past.add_argument("--offset", type=int, default=0)
+    past.add_argument("--status", help="completed, failed, cancelled, lost or running")
+    past.add_argument("--model")
+    past.add_argument("--prompt", help="only prompts containing this text")
+    past.add_argument("--since", help="a date or ISO-8601 time")
+    past.add_argument("--until", help="a date or ISO-8601 time")
+    past.add_argument("--json", action="store_true", help="one run per line as JSON")
     return parser
 
 
@@ -61,18 +85,33 @@ def _generate(args: argparse.Namespace) -> int:
     from .params import InvalidParameter
 
     kwargs = {k: getattr(args, k) for k in ("steps", "num_frames", "height", "width", "seed", "guidance_scale",
-                                             "negative_prompt", "fps", "image") if getattr(args, k) is not None}
+                                             "guidance_scale_2", "flow_shift", "negative_prompt", "fps", "image")
+              if getattr(args, k) is not None}
     if args.out is not None and args.out.suffix.lower() != ".mp4":
         return _fail(f"--out {args.out}: the output is an MP4; give a path ending in .mp4", 2)
+    if args.prompt is None and args.from_ is None:
+        return _fail("give a PROMPT, or --from FILE.mp4 to remake a video from its recipe", 2)
     try:
-        gen = Generator(model=args.model, device=args.device, dtype=args.dtype, runs_dir=args.runs_dir,
-                        offload=args.offload, previews=False)
+        made = None
+        if args.from_ is not None:
+            from .recipe import recipe
+
+            made = recipe(args.from_)
+        model = args.model or (made["model"]["name"] if made else "tiny")
+        gen = Generator(model=model, device=args.device, dtype=args.dtype, runs_dir=args.runs_dir,
+                        offload=args.offload, vae_tiling=args.vae_tiling, vae_slicing=args.vae_slicing,
+                        previews=False)
         lora_weights = {}
         for path, weight in args.lora:
-            lora_weights[gen.load_lora(path, weight=weight)] = weight
+            lora_weights[gen.load_lora(path, weight=weight, experts=args.lora_experts)] = weight
         if lora_weights:
             kwargs["loras"] = lora_weights
-        task = gen.submit(args.prompt, **kwargs)
+        prompt = args.prompt
+        if made is not None:
+            from .rerun import rerun_args
+
+            prompt, kwargs = rerun_args(gen, made, **kwargs, **({"prompt": prompt} if prompt else {}))
+        task = gen.submit(prompt, **kwargs)
     except (InvalidParameter, ValueError, TypeError, OSError) as exc:
         return _fail(str(exc), 2)
 
@@ -121,12 +160,49 @@ def _presets() -> int:
     return 0
 
 
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from .recipe import recipe
+
+    try:
+        found = recipe(args.file)
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc), 2)
+    print(json.dumps(found, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    import json
+
+    from .history import format_table, history, run_to_dict
+
+    filters = {k: getattr(args, k) for k in ("status", "model", "prompt", "since", "until") if getattr(args, k)}
+    try:
+        runs = history(args.runs_dir, limit=args.limit or None, offset=args.offset, **filters)
+    except (ValueError, TypeError) as exc:
+        return _fail(str(exc), 2)
+    if args.json:
+        for run in runs:
+            print(json.dumps(run_to_dict(run), ensure_ascii=False))
+    elif runs:
+        print(format_table(runs))
+    else:
+        print(f"no runs in {runs.runs_dir}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "generate":
         return _generate(args)
     if args.command == "presets":
         return _presets()
+    if args.command == "info":
+        return _info(args)
+    if args.command == "history":
+        return _history(args)
     return 2
 
 

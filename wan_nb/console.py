@@ -9,6 +9,7 @@ import time
 from typing import Any, TextIO
 
 from .events import Event, EventType
+from .state import TaskState
 
 __all__ = ["TextProgress", "follow_in_background", "format_seconds"]
 
@@ -37,6 +38,7 @@ class TextProgress:
                                       "eta": None, "step": 0, "steps": 0, "memory": ""}
         self.started = time.monotonic()
         self.lock = threading.Lock()
+        self.core = TaskState()   # the one reducer; this class only draws it
 
     def __call__(self, event: Event) -> None:
         with self.lock:
@@ -44,13 +46,17 @@ class TextProgress:
 
     def _handle(self, event: Event) -> None:
         d, s = event.data, self.state
+        if self.core.task_id not in (None, event.task_id):
+            self.core = TaskState()           # the next task of a generator: start over
+        if not self.core.apply(event):
+            return
+        core = self.core
+        s.update(stage=core.stage or "initializing", progress=core.progress, message=core.message,
+                 eta=core.estimated_time_remaining, step=core.current_step or 0, steps=core.total_steps or 0)
         force = False
         if event.type == EventType.GENERATION_STAGE:
-            s["stage"], s["message"] = d["stage"], d.get("stage_message", "")
+            s["message"] = d.get("stage_message", "")
             force = True
-        elif event.type == EventType.DETAILED_GENERATION_PROGRESS:
-            s.update(progress=d["progress"], message=d["message"], eta=d["estimated_time_remaining"],
-                     step=d["current_step"], steps=d["total_steps"])
         elif event.type == EventType.MODEL_LOADING_PROGRESS:
             s["message"] = f"{d.get('component') or 'model'}: {d['status']} ({d['progress']:.0f}%)"
         elif event.type == EventType.VRAM_MONITORING:

@@ -13,6 +13,7 @@ Errors become :class:`ModelNotAvailable`, whose message says what to do.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import threading
@@ -21,8 +22,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["ModelNotAvailable", "fetch_snapshot", "fetch_file", "cached_snapshot", "is_offline",
-           "MODEL_PATTERNS"]
+__all__ = ["ModelNotAvailable", "NotEnoughDisk", "fetch_snapshot", "fetch_file", "cached_snapshot",
+           "is_offline", "MODEL_PATTERNS"]
 
 Report = Callable[..., None]
 
@@ -37,6 +38,42 @@ RATE_WINDOW_S = 3.0
 
 class ModelNotAvailable(RuntimeError):
     """The model (or LoRA) cannot be had: offline and not cached, unknown repo, network down."""
+
+
+class NotEnoughDisk(ModelNotAvailable):
+    """The files still to download do not fit in the free space of the Hugging Face cache."""
+
+
+# Kept free beside a download: the Hub client writes each file as .incomplete, then renames it.
+DISK_MARGIN_BYTES = 1 << 30
+
+
+def _cache_folder(cache: str | None) -> Path:
+    if cache:
+        return Path(cache)
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _free_bytes(folder: Path) -> int:
+    """Free bytes on the filesystem that holds ``folder`` (or its nearest existing parent)."""
+    import shutil
+
+    folder = folder.expanduser().absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def _check_disk(repo_id: str, needed: int, cache: str | None) -> None:
+    folder = _cache_folder(cache)
+    free = _free_bytes(folder)
+    if needed + DISK_MARGIN_BYTES > free:
+        raise NotEnoughDisk(
+            f"model {repo_id!r} needs {_human(needed)} more in the Hugging Face cache at {folder}, but "
+            f"only {_human(free)} is free there. Free disk space, or point HF_HOME (or HF_HUB_CACHE) at "
+            f"a disk with room (HF_HOME is {os.environ.get('HF_HOME') or 'not set'}), then try again.")
 
 
 def is_offline() -> bool:
@@ -201,6 +238,10 @@ def _explain(exc: BaseException, repo_id: str, endpoint: str, what: str = "model
     elif isinstance(exc, errors.OfflineModeIsEnabled) or (
             isinstance(exc, errors.LocalEntryNotFoundError) and is_offline()):
         msg = _offline_message(repo_id, what)
+    elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        msg = (f"{what} {repo_id!r}: the disk filled up while downloading ({exc}). Free disk space, or "
+               f"point HF_HOME (or HF_HUB_CACHE) at a disk with room, then try again: the files already "
+               f"complete are kept.")
     elif isinstance(exc, errors.HfHubHTTPError):
         msg = (f"{what} {repo_id!r}: the Hub at {endpoint} answered with an error ({exc}). Try again "
                f"later, or download it elsewhere and pass the folder.")
@@ -267,6 +308,7 @@ def fetch_snapshot(repo_id: str, report: Report, *, revision: str | None = None,
         raise ModelNotAvailable(f"model {repo_id!r} on {endpoint} is not a diffusers pipeline (it has no "
                                 f"model_index.json); use a '-Diffusers' repo or a local diffusers folder.")
     total = sum(sizes[name] for name in missing)
+    _check_disk(repo_id, total, cache)  # before any byte: a full disk is not a network error
     report("stage", stage="downloading_model",
            message=f"Downloading {repo_id}: {len(missing)} files, {_human(total)}")
     counter = _ByteCounter(total)

@@ -169,13 +169,15 @@ class StepClock:
         # classifier-free guidance (two transformer passes a step, one decode).
         self.tail_reference = tail_reference
         self.passes = max(1, passes)
-        self.experts = list(experts) if experts else [None] * total_steps
+        # One expert (the common case): nothing is kept per step, so the clock costs the same for
+        # 4 steps and for a billion. Two experts: the schedule and its prefix counts.
+        self.experts: list[str | None] | None = list(experts) if experts and any(experts) else None
         # Per expert (and None = all steps): [count, sum of durations, first duration].
         self._stats: dict[str | None, list[float]] = {}
         self._all = [0, 0.0, 0.0]
         # _prefix[e][i]: how many of the first i steps run on expert e.
         self._prefix: dict[str | None, list[int]] = {}
-        for expert in dict.fromkeys(self.experts):
+        for expert in dict.fromkeys(self.experts or ()):
             counts, running = [0], 0
             for name in self.experts:
                 running += name == expert
@@ -194,7 +196,7 @@ class StepClock:
 
     def record(self, step: int, duration: float) -> None:
         """Count ``step`` (1-based) as done, having taken ``duration`` seconds."""
-        expert = self.experts[step - 1] if 0 < step <= len(self.experts) else None
+        expert = self.experts[step - 1] if self.experts and 0 < step <= len(self.experts) else None
         for stats in (self._stats.setdefault(expert, [0, 0.0, 0.0]), self._all):
             if stats[0] == 0:
                 stats[2] = duration
@@ -224,6 +226,9 @@ class StepClock:
     def remaining(self) -> float | None:
         if self.done == 0:
             return None
+        if self.experts is None:
+            rate = self._rate(None)
+            return None if rate is None else max(self.total_steps - self.done, 0) * rate + self.tail()
         done = min(self.done, len(self.experts))
         steps_left = 0.0
         for expert, counts in self._prefix.items():

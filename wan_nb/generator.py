@@ -77,6 +77,10 @@ class Generator:
         self._bus = EventBus()
         self._journal = journal.Journal()
         self._bus.add_sink(self._journal)
+        from .run_record import Recorder  # recipes into task.json and the MP4; the history index
+
+        self._recorder = Recorder(self)
+        self._bus.add_sink(self._recorder)
         self._timings = eta.TimingStore(models.cache_dir() / "timings.json")
         self._tasks: dict[str, Task] = {}
         self._hosted: dict[str, Handle] = {}  # handles of hosted tasks (storyboards), by id
@@ -97,7 +101,8 @@ class Generator:
             install(self)  # validates preview_every first, so a bad value leaves nothing attached
         self._cluster = _cluster_backend(self, cluster, workers, model)  # before the relay: refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
-                                          cancel=lambda task_id: self.steer(task_id, "cancel"))
+                                          cancel=lambda task_id: self.steer(task_id, "cancel"),
+                                          steer=self.steer)   # servers' pause/resume/move too
 
     @classmethod
     def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,
@@ -164,6 +169,17 @@ class Generator:
             task.wait(timeout=30)
             raise
 
+    def grid(self, prompt: str, x: Any, y: Any = None, z: Any = None, *, refresh: bool = False,
+             **fixed: Any) -> Any:  # a wan_nb.grid.Grid (imported when called: import stays light)
+        """A comparison grid: ``x``/``y``/``z`` are ``(name, values)`` axes, the rest is fixed.
+
+        ``gen.grid(prompt="a fox", x=("seed", "0-2"), y=("prompt_sr", ["fox", "owl"]), steps=8)``;
+        cells matching a finished run reuse its video unless ``refresh=True``. See :mod:`wan_nb.grid`.
+        """
+        from .grid import build_grid
+
+        return build_grid(self, prompt, x, y, z, refresh=refresh, **fixed)
+
     def sweep(self, *, retries: int = 0, **axes: Any) -> Sweep:
         """Queue the cross product of every list-valued argument; others are fixed.
 
@@ -178,6 +194,13 @@ class Generator:
     def check(self, prompt: str, **kwargs: Any) -> dict[str, Any]:
         """The full parameter set ``submit(prompt, **kwargs)`` would run; raises what it would raise."""
         return build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
+
+    def rerun(self, source: Any, **overrides: Any) -> Result:
+        """Make a video again from its recipe (a Result, MP4, run folder or recipe dict);
+        ``overrides`` replace single arguments, e.g. ``seed=5``. See :mod:`wan_nb.rerun`."""
+        from .rerun import rerun
+
+        return rerun(self, source, **overrides)
 
     @property
     def tasks(self) -> list[Task]:
@@ -273,16 +296,19 @@ class Generator:
         return HostedTask(self, handle, folder, info)
 
     # -- LoRA --------------------------------------------------------------------------------
-    def load_lora(self, path_or_repo: str | os.PathLike, name: str | None = None,
-                  weight: float = 1.0) -> str:
+    def load_lora(self, path_or_repo: Any, name: str | None = None, weight: float = 1.0, *,
+                  experts: str | None = None) -> str:
         """Register a LoRA (file, folder or repo id); returns its adapter name.
 
-        The file is read and checked now; if the model is loaded the adapter is attached now
-        too, else in the ``applying_lora`` stage of the next run. A bad file raises and leaves
-        the pipeline exactly as it was.
+        On two-expert models (Wan 2.2 A14B) the adapter goes into both experts unless
+        ``experts="high"`` or ``"low"``; a pair ``(high_noise_file, low_noise_file)`` gives each
+        expert its own file. The file is read and checked now; if the model is loaded the adapter
+        is attached now too, else in the ``applying_lora`` stage of the next run. A bad file raises
+        and leaves the pipeline exactly as it was.
         """
         with self._pipe_lock:
-            return self._loras.load(path_or_repo, name, weight, self._pipe)
+            return self._loras.load(path_or_repo, name, weight, self._pipe, experts=experts,
+                                    model_experts=self.spec.experts)
 
     def unload_lora(self, name: str | None = None) -> None:
         """Remove one LoRA by name, or all of them."""

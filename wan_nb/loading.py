@@ -104,9 +104,13 @@ def _human(n: float) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
 
 
-def load_components(folder: Path, *, dtype: Any, report: Report,
-                    fp32_components=FP32_COMPONENTS) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load every component of ``folder``; returns (components, pipeline config arguments)."""
+def load_components(folder: Path, *, dtype: Any, report: Report, fp32_components=FP32_COMPONENTS,
+                    device: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load every component of ``folder``; returns (components, pipeline config arguments).
+
+    ``device``: move each model there as soon as it is loaded (``offload="none"``), so host RAM
+    holds one component at a time instead of the whole model (~69 GB for Wan 2.2 A14B in bf16).
+    """
     folder = Path(folder)
     index = read_index(folder)
     parts = _components_of(index)
@@ -120,6 +124,8 @@ def load_components(folder: Path, *, dtype: Any, report: Report,
         for name in order:
             done = _load_one(folder, name, parts[name], sizes, done, total, dtype, fp32_components,
                              report, loaded)
+            if device is not None and hasattr(loaded[name], "to") and hasattr(loaded[name], "parameters"):
+                loaded[name].to(device)
     return loaded, config
 
 
@@ -228,14 +234,19 @@ def place(pipe: Any, *, device: str, offload: str = "none", vae_tiling: bool = F
     return note
 
 
+# Group offload, as diffusers' Wan docs apply it: one transformer block (or encoder layer) per
+# group, the next group copied on a CUDA stream while the current one computes. With a stream,
+# diffusers pins every offloaded weight in host memory up front (about 69 GB for Wan 2.2 A14B);
+# low_cpu_mem_usage pins each group only while it is copied, so host RAM stays at the model's size.
+GROUP_OFFLOAD = dict(offload_type="block_level", num_blocks_per_group=1, low_cpu_mem_usage=True)
+
+
 def _group_offload(pipe: Any, dev: Any) -> None:
     import torch
 
-    # Leaf-level groups with a CUDA stream: transfers of the next layers overlap the current
-    # one's compute. The VAE stays on the device: it is small and decodes in one go.
+    # The VAE stays on the device: it is small and decodes in one go.
     use_stream = dev.type == "cuda"
-    kwargs = dict(onload_device=dev, offload_device=torch.device("cpu"), offload_type="leaf_level",
-                  use_stream=use_stream)
+    kwargs = dict(onload_device=dev, offload_device=torch.device("cpu"), use_stream=use_stream, **GROUP_OFFLOAD)
     if hasattr(pipe, "enable_group_offload"):
         pipe.enable_group_offload(**kwargs, exclude_modules=["vae"])
     else:  # diffusers before enable_group_offload: apply it per component

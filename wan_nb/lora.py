@@ -14,6 +14,7 @@ changes what the pipeline generates until ``activate`` names the adapter.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -22,7 +23,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["LoraError", "LoraState", "read_lora", "attach", "activate", "detach", "loaded",
-           "default_name"]
+           "default_name", "read_for_experts", "attach_targets", "per_component", "EXPERTS"]
+
+# experts= of Generator.load_lora -> the pipeline components that get the adapter.
+EXPERTS = {"both": ("transformer", "transformer_2"), "high": ("transformer",), "low": ("transformer_2",)}
 
 Report = Callable[..., None]
 _PREFERRED_FILE = "pytorch_lora_weights.safetensors"
@@ -62,6 +66,9 @@ def default_name(path_or_repo: str | os.PathLike) -> str:
     ``styles/ink.safetensors`` -> ``ink``; ``org/ink-lora`` -> ``ink-lora``; a folder holding
     ``pytorch_lora_weights.safetensors`` -> the folder's name.
     """
+    if not str(path_or_repo).strip():
+        raise LoraError("LoRA path '': give the path of a .safetensors file, a folder holding one, or a "
+                        "Hub repo id ('org/name').")
     path = Path(str(path_or_repo)).expanduser()
     if path.is_dir():
         try:
@@ -111,7 +118,20 @@ def _read_file(path: Path, source: str) -> dict[str, Any]:
     if not any("lora" in k.lower() for k in state):
         raise LoraError(f"LoRA file {source!r} is not a LoRA: none of its {len(state)} tensors has "
                         "'lora' in its name (is it a full model checkpoint?).")
+    _check_finite(state, path)
     return state
+
+
+def _check_finite(state: dict[str, Any], path: Path) -> None:
+    """A LoRA holding NaN or inf would turn every video black: refuse it, naming the file."""
+    import torch
+
+    bad = [k for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise LoraError(f"LoRA file {str(path)!r} holds NaN or infinite values in {len(bad)} of its "
+                        f"{len(state)} tensors (first: {bad[0]}); the file is damaged or was saved from "
+                        "a diverged training run.")
 
 
 def _looks_like_repo(text: str) -> bool:
@@ -128,6 +148,9 @@ def read_lora(path_or_repo: str | os.PathLike, *, report: Report | None = None,
     ``"org/repo/file.safetensors"`` picks a file. Downloads report bytes through ``report``.
     """
     source = str(path_or_repo)
+    if not source.strip():
+        raise LoraError("LoRA path '': give the path of a .safetensors file, a folder holding one, or a "
+                        "Hub repo id ('org/name').")
     path = Path(source).expanduser()
     if path.is_dir():
         path = _pick_file(path, source)
@@ -176,6 +199,61 @@ def loaded(pipe: Any) -> list[str]:
     return names
 
 
+def per_component(pipe: Any) -> dict[str, list[str]]:
+    """Adapter names per denoiser component, e.g. ``{"transformer": ["ink"], "transformer_2": ["ink"]}``."""
+    if not hasattr(pipe, "get_list_adapters"):
+        return {}
+    return {k: list(v) for k, v in pipe.get_list_adapters().items()}
+
+
+def read_for_experts(path_or_repo: Any, experts: str | None, model_experts: tuple[str, ...], *,
+                     report: Report | None = None) -> dict[str, LoraState]:
+    """Read a LoRA for the components ``experts`` names: ``{component: LoraState}``.
+
+    ``path_or_repo`` is one file (or folder, or repo id) or, for two-expert models, a pair
+    ``(high_noise_file, low_noise_file)`` as many Wan 2.2 LoRAs are published. ``experts``:
+    "both" (default on two-expert models), "high" or "low"; single-expert models take neither a
+    pair nor ``experts``.
+    """
+    two = len(model_experts) >= 2
+    pair = isinstance(path_or_repo, (tuple, list))
+    if experts is not None and experts not in EXPERTS:
+        raise LoraError(f"experts={experts!r}: use 'both', 'high' or 'low'.")
+    if not two and (pair or experts is not None):
+        what = "a pair of files" if pair else f"experts={experts!r}"
+        raise LoraError(f"{what} is for two-expert models (Wan 2.2 A14B); this model has one transformer: "
+                        "pass one LoRA file and no experts=.")
+    if pair:
+        if len(path_or_repo) != 2:
+            raise LoraError(f"a LoRA pair is (high_noise_file, low_noise_file); got {len(path_or_repo)} items.")
+        if experts not in (None, "both"):
+            raise LoraError(f"a pair of files fills both experts; experts={experts!r} does not apply.")
+        high, low = (read_lora(item, report=report) for item in path_or_repo)
+        return {"transformer": high, "transformer_2": low}
+    state = read_lora(path_or_repo, report=report)
+    return {component: state for component in EXPERTS[experts or ("both" if two else "high")]}
+
+
+def attach_targets(pipe: Any, name: str, targets: dict[str, LoraState]) -> None:
+    """:func:`attach` ``name`` into every component of ``targets``; all of them or none."""
+    done: list[str] = []
+    try:
+        for component, state in targets.items():
+            attach(pipe, name, state, target=component)
+            done.append(component)
+    except Exception:
+        for component in done:
+            _delete_from(pipe, component, name)
+        raise
+
+
+def _delete_from(pipe: Any, component: str, name: str) -> None:
+    model = getattr(pipe, component, None)
+    if model is not None and name in getattr(model, "peft_config", {}):
+        model.delete_adapters(name)
+    _reapply(pipe)
+
+
 class _Capture(logging.Handler):
     def __init__(self):
         super().__init__(logging.WARNING)
@@ -214,20 +292,21 @@ def attach(pipe: Any, name: str, state: LoraState, *, target: str = "transformer
         raise LoraError(f"LoRA {state.source!r}: target='transformer_2' needs a two-expert model "
                         "(Wan 2.2 A14B).")
     before = loaded(pipe)
-    if name in before:
-        raise LoraError(f"a LoRA named {name!r} is already loaded; unload it first or pick another name.")
+    if name in per_component(pipe).get(target, []):
+        raise LoraError(f"a LoRA named {name!r} is already loaded into the {target}; unload it first or "
+                        "pick another name.")
     kwargs = {"load_into_transformer_2": True} if target == "transformer_2" else {}
     try:
         with _capture_diffusers_warnings() as warnings:
             pipe.load_lora_weights(dict(state.state_dict), adapter_name=name, **kwargs)
-        if name not in loaded(pipe):
+        if name not in per_component(pipe).get(target, []):
             raise LoraError(f"LoRA {state.source!r} does not fit this model: none of its layers match "
                             f"the {target} of {type(pipe).__name__} (is it for another model?).")
         partial = [w for w in warnings if "unexpected keys" in w]
         if strict and partial:
             raise LoraError(f"LoRA {state.source!r} only partly fits this model: {partial[0][:300]}")
     except Exception as exc:
-        _roll_back(pipe, name, before)
+        _roll_back(pipe, name, before, target)
         if isinstance(exc, LoraError):
             raise
         detail = " ".join(str(exc).split())[:500]   # one line: torch's message spans several
@@ -238,13 +317,14 @@ def attach(pipe: Any, name: str, state: LoraState, *, target: str = "transformer
         _reapply(pipe)
 
 
-def _roll_back(pipe: Any, name: str, before: list[str]) -> None:
+def _roll_back(pipe: Any, name: str, before: list[str], target: str) -> None:
     if not before:
         # First adapter: remove the LoRA wrappers entirely, so the modules are the originals.
         pipe.unload_lora_weights()
         return
-    if name in loaded(pipe):
-        pipe.delete_adapters(name)
+    model = getattr(pipe, target, None)
+    if model is not None and name in getattr(model, "peft_config", {}):
+        model.delete_adapters(name)
 
 
 def _reapply(pipe: Any) -> None:
@@ -260,16 +340,19 @@ def activate(pipe: Any, weights: dict[str, float] | None) -> None:
         raise LoraError(f"LoRA {', '.join(map(repr, unknown))} is not loaded; loaded: "
                         f"{', '.join(names) or 'none'}. Load it first (load_lora).")
     for n, w in weights.items():
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or w != w:
-            raise LoraError(f"LoRA weight for {n!r} must be a number, got {w!r}.")
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w):
+            raise LoraError(f"LoRA weight for {n!r} must be a finite number, got {w!r}.")
     pipe._wan_nb_lora_weights = weights
-    if not names:
-        return
-    if not weights:
-        pipe.disable_lora()
-        return
-    pipe.enable_lora()
-    pipe.set_adapters(list(weights), adapter_weights=[float(w) for w in weights.values()])
+    # Per component: an adapter may sit on one expert only (experts="high"/"low"), and diffusers'
+    # pipeline-wide set_adapters asks every component for every name.
+    for component, present in per_component(pipe).items():
+        model = getattr(pipe, component)
+        active = [n for n in weights if n in present]
+        if not active:
+            model.disable_lora()
+            continue
+        model.enable_lora()
+        model.set_adapters(active, [float(weights[n]) for n in active])
 
 
 def detach(pipe: Any, name: str | None = None) -> None:
@@ -284,6 +367,8 @@ def detach(pipe: Any, name: str | None = None) -> None:
         return
     if name not in names:
         raise LoraError(f"LoRA {name!r} is not loaded; loaded: {', '.join(names) or 'none'}.")
-    pipe.delete_adapters(name)
+    for component, present in per_component(pipe).items():
+        if name in present:
+            getattr(pipe, component).delete_adapters(name)
     remaining = {k: v for k, v in getattr(pipe, "_wan_nb_lora_weights", {}).items() if k != name}
     activate(pipe, remaining)

@@ -10,7 +10,7 @@ resolution and frame count); real peaks vary with the attention backend and the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 __all__ = ["Preset", "PRESETS", "presets", "get"]
 
@@ -25,6 +25,20 @@ WAN_NEGATIVE_PROMPT = (
     "walking backwards")
 
 
+# Wan 2.1's flow shift follows the resolution (the Wan authors: 3.0 for 480p, 5.0 for 720p).
+WAN21_FLOW_SHIFT = {"480p": 3.0, "720p": 5.0}
+
+
+def flow_shift_for(rule: Any, height: int, width: int) -> float | None:
+    """The flow shift a model uses at ``height`` x ``width``: ``rule`` is a number (any size), a
+    ``{"480p": a, "720p": b}`` dict (the Wan 2.1 models: a up to between the two areas, b above)
+    or None (the scheduler as loaded)."""
+    if isinstance(rule, Mapping):
+        middle = (480 * 832 + 720 * 1280) / 2
+        return float(rule["480p"] if height * width <= middle else rule["720p"])
+    return None if rule is None else float(rule)
+
+
 @dataclass(frozen=True)
 class Preset:
     """One named model. ``defaults`` are the generation arguments used when the caller gives none."""
@@ -36,21 +50,25 @@ class Preset:
     defaults: dict[str, Any]
     spatial_factor: int             # height/width multiple: VAE spatial factor x transformer patch
     temporal_factor: int            # num_frames = temporal_factor * k + 1
-    download_gb: float              # approximate first-run download
-    vram_gb: dict[str, float]       # approximate peak GPU memory per offload mode
+    download_gb: float              # estimated first-run download (= disk in the Hub cache)
+    vram_gb: dict[str, float]       # estimated peak GPU memory per offload mode
     recommended: str                # which GPU / offload setting to use, in words
     description: str = ""
     experts: tuple[str, ...] = ()   # ("high_noise", "low_noise") for the Wan 2.2 A14B models
     boundary_ratio: float | None = None
     latent_channels: int = 16
     extra: dict[str, Any] = field(default_factory=dict)
+    # Estimated peak host RAM: "none" (each component goes to the GPU as soon as it is loaded, so
+    # the peak is the largest one) and "offload" (model / sequential / group keep every component
+    # in RAM and bring it to the GPU when it runs).
+    ram_gb: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "repo_id": self.repo_id, "pipeline_class": self.pipeline_class,
             "kind": self.kind, "defaults": dict(self.defaults),
             "spatial_factor": self.spatial_factor, "temporal_factor": self.temporal_factor,
-            "download_gb": self.download_gb, "vram_gb": dict(self.vram_gb),
+            "download_gb": self.download_gb, "vram_gb": dict(self.vram_gb), "ram_gb": dict(self.ram_gb),
             "recommended": self.recommended, "description": self.description,
             "experts": list(self.experts), "boundary_ratio": self.boundary_ratio,
         }
@@ -58,8 +76,9 @@ class Preset:
     def __str__(self) -> str:
         d = self.defaults
         vram = ", ".join(f"{k} ≈{v:g} GB" for k, v in self.vram_gb.items())
+        ram = ", ".join(f"{k} ≈{v:g} GB" for k, v in self.ram_gb.items())
         return (f"{self.name:<22} {self.kind:<4} {d['width']}x{d['height']} {d['num_frames']}f "
-                f"@{d['fps']}fps  download ≈{self.download_gb:g} GB  VRAM {vram}")
+                f"@{d['fps']}fps  download ≈{self.download_gb:g} GB  VRAM {vram}  RAM {ram}")
 
 
 def _defaults(height, width, num_frames, fps, steps, guidance, flow_shift, **more) -> dict[str, Any]:
@@ -68,14 +87,24 @@ def _defaults(height, width, num_frames, fps, steps, guidance, flow_shift, **mor
             "negative_prompt": WAN_NEGATIVE_PROMPT, **more}
 
 
-# Sizes: umT5-XXL text encoder ~11 GB in bf16 / ~23 GB in fp32 as stored in the *-Diffusers repos;
-# 1.3B transformer ~5.7 GB (fp32), 14B ~57 GB (fp32), Wan 2.2 14B experts and 5B stored in bf16.
+# Sizes are estimates from parameter counts and the dtypes the -Diffusers repos store (the Hub's
+# own byte counts decide at download time: download.fetch_snapshot checks them against free disk):
+#   umT5-XXL text encoder 5.7 B parameters: ~23 GB as stored in fp32 (Wan 2.1 repos), ~11 GB in bf16
+#     (Wan 2.2 repos); 11.4 GB in RAM in bf16.
+#   transformers, stored in fp32: 1.3B ~5.7 GB, 5B ~20 GB, 14B ~57 GB, Wan 2.1 I2V 14B (image
+#     cross-attention) ~66 GB; Wan 2.2 A14B has two 14B experts: ~114 GB, so its repos hold ~126 GB.
+#   VAE: Wan 2.1 0.5 GB, Wan 2.2 1.4 GB (both kept in fp32); CLIP ViT-H image encoder 2.5 GB (fp32).
+# RAM: bf16 transformer and text encoder, fp32 VAE / image encoder. "none" peaks at the largest
+# component (loading.load_components moves each to the GPU as it is loaded), offload modes hold all.
+# Steps: Wan 2.1 text-to-video 50 (the authors' default); image-to-video 40, as the Wan 2.1 authors'
+# generate.py uses for i2v (the 50 first used here cost 25 % more time for no visible gain on their
+# examples); Wan 2.2 A14B 40 (the authors' default for both tasks); TI2V-5B 50 (its model card).
 _LIST = [
     Preset(
         name="wan2.1-t2v-1.3b", repo_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
         pipeline_class="WanPipeline", kind="t2v",
-        defaults=_defaults(480, 832, 81, 16, 50, 5.0, 3.0),
-        spatial_factor=16, temporal_factor=4, download_gb=29,
+        defaults=_defaults(480, 832, 81, 16, 50, 5.0, WAN21_FLOW_SHIFT),
+        spatial_factor=16, temporal_factor=4, download_gb=29, ram_gb={"none": 12, "offload": 15},
         vram_gb={"none": 18, "model": 12, "sequential": 4, "group": 6},
         recommended="Any 24 GB GPU without offload; 12-16 GB: offload='model'; 8 GB: offload='group' "
                     "with vae_tiling=True.",
@@ -83,8 +112,8 @@ _LIST = [
     Preset(
         name="wan2.1-t2v-14b", repo_id="Wan-AI/Wan2.1-T2V-14B-Diffusers",
         pipeline_class="WanPipeline", kind="t2v",
-        defaults=_defaults(720, 1280, 81, 16, 50, 5.0, 5.0),
-        spatial_factor=16, temporal_factor=4, download_gb=80,
+        defaults=_defaults(720, 1280, 81, 16, 50, 5.0, WAN21_FLOW_SHIFT),
+        spatial_factor=16, temporal_factor=4, download_gb=81, ram_gb={"none": 29, "offload": 40},
         vram_gb={"none": 48, "model": 36, "sequential": 8, "group": 12},
         recommended="80 GB GPU (A100/H100) without offload; 40-48 GB: offload='model'; 24 GB: "
                     "offload='group' + vae_tiling=True and 64 GB of system RAM. 480p works too: "
@@ -93,8 +122,8 @@ _LIST = [
     Preset(
         name="wan2.1-i2v-14b-480p", repo_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
         pipeline_class="WanImageToVideoPipeline", kind="i2v",
-        defaults=_defaults(480, 832, 81, 16, 50, 5.0, 3.0),
-        spatial_factor=16, temporal_factor=4, download_gb=83,
+        defaults=_defaults(480, 832, 81, 16, 40, 5.0, WAN21_FLOW_SHIFT),
+        spatial_factor=16, temporal_factor=4, download_gb=91, ram_gb={"none": 33, "offload": 47},
         vram_gb={"none": 45, "model": 34, "sequential": 7, "group": 10},
         recommended="48 GB+ GPU without offload; 40 GB: offload='model'; 24 GB: offload='group' + "
                     "vae_tiling=True.",
@@ -102,8 +131,8 @@ _LIST = [
     Preset(
         name="wan2.1-i2v-14b-720p", repo_id="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
         pipeline_class="WanImageToVideoPipeline", kind="i2v",
-        defaults=_defaults(720, 1280, 81, 16, 50, 5.0, 5.0),
-        spatial_factor=16, temporal_factor=4, download_gb=83,
+        defaults=_defaults(720, 1280, 81, 16, 40, 5.0, WAN21_FLOW_SHIFT),
+        spatial_factor=16, temporal_factor=4, download_gb=91, ram_gb={"none": 33, "offload": 47},
         vram_gb={"none": 52, "model": 38, "sequential": 9, "group": 13},
         recommended="80 GB GPU without offload; 48 GB: offload='model'; 24 GB: offload='group' + "
                     "vae_tiling=True.",
@@ -112,7 +141,8 @@ _LIST = [
         name="wan2.2-ti2v-5b", repo_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
         pipeline_class="WanPipeline", kind="ti2v",
         defaults=_defaults(704, 1280, 121, 24, 50, 5.0, 5.0),
-        spatial_factor=32, temporal_factor=4, download_gb=34, latent_channels=48,
+        spatial_factor=32, temporal_factor=4, download_gb=33, latent_channels=48,
+        ram_gb={"none": 12, "offload": 23},
         vram_gb={"none": 34, "model": 22, "sequential": 8, "group": 10},
         recommended="24 GB GPU (RTX 4090) with offload='model' + vae_tiling=True; 48 GB+ without "
                     "offload. Text-to-video, or image-to-video when you pass image=.",
@@ -123,7 +153,7 @@ _LIST = [
         name="wan2.2-t2v-a14b", repo_id="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
         pipeline_class="WanPipeline", kind="t2v",
         defaults=_defaults(720, 1280, 81, 16, 40, 4.0, 12.0, guidance_scale_2=3.0),
-        spatial_factor=16, temporal_factor=4, download_gb=70,
+        spatial_factor=16, temporal_factor=4, download_gb=126, ram_gb={"none": 29, "offload": 69},
         vram_gb={"none": 76, "model": 38, "sequential": 9, "group": 13},
         recommended="H100/H200 80 GB+: offload='none' only on 141 GB (H200), else offload='model'; "
                     "24-48 GB: offload='group' + vae_tiling=True and 96 GB of system RAM.",
@@ -133,7 +163,7 @@ _LIST = [
         name="wan2.2-i2v-a14b", repo_id="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
         pipeline_class="WanImageToVideoPipeline", kind="i2v",
         defaults=_defaults(720, 1280, 81, 16, 40, 3.5, 5.0, guidance_scale_2=3.5),
-        spatial_factor=16, temporal_factor=4, download_gb=70,
+        spatial_factor=16, temporal_factor=4, download_gb=126, ram_gb={"none": 29, "offload": 69},
         vram_gb={"none": 76, "model": 38, "sequential": 9, "group": 13},
         recommended="As wan2.2-t2v-a14b: offload='model' on 80 GB, offload='group' + "
                     "vae_tiling=True on 24-48 GB.",
@@ -152,7 +182,8 @@ def get(name: str) -> Preset | None:
 class PresetList(list):
     """A list of :class:`Preset` that prints as a table (and renders as one in a notebook)."""
 
-    _COLUMNS = ("name", "kind", "resolution", "frames", "download", "vram (none/model/seq/group)")
+    _COLUMNS = ("name", "kind", "resolution", "frames", "download", "ram (none/offload)",
+                "vram (none/model/seq/group)")
 
     def _rows(self):
         for p in self:
@@ -160,6 +191,7 @@ class PresetList(list):
             v = p.vram_gb
             yield (p.name, p.kind, f"{d['width']}x{d['height']}", f"{d['num_frames']} @ {d['fps']} fps",
                    f"≈{p.download_gb:g} GB",
+                   "/".join(f"{p.ram_gb[m]:g}" for m in ("none", "offload")) + " GB",
                    "/".join(f"{v[m]:g}" for m in OFFLOAD_MODES) + " GB")
 
     def __str__(self) -> str:

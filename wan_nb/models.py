@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import model_presets as _presets
+from .model_presets import flow_shift_for
 from . import tiny as _tiny
 from .download import ModelNotAvailable
 
@@ -68,10 +69,18 @@ class ModelSpec:
 
 
 # Generic defaults for folders and repos that are not presets (Wan 2.1 at 480p).
+# Flow shift as the Wan authors set it: by resolution for Wan 2.1, fixed for Wan 2.2.
 _WAN21 = {"height": 480, "width": 832, "num_frames": 81, "fps": 16, "steps": 50,
-          "guidance_scale": 5.0, "negative_prompt": _presets.WAN_NEGATIVE_PROMPT}
-_WAN22_5B = {**_WAN21, "height": 704, "width": 1280, "num_frames": 121, "fps": 24}
-_WAN22_A14B = {**_WAN21, "steps": 40, "guidance_scale": 4.0, "guidance_scale_2": 3.0}
+          "guidance_scale": 5.0, "negative_prompt": _presets.WAN_NEGATIVE_PROMPT,
+          "flow_shift": dict(_presets.WAN21_FLOW_SHIFT)}
+_WAN22_5B = {**_WAN21, "height": 704, "width": 1280, "num_frames": 121, "fps": 24, "flow_shift": 5.0}
+_WAN22_A14B = {**_WAN21, "steps": 40, "guidance_scale": 4.0, "guidance_scale_2": 3.0, "flow_shift": 12.0}
+
+
+def _base_defaults(two_experts: bool, kind: str) -> dict[str, Any]:
+    if two_experts:
+        return {**_WAN22_A14B, "flow_shift": 5.0} if kind == "i2v" else dict(_WAN22_A14B)
+    return dict(_WAN22_5B if kind == "ti2v" else _WAN21)
 DEFAULTS_FILE = "wan_nb.json"   # optional, beside model_index.json: {"defaults": {...}}
 
 TINY_DEFAULTS = dict(_tiny.VARIANTS["tiny"]["defaults"])
@@ -179,7 +188,7 @@ def _spec_from_configs(name: str, source: str, cls: str, index: dict[str, Any], 
         kind = "ti2v"
     else:
         kind = "t2v"
-    base = _WAN22_A14B if two_experts else _WAN22_5B if kind == "ti2v" else _WAN21
+    base = _base_defaults(two_experts, kind)
     return ModelSpec(
         name=name, source=source, pipeline_class=cls, defaults={**base, **own_defaults},
         spatial_factor=int(vae_spatial) * int(patch),
@@ -192,8 +201,10 @@ def spec_from_pipeline(pipe: Any, name: str = "custom", defaults: dict[str, Any]
     """The spec of an already built pipeline (``Generator.from_pipeline``): read from its configs."""
     transformer = pipe.transformer if getattr(pipe, "transformer", None) is not None else pipe.transformer_2
     two_experts = getattr(pipe, "transformer_2", None) is not None and bool(pipe.config.get("boundary_ratio"))
+    # A pipeline built by its owner keeps the scheduler it was given unless defaults say otherwise.
+    own = {"flow_shift": None, **(defaults or {})}
     return _spec_from_configs(name, f"<{type(pipe).__name__} object>", type(pipe).__name__, dict(pipe.config),
-                              dict(pipe.vae.config), dict(transformer.config), two_experts, dict(defaults or {}),
+                              dict(pipe.vae.config), dict(transformer.config), two_experts, own,
                               is_local=True)
 
 
@@ -208,7 +219,7 @@ def _spec_from_repo(repo_id: str) -> ModelSpec:
     lowered = repo_id.lower()
     two_experts = "a14b" in lowered
     kind = "ti2v" if "ti2v" in lowered else "i2v" if "i2v" in lowered or "flf2v" in lowered else "t2v"
-    base = _WAN22_A14B if two_experts else _WAN22_5B if kind == "ti2v" else _WAN21
+    base = _base_defaults(two_experts, kind)
     return ModelSpec(
         name=repo_id, source=repo_id,
         pipeline_class="WanImageToVideoPipeline" if kind == "i2v" else "WanPipeline",
@@ -228,37 +239,47 @@ def refine(spec: ModelSpec, pipe: Any) -> ModelSpec:
 # ---------------------------------------------------------------------------------------------
 # device, dtype
 # ---------------------------------------------------------------------------------------------
-_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
-           "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
+def resolve_device_dtype(device: Any = "auto", dtype: Any = "auto", *,
+                         real_model: str | None = None) -> tuple[str, Any]:
+    """See :func:`wan_nb.devices.resolve_device_dtype` (kept here for callers of the first version)."""
+    from .devices import resolve_device_dtype as resolve_
+
+    return resolve_(device, dtype, real_model=real_model)
 
 
-def resolve_device_dtype(device: Any = "auto", dtype: Any = "auto") -> tuple[str, Any]:
-    """("cuda" | "cpu" | ..., torch.dtype): auto = CUDA if present; bf16 on CUDA, fp32 on CPU."""
-    import torch
+def release(pipe: Any) -> None:
+    """See :func:`wan_nb.devices.release`."""
+    from .devices import release as release_
 
-    dev = "auto" if device is None else str(device)
-    if dev == "auto":
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        parsed = torch.device(dev)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device={device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but this PyTorch sees no CUDA GPU; use device='cpu' "
-                             "(slow, fine for model='tiny') or install a CUDA build of torch.")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present.")
-    if isinstance(dtype, torch.dtype):
-        return dev, dtype
-    key = "auto" if dtype is None else str(dtype).lower().replace("torch.", "")
-    if key == "auto":
-        if parsed.type == "cuda":
-            return dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return dev, torch.float32
-    if key not in _DTYPES:
-        raise ValueError(f"dtype={dtype!r}: use 'auto', 'bf16', 'fp16' or 'fp32'.")
-    return dev, getattr(torch, _DTYPES[key])
+    release_(pipe)
+
+
+# Below this many transformer parameters a model runs on a CPU in reasonable time (test-sized
+# models saved as folders or served as repos); every released Wan model is above 1 B.
+SMALL_MODEL_PARAMS = 100e6
+
+
+def needs_gpu(spec: ModelSpec) -> str | None:
+    """The name to refuse a CPU fallback with when ``spec`` is a real model, else None.
+
+    Tiny built-ins never need one; a folder (or an already downloaded repo) is judged by its
+    transformer's size; a repo not yet downloaded counts as real, since it is judged before any
+    download.
+    """
+    if spec.builder:
+        return None
+    folder: Path | None = Path(spec.source) if spec.is_local else None
+    if folder is None and not spec.preset:
+        from .download import cached_snapshot
+
+        folder = cached_snapshot(spec.source)
+    if folder is not None:
+        config = _read_json(folder / "transformer" / "config.json") or _read_json(
+            folder / "transformer_2" / "config.json")
+        width = int(config.get("num_attention_heads", 0)) * int(config.get("attention_head_dim", 0))
+        if config and 12 * int(config.get("num_layers", 0)) * width * width < SMALL_MODEL_PARAMS:
+            return None
+    return spec.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +301,7 @@ def load_pipeline(spec: ModelSpec, *, device: str = "auto", dtype: Any = "auto",
     spec = resolve(spec)
     if offload not in OFFLOAD_MODES:
         raise ValueError(f"offload={offload!r}: choose one of {', '.join(OFFLOAD_MODES)}")
-    device, dtype = resolve_device_dtype(device, dtype)
+    device, dtype = resolve_device_dtype(device, dtype, real_model=needs_gpu(spec))
     if spec.builder:
         folder = _tiny.build(spec.builder, Path(spec.source))
     elif spec.is_local:
@@ -294,14 +315,27 @@ def load_pipeline(spec: ModelSpec, *, device: str = "auto", dtype: Any = "auto",
     if pipeline_cls is None:
         raise ValueError(f"model {spec.name!r} uses pipeline class {class_name!r}, which diffusers "
                          f"{diffusers.__version__} does not have; upgrade diffusers.")
-    components, config = loading.load_components(folder, dtype=dtype, report=report)
+    # offload="none": each component goes to the device as soon as it is loaded (peak RAM: one).
+    components, config = loading.load_components(folder, dtype=dtype, report=report,
+                                                 device=device if offload == "none" else None)
     pipe = loading.build_pipeline(pipeline_cls, components, config)
-    if spec.preset or spec.builder:
-        loading.apply_flow_shift(pipe, spec.defaults.get("flow_shift"))
+    # The shift at the default size; each run sets its own (set_flow_shift, the flow_shift argument).
+    set_flow_shift(pipe, flow_shift_for(spec.defaults.get("flow_shift"), spec.defaults.get("height", 480),
+                                        spec.defaults.get("width", 832)))
     loading.place(pipe, device=device, offload=offload, vae_tiling=vae_tiling,
                   vae_slicing=vae_slicing, report=report)
     pipe._wan_nb_folder = str(folder)
     return pipe
+
+
+def set_flow_shift(pipe: Any, shift: float | None) -> None:
+    """Use flow shift ``shift`` from the next run on (None: leave the scheduler as it is)."""
+    from .loading import apply_flow_shift
+
+    apply_flow_shift(pipe, shift)
+    twin = getattr(pipe, "_wan_nb_i2v", None)
+    if twin is not None and twin.scheduler is not pipe.scheduler:
+        twin.scheduler = pipe.scheduler   # TI2V's image-to-video twin shares the scheduler
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,14 +361,15 @@ def expert_for_step(pipe: Any, t: Any) -> str | None:
     return HIGH_NOISE if float(t) >= boundary else LOW_NOISE
 
 
-def expert_schedule(pipe: Any, num_steps: int) -> list[str | None]:
-    """The expert of every step of a ``num_steps`` run (None per step for one-transformer models).
+def expert_schedule(pipe: Any, num_steps: int) -> list[str]:
+    """The expert of every step of a ``num_steps`` run; ``[]`` for one-transformer models (nothing
+    per step to build, however many steps).
 
     Computed on a copy of the scheduler, so the pipeline's own scheduler state is untouched.
     """
     boundary = _boundary_timestep(pipe)
     if boundary is None:
-        return [None] * int(num_steps)
+        return []
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
     scheduler.set_timesteps(int(num_steps), device="cpu")
     return [HIGH_NOISE if float(t) >= boundary else LOW_NOISE for t in scheduler.timesteps]
@@ -355,6 +390,9 @@ def _load_image(image: Any, check_only: bool = False):
         return image
     if isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
+        if path.is_dir():
+            raise ValueError(f"image={str(image)!r} is a folder; pass the path of one image file "
+                             "(PNG, JPEG, WebP) for the first frame.")
         if not path.is_file():
             raise ValueError(f"image={str(image)!r}: no such file.")
         if check_only:
@@ -413,15 +451,23 @@ def prepare_image(image: Any, height: int, width: int):
     return picture
 
 
-def size_for_image(image: Any, spec: ModelSpec) -> tuple[int, int]:
-    """(height, width) with the image's aspect ratio and the area of the spec's default size."""
+def size_for_image(image: Any, spec: ModelSpec, *, height: int | None = None,
+                   width: int | None = None) -> tuple[int, int]:
+    """(height, width) with the image's aspect ratio and the area of the spec's default size,
+    rounded to the model's multiples; a side that is given is kept and the other follows."""
     picture = _load_image(image)
     w, h = picture.size
-    area = spec.defaults["height"] * spec.defaults["width"]
     f = spec.spatial_factor
-    height = max(f, round((area * h / w) ** 0.5 / f) * f)
-    width = max(f, round((area * w / h) ** 0.5 / f) * f)
-    return height, width
+
+    def snap(value: float) -> int:
+        return max(f, round(value / f) * f)
+
+    if height is not None:
+        return height, snap(height * w / h)
+    if width is not None:
+        return snap(width * h / w), width
+    area = spec.defaults["height"] * spec.defaults["width"]
+    return snap((area * h / w) ** 0.5), snap((area * w / h) ** 0.5)
 
 
 def pipeline_for_inputs(pipe: Any, image: Any = None) -> Any:

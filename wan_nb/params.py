@@ -12,11 +12,26 @@ import random
 from typing import Any, Mapping
 
 from .models import ModelSpec
+from .model_presets import flow_shift_for
 
 __all__ = ["InvalidParameter", "build_params", "GENERATION_ARGS"]
 
 GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "steps", "guidance_scale",
-                   "guidance_scale_2", "seed", "image", "fps", "loras")
+                   "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift")
+
+# Upper bounds. Each is far beyond what the Wan models were trained for (40-50 steps, 81-121
+# frames, 1280x720, 16-24 fps, guidance 3-6) and each keeps one argument from costing unbounded
+# memory or time before the first cancel check: the scheduler's arrays grow with steps, the
+# latents with frames x height x width.
+MAX_STEPS = 1000
+MAX_FRAMES = 1025
+MAX_SIDE = 4096
+FPS_RANGE = (1.0, 120.0)
+MAX_GUIDANCE = 100.0
+MAX_FLOW_SHIFT = 100.0
+# The text encoder reads 512 tokens (a few thousand characters); anything longer is cut there, so a
+# generous character cap only refuses mistakes (a pasted file) that would be stored several times.
+MAX_PROMPT_CHARS = 10_000
 
 
 class InvalidParameter(ValueError):
@@ -51,6 +66,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidParameter("prompt", prompt, "give a non-empty text prompt, e.g. "
                                "'a red fox running through snow'")
+    _check_length("prompt", prompt)
 
     defaults = spec.defaults
     p: dict[str, Any] = {"prompt": prompt.strip()}
@@ -60,6 +76,9 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
     p["negative_prompt"] = p["negative_prompt"] or ""
     if not isinstance(p["negative_prompt"], str):
         raise InvalidParameter("negative_prompt", p["negative_prompt"], "must be a string (or None)")
+    _check_length("negative_prompt", p["negative_prompt"])
+    if p["image"] is not None and spec.accepts_image:
+        _fill_size_from_image(spec, p, kwargs)
 
     factor = spec.spatial_factor
     for side in ("height", "width"):
@@ -71,6 +90,9 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
         if value % factor:
             raise InvalidParameter(side, value, f"must be a multiple of {factor} for this model; "
                                    f"nearest valid value: {_nearest_multiple(value, factor)}")
+        if value > MAX_SIDE:
+            raise InvalidParameter(side, value, f"must be at most {MAX_SIDE} pixels (the model was trained "
+                                   f"at {defaults.get(side)}); try {side}={defaults.get(side)}")
     p["height"], p["width"] = int(p["height"]), int(p["width"])
 
     frames, k = p["num_frames"], spec.temporal_factor
@@ -78,12 +100,19 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
         nearest = max(1, int(round((frames - 1) / k)) * k + 1) if _is_number(frames) else 1 + 4 * k
         raise InvalidParameter("num_frames", frames, f"must be of the form {k}k+1 (1, {k + 1}, {2 * k + 1}, "
                                f"{3 * k + 1}, ...); nearest valid value: {nearest}")
+    if frames > MAX_FRAMES:
+        raise InvalidParameter("num_frames", frames, f"must be at most {MAX_FRAMES} (the model was trained "
+                               f"on {defaults.get('num_frames')}); make longer videos from scenes "
+                               "(wan_nb.Storyboard)")
     p["num_frames"] = int(frames)
 
     steps = p["steps"]
     if not _is_int(steps) or steps < 1:
         nearest = max(1, int(round(steps))) if _is_number(steps) else 1
         raise InvalidParameter("steps", steps, f"must be a whole number >= 1; nearest valid value: {nearest}")
+    if steps > MAX_STEPS:
+        raise InvalidParameter("steps", steps, f"must be at most {MAX_STEPS}; this model's default is "
+                               f"{defaults.get('steps')}")
     p["steps"] = int(steps)
 
     for name in ("guidance_scale", "guidance_scale_2"):
@@ -95,12 +124,30 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
                                    "classifier-free guidance off)")
         if value < 0:
             raise InvalidParameter(name, value, "must be >= 0; nearest valid value: 0.0")
+        if value > MAX_GUIDANCE:
+            raise InvalidParameter(name, value, f"must be at most {MAX_GUIDANCE:g} (Wan uses 3 to 6; a "
+                                   "huge scale overflows the latents to a black video)")
         p[name] = float(value)
+    if kwargs.get("guidance_scale_2") is not None and len(spec.experts) < 2:
+        raise InvalidParameter("guidance_scale_2", kwargs["guidance_scale_2"], f"model {spec.name!r} has "
+                               "one transformer; guidance_scale_2 is for the low-noise expert of two-expert "
+                               "models (Wan 2.2 A14B). Drop it, or set guidance_scale")
 
     fps = p["fps"]
-    if not _is_number(fps) or fps <= 0:
-        raise InvalidParameter("fps", fps, f"must be a positive number; the model's default is "
-                               f"{defaults.get('fps')}")
+    low, high = FPS_RANGE
+    if not _is_number(fps) or not low <= fps <= high:
+        raise InvalidParameter("fps", fps, f"must be a number from {low:g} to {high:g}; the model's "
+                               f"default is {defaults.get('fps')}")
+
+    shift = kwargs.get("flow_shift")
+    if shift is None:
+        p["flow_shift"] = flow_shift_for(defaults.get("flow_shift"), p["height"], p["width"])
+    elif not _is_number(shift) or not 0 < shift <= MAX_FLOW_SHIFT:
+        raise InvalidParameter("flow_shift", shift, f"must be a number above 0 and at most "
+                               f"{MAX_FLOW_SHIFT:g}; Wan uses 3.0 at 480p, 5.0 at 720p (12.0 for "
+                               "Wan 2.2 A14B text-to-video)")
+    else:
+        p["flow_shift"] = float(shift)
 
     seed = p["seed"]
     if seed is None:
@@ -116,6 +163,9 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
         raise InvalidParameter("image", "<image>", f"model {spec.name!r} is text-to-video and takes no "
                                "image; use an image-to-video model (e.g. 'wan2.1-i2v-14b-480p', "
                                "'wan2.2-ti2v-5b', or 'tiny-i2v' for tests)")
+    if p["image"] is None and spec.requires_image:
+        raise InvalidParameter("image", None, f"model {spec.name!r} is image-to-video: pass image= (a "
+                               "file path, a PIL image or an array) for the first frame")
 
     loras = p["loras"]
     if loras is None:
@@ -132,6 +182,27 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
             raise InvalidParameter("loras", dict(loras), f"the weight of {name!r} must be a number")
     p["loras"] = {str(k): float(v) for k, v in loras.items()}
     return p
+
+
+def _check_length(name: str, text: str) -> None:
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InvalidParameter(name, text[:40] + "...", f"is {len(text):,} characters long; at most "
+                               f"{MAX_PROMPT_CHARS:,} are accepted (the text encoder reads only the first "
+                               "512 tokens, a few thousand characters)")
+
+
+def _fill_size_from_image(spec: ModelSpec, p: dict[str, Any], kwargs: Mapping[str, Any]) -> None:
+    """An image with no height/width given: the video takes the image's aspect ratio at the model's
+    default pixel area (a portrait image gives a portrait video), rounded to valid multiples; with
+    one side given, the other follows the image's aspect."""
+    from .models import check_image, size_for_image
+
+    height, width = kwargs.get("height"), kwargs.get("width")
+    if height is not None and width is not None:
+        return
+    check_image(p["image"])
+    if all(_is_int(v) for v in (height, width) if v is not None):
+        p["height"], p["width"] = size_for_image(p["image"], spec, height=height, width=width)
 
 
 def public_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,60 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_latents", "write_mp4", "read_frames", "frame_count"]
+__all__ = ["decode_latents", "write_mp4", "read_frames", "frame_count", "NonFiniteLatents",
+           "FiniteWatch"]
+
+
+class NonFiniteLatents(FloatingPointError):
+    """The denoiser produced NaN or infinite latents; decoding them would give a black video."""
+
+
+_NON_FINITE_HINT = ("Lower guidance_scale or the LoRA weights; check the LoRA files; in float16 "
+                    "try dtype='bf16' (or 'fp32').")
+
+
+class FiniteWatch:
+    """Remembers the first denoising step whose latents held a NaN or an infinity.
+
+    ``observe`` runs after every step and stays on the device (no synchronisation, O(1) memory):
+    the first bad step is kept in a one-element tensor. ``check`` reads it once, before the decode,
+    and raises :class:`NonFiniteLatents` naming that step.
+    """
+
+    def __init__(self) -> None:
+        self._first_bad: Any = None   # int64 tensor on the latents' device; 0 = all finite so far
+
+    def observe(self, step: int, latents: Any) -> None:
+        if latents is None:
+            return
+        import torch
+
+        bad = ~torch.isfinite(latents).all()
+        if self._first_bad is None or self._first_bad.device != latents.device:
+            previous = 0 if self._first_bad is None else int(self._first_bad)
+            # A fill on the device, not a copy from the host (which would synchronise a GPU stream).
+            self._first_bad = torch.zeros((), dtype=torch.int64, device=latents.device).fill_(previous)
+        self._first_bad = torch.where(bad & (self._first_bad == 0), step, self._first_bad)
+
+    def check(self, latents: Any, total_steps: int, hint: str = "") -> None:
+        import torch
+
+        first = int(self._first_bad) if self._first_bad is not None else 0
+        if not first and bool(torch.isfinite(latents).all()):
+            return
+        where = f"at step {first} of {total_steps}" if first else f"after the last step ({total_steps})"
+        raise NonFiniteLatents(
+            f"the latents became NaN or infinite {where}, so the video would be black; nothing was "
+            f"decoded. {hint or _NON_FINITE_HINT}")
+
+
+def execution_device(module: Any) -> Any:
+    """The device ``module``'s inputs must be on, as diffusers finds it (offload hooks included)."""
+    try:
+        from diffusers.utils.torch_utils import get_module_execution_device
+    except ImportError:  # diffusers before it had the helper
+        return getattr(module, "device", None)
+    return get_module_execution_device(module)
 
 
 def decode_latents(pipe: Any, latents: Any) -> np.ndarray:
@@ -15,10 +68,11 @@ def decode_latents(pipe: Any, latents: Any) -> np.ndarray:
     import torch
 
     vae = pipe.vae
-    device = getattr(vae, "device", latents.device)
+    # Where the VAE computes, not where its weights rest: with model offload they are back on the
+    # CPU after the pipeline call (maybe_free_model_hooks) and the hook moves them to the GPU at
+    # decode; with sequential offload they sit on "meta". diffusers' Wan pipelines use the same lookup.
+    device = execution_device(vae) or latents.device
     if getattr(device, "type", None) == "meta":
-        # Sequential offload keeps the weights on "meta" and brings each layer to the execution
-        # device as it runs: the latents go there, not to where the parameters appear to be.
         device = getattr(pipe, "_execution_device", None) or latents.device
     with torch.no_grad():
         latents = latents.to(device=device, dtype=vae.dtype)
@@ -30,8 +84,10 @@ def decode_latents(pipe: Any, latents: Any) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_mp4(frames: np.ndarray, path: Path, fps: float) -> Path:
+def write_mp4(frames: np.ndarray, path: Path, fps: float, metadata: dict[str, str] | None = None) -> Path:
     """Write H.264 / yuv420p with the index up front, so browsers start playing at once.
+
+    ``metadata``: container tags (the run's recipe goes in ``comment``).
 
     Written to a temporary name and renamed, so a reader never sees half a video under the final
     name; any ffmpeg failure (a full disk, a missing folder) raises ``OSError`` with its reason.
@@ -48,7 +104,10 @@ def write_mp4(frames: np.ndarray, path: Path, fps: float) -> Path:
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo",
                "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{float(fps)}", "-i", "pipe:0",
                "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-               "-movflags", "+faststart", "-f", "mp4", str(partial)]
+               "-movflags", "+faststart"]
+    for key, value in (metadata or {}).items():
+        command += ["-metadata", f"{key}={value}"]
+    command += ["-f", "mp4", str(partial)]
     proc = subprocess.run(command, input=frames.tobytes(), capture_output=True)
     if proc.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines()

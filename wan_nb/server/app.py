@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop
-from traitlets import Float, Int, TraitError, Unicode, validate
+import os
+from pathlib import Path
+
+from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 
 from .handlers import handlers
 from .hub import Hub
@@ -38,6 +41,23 @@ class WanNbExtension(ExtensionApp):
                                  help="Seconds without events after which the server returns "
                                       "freed memory to the OS (glibc malloc_trim; also every "
                                       "10 s while events keep coming). 0 disables it.")
+    backlog_bytes = Int(32 * 1024 * 1024, config=True,
+                        help="Replayed bytes one connection may have waiting (a resume, a late "
+                             "subscription); past it the connection is closed (WebSocket 1013) "
+                             "and the client resumes from where it got to.")
+    runs_dirs = List(Unicode(), config=True,
+                     help="Folders whose finished runs GET wan-nb/api/tasks lists (default: "
+                          "$WAN_NB_RUNS_DIR, else <root_dir>/wan_nb_runs); every runs folder a "
+                          "producer announces is added, and remembered across restarts.")
+
+    @default("runs_dirs")
+    def _default_runs_dirs(self):
+        env = os.environ.get("WAN_NB_RUNS_DIR")
+        if env:
+            return [env]
+        root = getattr(self.serverapp, "root_dir", None) or os.getcwd()
+        return [str(Path(root).expanduser() / "wan_nb_runs")]
+
     producer_dir = Unicode("", config=True,
                            help="Where producers advertise themselves (default: the Jupyter "
                                 "runtime directory).")
@@ -53,6 +73,12 @@ class WanNbExtension(ExtensionApp):
     def _check_not_negative(self, proposal):
         if proposal["value"] < 0:
             raise TraitError(f"memory_trim_interval={proposal['value']}: choose >= 0 seconds (0: off)")
+        return proposal["value"]
+
+    @validate("backlog_bytes")
+    def _check_backlog(self, proposal):
+        if proposal["value"] < 64 * 1024:
+            raise TraitError(f"backlog_bytes={proposal['value']}: choose at least 65536")
         return proposal["value"]
 
     @validate("scan_interval", "vram_interval")
@@ -74,6 +100,9 @@ class WanNbExtension(ExtensionApp):
             heartbeat_interval=self.heartbeat_interval,
             vram_interval=self.vram_interval,
             memory_trim_interval=self.memory_trim_interval,
+            backlog_bytes=self.backlog_bytes,
+            runs_dirs=self.runs_dirs,
+            remembered_file=Path(self.serverapp.data_dir) / "wan_nb" / "runs_dirs.json",
             logger=self.log,
         )
         self.settings.update({"wan_nb_hub": self.hub})

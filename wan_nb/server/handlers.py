@@ -17,10 +17,16 @@ from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web, websocket
+from tornado.ioloop import IOLoop
 
-from .hub import Hub, Subscriber, TaskState, valid_task_id
+from ..state import TASK_STATUSES
+
+from ..events import dumps
+from ..relay.protocol import API_ROOT
+from . import _tornado_compat as compat
+from .hub import Hub, Subscriber, TaskEntry, parse_seq, valid_task_id
 from .outbox import HandlerOutbox, Outbox
-from .wire import dumps, ws_text_frame
+from .wire import sse_comment, ws_text_frame
 
 AUTH_RESOURCE = "wan_nb"
 TASK = r"(?P<task_id>[^/]+)"
@@ -34,7 +40,7 @@ class WanNbAPIHandler(APIHandler):
     def hub(self) -> Hub:
         return self.settings["wan_nb_hub"]
 
-    def task_or_404(self, task_id: str) -> TaskState:
+    def task_or_404(self, task_id: str) -> TaskEntry:
         task = self.hub.find(task_id) if valid_task_id(task_id) else None
         if task is None:
             raise web.HTTPError(404, f"unknown task {task_id!r}")
@@ -49,7 +55,23 @@ class TasksHandler(WanNbAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json({"tasks": self.hub.snapshots()})
+        limit = self._count("limit", None)
+        offset = self._count("offset", 0)
+        status = self.get_argument("status", None)
+        if status is not None and status not in TASK_STATUSES:
+            raise web.HTTPError(400, f"status must be one of {', '.join(TASK_STATUSES)}")
+        listing = self.hub.list_tasks(limit=limit, offset=offset, status=status)
+        self.set_header("X-Total-Count", str(listing["total"]))   # the body stays {"tasks": [...]}
+        self.write_json({"tasks": listing["tasks"]})
+
+    def _count(self, name: str, default: int | None) -> int | None:
+        raw = self.get_argument(name, None)
+        if raw is None:
+            return default
+        value = parse_seq(raw)
+        if value is None or value > 100_000:
+            raise web.HTTPError(400, f"{name} must be an integer from 0 to 100000, not {raw[:40]!r}")
+        return value
 
 
 class TaskHandler(WanNbAPIHandler):
@@ -59,20 +81,60 @@ class TaskHandler(WanNbAPIHandler):
         self.write_json(self.hub.snapshot(self.task_or_404(task_id)))
 
 
-class CancelHandler(WanNbAPIHandler):
+class SteerHandler(WanNbAPIHandler):
+    """``POST …/cancel``, ``…/pause``, ``…/resume``, ``…/move`` (``{"index": n}``): relayed to
+    the process that runs the task, which answers whether it could."""
+
+    action = "cancel"
+
     @web.authenticated
     @authorized
     async def post(self, task_id: str) -> None:
         task = self.task_or_404(task_id)
+        arguments = self.arguments()
         if task.finished:
             raise web.HTTPError(409, f"task {task_id} is already {task.snapshot.status}")
-        answer = await self.hub.cancel(task)
+        answer = await self.hub.steer(task, self.action, **arguments)
         if answer.get("ok"):
-            self.write_json({"task_id": task_id, "cancel_requested": True}, status=202)
+            self.write_json({"task_id": task_id, f"{self.action}_requested": True, **arguments},
+                            status=202)
+        elif answer.get("busy"):
+            raise web.HTTPError(503, "too many requests to producers are waiting; try again")
         elif answer.get("error") == "producer did not answer":
             raise web.HTTPError(504, f"the process running task {task_id} did not answer")
         else:
-            raise web.HTTPError(409, f"cannot cancel task {task_id}: {answer.get('error')}")
+            raise web.HTTPError(409, f"cannot {self.action} task {task_id}: {answer.get('error')}")
+
+    def arguments(self) -> dict[str, Any]:
+        return {}
+
+
+class CancelHandler(SteerHandler):
+    action = "cancel"
+
+
+class PauseHandler(SteerHandler):
+    action = "pause"
+
+
+class ResumeHandler(SteerHandler):
+    action = "resume"
+
+
+class MoveHandler(SteerHandler):
+    action = "move"
+
+    def arguments(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except (ValueError, RecursionError):
+            raise web.HTTPError(400, 'the body must be JSON like {"index": 0}')
+        index = body.get("index") if isinstance(body, dict) else None
+        if isinstance(index, float) and index.is_integer():
+            index = int(index)   # JSON has one number type: 3.0 is the integer 3
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= 100_000:
+            raise web.HTTPError(400, '"index" must be an integer >= 0 (0: runs next)')
+        return {"index": index}
 
 
 class VramHandler(WanNbAPIHandler):
@@ -112,15 +174,14 @@ class _SSEHandler(WanNbAPIHandler):
         await self.flush()
         stream = self.request.connection.stream
         stream.set_nodelay(True)
-        gzipping = any(getattr(t, "_gzipping", False) for t in self._transforms)
         kwargs = {"limit": self.hub.client_buffer, "on_close": self._outbox_closed}
-        if gzipping:
+        if compat.is_gzipping(self):
             outbox: Outbox = HandlerOutbox(self, **kwargs)
         else:
             outbox = Outbox(stream, chunked=self.request.version == "HTTP/1.1", **kwargs)
         self.outbox = outbox
         self.done = asyncio.get_running_loop().create_future()
-        self.hub.sse_outboxes.add(outbox)
+        self.hub.connect(outbox, heartbeat=True)
         outbox.push(b"retry: 2000\n\n")
         return outbox
 
@@ -139,9 +200,7 @@ class _SSEHandler(WanNbAPIHandler):
         try:
             reason = await self.done
         finally:
-            if self.sub is not None:
-                self.hub.unsubscribe(self.sub)
-            self.hub.sse_outboxes.discard(self.outbox)
+            self.hub.disconnect(self.outbox, self.sub)
         if reason == "ended" and not self.request.connection.stream.closed():
             self.finish(set_content_type="text/event-stream; charset=utf-8")
 
@@ -154,20 +213,26 @@ class TaskProgressHandler(_SSEHandler):
     async def get(self, task_id: str) -> None:
         task = self.task_or_404(task_id)
         raw = self.last_event_id()
-        try:
-            after = int(raw) if raw not in (None, "") else 0
-        except ValueError:
-            raise web.HTTPError(400, f"Last-Event-ID {raw!r} is not a sequence number of task {task_id}")
+        after = parse_seq(raw) if raw not in (None, "") else 0
+        if after is None:
+            raise web.HTTPError(400, f"Last-Event-ID {raw[:40]!r} is not a sequence number of task "
+                                     f"{task_id} (a decimal integer >= 0)")
         if task.finished and after >= task.last_seq:
             self.set_status(204)  # EventSource stops reconnecting on 204
             self.finish()
             return
+        if after > task.last_seq:
+            raise web.HTTPError(400, f"Last-Event-ID {after} is beyond task {task_id}'s last event "
+                                     f"(seq {task.last_seq}); resume from at most that")
         outbox = await self.open_stream()
         skip = () if self.flag("vram") else ("vram_monitoring",)
-        self.sub = Subscriber(outbox, previews=self.flag("previews"), skip_types=skip)
-        self.sub.variant = "sse_task"
-        self.sub.on_terminal = self.end_when_drained
-        self.hub.subscribe_task(self.sub, task.task_id, after)
+        self.sub = self.hub.subscriber("sse_task", outbox, previews=self.flag("previews"),
+                                       skip_types=skip, on_terminal=self.end_when_drained)
+        await self.hub.subscribe_task(self.sub, task.task_id, after)
+        if task.missing:
+            gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in task.missing)
+            outbox.push(sse_comment(f"incomplete: events {gaps} of this task are missing from "
+                                    "its journal and cannot be replayed"))
         await self.serve()
 
 
@@ -177,28 +242,26 @@ class AllEventsHandler(_SSEHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        raw = self.last_event_id()
-        after: int | None = None
-        if raw:
-            boot, _, number = raw.partition("-")
-            if boot == self.hub.boot and number.isdigit():
-                after = int(number)
-            else:
-                after = 0  # an id of an earlier server run: send all that is retained
-        elif self.flag("replay"):
+        after = self.hub.all_events_position(self.last_event_id())
+        if after is None and self.flag("replay"):
             after = 0
         outbox = await self.open_stream()
-        self.sub = Subscriber(outbox, previews=self.flag("previews"))
-        self.sub.variant = "sse_all"
+        self.sub = self.hub.subscriber("sse_all", outbox, previews=self.flag("previews"))
         self.hub.subscribe_all(self.sub, after)
         await self.serve()
+
+
+# Served videos must never run as content of the Jupyter origin: no sniffing, a sandbox.
+VIDEO_HEADERS = {"X-Content-Type-Options": "nosniff",
+                 "Content-Security-Policy": "default-src 'none'; media-src 'self'; sandbox"}
 
 
 class VideoHandler(JupyterHandler, web.StaticFileHandler):
     """The task's MP4 (``…/video``) or a storyboard scene (``…/video/scenes/{n}``, 1-based).
 
-    Only a file named by the task's own events and lying inside its run folder is served;
-    tornado's StaticFileHandler does Range, ETag and HEAD.
+    Only a regular ``.mp4`` file named by the task's own events and lying inside its run folder
+    is served, always as ``video/mp4``; tornado's StaticFileHandler does Range, ETag and HEAD.
+    Errors are JSON, like the other routes.
     """
 
     auth_resource = AUTH_RESOURCE
@@ -227,6 +290,24 @@ class VideoHandler(JupyterHandler, web.StaticFileHandler):
         stat = os.stat(abspath)
         return f"{stat.st_size:x}-{int(stat.st_mtime_ns):x}"
 
+    def get_content_type(self) -> str:
+        return "video/mp4"
+
+    def set_extra_headers(self, path: str) -> None:
+        for name, value in VIDEO_HEADERS.items():
+            self.set_header(name, value)
+        safe = "".join(c for c in os.path.basename(path) if c.isalnum() or c in "._-") or "video.mp4"
+        self.set_header("Content-Disposition", f'inline; filename="{safe}"')
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        for name, value in VIDEO_HEADERS.items():
+            self.set_header(name, value)
+        self.clear_header("Content-Disposition")
+        self.finish(dumps({"message": message, "reason": None}))
+
     @web.authenticated
     @authorized
     async def get(self, task_id: str, scene: str | None = None, include_body: bool = True) -> None:
@@ -244,6 +325,7 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
 
     auth_resource = AUTH_RESOURCE
     outbox: Outbox | None = None
+    sub: Subscriber | None = None
 
     @property
     def hub(self) -> Hub:
@@ -268,20 +350,37 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
     def open(self, *args: Any, **kwargs: Any) -> None:
         super().open(*args, **kwargs)
         self.set_nodelay(True)
-        self.outbox = Outbox(self.ws_connection.stream, limit=self.hub.client_buffer,
+        self.outbox = Outbox(compat.ws_stream(self), limit=self.hub.client_buffer,
                              on_close=self._outbox_closed)
-        self.sub = Subscriber(self.outbox)
-        self.sub.variant = "ws"
+        self.sub = self.hub.subscriber("ws", self.outbox)
+        self.replaying: dict[str, object] = {}   # task_id -> its replay in flight
+        self.hub.connect(self.outbox)
 
     def _outbox_closed(self, reason: str) -> None:
-        if reason != "peer closed":
+        if reason == "server stopping":
+            self._close_now(1001, "server stopping")
+        elif reason != "peer closed":
             self.close(1013, reason[:100])  # "try again later": the client resumes with "after"
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """Send the close frame straight to the socket: at shutdown the loop may not run again
+        to flush one queued the usual way."""
+        stream = compat.ws_stream(self) if self.ws_connection is not None else None
+        socket = compat.raw_socket(stream) if stream is not None else None
+        try:
+            if socket is not None and not stream.writing():
+                socket.send(compat.ws_close_frame(code, reason))
+                stream.close()
+            else:
+                self.close(code, reason)
+        except OSError:
+            pass
 
     def reply(self, type_: str, **data: Any) -> None:
         self.outbox.push(ws_text_frame(dumps({"type": type_, "data": data}).encode()))
 
-    def error(self, message: str) -> None:
-        self.reply("error", message=message)
+    def error(self, message: str, **data: Any) -> None:
+        self.reply("error", message=message, **data)
 
     def on_message(self, message: str | bytes) -> None:
         try:
@@ -299,33 +398,16 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
             return self.error(f"'topic' must be a string; {TOPICS_HELP}")
         if topic.startswith("task:"):
             return self._task_topic(action, topic, request)
-        hub, sub = self.hub, self.sub
+        hub, sub, on = self.hub, self.sub, action == "subscribe"
         if topic == "generation_progress":
-            if action == "subscribe":
-                self.reply("subscribed", topic=topic)
-                hub.subscribe_all(sub)
-            else:
-                if sub in hub.all_subs:
-                    hub.all_subs.remove(sub)
-                self.reply("unsubscribed", topic=topic)
+            hub.subscribe_all(sub) if on else hub.unsubscribe_all(sub)
         elif topic == "vram":
-            if action == "subscribe":
-                self.reply("subscribed", topic=topic)
-                hub.subscribe_vram(self.outbox)
-            else:
-                hub.unsubscribe_vram(self.outbox)
-                self.reply("unsubscribed", topic=topic)
+            hub.subscribe_vram(self.outbox) if on else hub.unsubscribe_vram(self.outbox)
         elif topic == "previews":
-            sub.previews = action == "subscribe"
-            if sub.previews:
-                self.reply("subscribed", topic=topic)
-                hub.subscribe_previews(sub)
-            else:
-                if sub in hub.preview_subs:
-                    hub.preview_subs.remove(sub)
-                self.reply("unsubscribed", topic=topic)
+            hub.set_previews(sub, on)
         else:
-            self.error(f"unknown topic {_short(topic)}; {TOPICS_HELP}")
+            return self.error(f"unknown topic {_short(topic)}; {TOPICS_HELP}")
+        self.reply("subscribed" if on else "unsubscribed", topic=topic)
 
     def _task_topic(self, action: str, topic: str, request: dict) -> None:
         task_id = topic[len("task:"):]
@@ -333,19 +415,46 @@ class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
             return self.error(f"{_short(topic)} does not name a task: use 'task:<task_id>'")
         if action == "unsubscribe":
             self.hub.unsubscribe_task(self.sub, task_id)
+            self.replaying.pop(task_id, None)   # a replay in flight ends unsubscribed
             return self.reply("unsubscribed", topic=topic)
-        after = request.get("after", 0)
-        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            return self.error(f"'after' must be a sequence number >= 0, not {_short(after)}")
+        explicit = "after" in request
+        after = parse_seq(request.get("after", 0))
+        if after is None or isinstance(request.get("after"), str):
+            return self.error(f"'after' must be a sequence number >= 0, not {_short(request.get('after'))}")
+        if self.hub.is_subscribed(self.sub, task_id) or task_id in self.replaying:
+            # Already posted on this task: a repeat changes nothing and replays nothing twice.
+            return self.reply("subscribed", topic=topic, already=True)
+        task = self.hub.find(task_id)
+        if task is not None and after > task.last_seq:
+            return self.error(f"'after' {after} is beyond task {task_id}'s last event "
+                              f"(seq {task.last_seq})", topic=topic, last_seq=task.last_seq)
+        if self.hub.replay_busy(self.sub):
+            return self.error("too many replays in progress on this connection; wait for them",
+                              topic=topic)
         self.reply("subscribed", topic=topic)
-        self.sub.last_sent[task_id] = after  # an explicit resume point replays from there
-        self.hub.find(task_id)
-        self.hub.subscribe_task(self.sub, task_id, after)
+        if explicit:
+            self.sub.last_sent[task_id] = after  # an explicit resume point replays from there
+        marker = self.replaying[task_id] = object()
+        IOLoop.current().spawn_callback(self._replay, task_id, after, marker)
+
+    async def _replay(self, task_id: str, after: int, marker: object) -> None:
+        try:
+            task = await self.hub.subscribe_task(self.sub, task_id, after)
+        except Exception:
+            self.log.exception("wan_nb: replaying task %s failed", task_id)
+            self.replaying.pop(task_id, None)
+            return self.error(f"replaying task {task_id} failed", topic=f"task:{task_id}")
+        if self.replaying.get(task_id) is not marker:   # unsubscribed meanwhile
+            self.hub.unsubscribe_task(self.sub, task_id)
+            return
+        del self.replaying[task_id]
+        if task is not None and task.missing and not self.outbox.closed:
+            self.reply("incomplete", topic=f"task:{task_id}", missing_seqs=[list(r) for r in task.missing])
 
     def on_close(self) -> None:
         if self.outbox is not None:
             self.outbox.close("peer closed")
-            self.hub.unsubscribe(self.sub)
+            self.hub.disconnect(self.outbox, self.sub)
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -358,11 +467,14 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def handlers() -> list[tuple[str, type, dict] | tuple[str, type]]:
-    api = "wan-nb/api"
+    api = API_ROOT
     return [
         (rf"{api}/tasks", TasksHandler),
         (rf"{api}/tasks/{TASK}", TaskHandler),
         (rf"{api}/tasks/{TASK}/cancel", CancelHandler),
+        (rf"{api}/tasks/{TASK}/pause", PauseHandler),
+        (rf"{api}/tasks/{TASK}/resume", ResumeHandler),
+        (rf"{api}/tasks/{TASK}/move", MoveHandler),
         (rf"{api}/tasks/{TASK}/video", VideoHandler, {"path": "/"}),
         (rf"{api}/tasks/{TASK}/video/scenes/(?P<scene>[0-9]{{1,4}})", VideoHandler, {"path": "/"}),
         (rf"{api}/progress/{TASK}", TaskProgressHandler),

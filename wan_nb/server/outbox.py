@@ -17,6 +17,7 @@ from typing import Any, Callable, Hashable
 
 from tornado.iostream import IOStream, StreamClosedError
 
+from ._tornado_compat import raw_socket
 from .wire import chunk
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Outbox:
                  on_close: Callable[[str], Any] | None = None) -> None:
         self.stream = stream
         # Raw socket writes only on plain TCP streams (TLS must go through the SSL stream).
-        self.socket = stream.socket if type(stream) is IOStream else None
+        self.socket = raw_socket(stream)
         self.limit = max(1, limit)
         self.hard_limit = self.limit * 10
         self.chunked = chunked

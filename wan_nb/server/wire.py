@@ -5,25 +5,18 @@ Every encoding is computed once per event and shared by all the connections that
 
 from __future__ import annotations
 
-import struct
 from typing import Any, Mapping
 
 from ..events import TERMINAL_STATUS as _TERMINAL, dumps
-from ..snapshot import PRODUCER_LOST
+from ..relay.protocol import video_path
+from ..state import PRODUCER_LOST
+from ._tornado_compat import ws_text_frame
+
 
 HEARTBEAT = b": heartbeat\n\n"
 
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """An unmasked, uncompressed, final WebSocket text frame (RFC 6455 §5.2)."""
-    size = len(payload)
-    if size < 126:
-        header = bytes((0x81, size))
-    elif size < 65536:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
+__all__ = ["HEARTBEAT", "dumps", "ws_text_frame", "sse_named", "sse_unnamed", "sse_comment", "chunk",
+           "video_urls", "seed_message"]
 
 
 def sse_named(event_type: str, event_id: str, payload: bytes) -> bytes:
@@ -36,14 +29,19 @@ def sse_unnamed(seq: int, message: Mapping[str, Any]) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (seq, dumps(message).encode())
 
 
+def sse_comment(text: str) -> bytes:
+    """An SSE comment line (EventSource ignores it; people and proxies can read it)."""
+    return b": %s\n\n" % text.replace("\n", " ").encode()
+
+
 def chunk(data: bytes) -> bytes:
     """HTTP/1.1 chunked transfer framing."""
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def video_urls(base_url: str, task_id: str, scene_count: int) -> tuple[str, list[str]]:
-    root = f"{base_url}wan-nb/api/tasks/{task_id}/video"
-    return root, [f"{root}/scenes/{n}" for n in range(1, scene_count + 1)]
+    return (f"{base_url}{video_path(task_id)}",
+            [f"{base_url}{video_path(task_id, n)}" for n in range(1, scene_count + 1)])
 
 
 def seed_message(frame: Mapping[str, Any], progress: float, stage: str | None,

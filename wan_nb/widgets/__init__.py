@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-__all__ = ["show_task", "show_result", "show_generator", "show_sweep", "gallery", "widgets_available",
-           "ProgressPanel", "GeneratorPanel", "VramPlot", "CancelButton", "VideoPlayer", "ResultView", "Gallery", "SweepView"]
+__all__ = ["show_task", "show_result", "show_generator", "show_sweep", "show_grid", "gallery", "widgets_available",
+           "ProgressPanel", "GeneratorPanel", "VramPlot", "CancelButton", "VideoPlayer", "ResultView", "Gallery", "SweepView", "LockstepGrid"]
 
 
 def widgets_available() -> bool:
@@ -90,6 +90,20 @@ def show_sweep(sweep: Any, stream: TextIO | None = None) -> Any:
     return None
 
 
+def show_grid(grid: Any, stream: TextIO | None = None) -> Any:
+    """Display a comparison grid: the lockstep player (a text table of cells outside Jupyter)."""
+    if widgets_available():
+        from .lockstep import LockstepGrid
+
+        return _display(LockstepGrid(grid))
+    out = stream or sys.stdout
+    out.write(f"{grid!r}\n")
+    for cell in grid.cells:
+        where = ", ".join(f"{k}={v}" for k, v in grid.cell_labels(cell).items())
+        out.write(f"  {where:<40} {cell.task.status:<10} {'reused' if cell.reused else ''}\n")
+    return None
+
+
 def gallery(results: Any, *, labels: Any = None, columns: int | None = None, display: bool = False,
             stream: TextIO | None = None) -> Any:
     """A grid of videos labelled by what differs between them (prompt, seed, LoRA weights …).
@@ -132,4 +146,8 @@ def __getattr__(name: str) -> Any:
         from . import grid as _grid
 
         return getattr(_grid, name)
+    if name == "LockstepGrid":
+        from .lockstep import LockstepGrid
+
+        return LockstepGrid
     raise AttributeError(f"module 'wan_nb.widgets' has no attribute {name!r}")

@@ -1,7 +1,7 @@
-"""What a progress panel knows about one task, folded from its events (no widgets here).
+"""What a progress panel knows about one task (no widgets here): the core reducer's state
+(:mod:`wan_nb.state`) plus the panel's own timeline and timing.
 
-Kept apart from the widgets so the folding is plain Python: the panel, the sweep cells and the
-text fallback can share it, and tests can check it without a front end.
+Kept apart from the widgets so it is plain Python, testable without a front end.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import TERMINAL_STATUS, Event, EventType
+from ..events import Event, EventType
+from ..state import TaskState as CoreState
 
 __all__ = ["TaskState", "parse_timestamp", "TIMELINE"]
 
@@ -19,7 +20,6 @@ __all__ = ["TaskState", "parse_timestamp", "TIMELINE"]
 TIMELINE = ("initializing", "downloading_model", "loading_model", "preparing_inputs", "applying_lora",
             "generating", "post_processing", "saving", "completed")
 OPTIONAL_STAGES = frozenset({"downloading_model", "loading_model", "applying_lora"})
-ENDINGS = TERMINAL_STATUS
 
 
 def parse_timestamp(stamp: str) -> float:
@@ -29,10 +29,13 @@ def parse_timestamp(stamp: str) -> float:
 
 @dataclass
 class TaskState:
+    """The panel's view of a task: :class:`wan_nb.state.TaskState` (the one reducer) plus what
+    only a panel draws — the stage timeline, step timing and its own wording."""
+
     task_id: str | None = None
     prompt: str = ""
     params: dict[str, Any] = field(default_factory=dict)
-    status: str = "waiting"          # waiting (no task) | queued | running | completed | failed | cancelled
+    status: str = "waiting"          # waiting (no task) | queued | running | paused | completed | failed | cancelled | lost
     stage: str = "initializing"
     message: str = ""
     progress: float = 0.0
@@ -48,75 +51,75 @@ class TaskState:
     output_path: str | None = None
     error: str | None = None
     last_seq: int = 0
+    core: CoreState = field(default_factory=CoreState, repr=False, compare=False)
 
     @classmethod
     def for_task(cls, task: Any) -> "TaskState":
         state = cls(task_id=task.id, prompt=getattr(task, "prompt", ""), status="queued")
         state.params = dict(getattr(task, "params", {}) or {})
         state.total_steps = int(state.params.get("steps") or 0)
+        state.core.task_id = task.id
         return state
 
     # -- folding ------------------------------------------------------------------------------
     def apply(self, event: Event) -> bool:
         """Fold one event in; False if it was already seen (replays overlap live delivery)."""
-        if event.seq <= self.last_seq:
+        core = self.core
+        if not core.apply(event):
             return False
-        self.last_seq = event.seq
         d, at = event.data, parse_timestamp(event.timestamp)
-        if self.task_id is None:
-            self.task_id = event.task_id
+        self.last_seq = core.last_seq
+        self.task_id = self.task_id or core.task_id
+        self.prompt = core.prompt if core.prompt is not None else self.prompt
+        self.params = dict(core.params) if core.params else self.params
+        self.total_steps = int(core.total_steps or self.total_steps)
+        self.progress = float(core.progress)
+        self.eta = core.estimated_time_remaining
+        self.step = max(self.step, int(core.current_step or 0))
+        self.output_path, self.duration_s = core.output_path, core.duration_s
+        ended = core.finished
+        if self.status != "waiting" or core.status != "queued" or event.type == EventType.GENERATION_STARTED:
+            self.status = core.status
+        if core.status == "running" and self.started_at is None:
+            self.started_at = at
+        self.stage = (core.error_stage if core.status in ("failed", "cancelled", "lost") else core.stage) \
+            or self.stage
         kind = event.type
-        if kind == EventType.GENERATION_STARTED:
-            params = dict(d.get("params") or {})
-            self.params = params or self.params
-            self.prompt = params.get("prompt", self.prompt)
-            self.total_steps = int(params.get("steps") or self.total_steps)
-            if self.status == "waiting":
-                self.status = "queued"
-        elif kind == EventType.GENERATION_STAGE:
-            stage = d["stage"]
-            if not self.stages or self.stages[-1][0] != stage:
-                self.stages.append((stage, at))
-            self.stage, self.message = stage, d.get("stage_message", "") or self.message
-        elif kind == EventType.DETAILED_GENERATION_PROGRESS:
-            if self.status in ("waiting", "queued"):
-                self.status, self.started_at = "running", at
-            self.progress = max(self.progress, float(d.get("progress") or 0.0))
-            self.message = d.get("message", self.message)
-            self.eta = d.get("estimated_time_remaining")
-            self.total_steps = int(d.get("total_steps") or self.total_steps)
+        if kind == EventType.GENERATION_STAGE:
+            if not self.stages or self.stages[-1][0] != d["stage"]:
+                self.stages.append((d["stage"], at))
+        elif kind == EventType.DETAILED_GENERATION_PROGRESS and d.get("stage") == "generating":
             step = int(d.get("current_step") or 0)
-            if d.get("stage") == "generating" and step > self.step:
+            if step > (self.last_step[0] if self.last_step else 0):
                 self.last_step = (step, at)
                 if self.first_step is None:
                     self.first_step = (step, at)
-            self.step = max(self.step, step)
-        elif kind == EventType.MODEL_LOADING_PROGRESS:
-            self.message = f"{d.get('status', '')} ({float(d.get('progress') or 0):.0f} %)"
-        elif kind in ENDINGS:
-            self.status = ENDINGS[kind]
+        self.message = self._wording(kind, d) if ended or kind == EventType.MODEL_LOADING_PROGRESS \
+            else (core.message or self.message)
+        if ended and self.ended_at is None:
             self.ended_at = at
             if self.started_at is None:
                 self.started_at = at
-            if kind == EventType.GENERATION_COMPLETED:
-                self.progress, self.eta = 100.0, 0.0
-                self.output_path = d.get("output_path")
-                self.duration_s = d.get("duration_s")
-                self.message = "Done"
-            elif kind == EventType.GENERATION_FAILED:
-                self.error = f"{d.get('error_type', 'Error')}: {d.get('error', '')}"
-                self.message = f"Failed during {d.get('stage', self.stage)}: {self.error}"
-                self.eta = None
-            else:
-                self.message = (f"Cancelled during {d.get('stage', self.stage)} "
-                                f"after step {d.get('current_step', self.step)}")
-                self.eta = None
         return True
+
+    def _wording(self, kind: str, d: Any) -> str:
+        core = self.core
+        if kind == EventType.MODEL_LOADING_PROGRESS:
+            return f"{d.get('status', '')} ({float(d.get('progress') or 0):.0f} %)"
+        if core.status == "completed":
+            self.eta = 0.0
+            return "Done"
+        if core.status in ("failed", "lost"):
+            self.error = f"{core.error_type or 'Error'}: {core.error or ''}"
+            return f"Failed during {core.error_stage or self.stage}: {self.error}"
+        if core.status == "cancelled":
+            return f"Cancelled during {core.error_stage or self.stage} after step {core.current_step or self.step}"
+        return self.message
 
     # -- derived values -----------------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed", "cancelled")
+        return self.core.finished
 
     def elapsed(self, now: float | None = None) -> float | None:
         if self.duration_s is not None:

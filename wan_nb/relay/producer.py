@@ -1,4 +1,4 @@
-"""Kernel/script -> Jupyter server transport, and cancel requests back.
+"""The producer side of the relay: events out to Jupyter servers, steering requests back in.
 
 Every process that generates (a kernel of any server, a script, the CLI) is a *producer*.
 On the first :func:`attach` it
@@ -7,12 +7,13 @@ On the first :func:`attach` it
   the number of servers listening (zmq fans out on its own I/O thread; with nobody listening
   a send is dropped at once, so a producer with no server pays one ``to_json`` and one
   non-blocking send per event);
-* binds a zmq ROUTER socket for control requests (``cancel``), served by one daemon thread;
+* binds a zmq ROUTER socket for control requests (cancel, pause, resume, move), served by one
+  daemon thread;
 * writes ``wan_nb-producer-<pid>.json`` (mode 0600) into the Jupyter runtime directory:
   pid, process start time, both endpoints, a random key that control requests must carry,
   the runs folders and the recent tasks (so a server started later finds their journals).
 
-Servers (``wan_nb.server.hub``) watch the runtime directory, subscribe to every producer they
+Servers (``wan_nb.server``) watch the runtime directory, subscribe to every producer they
 find, read the journals ``<runs_dir>/<task_id>/events.jsonl`` for what happened before they
 subscribed (and for any gap), and notice a dead producer by its pid.
 
@@ -37,63 +38,20 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import stale_files
+from .. import stale_files
 
-__all__ = ["attach", "runtime_dir", "producer_files", "PRODUCER_PREFIX", "read_producer_file",
-           "send_control", "SERVER_PREFIX", "ring_doorbells"]
+from . import protocol
+from .protocol import PRODUCER_PREFIX, ring_doorbells, runtime_dir
+
+__all__ = ["attach"]
 
 log = logging.getLogger(__name__)
 
-PRODUCER_PREFIX = "wan_nb-producer-"
-SERVER_PREFIX = "wan_nb-server-"    # a server's doorbell: producers ring it when their file changes
 RECENT_TASKS = 200          # tasks listed in the producer file (journals of older ones stay on disk)
-_IPC_PATH_MAX = 100         # sun_path is 104-108 bytes depending on the platform
 _PUB_HWM = 100_000          # events queued for a slow server before zmq drops (journal repairs)
 
 Cancel = Callable[[str], bool]
-
-
-def runtime_dir() -> Path:
-    from jupyter_core.paths import jupyter_runtime_dir
-
-    return Path(jupyter_runtime_dir())
-
-
-def producer_files(directory: Path | None = None) -> list[Path]:
-    directory = directory or runtime_dir()
-    try:
-        return sorted(directory.glob(PRODUCER_PREFIX + "*.json"))
-    except OSError:
-        return []
-
-
-def read_producer_file(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def ring_doorbells(context: Any, directory: Path) -> None:
-    """Tell every wan_nb server advertising a doorbell in ``directory`` to rescan now, so a new
-    process or task shows up at once rather than at the server's next periodic scan."""
-    import zmq
-
-    for path in sorted(directory.glob(SERVER_PREFIX + "*.json")):
-        info = read_producer_file(path)
-        endpoint = (info or {}).get("doorbell")
-        if not isinstance(endpoint, str):
-            continue
-        bell = context.socket(zmq.PUSH)
-        try:
-            bell.setsockopt(zmq.LINGER, 200)   # the connect completes after send() returns
-            bell.setsockopt(zmq.SNDHWM, 1)
-            bell.connect(endpoint)
-            bell.send(b"rescan", zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
-        finally:
-            bell.close()
+Steer = Callable[..., bool]   # steer(task_id, action, **arguments) -> bool
 
 
 def _process_start_time(pid: int) -> float | None:
@@ -106,10 +64,11 @@ def _process_start_time(pid: int) -> float | None:
 
 
 class _Attachment:
-    def __init__(self, bus: Any, runs_dir: Path, cancel: Cancel | None) -> None:
+    def __init__(self, bus: Any, runs_dir: Path, cancel: Cancel | None, steer: Steer | None) -> None:
         self.bus = bus
         self.runs_dir = runs_dir
         self.cancel = cancel
+        self.steer = steer
         self.tasks: set[str] = set()
         self.remove_sink: Callable[[], None] | None = None
 
@@ -161,17 +120,7 @@ class _Producer:
         self.thread.start()
 
     def _bind(self, socket: Any, role: str) -> str:
-        zmq = self._zmq
-        if zmq.has("ipc"):
-            path = self.directory / f"wan_nb-{self.pid}-{secrets.token_hex(3)}.{role}"
-            if len(str(path)) <= _IPC_PATH_MAX:
-                try:
-                    socket.bind(f"ipc://{path}")
-                    return f"ipc://{path}"
-                except zmq.ZMQError:
-                    pass
-        port = socket.bind_to_random_port("tcp://127.0.0.1")
-        return f"tcp://127.0.0.1:{port}"
+        return protocol.bind(socket, self.directory, role)
 
     # -- the sink: runs inline in the bus, under its lock ----------------------------------
     def make_sink(self, attachment: _Attachment) -> Callable[[Any], None]:
@@ -235,12 +184,8 @@ class _Producer:
             }
 
     def write_file(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.describe(), handle)
-            os.replace(tmp, self.path)
+            protocol.write_private_json(self.path, self.describe())
         except OSError:
             log.warning("wan_nb relay could not write %s; servers will not see this process",
                         self.path, exc_info=True)
@@ -289,18 +234,39 @@ class _Producer:
         op = request.get("op")
         if op == "ping":
             return {"ok": True, "pid": self.pid}
-        if op == "cancel":
-            task_id = str(request.get("task_id", ""))
-            with self.state_lock:
-                owners = [a for a in self.attachments if task_id in a.tasks and a.cancel]
-            for attachment in owners:
-                try:
-                    if attachment.cancel(task_id):
-                        return {"ok": True}
-                except Exception as exc:  # the generator's cancel must not kill this thread
-                    return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            return {"ok": False, "error": "no running task with that id in this process"}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+        if op in protocol.STEER_ACTIONS:     # {"op": "cancel", "task_id": ...}
+            request = {**request, "action": op}
+        elif op != "steer":
+            return {"ok": False, "error": f"unknown op {str(op)[:40]!r}"}
+        action = request.get("action")
+        if action not in protocol.STEER_ACTIONS:
+            return {"ok": False, "error": f"unknown action {str(action)[:40]!r}"}
+        arguments = request.get("arguments") or {}
+        if not isinstance(arguments, dict):
+            return {"ok": False, "error": "'arguments' must be an object"}
+        return self._steer(str(request.get("task_id", "")), action, arguments)
+
+    def _steer(self, task_id: str, action: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        with self.state_lock:
+            owners = [a for a in self.attachments if task_id in a.tasks]
+        answered = False
+        for attachment in owners:
+            if attachment.steer is not None:
+                call = lambda a=attachment: a.steer(task_id, action, **arguments)  # noqa: E731
+            elif action == "cancel" and attachment.cancel is not None:
+                call = lambda a=attachment: a.cancel(task_id)  # noqa: E731
+            else:
+                continue
+            answered = True
+            try:
+                if call():
+                    return {"ok": True}
+            except Exception as exc:  # the generator's refusal must not kill this thread
+                return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        if owners and not answered:
+            return {"ok": False, "error": f"this process cannot {action} tasks"}
+        return {"ok": False, "error": f"no task with that id in this process can {action} now"
+                if owners else "no running task with that id in this process"}
 
     # -- lifecycle -------------------------------------------------------------------------
     def add(self, attachment: _Attachment) -> None:
@@ -330,11 +296,7 @@ class _Producer:
         except OSError:
             pass
         for endpoint in (self.pub_endpoint, self.control_endpoint):
-            if endpoint.startswith("ipc://"):
-                try:
-                    os.unlink(endpoint[len("ipc://"):])
-                except OSError:
-                    pass
+            protocol.unlink_endpoint(endpoint)
         with self.send_lock:
             self.pub.close()
             self.wake_send.close()
@@ -347,15 +309,17 @@ _lock = threading.Lock()
 _producer: _Producer | None = None
 
 
-def attach(bus: Any, runs_dir: Path | str, cancel: Cancel | None = None) -> Callable[[], None]:
+def attach(bus: Any, runs_dir: Path | str, cancel: Cancel | None = None,
+           steer: Steer | None = None) -> Callable[[], None]:
     """Relay ``bus``'s events to every wan_nb server of this user; returns ``detach()``.
 
-    ``cancel(task_id) -> bool`` is called (on the relay thread) when a server asks a task of
-    this bus to stop. Never raises: without zmq or a writable runtime directory the generator
+    ``steer(task_id, action, **arguments) -> bool`` is called (on the relay thread) when a
+    server asks to cancel, pause, resume or move (``index=``) a task of this bus; without it,
+    ``cancel(task_id) -> bool`` answers cancels and the other actions are refused. Never raises: without zmq or a writable runtime directory the generator
     simply runs unrelayed (a warning is logged).
     """
     global _producer
-    attachment = _Attachment(bus, Path(runs_dir).expanduser().resolve(), cancel)
+    attachment = _Attachment(bus, Path(runs_dir).expanduser().resolve(), cancel, steer)
     try:
         with _lock:
             if _producer is None or _producer.pid != os.getpid():
@@ -384,23 +348,3 @@ def _shutdown() -> None:
         producer, _producer = _producer, None
     if producer is not None and producer.pid == os.getpid():
         producer.close()
-
-
-def send_control(info: dict[str, Any], op: str, timeout: float = 2.0, **fields: Any) -> dict[str, Any]:
-    """Send one control request to the producer described by ``info`` (blocking; for tools).
-
-    The server uses its own asynchronous version of this; scripts and tests may use this one.
-    """
-    import zmq
-
-    context = zmq.Context.instance()
-    socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.LINGER, 0)
-    try:
-        socket.connect(info["control"])
-        socket.send_multipart([b"", json.dumps({"op": op, "key": info["key"], **fields}).encode()])
-        if not socket.poll(int(timeout * 1000)):
-            return {"ok": False, "error": "producer did not answer"}
-        return json.loads(socket.recv_multipart()[-1])
-    finally:
-        socket.close()

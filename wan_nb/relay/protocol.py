@@ -1,0 +1,173 @@
+"""What producers and servers agree on: file names, endpoints, the producer file, control.
+
+Both sides import this module (the server without zmq at import time, the producer without
+Jupyter): file names in the runtime directory, the atomic 0600 write of an advertisement,
+binding a socket to an ``ipc://`` file (else ``tcp://127.0.0.1``), validating what a producer
+file holds, the control request/reply shapes, and the server's URL layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["PRODUCER_PREFIX", "SERVER_PREFIX", "API_ROOT", "CONTROL_OPS", "STEER_ACTIONS",
+           "runtime_dir", "producer_files", "read_producer_file", "check_producer_info",
+           "write_private_json", "bind", "control_request", "send_control", "ring_doorbells",
+           "video_path"]
+
+PRODUCER_PREFIX = "wan_nb-producer-"
+SERVER_PREFIX = "wan_nb-server-"    # a server's doorbell: producers ring it when their file changes
+IPC_PATH_MAX = 100                   # sun_path is 104-108 bytes depending on the platform
+API_ROOT = "wan-nb/api"              # the server's routes, relative to its base_url
+STEER_ACTIONS = ("cancel", "pause", "resume", "move")
+CONTROL_OPS = ("ping", "steer") + STEER_ACTIONS
+
+
+def video_path(task_id: str, scene: int | None = None) -> str:
+    """The route of a task's video (or its ``scene``-th scene, 1-based), without base_url."""
+    root = f"{API_ROOT}/tasks/{task_id}/video"
+    return root if scene is None else f"{root}/scenes/{scene}"
+
+
+def runtime_dir() -> Path:
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return Path(jupyter_runtime_dir())
+
+
+def producer_files(directory: Path | None = None) -> list[Path]:
+    directory = directory or runtime_dir()
+    try:
+        return sorted(directory.glob(PRODUCER_PREFIX + "*.json"))
+    except OSError:
+        return []
+
+
+def read_producer_file(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None if unreadable or not JSON (a file being replaced)."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_producer_info(info: Mapping[str, Any]) -> str | None:
+    """What is wrong with a producer file's content, or None if a server can use it.
+
+    A server trusts these fields in its periodic scan (pid liveness, sockets, journals), so one
+    file of the wrong shape must be refused, not allowed to raise there.
+    """
+    if not _is_int(info.get("pid")) or info["pid"] <= 0:
+        return f"'pid' must be a positive integer, not {info.get('pid')!r:.40}"
+    for name in ("pub", "control", "key"):
+        if name in info and not isinstance(info[name], str):
+            return f"{name!r} must be a string"
+    if not isinstance(info.get("pub"), str) or not info["pub"].startswith(("ipc://", "tcp://")):
+        return "'pub' must be an ipc:// or tcp:// endpoint"
+    created = info.get("create_time")
+    if created is not None and (isinstance(created, bool) or not isinstance(created, (int, float))):
+        return "'create_time' must be a number or null"
+    dirs = info.get("runs_dirs", [])
+    if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+        return "'runs_dirs' must be a list of paths"
+    tasks = info.get("tasks", [])
+    if not isinstance(tasks, list):
+        return "'tasks' must be a list"
+    for entry in tasks:
+        if not isinstance(entry, dict) or not isinstance(entry.get("task_id"), str) \
+                or not isinstance(entry.get("runs_dir", ""), str):
+            return "each of 'tasks' must be {'task_id': str, 'runs_dir': str}"
+    return None
+
+
+def write_private_json(path: Path, obj: Any) -> None:
+    """Replace ``path`` atomically with ``obj`` as JSON, readable by this user only (0600):
+    the files hold control keys, and a reader never sees half a file."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(obj, handle)
+    os.replace(tmp, path)
+
+
+def bind(socket: Any, directory: Path, role: str) -> str:
+    """Bind a zmq ``socket`` to an ipc file in ``directory`` (0700: other users cannot connect)
+    where the platform and path length allow, else to a random 127.0.0.1 port; the endpoint."""
+    import zmq
+
+    if zmq.has("ipc"):
+        path = directory / f"wan_nb-{os.getpid()}-{secrets.token_hex(3)}.{role}"
+        if len(str(path)) <= IPC_PATH_MAX:
+            try:
+                socket.bind(f"ipc://{path}")
+                return f"ipc://{path}"
+            except zmq.ZMQError:
+                pass
+    port = socket.bind_to_random_port("tcp://127.0.0.1")
+    return f"tcp://127.0.0.1:{port}"
+
+
+def unlink_endpoint(endpoint: str) -> None:
+    if endpoint.startswith("ipc://"):
+        try:
+            os.unlink(endpoint[len("ipc://"):])
+        except OSError:
+            pass
+
+
+def control_request(info: Mapping[str, Any], op: str, **fields: Any) -> bytes:
+    """One control message: ``{"op", "key", ...fields}``; steering is ``op="steer"`` with
+    ``action`` (cancel, pause, resume, move), ``task_id`` and the action's arguments."""
+    if op not in CONTROL_OPS:
+        raise ValueError(f"unknown control op {op!r}; one of {', '.join(CONTROL_OPS)}")
+    return json.dumps({"op": op, "key": info["key"], **fields}).encode()
+
+
+def send_control(info: Mapping[str, Any], op: str, timeout: float = 2.0, **fields: Any) -> dict[str, Any]:
+    """Send one control request to the producer ``info`` describes and wait for its reply
+    (blocking: the server calls it on a worker thread)."""
+    import zmq
+
+    context = zmq.Context.instance()
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    try:
+        socket.connect(info["control"])
+        socket.send_multipart([b"", control_request(info, op, **fields)])
+        if not socket.poll(int(timeout * 1000)):
+            return {"ok": False, "error": "producer did not answer"}
+        reply = json.loads(socket.recv_multipart()[-1])
+        return reply if isinstance(reply, dict) else {"ok": False, "error": "bad reply"}
+    finally:
+        socket.close()
+
+
+def ring_doorbells(context: Any, directory: Path) -> None:
+    """Tell every wan_nb server advertising a doorbell in ``directory`` to rescan now, so a new
+    process or task shows up at once rather than at the server's next periodic scan."""
+    import zmq
+
+    for path in sorted(directory.glob(SERVER_PREFIX + "*.json")):
+        info = read_producer_file(path)
+        endpoint = (info or {}).get("doorbell")
+        if not isinstance(endpoint, str):
+            continue
+        bell = context.socket(zmq.PUSH)
+        try:
+            bell.setsockopt(zmq.LINGER, 200)   # the connect completes after send() returns
+            bell.setsockopt(zmq.SNDHWM, 1)
+            bell.connect(endpoint)
+            bell.send(b"rescan", zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        finally:
+            bell.close()

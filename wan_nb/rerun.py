@@ -1,0 +1,115 @@
+"""Make a video again from its recipe: ``gen.rerun(source, **overrides)``.
+
+Everything the recipe needs is checked before anything runs: the model matches, every LoRA
+file is where the recipe says and still has the recorded hash, the input image too. Then the
+LoRAs it used are loaded (under their recorded names) and the task is submitted with the
+recorded arguments, an override replacing only the argument it names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from .lora import _looks_like_repo  # the one rule for "org/name" vs a path
+from .recipe import PARAM_FIELDS, RecipeError, file_sha256, recipe
+
+__all__ = ["rerun", "rerun_args"]
+
+
+def _lora_file(entry: Mapping[str, Any]) -> str:
+    """Where to load a recipe's LoRA from; raises RecipeError naming it when it is gone or changed."""
+    name, want = entry.get("name"), entry.get("sha256")
+    candidates = list(dict.fromkeys(str(c) for c in (entry.get("path"), entry.get("source")) if c))
+    for candidate in candidates:
+        if Path(candidate).expanduser().is_file():
+            have = file_sha256(Path(candidate).expanduser())
+            if want and have != want:
+                raise RecipeError(f"LoRA {name!r} at {candidate} has changed since the recipe was made "
+                                  f"(sha256 {have[:12]}…, recorded {want[:12]}…); put the original file back, "
+                                  f"or rerun with loras={{{name!r}: 0}} to leave it out")
+            return candidate
+    source = str(entry.get("source") or "")
+    if source and _looks_like_repo(source) and not Path(source).expanduser().exists():
+        return source  # a Hub LoRA: downloaded again, its hash checked once it is here
+    raise RecipeError(f"LoRA {name!r} of this recipe is no longer there: no file at "
+                      f"{' or '.join(map(str, candidates)) or '(no path recorded)'}; put it back, or rerun with "
+                      f"loras={{{name!r}: 0}} to leave it out")
+
+
+def _check_image(found: Mapping[str, Any]) -> str:
+    image = found["image"]
+    path = image.get("path")
+    if not path or not Path(path).is_file():
+        raise RecipeError(f"the input image of this recipe is no longer there ({path or 'no path recorded'}); "
+                          "pass image= to rerun with another one")
+    have = file_sha256(path)
+    if image.get("sha256") and have != image["sha256"]:
+        raise RecipeError(f"the input image {path} has changed since the recipe was made (sha256 "
+                          f"{have[:12]}…, recorded {image['sha256'][:12]}…); pass image= to use it anyway")
+    return path
+
+
+def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict[str, Any]]:
+    """(prompt, keyword arguments) for ``generator.submit`` that remake ``source``'s video.
+
+    Loads the recipe's LoRAs into ``generator`` (the one piece of work done here, after every
+    check has passed).
+    """
+    from .params import GENERATION_ARGS, build_params
+
+    found = recipe(source)
+    allowed = set(GENERATION_ARGS) | {"prompt"}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise TypeError(f"unknown override(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}")
+    model = (found.get("model") or {}).get("name")
+    if model != generator.model:
+        raise RecipeError(f"this recipe was made with model {model!r}; this generator runs {generator.model!r}. "
+                          f"Use Generator(model={model!r}).rerun(...)")
+
+    weights = {l["name"]: float(l.get("weight", 1.0)) for l in found.get("loras") or ()}
+    weights.update({str(k): float(v) for k, v in (overrides.get("loras") or {}).items()})
+    to_load: dict[str, str] = {}
+    for entry in found.get("loras") or ():
+        name = entry["name"]
+        if weights.get(name) == 0.0:
+            continue
+        loaded = generator._loras.entries.get(name)
+        if loaded is not None:
+            path = getattr(loaded.state, "path", None) or loaded.source
+            if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+                raise RecipeError(f"a different LoRA named {name!r} is loaded ({loaded.source}); "
+                                  f"unload_lora({name!r}) first so the recipe's file can be loaded")
+            continue
+        to_load[name] = _lora_file(entry)
+
+    prompt = overrides.get("prompt", found["prompt"])
+    kwargs = {f: found.get(f) for f in PARAM_FIELDS if f != "prompt" and f in GENERATION_ARGS
+              and found.get(f) is not None}
+    kwargs.update({k: v for k, v in overrides.items() if k not in ("prompt", "loras")})
+    if found.get("image") and "image" not in overrides:
+        kwargs["image"] = _check_image(found)
+    # Every argument checked (LoRAs as names only) before any file is read into the generator.
+    build_params(generator.spec, prompt, {k: v for k, v in kwargs.items() if k != "image"})
+
+    for name, path in to_load.items():
+        generator.load_lora(path, name=name, weight=weights[name])
+        want = next(l for l in found["loras"] if l["name"] == name).get("sha256")
+        have = file_sha256(generator._loras.entries[name].state.path)
+        if want and have != want:  # only a Hub download can get here: local files were checked
+            generator.unload_lora(name)
+            raise RecipeError(f"LoRA {name!r} downloaded from {path} is not the recorded file "
+                              f"(sha256 {have[:12]}…, recorded {want[:12]}…)")
+    # Adapters loaded but not in the recipe are turned off (weight 0), not left on.
+    active = {n: weights.get(n, 0.0) for n in generator._loras.entries}
+    if active:
+        kwargs["loras"] = active
+    return prompt, kwargs
+
+
+def rerun(generator: Any, source: Any, *, progress: str | bool = "auto", **overrides: Any) -> Any:
+    """Generate ``source``'s video again (blocking, with progress) and return the new Result."""
+    prompt, kwargs = rerun_args(generator, source, **overrides)
+    return generator.generate(prompt, progress=progress, **kwargs)
+
