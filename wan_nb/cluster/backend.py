@@ -183,7 +183,11 @@ class ClusterBackend:
                 if self._closed:
                     return
                 task = self._pending.popleft()
-            loras = self._lora_spec()
+            try:
+                loras = self._lora_spec()
+            except Exception as exc:  # a LoRA file gone from the driver's disk: this task cannot run
+                self._end_here(task, "failed", None, error_type=type(exc).__name__, error=str(exc))
+                continue
             signature = tuple(sorted((n, e["key"], e["weight"]) for n, e in loras.items()))
             slot = self.pool.acquire(signature, cancelled=lambda: task.cancel_requested or self._closed)
             if slot is None:
@@ -198,17 +202,26 @@ class ClusterBackend:
             thread.start()
 
     def _lora_spec(self) -> dict[str, dict[str, Any]]:
-        """The generator's LoRAs as the workers need them: the weights file travels through Ray."""
+        """The generator's LoRAs as the workers need them: the weights files travel through Ray."""
         spec = {}
         for name, entry in list(self.gen._loras.entries.items()):
-            path = Path(entry.state.path)
-            stat = path.stat()
-            key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-            if key not in self._lora_refs:
-                self._lora_refs[key] = self.ray.put(path.read_bytes())
-            spec[name] = {"source": entry.source, "weight": entry.weight, "key": key,
-                          "filename": path.name, "data": self._lora_refs[key]}
+            # {component: LoraState}: one file for every expert it goes into, or a (high, low) pair
+            state = entry.state if isinstance(entry.state, dict) else {"transformer": entry.state}
+            paths = list(dict.fromkeys(Path(s.path) for s in state.values()))
+            experts = None
+            if len(paths) == 1 and len(self.gen.spec.experts) >= 2:
+                experts = "both" if len(state) == 2 else ("high" if "transformer" in state else "low")
+            files = [self._ship(path) for path in paths]
+            spec[name] = {"source": entry.source, "weight": entry.weight, "experts": experts, "files": files,
+                          "key": "+".join(f["key"] for f in files)}
         return spec
+
+    def _ship(self, path: Path) -> dict[str, Any]:
+        stat = path.stat()
+        key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        if key not in self._lora_refs:
+            self._lora_refs[key] = self.ray.put(path.read_bytes())
+        return {"key": key, "filename": path.name, "data": self._lora_refs[key]}
 
     def _drive(self, task: RemoteTask, slot: Slot, loras: dict[str, Any], signature: tuple) -> None:
         spec = {"task_id": task.id, "prompt": task.prompt, "parent_id": task.parent_id,

@@ -169,14 +169,17 @@ class PipelineWorker:
         for name, entry in wanted.items():
             if name in self._lora_files:
                 continue
-            source = entry["source"]
-            if entry.get("data") is not None:  # a file on the driver's disk: shipped through Ray
-                folder = self._root / "loras" / entry["key"]
+            paths = []
+            for shipped in entry["files"]:  # files on the driver's disk, shipped through Ray
+                folder = self._root / "loras" / shipped["key"]
                 folder.mkdir(parents=True, exist_ok=True)
-                source = folder / entry["filename"]
-                if not source.is_file():
-                    source.write_bytes(_ray_get(entry["data"]))
-            self.gen.load_lora(source, name=name, weight=entry["weight"])
+                path = folder / shipped["filename"]
+                if not path.is_file():
+                    path.write_bytes(_ray_get(shipped["data"]))
+                paths.append(path)
+            source = tuple(paths) if len(paths) > 1 else paths[0]
+            options = {"experts": entry["experts"]} if entry.get("experts") else {}
+            self.gen.load_lora(source, name=name, weight=entry["weight"], **options)
             self._lora_files[name] = (entry["key"], entry["weight"])
 
 
