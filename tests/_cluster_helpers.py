@@ -114,7 +114,7 @@ def _stop(processes: set) -> None:
 
 
 def start_driver(address: str, runs_dir: Path, env: dict[str, str]) -> subprocess.Popen:
-    """A separate driver process: a 1-worker cluster Generator running one endless task.
+    """A separate driver process: a 1-worker cluster Generator running one long task (1,000 steps).
 
     It prints the task's worker (JSON) once the task is denoising, then waits to be killed.
     """
@@ -128,7 +128,7 @@ def _drive(address: str, runs_dir: str) -> None:
     from wan_nb import Generator
 
     gen = Generator(model="tiny", cluster=address, workers=1, runs_dir=runs_dir, previews=False)
-    task = gen.submit("a shot that never ends", steps=100_000, seed=0)
+    task = gen.submit("a shot that outlasts its driver", steps=1000, seed=0)
     while task.current_step < 1:
         time.sleep(0.02)
     print(json.dumps(task.worker), flush=True)
