@@ -22,8 +22,10 @@ GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "steps", 
 # Upper bounds. Each is far beyond what the Wan models were trained for (40-50 steps, 81-121
 # frames, 1280x720, 16-24 fps, guidance 3-6) and each keeps one argument from costing unbounded
 # memory or time before the first cancel check: the scheduler's arrays grow with steps, the
-# latents with frames x height x width.
-MAX_STEPS = 1000
+# latents with frames x height x width. Steps stop at 100,000, not near the trained 50, because
+# long runs are how soak tests and cancel checks are written; at about 600 bytes a step of
+# scheduler state that is 60 MB, where 10**9 steps was 23 GB and an OOM kill.
+MAX_STEPS = 100_000
 MAX_FRAMES = 1025
 MAX_SIDE = 4096
 FPS_RANGE = (1.0, 120.0)
