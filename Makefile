@@ -30,7 +30,7 @@ system:
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "torch==2.13.0" -c constraints.txt
-	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray]"
 	touch $(STAMP)
 
 test: REQUIRE_SYSTEM = 1

@@ -103,6 +103,18 @@ def _generic(key: str, label: str, target: str, check: Callable[[float], bool], 
     return summarize
 
 
+def _cluster(rows: list[dict]) -> list[Figure]:
+    by = {r["case"]: r for r in rows}
+    t, o, e = by["throughput"], by["overhead"], by["events"]
+    return [(f"cluster: {t['tasks']}-task tiny sweep, 2 vs 1 Ray workers (2 CPU cores shared: not a GPU figure)",
+             f"{t['ratio']:.2f}x ({t['one_worker_tasks_per_s']:.2f} -> {t['two_workers_tasks_per_s']:.2f} tasks/s)",
+             "(informational)", None),
+            ("cluster: time the Ray path adds to a task (driver time less worker time)",
+             f"{o['path_ms']:.0f} ms (wall {o['ray_ms']:.0f} vs local {o['local_ms']:.0f} ms)", "(informational)", None),
+            ("cluster: events a second the driver absorbs (journal + relay)", f"{e['events_per_s']:,}",
+             "(informational)", None)]
+
+
 def _history(rows: list[dict]) -> list[Figure]:
     out = []
     for row in rows:
@@ -132,6 +144,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figu
     "server_memory": ("server_memory.py", ["--quick"], ["--tasks", "2000", "--events", "1000"],
                       _generic("growth_mb", "server memory growth after finished tasks", "<= 50 MB",
                                lambda v: v <= 50, " MB")),
+    "cluster": ("cluster.py", ["--tasks", "8", "--rounds", "1", "--runs", "3", "--events", "10000"], [], _cluster),
 }
 
 

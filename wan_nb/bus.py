@@ -134,16 +134,34 @@ class EventBus:
             seq = self._seq.get(task_id, 0) + 1
             self._seq[task_id] = seq
             event = Event(type=str(type), task_id=task_id, seq=seq, timestamp=utc_now(), data=data)
-            self._remember(event)
-            for sink in self._sinks:
-                try:
-                    sink(event)
-                except Exception:
-                    log.exception("wan_nb sink %r failed on %s", sink, event)
-            for mailbox in self._mailboxes:
-                if mailbox.wants(event):
-                    mailbox.put(event)
+            self._deliver(event)
             return event
+
+    def publish_event(self, event: Event) -> Event:
+        """Deliver an event numbered by another process (a task on a Ray worker), seq kept.
+
+        Its ``seq`` must be the next one of its task here, so the numbering every consumer relies
+        on (1, 2, 3 ... no gaps) holds across processes; anything else raises ``ValueError``.
+        """
+        with self._lock:
+            expected = self._seq.get(event.task_id, 0) + 1
+            if event.seq != expected:
+                raise ValueError(f"event {event.type} of task {event.task_id} has seq {event.seq}; "
+                                 f"the next one here is {expected}")
+            self._seq[event.task_id] = event.seq
+            self._deliver(event)
+            return event
+
+    def _deliver(self, event: Event) -> None:
+        self._remember(event)
+        for sink in self._sinks:
+            try:
+                sink(event)
+            except Exception:
+                log.exception("wan_nb sink %r failed on %s", sink, event)
+        for mailbox in self._mailboxes:
+            if mailbox.wants(event):
+                mailbox.put(event)
 
     def _remember(self, event: Event) -> None:
         history = self._history.get(event.task_id)

@@ -57,7 +57,8 @@ class Generator:
                  vae_tiling: bool = False, vae_slicing: bool = False,
                  monitor_interval: float = 1.0, previews: bool = True,
                  preview_every: float | None = None, pipeline: Any = None,
-                 defaults: Mapping[str, Any] | None = None) -> None:
+                 defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
+                 workers: int | None = None) -> None:
         if pipeline is not None:  # see from_pipeline
             self.spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
         else:
@@ -94,6 +95,7 @@ class Generator:
             from .previews import install
 
             install(self)  # validates preview_every first, so a bad value leaves nothing attached
+        self._cluster = _cluster_backend(self, cluster, workers, model)  # before the relay: refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
                                           steer=self.steer)   # servers' pause/resume/move too
@@ -115,16 +117,18 @@ class Generator:
         """Call ``callback(event)`` for every event of this generator; returns ``off()``."""
         return self._bus.subscribe(callback, task_id=task_id, types=types, replay=replay)
 
-    def submit(self, prompt: str, *, parent_id: str | None = None, **kwargs: Any) -> Task:
-        """Queue a generation and return its :class:`Task` at once (runs on a worker thread)."""
+    def submit(self, prompt: str, *, parent_id: str | None = None, retries: int = 0, **kwargs: Any) -> Task:
+        """Queue a generation; return its :class:`Task` at once (``retries``: re-runs after a lost Ray worker)."""
         if self._closed:
             raise RuntimeError("this Generator is closed; create a new one")
+        _check_retries(retries)
         params = build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
         given_image = params["image"]
         if params["image"] is not None:
             params["image"] = models.prepare_image(params["image"], params["height"], params["width"])
         task_id = new_task_id()
-        task = Task(self, task_id, params, self.runs_dir / task_id, parent_id=parent_id)
+        task = (self._cluster.task_class if self._cluster is not None else Task)(
+            self, task_id, params, self.runs_dir / task_id, parent_id=parent_id)
         info = {"task_id": task_id, "model": self.model, "prompt": params["prompt"],
                 "params": public_params(params), "seed": params["seed"], "parent_id": parent_id,
                 "loras": self._loras.describe(),
@@ -137,6 +141,8 @@ class Generator:
                           "folder (or set WAN_NB_RUNS_DIR).") from exc
         self._tasks[task_id] = task
         self._queue_file.add(task_id, queue_entry(self, task, given_image))
+        if self._cluster is not None:  # the Ray worker that takes it publishes its events
+            return self._cluster.enqueue(task, retries)
         ahead = len(self._queue.tasks()) + (1 if self._worker.current is not None else 0)
         self._bus.publish(task_id, EventType.GENERATION_STARTED, model_type=self.model,
                           params=event_params(task), estimated_duration=estimate_duration(self, params))
@@ -170,16 +176,16 @@ class Generator:
 
         return build_grid(self, prompt, x, y, z, refresh=refresh, **fixed)
 
-    def sweep(self, **axes: Any) -> Sweep:
+    def sweep(self, *, retries: int = 0, **axes: Any) -> Sweep:
         """Queue the cross product of every list-valued argument; others are fixed.
 
         ``gen.sweep(prompt=["a fox", "a cat"], seed=[0, 1], steps=8)`` queues four tasks. For
         ``loras`` a list of dicts is an axis. Returns a :class:`Sweep` whose labels hold only the
-        parameters that vary.
+        parameters that vary. ``retries``: on a cluster, re-runs of a cell whose worker died.
         """
         from .sweep import submit_sweep
 
-        return submit_sweep(self, axes)
+        return submit_sweep(self, axes, retries=retries)
 
     def check(self, prompt: str, **kwargs: Any) -> dict[str, Any]:
         """The full parameter set ``submit(prompt, **kwargs)`` would run; raises what it would raise."""
@@ -194,6 +200,10 @@ class Generator:
     @property
     def current_task(self) -> Task | None:
         return self._worker.current
+
+    @property
+    def workers(self) -> int:  # how many tasks run at once: 1 here, the Ray workers with cluster=
+        return self._cluster.count if self._cluster is not None else 1
 
     def task(self, task_id: str) -> Task:
         return self._tasks[task_id]
@@ -211,7 +221,7 @@ class Generator:
     @property
     def queue(self) -> list[Task]:
         """The tasks waiting to run, in the order they will run (the running one is not here)."""
-        return self._queue.tasks()
+        return self._cluster.queued if self._cluster is not None else self._queue.tasks()
 
     def pause(self) -> None:
         """Take no more queued tasks until :meth:`resume` (the running one goes on)."""
@@ -298,6 +308,8 @@ class Generator:
         """
         if self._closed:
             raise RuntimeError("this generator is closed; create a new one")
+        if self._cluster is not None:
+            raise RuntimeError("run_on_worker: with cluster= the pipelines live on the Ray workers")
         call = WorkerCall(fn)
         self._worker.put(call)
         return call.outcome(timeout)
@@ -308,6 +320,8 @@ class Generator:
         if self._closed:
             return
         self._closed = True
+        if self._cluster is not None:
+            self._cluster.close()
         self._worker.close(timeout=60)
         if self._relay_detach is not None:
             self._relay_detach()
@@ -356,6 +370,22 @@ class HostedTask:
         if self._gen._hosted.get(self.task_id) is self._handle:
             del self._gen._hosted[self.task_id]
         self._gen._journal.close(self.task_id)
+
+
+def _cluster_backend(gen: Generator, cluster: str | None, workers: int | None, model: Any) -> Any:
+    """``cluster=``: the backend that runs ``gen``'s tasks on Ray workers (imports Ray), else None."""
+    if cluster is None:
+        if workers is not None:
+            raise ValueError("workers= counts Ray workers; pass cluster='ray' (or a Ray address) too")
+        return None
+    from .cluster import attach
+
+    return attach(gen, cluster, workers, model)
+
+
+def _check_retries(retries: Any) -> None:
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValueError(f"retries={retries!r}: give a whole number >= 0")
 
 
 def _adopt(gen: Generator, pipeline: Any) -> None:

@@ -61,8 +61,11 @@ def label_text(label: dict[str, Any], width: int = 40) -> str:
     return ", ".join(parts)
 
 
-def submit_sweep(gen: Any, axes: dict[str, Any]) -> Any:
-    """``Generator.sweep``: check every run, then queue them all; a :class:`~wan_nb.task.Sweep`."""
+def submit_sweep(gen: Any, axes: dict[str, Any], **submit_options: Any) -> Any:
+    """``Generator.sweep``: check every run, then queue them all; a :class:`~wan_nb.task.Sweep`.
+
+    ``submit_options`` (e.g. ``retries``) go to every ``gen.submit``.
+    """
     from .task import Sweep
 
     if not any(isinstance(v, (list, tuple)) for v in axes.values()):
@@ -77,5 +80,5 @@ def submit_sweep(gen: Any, axes: dict[str, Any]) -> Any:
     tasks = []
     for _, kwargs in runs:
         args = dict(kwargs)
-        tasks.append(gen.submit(args.pop("prompt"), **args))
+        tasks.append(gen.submit(args.pop("prompt"), **submit_options, **args))
     return Sweep(labels=[label for label, _ in runs], tasks=tasks)

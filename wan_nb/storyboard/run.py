@@ -1,4 +1,4 @@
-"""Rendering a storyboard: scene after scene on the generator, then the stitch.
+"""Rendering a storyboard: scene after scene on the generator (side by side on a cluster), then the stitch.
 
 A run is a task of its own (:meth:`Generator.open_task`): it has an id, publishes
 ``storyboard_progress`` events on the generator's bus (so ``gen.subscribe``, the run journal and
@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import GenerationCancelled, StoryboardCancelled, StoryboardError
 from ..events import Event, EventType
@@ -96,31 +96,27 @@ class StoryboardRun(Handle):
         self.scene_videos: list[Path] = []
         self._lock = threading.RLock()
         self._channel: Any = None
-        self._current_task: Any = None
-        self._current_scene: int | None = None  # 1-based, while a scene renders
+        self._running: dict[int, Any] = {}     # scene index (1-based) -> its task, while it renders
+        self._scene_paths: dict[int, Path] = {}  # scenes made (or reused) so far
         self._last_step_event = float("-inf")
         work = [p["num_frames"] * p["steps"] for p in board._params]
         total = float(sum(work)) or 1.0
-        # Where each scene's share of the videos step begins, and how wide it is.
+        # How wide each scene's share of the videos step is.
         span = _VIDEOS_END - _VIDEOS_START
-        self._scene_start = [_VIDEOS_START + span * sum(work[:i]) / total for i in range(n)]
         self._scene_width = [span * w / total for w in work]
 
     # -- control -----------------------------------------------------------------------------
     def _cancelled(self) -> None:
-        """Stop the running scene (within one denoising step); the rest are skipped."""
-        task = self._current_task
-        if task is not None:
+        """Stop the running scene(s) (within one denoising step); the rest are skipped."""
+        for task in list(self._running.values()):
             task.cancel()
 
     def pause(self, release_memory: bool = False) -> bool:
-        """Hold the scene being rendered at its next denoising step."""
-        task = self._current_task
-        return task.pause(release_memory=release_memory) if task is not None else False
+        """Hold the scene(s) being rendered at their next denoising step."""
+        return any([task.pause(release_memory=release_memory) for task in list(self._running.values())])
 
     def resume(self) -> bool:
-        task = self._current_task
-        return task.resume() if task is not None else False
+        return any([task.resume() for task in list(self._running.values())])
 
     def _ipython_display_(self) -> None:
         from ..widgets.storyboard_panel import show_storyboard
@@ -150,7 +146,7 @@ class StoryboardRun(Handle):
         if event.type != EventType.DETAILED_GENERATION_PROGRESS:
             return
         with self._lock:
-            if self._current_scene != index:  # a late event of a scene already reported
+            if index not in self._running:  # a late event of a scene already reported
                 return
             scene_progress = float(event.data.get("progress", 0.0))
             self.scene_progress[index - 1] = max(self.scene_progress[index - 1], scene_progress)
@@ -160,11 +156,16 @@ class StoryboardRun(Handle):
             self._last_step_event = now
             n = len(self.board.scenes)
             step, total = event.data.get("current_step", 0), event.data.get("total_steps", 0)
-            overall = self._scene_start[index - 1] + self._scene_width[index - 1] * scene_progress / 100.0
+            overall = self._videos_progress()
             self._emit("videos", "in_progress", overall,
                        f"Scene {index}/{n}: {event.data.get('message') or event.data.get('stage')}",
                        scene_index=index, scene_task_id=event.task_id, scene_progress=round(scene_progress, 2),
                        current_step=step, total_steps=total)
+
+    def _videos_progress(self) -> float:
+        """Overall progress from every scene's share and its own progress: scenes rendering side by
+        side (on a cluster) all move the bar; one after another, it is the running scene's place."""
+        return _VIDEOS_START + sum(w * p / 100.0 for w, p in zip(self._scene_width, self.scene_progress))
 
     # -- the work ----------------------------------------------------------------------------
     def _start(self) -> None:
@@ -239,19 +240,25 @@ class StoryboardRun(Handle):
         self._emit("videos", "in_progress", _VIDEOS_START,
                    f"Generating {n - kept} scene video(s) (may take several minutes)...")
 
-        results: list[Result | None] = []
-        previous_regenerated = False
-        for index in range(1, n + 1):
-            self._check_cancel(index)
-            # With continuity a scene depends on the one before: once one is re-rendered, so is the rest.
-            reuse = reusable[index - 1] and not (board.continuity and previous_regenerated)
-            if reuse:
-                results.append(None)
+        found: dict[int, Result | None] = {}
+        if board.continuity or self.generator.workers < 2:
+            previous_regenerated = False
+            for index in range(1, n + 1):
+                self._check_cancel(index)
+                # With continuity a scene depends on the one before: once one is re-rendered, so is the rest.
+                reuse = reusable[index - 1] and not (board.continuity and previous_regenerated)
+                if reuse:
+                    found[index] = None
+                    self._scene_done(index, board.scene_path(index), None, reused=True)
+                    continue
+                previous_regenerated = True
+                found[index] = self._render_scene(index)
+        else:  # independent scenes and a generator that runs several tasks at once: all together
+            for index in [i for i in range(1, n + 1) if reusable[i - 1]]:
+                found[index] = None
                 self._scene_done(index, board.scene_path(index), None, reused=True)
-                continue
-            previous_regenerated = True
-            result = self._render_scene(index)
-            results.append(result)
+            found.update(_render_together(self, [i for i in range(1, n + 1) if not reusable[i - 1]]))
+        results = [found[index] for index in range(1, n + 1)]
 
         self._emit("videos", "completed", _VIDEOS_END, f"All {n} scene video(s) ready")
         self._check_cancel()
@@ -285,43 +292,48 @@ class StoryboardRun(Handle):
         return kwargs
 
     def _render_scene(self, index: int) -> Result:
+        return self._await_scene(index, *self._submit_scene(index))
+
+    def _submit_scene(self, index: int) -> tuple[Any, Callable[[], None]]:
         board = self.board
         n = len(board.scenes)
         scene = board.scenes[index - 1]
         with self._lock:
             self.scene_status[index - 1] = "running"
-            self._current_scene = index
         try:
             task = self.generator.submit(scene.prompt, parent_id=self.id, **self._scene_kwargs(index))
         except Exception as exc:
             self._fail_scene(index, None, exc)
         self.scene_task_ids[index - 1] = task.id
-        self._current_task = task
+        with self._lock:
+            self._running[index] = task
         off = self.generator.subscribe(lambda event: self._on_scene_progress(index, event), task_id=task.id,
                                        types=[EventType.DETAILED_GENERATION_PROGRESS])
-        self._emit("videos", "in_progress", self._scene_start[index - 1], f"Scene {index}/{n}: starting",
+        self._emit("videos", "in_progress", self._videos_progress(), f"Scene {index}/{n}: starting",
                    scene_index=index, scene_task_id=task.id, scene_prompt=scene.prompt)
-        if self._cancel.is_set():  # cancel() ran between submit and _current_task being set
+        if self._cancel.is_set():  # cancel() ran between submit and the task being in _running
             task.cancel()
+        return task, off
+
+    def _await_scene(self, index: int, task: Any, off: Callable[[], None]) -> Result:
         try:
             result = task.result()
         except GenerationCancelled:
             with self._lock:
-                self._current_scene = None
+                self._running.pop(index, None)
                 self.scene_status[index - 1] = "cancelled"
             raise _Cancelled(index)
         except Exception as exc:
             self._fail_scene(index, task.id, exc)
         finally:
             off()
-            self._current_task = None
         self._scene_done(index, result.video_path, result)
         return result
 
     def _fail_scene(self, index: int, task_id: str | None, exc: BaseException) -> None:
         n = len(self.board.scenes)
         with self._lock:
-            self._current_scene = None
+            self._running.pop(index, None)
             self.scene_status[index - 1] = "failed"
         cause = exc.__cause__ if exc.__cause__ is not None and task_id else exc
         error_type = getattr(exc, "error_type", type(exc).__name__)
@@ -338,15 +350,45 @@ class StoryboardRun(Handle):
         if not reused:
             layout.keep_scene(board, index, source, result.task_id if result else None)
         with self._lock:
-            self._current_scene = None
+            self._running.pop(index, None)
             self.scene_status[index - 1] = "reused" if reused else "completed"
             self.scene_progress[index - 1] = 100.0
-            self.scene_videos.append(target)
-            overall = self._scene_start[index - 1] + self._scene_width[index - 1]
+            self._scene_paths[index] = target
+            # Scene n is item n - 1 of scene_videos (servers serve .../scenes/n from it): list the
+            # made scenes up to the first one still missing (scenes finishing out of order wait).
+            self.scene_videos = []
+            while len(self.scene_videos) + 1 in self._scene_paths:
+                self.scene_videos.append(self._scene_paths[len(self.scene_videos) + 1])
+            overall = self._videos_progress()
             self._emit("videos", "in_progress", overall,
                        f"Scene {index}/{n} " + ("already on disk" if reused else "done"),
                        scene_index=index, scene_video=str(target), scene_url=layout.scene_url(self.id, index),
                        scene_task_id=result.task_id if result else None, scene_reused=reused)
+
+
+def _render_together(run: StoryboardRun, indexes: list[int]) -> dict[int, Result]:
+    """Submit every scene, then take each as it finishes; one that fails or is cancelled ends the rest."""
+    waiting: dict[int, tuple[Any, Callable[[], None]]] = {}
+    done: dict[int, Result] = {}
+    try:
+        for index in indexes:
+            run._check_cancel(index)
+            waiting[index] = run._submit_scene(index)
+        while waiting:
+            finished = [i for i, (task, _) in waiting.items() if task.done()]
+            if not finished:
+                next(iter(waiting.values()))[0].wait(0.05)
+                continue
+            for index in finished:
+                done[index] = run._await_scene(index, *waiting.pop(index))
+        return done
+    finally:
+        for task, off in waiting.values():
+            task.cancel()
+            off()
+        with run._lock:
+            for index in waiting:
+                run._running.pop(index, None)
 
 
 class _Cancelled(Exception):

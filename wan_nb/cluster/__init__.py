@@ -1,0 +1,71 @@
+"""Scale-out on Ray: a Generator whose tasks run on Ray actors that keep their pipeline loaded.
+
+``Generator(model=..., cluster="ray", workers=None)`` imports this package (and Ray) and hands
+every task to :class:`~wan_nb.cluster.backend.ClusterBackend`. Nothing else in wan_nb imports
+it, so ``import wan_nb`` stays light and Ray stays an optional extra (``pip install wan_nb[ray]``).
+
+What runs where:
+
+* the **driver** (the notebook kernel or script that made the Generator) validates arguments,
+  writes the run folders, journals and relays every event, and holds the queue;
+* each **worker** (:mod:`wan_nb.cluster.worker`) is a Ray actor with one GPU (or one CPU on a
+  cluster without GPUs) and a local wan_nb Generator, whose events stream back with their seq.
+
+Ray schedules the actors and carries every byte; wan_nb adds no transport of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["attach", "connect", "ClusterUnavailable"]
+
+
+class ClusterUnavailable(RuntimeError):
+    """Ray is missing, the cluster cannot be reached, or it cannot run this model."""
+
+
+def connect(cluster: str) -> Any:
+    """Join the Ray cluster ``cluster`` names (once per process); returns the ``ray`` module.
+
+    ``"ray"``: the cluster this machine belongs to (``ray.init(address="auto")``), else a new local
+    one. Any other string is a Ray address (``"ray://head:10001"``, ``"10.0.0.5:6379"``).
+    """
+    if not isinstance(cluster, str) or not cluster.strip():
+        raise ValueError(f"cluster={cluster!r}: use None (run here), 'ray', or a Ray address such as "
+                         "'ray://head:10001'")
+    try:
+        import ray
+    except ImportError:
+        raise ClusterUnavailable("cluster= needs Ray: pip install 'wan_nb[ray]' (on the driver and on "
+                                 "every node of the cluster)") from None
+    if ray.is_initialized():
+        return ray  # one Ray connection per process; every Generator of it shares the cluster
+    # Worker output stays in the Ray session's log files: task failures arrive as events.
+    options = dict(log_to_driver=False, ignore_reinit_error=True)
+    if cluster == "ray":
+        try:
+            ray.init(address="auto", **options)
+        except ConnectionError:
+            ray.init(include_dashboard=False, **options)
+    else:
+        try:
+            ray.init(address=cluster, **options)
+        except (ConnectionError, ValueError) as exc:
+            raise ClusterUnavailable(f"cannot reach the Ray cluster at {cluster!r}: {exc}. Start one with "
+                                     "`ray start --head` (see docs/cluster.md).") from exc
+    return ray
+
+
+def attach(generator: Any, cluster: str, workers: int | None, model: Any) -> Any:
+    """Connect and build the backend that runs ``generator``'s tasks on Ray workers."""
+    from .backend import ClusterBackend
+
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"workers={workers!r}: give a number of pipeline workers >= 1, or None for one "
+                         "per GPU of the cluster")
+    if getattr(generator, "_pipe", None) is not None:
+        raise ValueError("cluster= cannot ship a pipeline object to other processes; pass model= a name, "
+                         "repo id or folder that every worker can load")
+    ray = connect(cluster)
+    return ClusterBackend(generator, ray, model=model, workers=workers)
