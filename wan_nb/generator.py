@@ -166,13 +166,9 @@ class Generator:
             raise
 
     def grid(self, prompt: str, x: Any, y: Any = None, z: Any = None, *, refresh: bool = False,
-             **fixed: Any) -> Any:  # a wan_nb.grid.Grid (imported when called: import stays light)
-        """A comparison grid: ``x``/``y``/``z`` are ``(name, values)`` axes, the rest is fixed.
-
-        ``gen.grid(prompt="a fox", x=("seed", "0-2"), y=("prompt_sr", ["fox", "owl"]), steps=8)``;
-        cells matching a finished run reuse its video unless ``refresh=True``. See :mod:`wan_nb.grid`.
-        """
-        from .grid import build_grid
+             **fixed: Any) -> Any:
+        """A comparison grid (:class:`wan_nb.grid.Grid`) over ``(name, values)`` axes; see :mod:`wan_nb.grid`."""
+        from .grid import build_grid  # when called: Pillow and the grid stay out of ``import wan_nb``
 
         return build_grid(self, prompt, x, y, z, refresh=refresh, **fixed)
 
