@@ -1,11 +1,6 @@
 """Storyboards: several scenes generated one after another and stitched into one video.
 
->>> from wan_nb import Generator, Storyboard, Scene
->>> gen = Generator(model="tiny")
->>> board = Storyboard(gen, ["a fox wakes up in the snow", Scene("the fox runs", seconds=2)],
-...                    transition="crossfade", crossfade=0.25)
->>> result = board.run()            # blocks; in a notebook shows one row per scene
->>> result.final_video_path, result.scene_videos
+The usage example is in the package's docstring (``wan_nb.storyboard``).
 
 This module is the plan: the scenes, their parameters (all checked when the storyboard is made,
 before any model work) and the folder they go to. Rendering is ``wan_nb.storyboard.run``; the
