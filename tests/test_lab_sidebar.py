@@ -230,7 +230,7 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
     short = _Producer(tmp_path, WAN_NB, "generate", "a red fox running through snow", *SMALL,
                    "--steps", "40", "--json")
     long = _Producer(tmp_path, WAN_NB, "generate", "an owl that never lands", *SMALL,
-                  "--steps", "1000", "--json")
+                  "--steps", "100000", "--json")  # minutes of work: only the Cancel ends it
     script = tmp_path / "storyboard.py"
     script.write_text(STORYBOARD)
     story = _Producer(tmp_path, sys.executable, script, tmp_path / "root" / "wan_nb_runs", board)

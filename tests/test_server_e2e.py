@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     small = dict(height=32, width=32, num_frames=5, seed=0)
     done = gen.generate("a red fox running through snow", steps=2, progress=False, **small)
     print(json.dumps({"done": done.task_id}), flush=True)
-    long = gen.submit("a red fox running through snow", steps=1000, **small)
+    long = gen.submit("a red fox running through snow", steps=5000, **small)
     print(json.dumps({"long": long.id}), flush=True)
     long.wait(timeout=120)
     print(json.dumps({"status": long.status}), flush=True)

@@ -98,7 +98,7 @@ def test_a_storyboard_is_cancelled_through_the_server(server, tmp_path):
     runs = tmp_path / "runs"
     storyboard_id = "sb-" + uuid.uuid4().hex[:8]
     proc = subprocess.Popen([sys.executable, str(HELPER), "produce", "--runs-dir", str(runs),
-                             "--id", storyboard_id, "--steps", "1000"],
+                             "--id", storyboard_id, "--steps", "100000"],
                             env=isolated_env(tmp_path / "runtime"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
