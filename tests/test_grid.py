@@ -15,12 +15,6 @@ NO_STEPS = {k: v for k, v in SMALL.items() if k != "steps"}
 
 
 @pytest.fixture(scope="module")
-def gen(tmp_path_factory):
-    with Generator(model="tiny", runs_dir=tmp_path_factory.mktemp("runs"), previews=False) as generator:
-        yield generator
-
-
-@pytest.fixture(scope="module")
 def seed_grid(gen):
     grid = gen.grid(prompt="a red fox in the snow", x=("seed", "0-2"), y=("prompt_sr", ["fox", "owl"]), **SMALL)
     grid.results()

@@ -17,12 +17,6 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
 @pytest.fixture(scope="module")
-def gen(tmp_path_factory):
-    with Generator(model="tiny", runs_dir=tmp_path_factory.mktemp("runs"), previews=False) as g:
-        yield g
-
-
-@pytest.fixture(scope="module")
 def first(gen):
     return gen.generate("a red fox running through snow", seed=3, progress=False)
 
