@@ -18,11 +18,12 @@ import json
 import logging
 import warnings
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from .atomic import replace_text
 
 log = logging.getLogger(__name__)
 
@@ -256,17 +257,7 @@ class QueueFile:
         if not state["tasks"]:
             self.path.unlink(missing_ok=True)
             return
-        fd, tmp = tempfile.mkstemp(prefix=".queue-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(state, out, indent=1)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        replace_text(self.path, json.dumps(state, indent=1), durable=True)
 
     def add(self, task_id: str, entry: dict[str, Any]) -> None:
         try:

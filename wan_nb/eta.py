@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from .atomic import replace_text
 
 __all__ = ["TimingStore", "StepClock", "ProgressScale", "shape_key"]
 
@@ -141,10 +141,7 @@ class TimingStore:
             return
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".timings.")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            os.replace(tmp, self._path)
+            replace_text(self._path, text)
         except OSError:
             pass  # timings are a nicety; never fail a run over them
 

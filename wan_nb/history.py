@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .atomic import replace_text  # standard library only, like this module
 from .events import TERMINAL_STATUS, is_terminal  # standard library only, like this module
 from .state import PRODUCER_LOST
 
@@ -350,10 +351,8 @@ def _write_new(runs_dir: Path, index: _Index, new: list[dict[str, Any]]) -> None
     path = runs_dir / INDEX_NAME
     try:
         if index.inode is None:  # no index yet: write it whole, atomically
-            tmp = path.with_name(f"{INDEX_NAME}.{os.getpid()}.tmp")
-            tmp.write_text("".join(json.dumps(e, separators=(",", ":"), default=str) + "\n"
-                                   for e in index.entries.values()), encoding="utf-8")
-            tmp.replace(path)
+            replace_text(path, "".join(json.dumps(e, separators=(",", ":"), default=str) + "\n"
+                                       for e in index.entries.values()))
         else:
             for entry in new:
                 record(runs_dir, entry)

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from .atomic import replace_text
 from .events import Event, EventType, dumps
 
 __all__ = ["Journal", "read_events", "repair_torn_tail", "write_task_file", "JOURNAL_NAME", "TASK_FILE"]
@@ -128,6 +129,4 @@ def read_events(path: Path) -> Iterator[Event]:
 
 def write_task_file(folder: Path, info: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (TASK_FILE + ".tmp")
-    tmp.write_text(dumps({**info, "pid": os.getpid()}))
-    tmp.replace(folder / TASK_FILE)
+    replace_text(folder / TASK_FILE, dumps({**info, "pid": os.getpid()}))

@@ -14,6 +14,8 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..atomic import replace_text
+
 __all__ = ["PRODUCER_PREFIX", "SERVER_PREFIX", "API_ROOT", "CONTROL_OPS", "STEER_ACTIONS",
            "runtime_dir", "producer_files", "read_producer_file", "check_producer_info",
            "write_private_json", "bind", "control_request", "send_control", "ring_doorbells",
@@ -92,11 +94,7 @@ def check_producer_info(info: Mapping[str, Any]) -> str | None:
 def write_private_json(path: Path, obj: Any) -> None:
     """Replace ``path`` atomically with ``obj`` as JSON, readable by this user only (0600):
     the files hold control keys, and a reader never sees half a file."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle)
-    os.replace(tmp, path)
+    replace_text(path, json.dumps(obj), private=True)
 
 
 def bind(socket: Any, directory: Path, role: str) -> str:
