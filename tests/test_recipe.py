@@ -79,7 +79,8 @@ def test_an_override_changes_only_that_field(gen, first):
     changed = gen.rerun(first, seed=5, progress=False)
     before, after = wan_nb.recipe(first), wan_nb.recipe(changed)
     differ = {k for k in before if before[k] != after[k]}
-    assert differ == {"seed", "task_id", "created_at"}
+    # created_at has one-second resolution: two quick runs may share it.
+    assert {"seed", "task_id"} <= differ <= {"seed", "task_id", "created_at"}
     assert after["seed"] == 5 and changed.seed == 5
     assert recipe_key(after) != recipe_key(before)
     assert not np.array_equal(read_frames(changed.video_path), read_frames(first.video_path))
