@@ -66,6 +66,7 @@ class EventType(str, enum.Enum):
     PREVIEW = "preview"
     GENERATION_PAUSED = "generation_paused"
     GENERATION_RESUMED = "generation_resumed"
+    GENERATION_QUEUED = "generation_queued"  # waiting for the worker: position in the queue
 
     def __str__(self) -> str:
         return self.value
