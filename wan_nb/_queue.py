@@ -302,7 +302,10 @@ def queue_entry(gen: Any, task: Any, given_image: Any) -> dict[str, Any]:
     """What ``resume_queue`` needs to submit ``task`` again in another process."""
     from .params import GENERATION_ARGS, public_params
 
+    from .inputs import resume_kwargs
+
     kwargs = {k: v for k, v in public_params(task.params).items() if k in GENERATION_ARGS}
+    kwargs.update(resume_kwargs(task.run_dir, getattr(task, "inputs", {})))  # the kept copies, not names
     if given_image is not None:
         if isinstance(given_image, (str, os.PathLike)):
             kwargs["image"] = str(Path(given_image).resolve())

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, journal, models, relay, run_record
+from . import eta, inputs, journal, models, relay, run_record
 from ._loras import LoraRegistry
 from ._queue import QueueFile, Worker, WorkerCall, queue_entry, resubmit
 from ._run import estimate_duration, event_params
@@ -124,8 +124,9 @@ class Generator:
         _check_retries(retries)
         params = build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
         given_image = params["image"]
-        if params["image"] is not None:
-            params["image"] = models.prepare_image(params["image"], params["height"], params["width"])
+        for name in ("image", "last_image"):  # the frames as the run sees them (and keeps)
+            if params[name] is not None:
+                params[name] = models.prepare_image(params[name], params["height"], params["width"])
         task_id = new_task_id()
         task = (self._cluster.task_class if self._cluster is not None else Task)(
             self, task_id, params, self.runs_dir / task_id, parent_id=parent_id)
@@ -134,6 +135,7 @@ class Generator:
                 "loras": self._loras.describe(),
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(task.created_at))}
         try:
+            info["inputs"] = task.inputs = inputs.save(task.run_dir, params)  # <run>/inputs/, named here
             journal.write_task_file(task.run_dir, info)
             self._journal.open(task_id, task.run_dir)
         except OSError as exc:

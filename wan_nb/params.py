@@ -13,11 +13,12 @@ from typing import Any, Mapping
 
 from .models import ModelSpec
 from .model_presets import flow_shift_for
+from . import pipelines
 
 __all__ = ["InvalidParameter", "build_params", "GENERATION_ARGS"]
 
 GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "steps", "guidance_scale",
-                   "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift")
+                   "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift") + pipelines.INPUT_ARGS
 
 # Upper bounds. Each is far beyond what the Wan models were trained for (40-50 steps, 81-121
 # frames, 1280x720, 16-24 fps, guidance 3-6) and each keeps one argument from costing unbounded
@@ -69,6 +70,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
         raise InvalidParameter("prompt", prompt, "give a non-empty text prompt, e.g. "
                                "'a red fox running through snow'")
     _check_length("prompt", prompt)
+    pipelines.check_kind(spec, kwargs)  # inputs this model cannot take, or needs: before any file is read
 
     defaults = spec.defaults
     p: dict[str, Any] = {"prompt": prompt.strip()}
@@ -81,6 +83,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
     _check_length("negative_prompt", p["negative_prompt"])
     if p["image"] is not None and spec.accepts_image:
         _fill_size_from_image(spec, p, kwargs)
+    _read_inputs(spec, p, kwargs)
 
     factor = spec.spatial_factor
     for side in ("height", "width"):
@@ -183,7 +186,20 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
         if not _is_number(weight):
             raise InvalidParameter("loras", dict(loras), f"the weight of {name!r} must be a number")
     p["loras"] = {str(k): float(v) for k, v in loras.items()}
+    pipelines.check_frames(spec, p)
     return p
+
+
+def _read_inputs(spec: ModelSpec, p: dict[str, Any], kwargs: Mapping[str, Any]) -> None:
+    """Every video, mask and extra picture read once (wan_nb.inputs); size and length follow the
+    driving video where the caller gave none."""
+    from .inputs import MEDIA_ARGS, read
+
+    fps = p["fps"] if _is_number(p["fps"]) else 16.0
+    for name in MEDIA_ARGS:
+        if name != "image" and p.get(name) is not None:
+            p[name] = read(name, p[name], fps)
+    pipelines.fill_from_video(spec, p, kwargs)
 
 
 def _check_length(name: str, text: str) -> None:
@@ -209,15 +225,10 @@ def _fill_size_from_image(spec: ModelSpec, p: dict[str, Any], kwargs: Mapping[st
 
 def public_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON-safe view of a parameter set (an image is described, not embedded)."""
+    from .inputs import MEDIA_ARGS, describe
+
     out = dict(params)
-    image = out.get("image")
-    if image is not None:
-        if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
-            out["image"] = str(image)
-        else:
-            # numpy's .size is an element count; its .shape is what describes it (PIL has .size only)
-            size = getattr(image, "shape", None)
-            if size is None:
-                size = getattr(image, "size", None)
-            out["image"] = f"<{type(image).__name__} {tuple(size) if isinstance(size, (tuple, list)) else ''}>"
+    for name in MEDIA_ARGS:  # a picture or a video is described, not embedded
+        if out.get(name) is not None:
+            out[name] = describe(out[name])
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .lora import EXPERTS, _looks_like_repo  # the one rule for "org/name" vs a path
+from .inputs import rerun_inputs
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, lora_entry, recipe
 
 __all__ = ["rerun", "rerun_args", "generator_rerun"]
@@ -103,6 +104,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
     kwargs.update({k: v for k, v in overrides.items() if k not in ("prompt", "loras")})
     if found.get("image") and "image" not in overrides:
         kwargs["image"] = _check_image(found)
+    kwargs.update(rerun_inputs(found, overrides))  # videos, masks, last image: read and hash-checked now
     # Every argument checked (LoRAs as names only) before any file is read into the generator.
     build_params(generator.spec, prompt, kwargs)
 

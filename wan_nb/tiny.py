@@ -21,6 +21,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from . import tiny_pipelines as _more
+
 __all__ = ["VARIANTS", "TINY_VERSION", "build", "components", "make_lora"]
 
 TINY_VERSION = 1
@@ -40,6 +42,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                   "defaults": {"height": 32, "width": 32, "num_frames": 9, **_COMMON, "steps": 6,
                                "guidance_scale_2": 1.0}},
 }
+VARIANTS.update(_more.VARIANTS)  # VACE, first-last-frame, Animate: wan_nb.tiny_pipelines
 
 _build_lock = threading.Lock()
 
@@ -100,7 +103,9 @@ def components(name: str, seed: int = 0) -> dict[str, Any]:
     tokenizer = _tokenizer()
     parts: dict[str, Any] = {"tokenizer": tokenizer, "text_encoder": _text_encoder(len(tokenizer)),
                              "scheduler": _scheduler()}
-    if name == "tiny":
+    if name in _more.VARIANTS:
+        parts.update(_more.components(name))
+    elif name == "tiny":
         parts.update(vae=_vae_2_1(), transformer=_transformer())
     elif name == "tiny-a14b":
         parts.update(vae=_vae_2_1(), transformer=_transformer(), transformer_2=_transformer(),
