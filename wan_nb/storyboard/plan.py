@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..generator import Generator
-from ..pipelines import TAKES
+from ..pipelines import REQUIRES, TAKES
 from ..params import GENERATION_ARGS, InvalidParameter, build_params, public_params
 from ..stitch import check_transition, stitched_frame_count
 from . import folder as layout
@@ -265,6 +265,10 @@ class Storyboard:
         following = self.scenes[index] if index < len(self.scenes) else None
         if self.continuity == "flf2v" and kwargs.get("last_image") is None and following is not None:
             kwargs["last_image"] = following.image  # end on the key frame the next scene starts from
+        if self.continuity == "flf2v" and kwargs.get("last_image") is None and "last_image" in \
+                REQUIRES.get(self.gen.spec.kind, ()):
+            raise ValueError(f"scene {index}: {self.gen.model!r} makes each scene between two key frames; give "
+                             f"scene {index} last_image=" + (f" or scene {index + 1} image=" if following else ""))
         from_previous = scene.image is None and bool(self.continuity) and index > 1
         if getattr(self.gen.spec, "requires_image", self.gen.spec.kind == "i2v") and \
                 scene.image is None and not from_previous:
