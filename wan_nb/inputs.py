@@ -311,8 +311,13 @@ def save(run_dir: Path, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for name, entry in found.items():
         value = params[name]
         if entry["kind"] == "video":
-            shutil.copyfile(value.mp4, folder / f"{name}.mp4")
             files = [f"{name}.mp4"]
+            if Path(value.mp4).is_file():
+                shutil.copyfile(value.mp4, folder / files[0])
+            else:   # a Ray worker on another node: the driver's file is not here, its frames are
+                from .video import write_mp4
+
+                write_mp4(value.frames, folder / files[0], fps=float(params.get("fps") or 16.0))
         elif entry["kind"] == "images":
             files = [f"{name}_{i}.png" for i in range(len(value))]
             for picture, file in zip(value, files):
