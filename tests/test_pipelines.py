@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from wan_nb import Generator, Scene, Storyboard
+from wan_nb.events import validate
 from wan_nb.inputs import pixels_sha256
 from wan_nb.recipe import RecipeError
 from wan_nb.video import read_frames, write_mp4
@@ -53,6 +54,10 @@ def t2v(tmp_path_factory):
 def test_video_to_video_runs_the_steps_asked_and_keeps_the_video(t2v, clips):
     result, events = _run(t2v, video=clips["a"], strength=0.5, steps=4, seed=3)
     assert events[-1].type == "generation_completed"
+    for event in events:
+        if event.type != "preview":
+            validate(event)
+    assert json.loads(events[0].to_json())["data"]["params"]["video"] == str(clips["a"].resolve())
     steps = [e.data["current_step"] for e in events if e.type == "detailed_generation_progress"
              and e.data["stage"] == "generating" and e.data["current_step"]]
     assert steps[-1] == 4 and {e.data["total_steps"] for e in events if e.type == "detailed_generation_progress"} == {4}
