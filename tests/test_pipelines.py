@@ -120,6 +120,10 @@ def test_grid_with_strength_as_an_axis(t2v, clips):
     assert np.abs(videos[0] - videos[2]).mean() > 0.5
     again = t2v.grid("a fox", x=("strength", [0.3, 0.6, 0.9]), video=clips["a"], steps=2, seed=4)
     assert [r.video_path for r in again.results(timeout=300)] == [r.video_path for r in results]   # reused
+    by_video = t2v.grid("a fox", x=("video", [clips["a"], clips["b"]]), strength=0.5, steps=1, seed=4)
+    assert [r.params["video"] for r in by_video.results(timeout=300)] == [str(clips[k].resolve()) for k in "ab"]
+    assert list(by_video.x.labels) == ["a.mp4", "b.mp4"]
+    json.dumps(by_video.recipe())   # the videos described, not embedded
 
 
 def test_resume_queue_gets_the_kept_copies(t2v, clips):
