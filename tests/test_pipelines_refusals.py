@@ -112,6 +112,9 @@ def test_wrong_sizes(gens, media):
     mixed = [np.zeros((32, 32, 3), np.uint8), np.zeros((16, 32, 3), np.uint8)]
     refused(gens["tiny"], "frames differ in size", video=mixed)
     refused(gens["tiny"], r"shape \(9, 32\) is not a video", video=np.zeros((9, 32), np.uint8))
+    refused(gens["tiny"], r"shape \(32, 32, 3\) is one picture; a video is \(frames", video=media["picture"])
+    mask = gens["tiny-vace"].check("a fox", video=media["mp4"], mask=media["picture"])["mask"]
+    assert mask.size == (32, 32)   # one RGB array as a mask: the same picture on every frame
 
 
 def test_the_video_sets_size_and_length_when_none_is_given(gens, media):

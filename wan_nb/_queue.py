@@ -300,9 +300,8 @@ class QueueFile:
 
 def queue_entry(gen: Any, task: Any, given_image: Any) -> dict[str, Any]:
     """What ``resume_queue`` needs to submit ``task`` again in another process."""
-    from .params import GENERATION_ARGS, public_params
-
     from .inputs import resume_kwargs
+    from .params import GENERATION_ARGS, public_params
 
     kwargs = {k: v for k, v in public_params(task.params).items() if k in GENERATION_ARGS}
     kwargs.update(resume_kwargs(task.run_dir, getattr(task, "inputs", {})))  # the kept copies, not names

@@ -177,6 +177,9 @@ def _frames_from_array(name: str, value: Any) -> np.ndarray:
     array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
     if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
         array = np.moveaxis(array, 1, -1)   # (F, C, H, W), torch style -> (F, H, W, C)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        raise _invalid(name, value, f"an array of shape {tuple(array.shape)} is one picture; a video is (frames, "
+                       "height, width, 3): stack the frames, e.g. np.stack(frames)")
     if array.ndim == 3:
         array = array[..., None]            # gray frames
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or 0 in array.shape:
@@ -277,7 +280,8 @@ def read(name: str, value: Any, fps: float = 16.0) -> Any:
 def _is_single_picture(value: Any) -> bool:
     if hasattr(value, "convert") and hasattr(value, "size"):   # a PIL image
         return True
-    return hasattr(value, "ndim") and value.ndim == 2   # one gray array
+    shape = tuple(getattr(value, "shape", ()))   # one gray or RGB(A) array
+    return len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ A recipe is a JSON-ready dict::
      "loras": [{"name", "weight", "sha256", "path", "source",    # the adapters that were on
                 "targets", ["files"]}],                       # (files: a pair, one per expert)
      "image": {"sha256", "path"} | None,                          # the first frame, as used
+     ["strength", "mode"],                                        # when a run used them
+     ["inputs": {name: {"kind", "sha256", "files", ["source", "source_sha256"]}}],   # wan_nb.inputs
      "versions": {"wan_nb", "diffusers", "torch"},
      "task_id", "created_at"}
 
