@@ -211,4 +211,4 @@ def summary(run: dict[str, Any], base_url: str) -> dict[str, Any]:
             "video_url": url if run["output_path"] else None, "scene_videos": run["scene_videos"],
             "scene_video_urls": scene_urls, "error_type": run["error_type"], "error": run["error"],
             "duration_s": run["duration_s"], "last_seq": None, "producer_pid": None,
-            "incomplete": False, "missing_seqs": [], "on_disk": True}
+            "incomplete": False, "missing_seqs": [], "on_disk": True, "queue_position": None}
