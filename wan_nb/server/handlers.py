@@ -60,7 +60,7 @@ class TasksHandler(WanNbAPIHandler):
         status = self.get_argument("status", None)
         if status is not None and status not in TASK_STATUSES:
             raise web.HTTPError(400, f"status must be one of {', '.join(TASK_STATUSES)}")
-        listing = self.hub.list_tasks(limit=limit, offset=offset, status=status)
+        listing = await self.hub.list_tasks(limit=limit, offset=offset, status=status)
         self.set_header("X-Total-Count", str(listing["total"]))   # the body stays {"tasks": [...]}
         self.write_json({"tasks": listing["tasks"]})
 
