@@ -64,6 +64,8 @@ def test_runs_are_listed_newest_first_paged_filtered_and_merged_with_live_tasks(
     assert [s["task_id"] for s in merged["tasks"]][2:5] == [name(4), "live-b", name(3)]
     assert merged["total"] == 7 and [s for s in merged["tasks"] if s["task_id"] == name(2)] == [live[1]]
     assert ids(listing.page(live, limit=3, offset=2, status=None)) == ["04", "-b", "03"]
+    # The body: runs on disk from their stored encoding, live ones encoded now; the same JSON.
+    assert json.loads(listing.body(merged["tasks"])) == {"tasks": merged["tasks"]}
     assert listing.page(live, limit=10, offset=0, status="completed")["total"] == 4
 
 

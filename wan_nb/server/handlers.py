@@ -62,7 +62,7 @@ class TasksHandler(WanNbAPIHandler):
             raise web.HTTPError(400, f"status must be one of {', '.join(TASK_STATUSES)}")
         listing = await self.hub.list_tasks(limit=limit, offset=offset, status=status)
         self.set_header("X-Total-Count", str(listing["total"]))   # the body stays {"tasks": [...]}
-        self.write_json({"tasks": listing["tasks"]})
+        self.finish(self.hub.tasks_body(listing["tasks"]))
 
     def _count(self, name: str, default: int | None) -> int | None:
         raw = self.get_argument(name, None)

@@ -294,6 +294,10 @@ class Hub:
         await self.listing.refresh(self.runs_dirs())
         return self.listing.page(self.snapshots(), limit=limit, offset=offset, status=status or None)
 
+    def tasks_body(self, tasks: list[dict[str, Any]]) -> bytes:
+        """The JSON body ``{"tasks": tasks}`` of a page :meth:`list_tasks` gave."""
+        return self.listing.body(tasks)
+
     def run_folder(self, task: TaskEntry) -> Path | None:
         if task.journal_path is not None:
             return task.journal_path.parent
