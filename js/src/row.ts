@@ -137,7 +137,7 @@ export class RowView {
     const prompt = t.prompt || (t.kind === 'storyboard' ? `Storyboard ${t.id}` : t.id);
     setText(this._prompt, prompt);
     this._prompt.title = prompt;
-    const stage = t.stage && !t.finished ? ` · ${stageLabel(t.stage)}` : '';
+    const stage = t.stage && !t.finished && t.status !== 'queued' ? ` · ${stageLabel(t.stage)}` : '';
     const kind = t.kind === 'storyboard' ? 'storyboard' : t.model || 'model ?';
     const scene = t.storyboardId ? ' · scene' : '';
     setText(this._meta, `${kind}${scene} · ${t.status}${stage}`);
@@ -153,7 +153,7 @@ export class RowView {
       steps = `${percent(t.progress)} · steps ${t.step}/${t.totalSteps}`;
       const r = live ? rate(t.rate) : '';
       steps += r ? ` · ${r}` : '';
-    } else if (live || t.progress) {
+    } else if ((live && t.status !== 'queued') || t.progress) {
       steps = percent(t.progress);
     }
     setText(this._steps, steps);
