@@ -142,3 +142,31 @@ def test_the_disk_is_read_on_the_listing_thread_and_concurrent_requests_share_it
     asyncio.run(three_requests())
     assert len(threads) == 3 and all(t.startswith("wan_nb-listing") for t in threads)   # one at a time
     assert len(listing) == 3 and len(listing.page([], limit=None, offset=0, status=None)["tasks"]) == 3
+
+
+def test_every_page_is_the_slice_of_the_whole_merged_list(tmp_path, listing):
+    """Pages start where they should however deep: each equals the slice of the full merge."""
+    import random
+
+    rng = random.Random(7)
+    for i in range(1, 41):
+        fake_run(tmp_path, name(i), status=rng.choice(["completed", "failed"]), created_at=stamp(i % 20 + 1))
+    refresh(listing, tmp_path)
+    live = sorted(([{"task_id": f"live-{k}", "status": rng.choice(["running", "failed"]),
+                     "created_at": stamp(rng.randint(0, 22))} for k in range(6)]
+                   + [{"task_id": name(i), "status": "completed", "created_at": stamp(i % 20 + 1), "live": True}
+                      for i in (3, 17, 30)]),
+                  key=lambda s: s["created_at"], reverse=True)
+    for status in (None, "failed", "completed"):
+        whole = listing.page(live, limit=None, offset=0, status=status)["tasks"]
+        live_ids = {s["task_id"] for s in live}
+        assert sorted(s["task_id"] for s in whole) == sorted(
+            [s["task_id"] for s in live if status in (None, s["status"])]
+            + [s["task_id"] for s in listing.page([], limit=None, offset=0, status=status)["tasks"]
+               if s["task_id"] not in live_ids])
+        created = [s["created_at"][:19] for s in whole]
+        assert created == sorted(created, reverse=True)
+        for offset in range(0, len(whole) + 2):
+            for limit in (1, 3, 10):
+                assert listing.page(live, limit=limit, offset=offset, status=status)["tasks"] \
+                    == whole[offset:offset + limit], (status, offset, limit)

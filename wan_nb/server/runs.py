@@ -159,11 +159,11 @@ def run_from_index(directory: Path, entry: dict[str, Any]) -> dict[str, Any]:
     in the shape :func:`summary` takes."""
     params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
     video = entry.get("video")
-    folder = directory / (entry.get("folder") or entry["task_id"])
+    folder = os.path.join(directory, entry.get("folder") or entry["task_id"])   # str: thousands a listing
     return {"task_id": entry["task_id"], "prompt": cap_text(entry.get("prompt") or params.get("prompt")),
             "params": capped_params(params), "seed": entry.get("seed"), "model_type": entry.get("model"),
             "created_at": _iso(entry.get("created_at")), "status": entry.get("status"),
-            "output_path": str(folder / video) if isinstance(video, str) and video else None,
+            "output_path": os.path.join(folder, video) if isinstance(video, str) and video else None,
             "duration_s": entry.get("duration_s"), "updated_at": entry.get("finished_at"),
             "error_type": None, "error": entry.get("error"), "scene_videos": [],
             "kind": "storyboard" if entry.get("kind") == "storyboard" else "generation", "pid": None}
