@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
 
 from .. import history
 from ..events import dumps
@@ -272,6 +273,26 @@ class RunListing:
         return b'{"tasks":[' + b",".join(parts) + b"]}"
 
 
+CHUNK_BYTES = 256 * 1024
+
+
+async def finish_in_chunks(handler: Any, body: bytes) -> None:
+    """Answer ``body`` (JSON) a slice at a time, waiting for each to leave: a listing of every
+    run is megabytes, and one write of it would hold the IOLoop (and the events it delivers)
+    while tornado hashes and sends it all. A small body goes out in one piece, as usual."""
+    if len(body) <= CHUNK_BYTES:
+        handler.finish(body)
+        return
+    handler.set_header("Content-Type", "application/json")
+    try:
+        for start in range(0, len(body), CHUNK_BYTES):
+            handler.write(body[start:start + CHUNK_BYTES])
+            await handler.flush()
+    except StreamClosedError:   # the client went away mid-answer: nothing more to send
+        return
+    handler.finish()
+
+
 def _encode(summary: dict[str, Any]) -> bytes:
     # UTF-8 as it is (a Chinese negative prompt as \u escapes costs twice the time and size);
     # what a summary holds came from JSON, so it needs no fallback encoder.
@@ -282,4 +303,4 @@ def _read_all(cursors: list[_FolderCursor]) -> list[_Changes]:
     return [cursor.read() for cursor in cursors]
 
 
-__all__ = ["RunListing", "RESCAN_S"]
+__all__ = ["RunListing", "RESCAN_S", "finish_in_chunks"]
