@@ -18,8 +18,9 @@ and then, unless ``--no-server``, the same runs through a real Jupyter server
   server GET all       every run in one answer (no limit), p50
   old listing          the listing as it was (every run re-read, summarised and sorted on
                        every request, on the IOLoop), timed here in this process: the baseline
-  event latency        producer -> SSE client, p50 / p95 / max, with no requests and while a
-                       client asks for pages (and for everything) back to back
+  event latency        producer -> SSE client, p50 / p95 / max, with no requests, while a
+                       client asks for pages back to back, and while every 10th of them asks
+                       for everything
 
     .venv/bin/python benchmarks/history.py [--runs 10000] [--no-server]
 """
@@ -128,15 +129,15 @@ detach()
 """
 
 
-# Asks for pages back to back (every 10th time for every run) until the stop file appears.
+# Asks for pages back to back until the stop file appears; with "all", every 10th time for every run.
 PAGING = r"""
 import sys, requests
 from pathlib import Path
-url, token, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+url, token, stop, every = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4] == "all"
 session, n = requests.Session(), 0
 while not stop.exists():
-    session.get(url, params={} if n % 10 == 9 else {"limit": 50}, headers={"Authorization": f"token {token}"},
-                timeout=60).raise_for_status()
+    session.get(url, params={} if every and n % 10 == 9 else {"limit": 50},
+                headers={"Authorization": f"token {token}"}, timeout=60).raise_for_status()
     n += 1
 print(n)
 """
@@ -262,17 +263,21 @@ def server_listing(folder: Path, count: int, repeat: int) -> list[dict]:
             def idle(done):
                 done.wait()
 
-            def paging(done):
-                # In a process of its own: reading 10 MB answers here would hold this process's
-                # GIL and delay the SSE reader, which would then measure itself.
-                stop = Path(tmp) / "stop-paging"
-                loader = subprocess.Popen([sys.executable, "-c", PAGING, server.api("tasks"), TOKEN, str(stop)],
-                                          stdout=subprocess.PIPE, text=True)
-                done.wait()
-                stop.touch()
-                print(f"server: requests answered while measuring: {loader.communicate(timeout=60)[0].strip()}")
+            def paging(what):
+                def load(done):
+                    # In a process of its own: reading 10 MB answers here would hold this process's
+                    # GIL and delay the SSE reader, which would then measure itself.
+                    stop = Path(tmp) / f"stop-paging-{what}"
+                    loader = subprocess.Popen([sys.executable, "-c", PAGING, server.api("tasks"), TOKEN, str(stop),
+                                               what], stdout=subprocess.PIPE, text=True)
+                    done.wait()
+                    stop.touch()
+                    print(f"server: requests answered while measuring: {loader.communicate(timeout=60)[0].strip()}")
+                return load
 
-            for case, load in (("event latency, no listing", idle), ("event latency while listing", paging)):
+            for case, load in (("event latency, no listing", idle),
+                               ("event latency while paging (limit 50)", paging("pages")),
+                               ("event latency while paging, every 10th all", paging("all"))):
                 p50, p95, worst = _percentiles(_event_latency(server, runtime, folder, 5.0, load))
                 print(f"server: {case}: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {worst:.1f} ms")
                 rows.append({"case": case, "runs": count, "seconds": round(p95 / 1000, 4), "p50_s": round(p50 / 1000, 4),
