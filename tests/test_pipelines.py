@@ -130,7 +130,7 @@ def test_resume_queue_gets_the_kept_copies(t2v, clips):
     from wan_nb._queue import queue_entry
 
     task = t2v.submit("a fox", video=_clip(3), strength=0.5, steps=1, seed=0)
-    entry = queue_entry(t2v, task, None)
+    entry = queue_entry(t2v.model, task, None)
     task.result(timeout=120)
     assert entry["kwargs"]["video"] == str(task.run_dir / "inputs" / "video.mp4")
     assert entry["kwargs"]["strength"] == 0.5
