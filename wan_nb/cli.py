@@ -94,7 +94,7 @@ def _generate(args: argparse.Namespace) -> int:
     from .console import TextProgress
     from .generator import GenerationCancelled, GenerationError, Generator
     from .params import InvalidParameter
-    from .pipelines import INPUT_ARGS
+    from .kinds import INPUT_ARGS
 
     kwargs = {k: getattr(args, k) for k in ("steps", "num_frames", "height", "width", "seed", "guidance_scale",
                                              "guidance_scale_2", "flow_shift", "negative_prompt", "fps", "image",

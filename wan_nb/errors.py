@@ -70,7 +70,16 @@ class ClusterUnavailable(RuntimeError):
     """``cluster=``: Ray is missing, the cluster cannot be reached, or it cannot run this model."""
 
 
-_ELSEWHERE = {"InvalidParameter": "params", "ModelNotAvailable": "download", "LoraError": "lora"}
+class InvalidParameter(ValueError):
+    """A generation argument is out of range; the message says what to pass instead."""
+
+    def __init__(self, name: str, value: Any, message: str) -> None:
+        super().__init__(f"{name}={value!r}: {message}")
+        self.name = name
+        self.value = value
+
+
+_ELSEWHERE = {"ModelNotAvailable": "download", "LoraError": "lora"}
 
 
 def __getattr__(name: str) -> Any:

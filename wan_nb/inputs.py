@@ -31,13 +31,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .errors import InvalidParameter
+from .kinds import IMAGE_ARGS, LIST_ARGS, MEDIA_ARGS, VIDEO_ARGS
+
 __all__ = ["IMAGE_ARGS", "VIDEO_ARGS", "LIST_ARGS", "MEDIA_ARGS", "INPUTS_DIR", "VideoInput", "read",
            "pixels_sha256", "picture_sha256", "save", "record", "describe", "resume_kwargs"]
 
-IMAGE_ARGS = ("image", "last_image")
-LIST_ARGS = ("reference_images",)
-VIDEO_ARGS = ("video", "mask", "pose_video", "face_video", "background_video")
-MEDIA_ARGS = IMAGE_ARGS + LIST_ARGS + VIDEO_ARGS
 INPUTS_DIR = "inputs"
 _MP4 = (".mp4", ".m4v")
 _PICTURE = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -46,8 +45,6 @@ _CACHE_SIZE = 4
 
 
 def _invalid(name: str, value: Any, message: str) -> Exception:
-    from .params import InvalidParameter
-
     shown = str(value) if isinstance(value, (str, os.PathLike)) else f"<{type(value).__name__}>"
     return InvalidParameter(name, shown, message)
 
@@ -92,6 +89,15 @@ class VideoInput:
 
     def describe(self) -> str:
         return self.source or f"<video {len(self)} frames {self.size[0]}x{self.size[1]}>"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes: what says a user's video file is still the one a run used."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def pixels_sha256(frames: np.ndarray) -> str:
@@ -195,12 +201,12 @@ def _frames_from_array(name: str, value: Any) -> np.ndarray:
 
 
 def _frames_from_pictures(name: str, pictures: Any) -> np.ndarray:
-    from .models import _load_image
+    from .models import load_image
 
     frames = []
     for index, picture in enumerate(pictures):
         try:
-            frames.append(np.asarray(_load_image(picture).convert("RGB")))
+            frames.append(np.asarray(load_image(picture).convert("RGB")))
         except ValueError as exc:
             raise _invalid(name, pictures, f"frame {index}: {exc}") from None
     if not frames:
@@ -218,8 +224,6 @@ def read_video(name: str, value: Any, fps: float = 16.0) -> VideoInput:
         return value if value.name == name else VideoInput(name, value.frames, value.sha256, value.mp4,
                                                            value.source, value.source_sha256)
     if isinstance(value, (str, os.PathLike)):
-        from .recipe import file_sha256
-
         path = Path(value).expanduser()
         if path.is_dir():
             raise _invalid(name, value, "is a folder; pass the path of one video file (an MP4)")
@@ -248,10 +252,10 @@ def read_video(name: str, value: Any, fps: float = 16.0) -> VideoInput:
 
 def read_picture(name: str, value: Any):
     """``value`` as an RGB PIL image; the error names the argument."""
-    from .models import _load_image
+    from .models import load_image
 
     try:
-        return _load_image(value).convert("RGB")
+        return load_image(value).convert("RGB")
     except ValueError as exc:
         raise _invalid(name, value, str(exc).split(": ", 1)[-1] if str(exc).startswith("image") else str(exc)) from None
 
@@ -379,46 +383,3 @@ def attach_files(made: dict[str, Any], saved: Mapping[str, Any] | None, run_dir:
         target = (made.get("inputs") or {}).get(name)
         if target is not None and isinstance(entry, Mapping):
             target["files"] = [str((Path(run_dir) / f).resolve()) for f in entry.get("files", ())]
-
-
-def rerun_inputs(found: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The recorded inputs of recipe ``found`` (but ``image``, and those in ``overrides``), read and
-    checked against their recorded hashes: a changed or missing file raises ``RecipeError`` here,
-    before anything runs. The user's own file is checked too when it is still there."""
-    from .recipe import RecipeError, file_sha256
-
-    out: dict[str, Any] = {}
-    for name, entry in (found.get("inputs") or {}).items():
-        if name == "image" or name in overrides or not isinstance(entry, Mapping):
-            continue
-        source = entry.get("source")
-        if source and Path(source).is_file() and entry.get("source_sha256") \
-                and file_sha256(source) != entry["source_sha256"]:
-            raise RecipeError(f"the {name} input {source} has changed since the recipe was made (sha256 "
-                              f"{file_sha256(source)[:12]}…, recorded {entry['source_sha256'][:12]}…); put the "
-                              f"original back, or pass {name}= to rerun with it as it is now")
-        files = [Path(f) for f in entry.get("files") or ()]
-        if not files or not all(f.is_file() for f in files):
-            if entry.get("kind") == "video" and source and Path(source).is_file():
-                files = [Path(source)]
-            else:
-                raise RecipeError(f"the {name} input of this recipe is no longer there "
-                                  f"({', '.join(map(str, files)) or source or 'no file recorded'}); pass {name}= "
-                                  "to rerun with another one")
-        if entry.get("kind") == "video":
-            value = read_video(name, files[0])
-            have = value.sha256
-            if source:   # the new run refers to the user's file, as the first did
-                value.source, value.source_sha256 = source, entry.get("source_sha256")
-        elif entry.get("kind") == "images":
-            value = [read_picture(name, f) for f in files]
-            have = hashlib.sha256(";".join(picture_sha256(p) for p in value).encode()).hexdigest()
-        else:
-            value = read_picture(name, files[0])
-            have = picture_sha256(value)
-        if entry.get("sha256") and have != entry["sha256"]:
-            raise RecipeError(f"the {name} input {files[0]} has changed since the recipe was made (its pixels' "
-                              f"sha256 {have[:12]}…, recorded {entry['sha256'][:12]}…); pass {name}= to rerun "
-                              "with it as it is now")
-        out[name] = value
-    return out

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import model_presets as _presets
-from . import pipelines as _kinds
+from . import kinds as _kinds
 from .model_presets import flow_shift_for
 from . import tiny as _tiny
 from .download import ModelNotAvailable
@@ -377,6 +377,11 @@ def expert_schedule(pipe: Any, num_steps: int) -> list[str]:
 def check_image(image: Any) -> None:
     """Cheap validation of an ``image=`` argument (file exists, array shape) before any work."""
     _load_image(image, check_only=True)
+
+
+def load_image(image: Any):
+    """An ``image=`` argument (path, PIL image, array) as a PIL image, unresized; a clear error else."""
+    return _load_image(image)
 
 
 def _load_image(image: Any, check_only: bool = False):

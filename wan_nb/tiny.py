@@ -104,7 +104,7 @@ def components(name: str, seed: int = 0) -> dict[str, Any]:
     parts: dict[str, Any] = {"tokenizer": tokenizer, "text_encoder": _text_encoder(len(tokenizer)),
                              "scheduler": _scheduler()}
     if name in _more.VARIANTS:
-        parts.update(_more.components(name))
+        parts.update(_more.components(name, vae=_vae_2_1, transformer=_transformer))
     elif name == "tiny":
         parts.update(vae=_vae_2_1(), transformer=_transformer())
     elif name == "tiny-a14b":

@@ -16,7 +16,7 @@ text-to-video model, so ``tiny`` does it (:mod:`wan_nb.pipelines`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["VARIANTS", "components"]
 
@@ -74,22 +74,21 @@ def _animate_transformer():
         motion_encoder_batch_size=4).eval()
 
 
-def components(name: str) -> dict[str, Any]:
+def components(name: str, vae: Callable[[], Any], transformer: Callable[..., Any]) -> dict[str, Any]:
     """The pipeline keyword arguments of ``name`` beyond the shared tokenizer / text encoder /
-    scheduler that :func:`wan_nb.tiny.components` adds (the caller seeds torch first)."""
-    from . import tiny
-
+    scheduler that :func:`wan_nb.tiny.components` adds (the caller seeds torch first). ``vae`` and
+    ``transformer`` make the tiny Wan 2.1 VAE and Wan transformer that every variant shares."""
     if name == "tiny-vace":
-        return {"vae": tiny._vae_2_1(), "transformer": _vace_transformer()}
+        return {"vae": vae(), "transformer": _vace_transformer()}
     if name == "tiny-flf2v":
         encoder, processor = _clip()
         # Wan 2.1 FLF2V: the image cross-attention holds both frames' CLIP states, each with its
         # own learned position (pos_embed_seq_len = 2 x the states of one picture).
-        return {"vae": tiny._vae_2_1(), "image_encoder": encoder, "image_processor": processor,
-                "transformer": tiny._transformer(in_channels=36, image_dim=16, added_kv_proj_dim=_HIDDEN,
+        return {"vae": vae(), "image_encoder": encoder, "image_processor": processor,
+                "transformer": transformer(in_channels=36, image_dim=16, added_kv_proj_dim=_HIDDEN,
                                                  pos_embed_seq_len=2 * _CLIP_TOKENS)}
     if name == "tiny-animate":
         encoder, processor = _clip()
-        return {"vae": tiny._vae_2_1(), "image_encoder": encoder, "image_processor": processor,
+        return {"vae": vae(), "image_encoder": encoder, "image_processor": processor,
                 "transformer": _animate_transformer()}
     raise ValueError(f"unknown tiny variant {name!r}; choose one of {', '.join(VARIANTS)}")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import frontend
 from ..generator import Generator  # only to make the default generator of from_story
-from ..pipelines import REQUIRES, TAKES
+from ..kinds import REQUIRES, TAKES
 from ..surface import GeneratorSurface
 from ..params import GENERATION_ARGS, InvalidParameter, build_params, public_params
 from ..stitch import check_transition, stitched_frame_count
