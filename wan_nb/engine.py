@@ -80,7 +80,7 @@ class Engine(abc.ABC):
     """
 
     #: the Task subclass this engine's tasks are made of
-    task_class: type = object
+    task_class: type = Task
     #: how many tasks run at once
     count: int = 1
 
