@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from ..relay import protocol
-from . import runs
+from . import inputs, runs
 from .discovery import Discovery, Producer, RememberedDirs
 from .fanout import BACKLOG_BYTES, Encoder, Fanout, SseAllEncoder, SseTaskEncoder, Subscriber, WsEncoder
 from .memory import MemoryTrimmer
@@ -267,6 +267,7 @@ class Hub:
         result["producer_pid"] = task.producer.pid if task.producer else None
         result["incomplete"] = bool(task.missing)
         result["missing_seqs"] = [list(r) for r in task.missing]
+        result["inputs"] = inputs.snapshot_inputs(self.run_folder(task), self.base_url, task.task_id)
         return result
 
     def snapshots(self) -> list[dict[str, Any]]:
@@ -286,6 +287,7 @@ class Hub:
             every = [s for s in every if s.get("status") == status]
         total = len(every)
         page = every[offset:offset + limit] if limit is not None else every[offset:]
+        inputs.add_to_listing(page, self.runs_dirs(), self.base_url)
         return {"tasks": page, "total": total}
 
     def run_folder(self, task: TaskEntry) -> Path | None:

@@ -72,7 +72,7 @@ def params_table(result: Any) -> str:
 
 
 class ResultView(w.HBox):
-    """A :class:`~wan_nb.Result` as player + download link + parameter table."""
+    """A :class:`~wan_nb.Result` as its inputs (if any) + player + download link + parameter table."""
 
     def __init__(self, result: Any, *, show_params: bool = True, display_width: int = 256,
                  **kwargs: Any) -> None:
@@ -83,7 +83,10 @@ class ResultView(w.HBox):
                                                      display_width=display_width)
         except (FileNotFoundError, ValueError) as exc:
             player = w.HTML(f"<i>{html.escape(str(exc))}</i>")
-        children = [player]
+        from .inputs import InputsView, inputs_of
+
+        self.inputs = InputsView(inputs_of(result), display_width=display_width // 2)
+        children = [self.inputs, player] if self.inputs.shown else [player]  # what it was made from, first
         if show_params:
             children.append(w.HTML(params_table(result)))
         super().__init__(children, layout=w.Layout(align_items="flex-start", gap="12px"), **kwargs)
