@@ -21,8 +21,9 @@ from .store import trusted
 
 __all__ = ["snapshot_inputs", "servable_input", "input_url", "listed_inputs"]
 
-# task.json path -> ((mtime_ns, size, inode), its inputs): listings stat the file, not parse it
-_cache: dict[Path, tuple[tuple[int, int, int], dict[str, dict[str, Any]]]] = {}
+# task.json path -> (its stat's version, its inputs): listings stat the file, not parse it. The
+# version includes owner and mode: a file given away or opened to others is judged again.
+_cache: dict[Path, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
 _CACHE_LIMIT = 20_000
 
 
@@ -33,18 +34,18 @@ def input_url(base_url: str, task_id: str, file: str) -> str:
 def listed_inputs(folder: Path | None) -> dict[str, dict[str, Any]]:
     """The inputs ``folder``'s ``task.json`` lists (see :func:`wan_nb.run_inputs.listed`); empty
     for a folder or ``task.json`` that others could have written."""
-    if folder is None:
+    if folder is None or not trusted(folder):
         return {}
     task_file = folder / run_inputs.TASK_FILE
     try:
         stat = task_file.stat()
     except (OSError, ValueError):
         return {}
-    version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    version = (stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_uid, stat.st_mode)
     hit = _cache.get(task_file)
     if hit is not None and hit[0] == version:
         return hit[1]
-    found = run_inputs.read(folder) if trusted(folder) and trusted(task_file) else {}
+    found = run_inputs.read(folder) if trusted(task_file) else {}
     if len(_cache) >= _CACHE_LIMIT:
         _cache.clear()
     _cache[task_file] = (version, found)
