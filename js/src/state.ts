@@ -1,3 +1,5 @@
+import { IInputs, parseInputs } from './inputs.js'; // with .js: node --test loads lib/ as ES modules
+
 /**
  * One task's state in the browser, fed by the server's snapshots and by event frames
  * (`{type, seq, task_id, data}`). Mirrors the server's reducer (wan_nb/snapshot.py) so a
@@ -76,6 +78,8 @@ export class TaskState {
   applied = 0;
   vram: IVram | null = null;
   preview: IPreview | null = null;
+  /** What the run was given (first/last frame, control video...), as its snapshot names it. */
+  inputs: IInputs = {};
   private _samples: IStepSample[] = [];
 
   constructor(id: string) {
@@ -138,11 +142,17 @@ export class TaskState {
     this.error = snap.error ?? this.error;
     this.durationS = snap.duration_s ?? this.durationS;
     this.lastSeq = Math.max(this.lastSeq, seq);
+    if (snap.inputs !== undefined) {
+      this.inputs = parseInputs(snap.inputs);
+    }
     return true;
   }
 
   private _fillGaps(snap: { [key: string]: any }): boolean {
-    const before = [this.prompt, this.model, this.params, this.createdAt];
+    const before = [this.prompt, this.model, this.params, this.createdAt, this.inputs];
+    if (snap.inputs !== undefined) {
+      this.inputs = parseInputs(snap.inputs); // listed once the run stored them: a later snapshot knows more
+    }
     this.prompt = this.prompt ?? snap.prompt ?? null;
     this.model = this.model ?? snap.model_type ?? null;
     this.params = this.params ?? snap.params ?? null;
@@ -150,7 +160,7 @@ export class TaskState {
     this.storyboardId = this.storyboardId ?? snap.storyboard_id ?? null;
     this.createdAt = snap.created_at || this.createdAt;
     this.kind = snap.kind || this.kind;
-    const after = [this.prompt, this.model, this.params, this.createdAt];
+    const after = [this.prompt, this.model, this.params, this.createdAt, this.inputs];
     return before.some((value, i) => value !== after[i]);
   }
 
