@@ -113,6 +113,9 @@ def test_a_control_video_is_seekable(env):
     response = server.get(f"tasks/{long}/inputs/video.mp4", headers={**server.headers, "Range": "bytes=10-99"})
     assert response.status_code == 206 and response.content == whole[10:100]
     assert response.headers["Content-Range"] == f"bytes 10-99/{len(whole)}"
+    head = requests.head(server.api(f"tasks/{long}/inputs/video.mp4"), headers=server.headers, timeout=10)
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(whole)) and not head.content
+    assert head.headers["Content-Type"] == "video/mp4"
 
 
 def test_inputs_need_jupyters_authentication(env):

@@ -9,6 +9,7 @@ route, and the control video plays and seeks with the result.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import _in_browser  # noqa: E402
+from test_browser import _in_browser, _open_and_run_all  # noqa: E402
 from test_lab_sidebar import _lab, _lab_env, _open_lab, _open_sidebar, _row  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
@@ -42,7 +43,7 @@ def test_the_lab_player_shows_the_inputs_beside_the_video(tmp_path):
     runs = tmp_path / "root" / "wan_nb_runs"
     script = tmp_path / "make_video.py"
     script.write_text(SCRIPT)
-    env = {**__import__("os").environ, **_lab_env(tmp_path)}
+    env = {**os.environ, **_lab_env(tmp_path)}
     made = subprocess.run([sys.executable, str(script), str(runs)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert made.returncode == 0, made.stderr[-3000:]
@@ -91,3 +92,44 @@ def _check_player(page, base: str, token: str, task_id: str, run_dir: Path) -> N
     shot = run_dir.parent.parent.parent / "lab-player-inputs.png"
     page.screenshot(path=str(shot))
     print(f"screenshot: {shot}")
+
+
+def test_the_notebook_result_and_panel_show_the_inputs(tmp_path):
+    """In a notebook: the progress panel and the result view of a run with inputs draw them (the
+    pictures as images, the control video as a playing player), as a browser renders the widgets."""
+    import nbformat
+
+    root = tmp_path / "root"
+    root.mkdir()
+    cells = [f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n"
+             "from _inputs_helpers import InputsSink, flf2v_and_control\nfrom wan_nb import Generator\n"
+             "gen = Generator(model='tiny', runs_dir='runs', previews=False)\n"
+             "gen.add_sink(InputsSink(gen, flf2v_and_control))",
+             "gen.generate('a fox between two frames', steps=2, height=32, width=32, num_frames=9, seed=0)"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
+    nbformat.write(notebook, root / "inputs.ipynb")
+    with _lab(tmp_path) as (base, token):
+        _in_browser(tmp_path, lambda page: _check_notebook(page, base, token))
+
+
+def _check_notebook(page, base: str, token: str) -> None:
+    _open_and_run_all(page, base, token, "lab", "inputs.ipynb")
+    result = page.locator(".wan-nb-result")
+    result.wait_for(timeout=180_000)
+    strip = result.locator(".wan-nb-inputs")
+    strip.wait_for(state="visible", timeout=20_000)
+    labels = strip.locator(".wan-nb-input-label").all_text_contents()
+    assert labels == ["first frame", "last frame", "reference images", "control video"], labels
+    page.wait_for_function("""() => { const imgs = document.querySelectorAll('.wan-nb-result .wan-nb-inputs img');
+                                      return imgs.length === 4 && [...imgs].every(i => i.complete && i.naturalWidth === 32); }""",
+                           timeout=20_000)
+    result.scroll_into_view_if_needed()   # Chromium holds muted autoplay videos that are out of view
+    page.wait_for_function("""() => { const v = document.querySelector('.wan-nb-result .wan-nb-inputs video');
+                                      return v && v.readyState >= 2 && !v.paused; }""", timeout=20_000)
+    # The result's own video comes after its inputs, and the panel above showed them too.
+    order = page.evaluate("""() => [...document.querySelector('.wan-nb-result').children]
+                                   .map(c => c.classList.contains('wan-nb-inputs') ? 'inputs' : c.querySelector('video') ? 'video' : 'other')""")
+    assert order[:2] == ["inputs", "video"], order
+    page.wait_for_function("() => document.querySelectorAll('.wan-nb-panel .wan-nb-inputs img').length === 4",
+                           timeout=20_000)
