@@ -44,5 +44,6 @@ test('a task takes its inputs from snapshots, also from one older than its event
   assert.equal(task.applySnapshot(later), true);   // no newer than the events, but it names the inputs
   assert.deepEqual(Object.keys(task.inputs), ['image']);
   assert.ok(sameInputs(task.inputs, parseInputs(later.inputs)));
+  assert.equal(task.applySnapshot(later), false);  // the same again: nothing to redraw
   assert.ok(!sameInputs(task.inputs, {}));
 });

@@ -19,7 +19,7 @@ from .. import run_inputs
 from ..relay.protocol import API_ROOT
 from .store import trusted
 
-__all__ = ["snapshot_inputs", "servable_input", "input_url", "listed_inputs"]
+__all__ = ["snapshot_inputs", "servable_input", "input_url", "listed_inputs", "listing_inputs"]
 
 # task.json path -> (its stat's version, its inputs): listings stat the file, not parse it. The
 # version includes owner and mode: a file given away or opened to others is judged again.
@@ -54,8 +54,12 @@ def listed_inputs(folder: Path | None) -> dict[str, dict[str, Any]]:
 
 def snapshot_inputs(folder: Path | None, base_url: str, task_id: str) -> dict[str, dict[str, Any]]:
     """A snapshot's ``inputs``: ``{name: {"kind", "urls"}}`` (``{}`` when the run has none)."""
+    return _with_urls(base_url, task_id, listed_inputs(folder))
+
+
+def _with_urls(base_url: str, task_id: str, listed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: {"kind": entry["kind"], "urls": [input_url(base_url, task_id, f) for f in entry["files"]]}
-            for name, entry in listed_inputs(folder).items()}
+            for name, entry in listed.items()}
 
 
 def servable_input(folder: Path | None, file: str) -> Path | None:
@@ -75,12 +79,9 @@ def servable_input(folder: Path | None, file: str) -> Path | None:
     return path
 
 
-def add_to_listing(page: list[dict[str, Any]], runs_dirs: list[Path], base_url: str) -> None:
-    """Give the runs found on disk in a page of the task list their ``inputs`` (live snapshots
-    have theirs): each from its folder in the first of ``runs_dirs`` that holds it."""
-    for summary in page:
-        if "inputs" in summary:
-            continue
-        task_id = summary["task_id"]
-        folder = next((d / task_id for d in runs_dirs if (d / task_id / run_inputs.TASK_FILE).is_file()), None)
-        summary["inputs"] = snapshot_inputs(folder, base_url, task_id)
+
+def listing_inputs(base_url: str, task_id: str, raw: Any) -> dict[str, dict[str, Any]]:
+    """The ``inputs`` of a run listed from the history index: ``raw`` is the index line's copy of
+    its ``task.json`` ``"inputs"`` (judged by :func:`wan_nb.run_inputs.listed`; the route still
+    checks the ``task.json`` itself before serving anything)."""
+    return _with_urls(base_url, task_id, run_inputs.listed({"inputs": raw}))
