@@ -114,6 +114,10 @@ def test_inputs_of_prefers_the_objects_own_paths_and_ignores_raw_inputs(made):
 
     assert inputs_of(WithPaths()) == {"image": [result.run_dir / "inputs" / "image.png"]}
     assert inputs_of(WithPictures()) == run_inputs.paths(result.run_dir)
+    # Whatever order an object keeps them in (task.json's), they are shown in one order.
+    kept = run_inputs.paths(result.run_dir)
+    view = InputsView({name: kept[name] for name in ("video", "reference_images", "last_image", "image")})
+    assert list(_tiles(view)) == ["image", "last_image", "reference_images", "video"]
 
 
 def test_malformed_or_hostile_listings_are_dropped(tmp_path):

@@ -52,7 +52,9 @@ class InputsView(w.HBox):
 
     def show(self, inputs: Mapping[str, list[Path]]) -> None:
         """Draw ``inputs`` (nothing is sent again when they did not change)."""
-        inputs = {name: [Path(p) for p in files] for name, files in inputs.items() if files}
+        order = {name: i for i, name in enumerate(run_inputs.INPUT_NAMES)}   # the same order everywhere
+        names = sorted((n for n, files in inputs.items() if files), key=lambda n: (order.get(n, len(order)), n))
+        inputs = {name: [Path(p) for p in inputs[name]] for name in names}
         if inputs == self.shown:
             return
         self.shown = inputs
