@@ -280,7 +280,8 @@ class Hub:
         result["producer_pid"] = task.producer.pid if task.producer else None
         result["incomplete"] = bool(task.missing)
         result["missing_seqs"] = [list(r) for r in task.missing]
-        result["inputs"] = inputs.snapshot_inputs(self.run_folder(task), self.base_url, task.task_id)
+        result["inputs"] = inputs.snapshot_inputs(self.run_folder(task), self.base_url, task.task_id,
+                                                  finished=task.finished)
         return result
 
     def snapshots(self) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ __all__ = ["snapshot_inputs", "servable_input", "input_url", "listed_inputs", "l
 # version includes owner and mode: a file given away or opened to others is judged again.
 _cache: dict[Path, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
 _CACHE_LIMIT = 20_000
+_final: dict[Path, dict[str, dict[str, Any]]] = {}   # run folder of a finished task -> its snapshot inputs
 
 
 def input_url(base_url: str, task_id: str, file: str) -> str:
@@ -52,9 +53,21 @@ def listed_inputs(folder: Path | None) -> dict[str, dict[str, Any]]:
     return found
 
 
-def snapshot_inputs(folder: Path | None, base_url: str, task_id: str) -> dict[str, dict[str, Any]]:
-    """A snapshot's ``inputs``: ``{name: {"kind", "urls"}}`` (``{}`` when the run has none)."""
-    return _with_urls(base_url, task_id, listed_inputs(folder))
+def snapshot_inputs(folder: Path | None, base_url: str, task_id: str, *,
+                    finished: bool = False) -> dict[str, dict[str, Any]]:
+    """A snapshot's ``inputs``: ``{name: {"kind", "urls"}}`` (``{}`` when the run has none).
+
+    A ``finished`` task's inputs no longer change: they are read once more and then kept, so a
+    listing of thousands of remembered tasks costs no file system calls for them (the route
+    still checks everything before it serves a file)."""
+    if folder is not None and finished and folder in _final:
+        return _final[folder]
+    found = _with_urls(base_url, task_id, listed_inputs(folder))
+    if folder is not None and finished:
+        if len(_final) >= _CACHE_LIMIT:
+            _final.clear()
+        _final[folder] = found
+    return found
 
 
 def _with_urls(base_url: str, task_id: str, listed: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
