@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import ipywidgets as w
 
 from .. import run_inputs
-from .video import MAX_EMBED_BYTES, VideoPlayer
+from .player import MAX_EMBED_BYTES, VideoPlayer
 
 __all__ = ["InputsView", "inputs_of"]
 
