@@ -24,7 +24,8 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from . import eta, models, monitor
+from . import eta, fast_path, fast_presets, models, monitor
+from .cache import cache_for_run
 from .errors import GenerationCancelled, GenerationError
 from .events import EventType, Stage
 from .params import public_params
@@ -80,6 +81,7 @@ class TaskRun:
         self.clock: eta.StepClock | None = None
         self.key = eta.shape_key(gen.model, task.params)
         self.expert: str | None = None
+        self.run_cache: Any = None
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -160,11 +162,12 @@ class TaskRun:
                 max_sequence_length=512, device=execution_device(self.gen, pipe))
 
     def apply_loras(self, pipe: Any) -> None:
+        fast_path.prepare(self.gen, pipe)  # once per pipeline: a few-step variant's LoRA, attention, compile
         loras = self.gen._loras
         requested = self.task.params["loras"]
         if not loras and not requested:
             return
-        weights = requested if requested else loras.weights()
+        weights = fast_presets.run_weights(self.gen, requested if requested else loras.weights())
         described = ", ".join(f"{n}={w:g}" for n, w in weights.items()) or "none (LoRAs off)"
         self.enter(Stage.APPLYING_LORA, f"LoRA weights: {described}")
         loras.activate(pipe, weights)
@@ -198,8 +201,11 @@ class TaskRun:
         # (same modules); every other model is called as loaded.
         runner = models.pipeline_for_inputs(pipe, p["image"])
         denoise_started = time.perf_counter()
-        self.clock.start()
-        latents = runner(**call).frames
+        with cache_for_run(pipe, p, self.gen.model) as self.run_cache:  # on for this run only, off after
+            if self.run_cache is not None:
+                self.progress(self.run_cache.message)
+            self.clock.start()
+            latents = runner(**call).frames
         step = (time.perf_counter() - denoise_started - self.paused_s) / steps
         self.durations["step"] = step
         self.durations["step_unit"] = step / passes  # per transformer pass: comparable across guidance
@@ -208,12 +214,15 @@ class TaskRun:
     def on_step_end(self, pipeline: Any, index: int, timestep: Any, callback_kwargs: dict) -> dict:
         """The pipeline's step callback: time, cancel, report, run the step hooks, pause."""
         task, steps, step = self.task, self.task.params["steps"], index + 1
-        self.clock.step_done(step)
+        reused = self.run_cache.step_end() if self.run_cache is not None else None  # computed or reused
+        self.clock.step_done(step, reused=reused)
         self.finite.observe(step, callback_kwargs.get("latents"))  # models: on the device, no sync
         self.check_cancel()
         expert = self.experts[index] if self.experts else None
         message = f"Step {step}/{steps}"
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {} if reused is None else {"step_reused": reused}
+        if reused:
+            message += " (reused)"
         if expert is not None:
             extra["expert"] = expert
             if expert != self.expert and self.expert is not None:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, journal, models, relay, run_record
+from . import eta, fast_path, journal, models, relay, run_record
 from ._loras import LoraRegistry
 from ._queue import QueueFile, Worker, WorkerCall, queue_entry, resubmit
 from ._run import estimate_duration, event_params
@@ -58,7 +58,8 @@ class Generator:
                  monitor_interval: float = 1.0, previews: bool = True,
                  preview_every: float | None = None, pipeline: Any = None,
                  defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, plan: str | None = None, attention: str | None = None,
+                 compile: bool = False) -> None:
         if pipeline is not None:  # see from_pipeline
             self.spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
         else:
@@ -68,6 +69,7 @@ class Generator:
             raise ValueError(f"offload={offload!r}: choose 'none', 'model', 'sequential' or 'group'")
         self.device_request, self.dtype_request = device, dtype
         self.offload, self.vae_tiling, self.vae_slicing = offload, vae_tiling, vae_slicing
+        self._fast = fast_path.configure(self, plan=plan, attention=attention, compile=compile)  # before any load
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import model_presets as _presets
+from . import fast_presets as _fast, model_presets as _presets
 from .model_presets import flow_shift_for
 from . import tiny as _tiny
 from .download import ModelNotAvailable
@@ -113,6 +113,8 @@ def resolve(model: str | os.PathLike | ModelSpec) -> ModelSpec:
     name = str(model).strip()
     if name.lower() in _tiny.VARIANTS:
         return _tiny_spec(name.lower())
+    if _fast.resolve(name) is not None:  # a few-step variant: a preset + its distilled LoRA
+        return _fast.resolve(name)
     preset = _presets.get(name)
     if preset is not None:
         return _preset_spec(preset)

@@ -17,7 +17,7 @@ from .model_presets import flow_shift_for
 __all__ = ["InvalidParameter", "build_params", "GENERATION_ARGS"]
 
 GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "steps", "guidance_scale",
-                   "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift")
+                   "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift", "cache", "cache_threshold")
 
 # Upper bounds. Each is far beyond what the Wan models were trained for (40-50 steps, 81-121
 # frames, 1280x720, 16-24 fps, guidance 3-6) and each keeps one argument from costing unbounded
@@ -183,6 +183,9 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
         if not _is_number(weight):
             raise InvalidParameter("loras", dict(loras), f"the weight of {name!r} must be a number")
     p["loras"] = {str(k): float(v) for k, v in loras.items()}
+    from .cache import check_cache  # cache acceleration: a mode the model can't take is refused here
+
+    p["cache"], p["cache_threshold"] = check_cache(p["cache"], p["cache_threshold"], two_experts=len(spec.experts) >= 2)
     return p
 
 

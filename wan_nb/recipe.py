@@ -36,6 +36,8 @@ import types
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import fast_path, fast_presets  # light: no torch at import
+
 __all__ = ["recipe", "recipe_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
            "PARAM_FIELDS", "RecipeError"]
 
@@ -45,6 +47,8 @@ FORMAT = "wan_nb.recipe/1"
 PARAM_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "height", "width", "num_frames", "fps",
                 "guidance_scale", "guidance_scale_2", "flow_shift")
 _INTS = ("seed", "steps", "height", "width", "num_frames")
+# The fast path's fields: in the key only when set, so recipes made before them keep their keys.
+FAST_FIELDS = ("cache", "cache_threshold", "attention", "compile")
 IMAGE_NAME = "input.png"
 METADATA_TAG = "comment"
 
@@ -117,6 +121,7 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
                 "model": [model.get("repo_id") or model.get("name"), model.get("revision")],
                 "dtype": recipe.get("dtype"), "loras": loras,
                 "image": image.get("sha256") if isinstance(image, Mapping) else None}
+    decisive.update({f: recipe[f] for f in FAST_FIELDS if recipe.get(f) not in (None, False)})  # set only
     text = json.dumps(decisive, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -211,6 +216,7 @@ def _loras(generator: Any, requested: Mapping[str, float]) -> list[dict[str, Any
     """The adapters a run uses: the requested ones, or (none requested) every loaded one."""
     loaded = generator._loras.entries
     weights = dict(requested) if requested else {n: entry.weight for n, entry in loaded.items()}
+    weights = fast_presets.run_weights(generator, weights)  # a few-step variant's LoRA stays on
     return [lora_entry(name, loaded[name], weight) for name, weight in weights.items() if name in loaded]
 
 
@@ -227,6 +233,7 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
     out["model"] = _model(generator)
     out["dtype"] = _dtype(generator)
     out["loras"] = _loras(generator, params.get("loras") or {})
+    out.update(fast_path.recipe_fields(generator, params))  # cache, attention, compile
     out["image"] = None
     picture = params.get("image")
     if picture is not None:

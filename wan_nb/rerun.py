@@ -98,8 +98,8 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
         to_load[name] = _lora_load_args(entry, two_experts)
 
     prompt = overrides.get("prompt", found["prompt"])
-    kwargs = {f: found.get(f) for f in PARAM_FIELDS if f != "prompt" and f in GENERATION_ARGS
-              and found.get(f) is not None}
+    kwargs = {f: found.get(f) for f in (*PARAM_FIELDS, "cache", "cache_threshold") if f != "prompt"
+              and f in GENERATION_ARGS and found.get(f) is not None}
     kwargs.update({k: v for k, v in overrides.items() if k not in ("prompt", "loras")})
     if found.get("image") and "image" not in overrides:
         kwargs["image"] = _check_image(found)
