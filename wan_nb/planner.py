@@ -117,7 +117,9 @@ class Plan:
             quant = self.quant_argument(best)
             lines.append(f"Best: offload={best.offload!r}, quant={quant!r}, vae_tiling={best.vae_tiling} "
                          f"(Generator(..., plan='auto') applies it)")
-        lines += ["", BASIS]
+        import textwrap
+
+        lines += ["", *textwrap.wrap(BASIS, 100)]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
