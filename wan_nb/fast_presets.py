@@ -4,8 +4,8 @@
 CFG-distilled LoRA loaded at weight 1.0 and the defaults the LoRA was distilled for: 4 steps,
 guidance 1.0 (the LoRA has classifier-free guidance baked in: one transformer pass a step) and its
 flow shift. A run may still override any of them. The LoRA is fetched in the model's loading
-stage, stays on for every run (a run's ``loras={...}`` adds to it) and is recorded in the recipe
-with the other LoRAs.
+stage and stays on for every run (a run's ``loras={...}`` adds to it); recipes name the variant as
+their model, which implies the LoRA, so they list only the LoRAs added to it.
 
 Sources (Hugging Face repo / file; settings as their model cards and workflows use them):
 
@@ -110,6 +110,12 @@ def attach_lora(gen: Any, pipe: Any) -> None:
         return
     gen._loras.load(lora_source(gen.model, pipe), LORA_NAME, 1.0, pipe, experts=None,
                     model_experts=gen.spec.experts)
+
+
+def implied(gen: Any, name: str) -> bool:
+    """True for the distilled LoRA of a few-step variant: the model's name implies it (recipes
+    leave it out, reruns keep it on)."""
+    return name == LORA_NAME and gen.model in FAST_PRESETS
 
 
 def run_weights(gen: Any, weights: dict[str, float]) -> dict[str, float]:

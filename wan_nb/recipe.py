@@ -216,8 +216,9 @@ def _loras(generator: Any, requested: Mapping[str, float]) -> list[dict[str, Any
     """The adapters a run uses: the requested ones, or (none requested) every loaded one."""
     loaded = generator._loras.entries
     weights = dict(requested) if requested else {n: entry.weight for n, entry in loaded.items()}
-    weights = fast_presets.run_weights(generator, weights)  # a few-step variant's LoRA stays on
-    return [lora_entry(name, loaded[name], weight) for name, weight in weights.items() if name in loaded]
+    # A few-step variant's distilled LoRA is part of the model: its name says it, a rerun reloads it.
+    return [lora_entry(name, loaded[name], weight) for name, weight in weights.items()
+            if name in loaded and not fast_presets.implied(generator, name)]
 
 
 def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.PathLike | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import fast_presets
 from .lora import EXPERTS, _looks_like_repo  # the one rule for "org/name" vs a path
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, lora_entry, recipe
 
@@ -115,7 +116,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
             raise RecipeError(f"LoRA {name!r} downloaded from {path} is not the recorded file "
                               f"(sha256 {have[:12]}…, recorded {want[:12]}…)")
     # Adapters loaded but not in the recipe are turned off (weight 0), not left on.
-    active = {n: weights.get(n, 0.0) for n in generator._loras.entries}
+    active = {n: weights.get(n, 0.0) for n in generator._loras.entries if not fast_presets.implied(generator, n)}
     if active:
         kwargs["loras"] = active
     return prompt, kwargs
