@@ -142,6 +142,9 @@ def compile_rows(ctx: Any, g: Any) -> list[dict]:
     finally:
         eager.close()
     rows.append({"arch": ARCH, "case": "eager", "steps": steps, **_public(base)})
+    if ctx.smoke:  # inductor on a CPU takes minutes; tests/test_fast_options.py checks compile=True there
+        rows.append({"arch": ARCH, "case": "compile=True", "status": "skipped in --smoke"})
+        return rows
     gen = ctx.generator(pipe, ARCH, compile=True)
     try:
         for label in ("compile=True, first run", "compile=True, second run"):

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FastOptions", "configure", "prepare", "recipe_fields", "machine_memory_gb"]
+__all__ = ["FastOptions", "configure", "prepare", "recipe_fields", "adopt_recipe", "machine_memory_gb"]
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,22 @@ def prepare(gen: Any, pipe: Any) -> None:
         return
     from .attention import apply_attention, compile_blocks
 
-    apply_attention(pipe, options.attention)
+    # None after a backend was set (a rerun of a recipe made without one): back to PyTorch SDPA
+    apply_attention(pipe, options.attention or ("native" if done and done[0] else None))
     if options.compile and not (done or (None, False))[1]:
         compile_blocks(pipe)
     pipe._wan_nb_fast = wanted
+
+
+def adopt_recipe(gen: Any, recipe: Any) -> None:
+    """A rerun makes the video as recorded: the recipe's attention backend and compile on ``gen``
+    from its next run (checked first; a compiled pipeline stays compiled: same numbers)."""
+    from .attention import check_attention
+
+    options: FastOptions = gen._fast
+    attention = check_attention(recipe.get("attention"), device=gen.device_request)
+    options.attention = attention
+    options.compile = options.compile or bool(recipe.get("compile"))
 
 
 def recipe_fields(gen: Any, params: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import fast_presets
+from . import fast_path, fast_presets
 from .lora import EXPERTS, _looks_like_repo  # the one rule for "org/name" vs a path
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, lora_entry, recipe
 
@@ -106,6 +106,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
         kwargs["image"] = _check_image(found)
     # Every argument checked (LoRAs as names only) before any file is read into the generator.
     build_params(generator.spec, prompt, kwargs)
+    fast_path.adopt_recipe(generator, found)  # the recorded attention backend and compile
 
     for name, (path, experts) in to_load.items():
         generator.load_lora(path, name=name, weight=weights[name], **({"experts": experts} if experts else {}))
