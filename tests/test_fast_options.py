@@ -110,13 +110,15 @@ def test_cli_cache_flags(tmp_path, capsys):
     assert "CUDA GPU" in capsys.readouterr().err
 
 
-def test_rerun_reproduces_the_attention_backend(tmp_path):
+def test_a_rerun_computes_with_the_recorded_attention_backend(tmp_path):
     from diffusers.models.attention_dispatch import AttentionBackendName
 
     with wan_nb.Generator("tiny", runs_dir=tmp_path, attention="_native_math", previews=False) as made, \
             wan_nb.Generator("tiny", runs_dir=tmp_path, previews=False) as other:
         first = made.generate("a fox", seed=1, progress=False)
         assert wan_nb.recipe(first)["attention"] == "_native_math"
-        again = other.rerun(first, progress=False)
-        backend = other.run_on_worker(lambda pipe: pipe.transformer.blocks[0].attn1.processor._attention_backend)
-    assert backend == AttentionBackendName._NATIVE_MATH and wan_nb.recipe(again)["attention"] == "_native_math"
+        with pytest.raises(ValueError, match=r"Use Generator\('tiny', attention='_native_math'\)"):
+            other.rerun(first, progress=False)
+        again = made.rerun(first, progress=False)
+        backend = made.run_on_worker(lambda pipe: pipe.transformer.blocks[0].attn1.processor._attention_backend)
+    assert backend == AttentionBackendName._NATIVE_MATH and _frames(again) == _frames(first)

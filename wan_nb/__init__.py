@@ -10,9 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._version import __version__
 from .events import Event, EventType, Stage
-
-__version__ = "0.1.0"
 
 # Public name -> the module that defines it, imported on first access.
 _LAZY = {
@@ -56,9 +55,9 @@ def presets() -> Any:
 
 def gallery(results: Any, **kwargs: Any) -> Any:
     """A grid of video players labelled by what differs between ``results`` (for sweeps)."""
-    from .widgets import gallery as _gallery
+    from . import frontend
 
-    return _gallery(results, **kwargs)
+    return frontend.show("gallery", results, **kwargs)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -105,7 +105,7 @@ def _generate(args: argparse.Namespace) -> int:
         model = args.model or (made["model"]["name"] if made else "tiny")
         gen = Generator(model=model, device=args.device, dtype=args.dtype, runs_dir=args.runs_dir,
                         offload=args.offload, vae_tiling=args.vae_tiling, vae_slicing=args.vae_slicing,
-                        previews=False, **cli_fast.generator_options(args))
+                        previews=False, **cli_fast.generator_options(args, made))
         lora_weights = {}
         for path, weight in args.lora:
             lora_weights[gen.load_lora(path, weight=weight, experts=args.lora_experts)] = weight

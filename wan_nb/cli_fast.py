@@ -24,8 +24,11 @@ def add_generate_flags(gen: argparse.ArgumentParser) -> None:
                      "(torch.compile, regional)")
 
 
-def generator_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"plan": args.plan, "attention": args.attention, "compile": bool(args.compile)}
+def generator_options(args: argparse.Namespace, made: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Generator keywords; with ``--from``, the recipe's attention backend and compile unless given."""
+    made = made or {}
+    return {"plan": args.plan, "attention": args.attention or made.get("attention"),
+            "compile": bool(args.compile or made.get("compile"))}
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:

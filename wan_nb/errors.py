@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["GenerationError", "GenerationCancelled", "StoryboardError", "StoryboardCancelled",
-           "TaskNotQueued", "InvalidParameter", "ModelNotAvailable", "LoraError"]
+           "TaskNotQueued", "ClusterUnavailable", "InvalidParameter", "ModelNotAvailable", "LoraError"]
 
 
 class GenerationError(RuntimeError):
@@ -64,6 +64,10 @@ class TaskNotQueued(RuntimeError):
                          "(see gen.queue for the tasks still waiting)")
         self.task_id = task_id
         self.status = status
+
+
+class ClusterUnavailable(RuntimeError):
+    """``cluster=``: Ray is missing, the cluster cannot be reached, or it cannot run this model."""
 
 
 _ELSEWHERE = {"InvalidParameter": "params", "ModelNotAvailable": "download", "LoraError": "lora"}

@@ -104,23 +104,23 @@ def lora_source(name: str, pipe: Any = None) -> Any:
     return fast.lora[0] if len(fast.lora) == 1 else tuple(fast.lora)
 
 
-def attach_lora(gen: Any, pipe: Any) -> None:
-    """Register the variant's distilled LoRA once the pipeline is loaded (downloads it if needed)."""
-    if gen.model not in FAST_PRESETS or LORA_NAME in gen._loras.entries:
+def attach_lora(model: str, registry: Any, pipe: Any, experts: tuple[str, ...] = ()) -> None:
+    """Register variant ``model``'s distilled LoRA in ``registry`` (a LoraRegistry) once the pipeline
+    is loaded (downloads it if needed); nothing for other models."""
+    if model not in FAST_PRESETS or LORA_NAME in registry.entries:
         return
-    gen._loras.load(lora_source(gen.model, pipe), LORA_NAME, 1.0, pipe, experts=None,
-                    model_experts=gen.spec.experts)
+    registry.load(lora_source(model, pipe), LORA_NAME, 1.0, pipe, experts=None, model_experts=experts)
 
 
-def implied(gen: Any, name: str) -> bool:
+def implied(model: str, name: str) -> bool:
     """True for the distilled LoRA of a few-step variant: the model's name implies it (recipes
     leave it out, reruns keep it on)."""
-    return name == LORA_NAME and gen.model in FAST_PRESETS
+    return name == LORA_NAME and model in FAST_PRESETS
 
 
-def run_weights(gen: Any, weights: dict[str, float]) -> dict[str, float]:
+def run_weights(model: str, registry: Any, weights: dict[str, float]) -> dict[str, float]:
     """A run's LoRA weights: the distilled LoRA stays on unless the run sets its weight itself."""
-    entry = gen._loras.entries.get(LORA_NAME) if gen.model in FAST_PRESETS else None
+    entry = registry.entries.get(LORA_NAME) if model in FAST_PRESETS else None
     if entry is None or LORA_NAME in weights:
         return weights
     return {LORA_NAME: entry.weight, **weights}

@@ -136,7 +136,7 @@ def versions() -> dict[str, str | None]:
     if not _versions:
         from importlib import metadata
 
-        from . import __version__
+        from ._version import __version__
 
         _versions["wan_nb"] = __version__
         for name in ("diffusers", "torch"):
@@ -214,11 +214,11 @@ def lora_entry(name: str, entry: Any, weight: float) -> dict[str, Any]:
 
 def _loras(generator: Any, requested: Mapping[str, float]) -> list[dict[str, Any]]:
     """The adapters a run uses: the requested ones, or (none requested) every loaded one."""
-    loaded = generator._loras.entries
+    loaded = generator.lora_registry.entries
     weights = dict(requested) if requested else {n: entry.weight for n, entry in loaded.items()}
     # A few-step variant's distilled LoRA is part of the model: its name says it, a rerun reloads it.
     return [lora_entry(name, loaded[name], weight) for name, weight in weights.items()
-            if name in loaded and not fast_presets.implied(generator, name)]
+            if name in loaded and not fast_presets.implied(generator.model, name)]
 
 
 def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.PathLike | None = None,
@@ -295,7 +295,7 @@ def embed(video: str | os.PathLike, recipe: Mapping[str, Any]) -> Path:
     return path
 
 
-def _ffmetadata(text: str) -> dict[str, str]:
+def parse_ffmetadata(text: str) -> dict[str, str]:
     """The global tags of ffmpeg's ``ffmetadata`` output (``\\`` escapes ``=;#\\`` and newlines)."""
     tags: dict[str, str] = {}
     key: str | None = None
@@ -335,7 +335,7 @@ def read_mp4(video: str | os.PathLike) -> dict[str, Any] | None:
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
         raise RecipeError(f"{path} is not a readable video: {reason[-1] if reason else 'ffmpeg failed'}")
-    text = _ffmetadata(done.stdout.decode("utf-8", errors="replace")).get(METADATA_TAG)
+    text = parse_ffmetadata(done.stdout.decode("utf-8", errors="replace")).get(METADATA_TAG)
     if not text:
         return None
     try:
