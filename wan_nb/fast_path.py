@@ -131,7 +131,7 @@ def prepare(ctx: Any, pipe: Any) -> None:
 def check_recipe(generator: Any, recipe: Any) -> None:
     """A rerun must compute as the recipe did: refuse another attention backend, naming the fix."""
     recorded = recipe.get("attention")
-    have = getattr(generator.load_options, "attention", None)
+    have = getattr(getattr(generator, "load_options", None), "attention", None)
     if recorded != have:
         raise ValueError(f"this recipe was made with attention={recorded!r}; this generator uses "
                          f"attention={have!r}. Use Generator({generator.model!r}, attention={recorded!r}).rerun(...)")
@@ -139,6 +139,6 @@ def check_recipe(generator: Any, recipe: Any) -> None:
 
 def recipe_fields(generator: Any, params: Any) -> dict[str, Any]:
     """What a recipe records of the fast path (the run's cache, the generator's attention/compile)."""
-    options = generator.load_options
+    options = getattr(generator, "load_options", None)
     return {"cache": params.get("cache"), "cache_threshold": params.get("cache_threshold"),
             "attention": getattr(options, "attention", None), "compile": bool(getattr(options, "compile", False))}
