@@ -115,3 +115,9 @@ def test_cli_plan(capsys):
     out = capsys.readouterr().out
     assert "Memory plan for wan2.1-t2v-1.3b" in out and "on a 12 GB GPU with 32 GB RAM" in out
     assert main(["plan", "nope", "--gpu-gb", "12", "--ram-gb", "32"]) == 2
+
+
+def test_a_presets_repo_id_and_its_few_step_variant_plan_as_the_preset():
+    preset = [c.params for c in plan("wan2.1-t2v-1.3b").components]
+    assert [c.params for c in plan("Wan-AI/Wan2.1-T2V-1.3B-Diffusers").components] == preset
+    assert [c.params for c in plan("wan2.1-t2v-1.3b-4step").components] == preset

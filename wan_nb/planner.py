@@ -219,7 +219,10 @@ def _components_of(model: str) -> tuple[str, list[ComponentCount], dict[str, Any
     spec = models.resolve(model)
     if spec.builder:
         return spec.name, count_components(tiny_components(spec.builder)), spec.defaults
-    arch = arch_for(spec.preset or spec.name)
+    from .model_presets import PRESETS
+
+    by_repo = {p.repo_id.lower(): p.name for p in PRESETS.values()}  # a preset's repo id plans as the preset
+    arch = arch_for(spec.preset or by_repo.get(str(spec.source).lower(), spec.name))
     if arch is None:
         raise ValueError(f"plan({model!r}): the planner knows the presets ({', '.join(_preset_names())}) and "
                          "the tiny models; for another folder or repo, plan the preset of the same "
