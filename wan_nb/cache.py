@@ -30,7 +30,7 @@ import numbers
 import threading
 from typing import Any, Mapping
 
-__all__ = ["CACHE_MODES", "check_cache", "RunCache", "cache_for_run"]
+__all__ = ["CACHE_MODES", "check_cache", "RunCache", "cache_for_run", "forget_ratios"]
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +285,19 @@ def _load_ratios(model: str) -> list[float] | None:
     except (OSError, ValueError):
         return None
     return [float(x) for x in curve] if isinstance(curve, list) and len(curve) >= 2 else None
+
+
+def forget_ratios(model: str) -> None:
+    """Drop ``model``'s MagCache curve: its next ``cache="mag"`` run measures it again."""
+    from .atomic import replace_text
+
+    with _ratios_lock:
+        try:
+            known = json.loads(_ratios_path().read_text())
+        except (OSError, ValueError):
+            return
+        if known.pop(model, None) is not None:
+            replace_text(_ratios_path(), json.dumps(known))
 
 
 def _save_ratios(model: str, ratios: list[float]) -> None:
