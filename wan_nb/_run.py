@@ -249,7 +249,7 @@ class TaskRun:
         # (same modules); every other model is called as loaded.
         runner = models.pipeline_for_inputs(pipe, p["image"])
         denoise_started = time.perf_counter()
-        with cache_for_run(pipe, p, self.ctx.model) as self.run_cache:  # on for this run only, off after
+        with cache_for_run(runner, p, self.ctx.model) as self.run_cache:  # on for this run only, off after
             if self.run_cache is not None:
                 self.progress(self.run_cache.message)
             self.clock.start()
