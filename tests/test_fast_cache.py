@@ -7,6 +7,7 @@ import wan_nb
 from wan_nb import cache as cache_mod
 from wan_nb.cache import CACHE_MODES
 from wan_nb.eta import StepClock
+from wan_nb.events import validate
 from wan_nb.params import InvalidParameter
 
 STEPS = 10
@@ -39,6 +40,8 @@ def run(gen, recorder, **kwargs):
              and e.data["stage"] == "generating" and e.data.get("current_step")
              and e.data["message"].startswith("Step")]
     assert [e.type for e in events if e.type in TERMINAL] == ["generation_completed"]
+    for event in events:  # step_reused included: every event is what the schema says
+        validate(event)
     return counts, steps, result
 
 
