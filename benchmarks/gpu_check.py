@@ -89,7 +89,7 @@ os.environ.setdefault("WAN_NB_CACHE", str(ROOT / ".cache" / "bench"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SECTIONS = ("real", "monitor", "speed", "previews", "memory", "speed5b", "compile",
+SECTIONS = ("real", "monitor", "speed", "previews", "memory", "speed5b", "compile", "fast",
             "v2v", "vace", "flf2v", "animate")   # the last four: benchmarks/gpu_pipelines.py
 # The one prepared call (docs/gpu.md): every architecture end to end, then the monitor (< 10 min).
 DEFAULT_SECTIONS = ("real", "monitor")
@@ -961,9 +961,19 @@ def section_real(ctx: Context) -> list[dict]:
     return gpu_real.section_real(ctx, sys.modules[__name__])
 
 
+def section_fast(ctx: Context) -> list[dict]:
+    """Cache modes, attention backends, regional compile, planner vs measured VRAM (benchmarks/gpu_fast.py)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import gpu_fast
+
+    return gpu_fast.section_fast(ctx, sys.modules[__name__])
+
+
 RUNNERS: dict[str, Callable[[Context], list[dict]]] = {
     "real": section_real, "monitor": section_monitor, "speed": section_speed, "previews": section_previews,
-    "memory": section_memory, "speed5b": section_speed5b, "compile": section_compile}
+    "memory": section_memory, "speed5b": section_speed5b, "compile": section_compile, "fast": section_fast}
 
 
 def _pipeline_section(name: str) -> Callable[[Context], list[dict]]:

@@ -21,12 +21,13 @@ _LAZY = {
     "StoryboardError": "errors", "StoryboardCancelled": "errors", "TaskNotQueued": "errors",
     "ModelNotAvailable": "errors",
     "Storyboard": "storyboard", "Scene": "storyboard",
+    "plan": "planner", "Plan": "planner",
 }
 
 __all__ = ["Generator", "Task", "Result", "Sweep", "Event", "EventType", "Stage", "GenerationError",
            "GenerationCancelled", "InvalidParameter", "StoryboardError", "StoryboardCancelled",
            "TaskNotQueued", "ModelNotAvailable", "Storyboard", "Scene", "presets", "gallery",
-           "recipe", "history", "__version__"]
+           "recipe", "history", "plan", "Plan", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -27,8 +27,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import eta, models, monitor, pipelines
+from . import eta, fast_path, fast_presets, models, monitor, pipelines
 from ._loras import LoraRegistry
+from .cache import cache_for_run
 from .engine import EventSink
 from .errors import GenerationCancelled, GenerationError
 from .events import EventType, Stage
@@ -135,6 +136,7 @@ class TaskRun:
         self.clock: eta.StepClock | None = None
         self.key = eta.shape_key(ctx.model, task.params)
         self.expert: str | None = None
+        self.run_cache: Any = None
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -207,11 +209,12 @@ class TaskRun:
                 max_sequence_length=512, device=self.holder.execution_device(pipe))
 
     def apply_loras(self, pipe: Any) -> None:
+        fast_path.prepare(self.ctx, pipe)  # once per pipeline: a few-step variant's LoRA, attention, compile
         loras = self.ctx.loras
         requested = self.task.params["loras"]
         if not loras and not requested:
             return
-        weights = requested if requested else loras.weights()
+        weights = fast_presets.run_weights(self.ctx.model, loras, requested if requested else loras.weights())
         described = ", ".join(f"{n}={w:g}" for n, w in weights.items()) or "none (LoRAs off)"
         self.enter(Stage.APPLYING_LORA, f"LoRA weights: {described}")
         loras.activate(pipe, weights)
@@ -244,8 +247,11 @@ class TaskRun:
         # and Wan 2.2 TI2V's image-to-video, else the model as loaded (wan_nb.pipelines).
         runner, self.reference_frames = pipelines.prepare_call(pipe, p, call)
         denoise_started = time.perf_counter()
-        self.clock.start()
-        latents = runner(**call).frames
+        with cache_for_run(runner, p, self.ctx.model) as self.run_cache:  # on for this run only, off after
+            if self.run_cache is not None:
+                self.progress(self.run_cache.message)
+            self.clock.start()
+            latents = runner(**call).frames
         if self.reference_frames:  # VACE: the reference images' latent frames come first
             latents = latents[:, :, self.reference_frames:]
         step = (time.perf_counter() - denoise_started - self.paused_s) / steps
@@ -256,12 +262,15 @@ class TaskRun:
     def on_step_end(self, pipeline: Any, index: int, timestep: Any, callback_kwargs: dict) -> dict:
         """The pipeline's step callback: time, cancel, report, run the step hooks, pause."""
         task, steps, step = self.task, self.task.params["steps"], index + 1
-        self.clock.step_done(step)
+        reused = self.run_cache.step_end() if self.run_cache is not None else None  # computed or reused
+        self.clock.step_done(step, reused=reused)
         self.finite.observe(step, callback_kwargs.get("latents"))  # models: on the device, no sync
         self.check_cancel()
         expert = self.experts[index] if self.experts else None
         message = f"Step {step}/{steps}"
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {} if reused is None else {"step_reused": reused}
+        if reused:
+            message += " (reused)"
         if expert is not None:
             extra["expert"] = expert
             if expert != self.expert and self.expert is not None:

@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from . import cli_fast
+
 __all__ = ["main"]
 
 
@@ -69,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--vae-slicing", action="store_true", help="decode one video at a time")
     gen.add_argument("--runs-dir", type=Path)
     gen.add_argument("--json", action="store_true", help="print one event per line (the WebSocket frame)")
+    cli_fast.add_generate_flags(gen)  # --plan --cache --cache-threshold --attention --compile
+    cli_fast.add_plan_command(commands)
     commands.add_parser("presets", help="list model presets")
     info = commands.add_parser("info", help="print the recipe a video was made with")
     info.add_argument("file", help="an MP4 made by wan_nb, or its run folder")
@@ -100,6 +104,7 @@ def _generate(args: argparse.Namespace) -> int:
                                              "guidance_scale_2", "flow_shift", "negative_prompt", "fps", "image",
                                              *INPUT_ARGS)
               if getattr(args, k) is not None}
+    kwargs.update(cli_fast.run_options(args))
     if args.out is not None and args.out.suffix.lower() != ".mp4":
         return _fail(f"--out {args.out}: the output is an MP4; give a path ending in .mp4", 2)
     if args.prompt is None and args.from_ is None:
@@ -113,7 +118,7 @@ def _generate(args: argparse.Namespace) -> int:
         model = args.model or (made["model"]["name"] if made else "tiny")
         gen = Generator(model=model, device=args.device, dtype=args.dtype, runs_dir=args.runs_dir,
                         offload=args.offload, vae_tiling=args.vae_tiling, vae_slicing=args.vae_slicing,
-                        previews=False)
+                        previews=False, **cli_fast.generator_options(args, made))
         lora_weights = {}
         for path, weight in args.lora:
             lora_weights[gen.load_lora(path, weight=weight, experts=args.lora_experts)] = weight
@@ -216,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _info(args)
     if args.command == "history":
         return _history(args)
+    if args.command == "plan":
+        return cli_fast.plan_command(args)
     return 2
 
 

@@ -40,6 +40,8 @@ class LoadOptions:
     offload: str = "none"
     vae_tiling: bool = False
     vae_slicing: bool = False
+    attention: str | None = None    # diffusers attention backend (wan_nb.attention), checked by the facade
+    compile: bool = False           # compile the repeated transformer blocks once loaded
 
     def __post_init__(self) -> None:
         if self.offload not in OFFLOAD_MODES:

@@ -35,7 +35,10 @@ BANDS: dict[str, tuple[float, float]] = {
 
 
 def shape_key(model: str, params: dict[str, Any]) -> str:
-    """Timings depend on the model and on the latent volume; steps are timed per step."""
+    """Timings depend on the model and on the latent volume; steps are timed per step. A cache
+    mode makes a different (faster) kind of step, so its runs are timed apart."""
+    cache = params.get("cache")
+    model = f"{model}+{cache}" if cache else model
     return f"{model}|{params['height']}x{params['width']}x{params['num_frames']}"
 
 
@@ -182,17 +185,30 @@ class StepClock:
             self._prefix[expert] = counts
         self._last = time.perf_counter()
         self.done = 0
+        # With a cache mode: [count, sum, first] of computed and of reused steps, and the step
+        # where reuse began (the modes compute every step of a warm-up first).
+        self._kinds: dict[bool, list[float]] = {False: [0, 0.0, 0.0], True: [0, 0.0, 0.0]}
+        self._reuse_began: int | None = None
 
     def start(self) -> None:
         self._last = time.perf_counter()
 
-    def step_done(self, step: int) -> None:
+    def step_done(self, step: int, reused: bool | None = None) -> None:
         now = time.perf_counter()
-        self.record(step, now - self._last)
+        self.record(step, now - self._last, reused)
         self._last = now
 
-    def record(self, step: int, duration: float) -> None:
-        """Count ``step`` (1-based) as done, having taken ``duration`` seconds."""
+    def record(self, step: int, duration: float, reused: bool | None = None) -> None:
+        """Count ``step`` (1-based) as done, having taken ``duration`` seconds; ``reused``: with a
+        cache mode, whether the step reused cached work (None: no cache mode)."""
+        if reused is not None:
+            stats = self._kinds[bool(reused)]
+            if stats[0] == 0:
+                stats[2] = duration
+            stats[0] += 1
+            stats[1] += duration
+            if reused and self._reuse_began is None:
+                self._reuse_began = step
         expert = self.experts[step - 1] if self.experts and 0 < step <= len(self.experts) else None
         for stats in (self._stats.setdefault(expert, [0, 0.0, 0.0]), self._all):
             if stats[0] == 0:
@@ -220,9 +236,23 @@ class StepClock:
             return self._mean(stats)
         return self._mean(self._all)
 
+    def _cached_rate(self) -> float | None:
+        """Seconds a step from here on with a cache mode: computed and reused steps at their own
+        rates, mixed in the share reused since reuse began (none seen yet: every step computed)."""
+        computed, reused = self._kinds[False], self._kinds[True]
+        rate_c, rate_r = self._mean(computed), self._mean(reused)
+        if rate_r is None or self._reuse_began is None:
+            return rate_c if rate_c is not None else rate_r
+        since = self.done - self._reuse_began + 1
+        share = min(reused[0] / since, 1.0) if since > 0 else 0.0
+        return share * rate_r + (1.0 - share) * (rate_c if rate_c is not None else rate_r)
+
     def remaining(self) -> float | None:
         if self.done == 0:
             return None
+        if self._kinds[False][0] or self._kinds[True][0]:
+            rate = self._cached_rate()
+            return None if rate is None else max(self.total_steps - self.done, 0) * rate + self.tail()
         if self.experts is None:
             rate = self._rate(None)
             return None if rate is None else max(self.total_steps - self.done, 0) * rate + self.tail()

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, frontend, inputs, journal, models, relay, run_record
+from . import eta, fast_path, frontend, inputs, journal, models, relay, run_record
 from ._loras import LoraRegistry
 from ._queue import QueueFile, queue_entry, resubmit
 from ._run import RunContext, estimate_duration, event_params
@@ -62,15 +62,18 @@ class Generator:
                  monitor_interval: float = 1.0, previews: bool = True,
                  preview_every: float | None = None, pipeline: Any = None,
                  defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, plan: str | None = None, attention: str | None = None,
+                 compile: bool = False) -> None:
         if pipeline is not None:  # see from_pipeline
             spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
         else:
             spec = models.resolve(model)  # cheap; raises a clear error for an unknown model
         self.model = spec.name
         # Every pipeline-loading option in one value (engines, workers and recipes read it).
-        self.load_options = LoadOptions(device=device, dtype=dtype, offload=offload, vae_tiling=vae_tiling,
-                                        vae_slicing=vae_slicing)
+        # The fast path (wan_nb.fast_path): plan="auto" picks the offload; attention/compile checked now.
+        self._fast = fast_path.configure(spec, device=device, offload=offload, vae_tiling=vae_tiling, plan=plan,
+                                         attention=attention, compile=compile)
+        self.load_options = LoadOptions(device=device, dtype=dtype, vae_slicing=vae_slicing, **self._fast.load)
         _check_engine_args(cluster, workers, pipeline)
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every
@@ -124,17 +127,9 @@ class Generator:
         task_id = new_task_id()
         engine = self._engine
         task = engine.task_class(self, task_id, params, self.runs_dir / task_id, parent_id=parent_id, engine=engine)
-        info = {"task_id": task_id, "model": self.model, "prompt": params["prompt"],
-                "params": public_params(params), "seed": params["seed"], "parent_id": parent_id,
-                "loras": self._loras.describe(),
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(task.created_at))}
-        try:
-            info["inputs"] = task.inputs = inputs.save(task.run_dir, params)  # <run>/inputs/, named here
-            journal.write_task_file(task.run_dir, info)
-            self._journal.open(task_id, task.run_dir)
-        except OSError as exc:
-            raise OSError(f"cannot write the run folder {task.run_dir}: {exc}. Pass runs_dir= a writable "
-                          "folder (or set WAN_NB_RUNS_DIR).") from exc
+        _open_run_folder(task, {"task_id": task_id, "model": self.model, "prompt": params["prompt"],
+                                "params": public_params(params), "seed": params["seed"], "parent_id": parent_id,
+                                "loras": self._loras.describe()}, self._journal)
         self._tasks[task_id] = task
         self._queue_file.add(task_id, queue_entry(self.model, task, given_image))
         started = {"model_type": self.model, "params": event_params(task),
@@ -400,6 +395,18 @@ def _previewer(gen: Generator) -> Any:
     from .previews import install  # numpy at import; torch only when a preview is made
 
     return install(gen.bus, gen.add_step_hook, gen.preview_every, model=gen.model)
+
+
+def _open_run_folder(task: Task, info: dict[str, Any], run_journal: journal.Journal) -> None:
+    """Write ``task``'s folder: its inputs (``<run>/inputs/``), ``task.json``, and open its journal."""
+    info["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(task.created_at))
+    try:
+        info["inputs"] = task.inputs = inputs.save(task.run_dir, task.params)
+        journal.write_task_file(task.run_dir, info)
+        run_journal.open(task.id, task.run_dir)
+    except OSError as exc:
+        raise OSError(f"cannot write the run folder {task.run_dir}: {exc}. Pass runs_dir= a writable "
+                      "folder (or set WAN_NB_RUNS_DIR).") from exc
 
 
 def _check_retries(retries: Any) -> None:

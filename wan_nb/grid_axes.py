@@ -26,11 +26,11 @@ __all__ = ["Axis", "parse_axis", "parse_range", "AxisError", "INT_AXES", "FLOAT_
            "LIST_AXES", "MAX_VALUES"]
 
 INT_AXES = ("seed", "steps", "num_frames", "height", "width")
-FLOAT_AXES = ("guidance_scale", "guidance_scale_2", "flow_shift", "fps", "strength")
+FLOAT_AXES = ("guidance_scale", "guidance_scale_2", "flow_shift", "fps", "strength", "cache_threshold")
 TEXT_AXES = ("prompt", "prompt_sr", "negative_prompt", "mode")
-# Only as a list: no text form says "an image". The inputs of wan_nb.pipelines are axes too.
-LIST_AXES = ("image", "loras", "video", "last_image", "reference_images", "mask", "pose_video", "face_video",
-             "background_video")
+# Only as a list: no text form says "an image" (cache: None too). The inputs of wan_nb.pipelines are axes too.
+LIST_AXES = ("image", "loras", "cache", "video", "last_image", "reference_images", "mask", "pose_video",
+             "face_video", "background_video")
 MAX_VALUES = 1000
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -152,6 +152,8 @@ def _check_number(name: str, value: Any, integer: bool) -> float | int:
 def _label(name: str, value: Any, index: int) -> str:
     if name == "loras":
         return ", ".join(f"{n} {w:g}" for n, w in value.items()) or "no LoRA"
+    if name == "cache":
+        return value or "no cache"
     if name in LIST_AXES:   # a picture or a video: its file name, else its place on the axis
         if isinstance(value, (str, Path)):
             return Path(value).name
@@ -176,7 +178,8 @@ def parse_axis(spec: Any, role: str, loaded_loras: Sequence[str] = ()) -> Axis:
     if isinstance(raw, str):
         if kind == "list":
             raise AxisError(f"{role}: axis {name!r} takes a list, e.g. "
-                            + ("[{}, {'style': 1.0}]" if name == "loras" else "['a.png', 'b.png']"))
+                            + {"loras": "[{}, {'style': 1.0}]", "cache": "[None, 'first-block', 'mag']"}.get(
+                                name, "['a.png', 'b.png']"))
         values: list[Any] = _split_text(raw) if kind == "text" else parse_range(raw, kind == "int", name)
     elif isinstance(raw, (list, tuple, range)):
         values = list(raw)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import model_presets as _presets
+from . import fast_presets as _fast, model_presets as _presets
 from . import kinds as _kinds
 from .model_presets import flow_shift_for
 from . import tiny as _tiny
@@ -114,6 +114,8 @@ def resolve(model: str | os.PathLike | ModelSpec) -> ModelSpec:
     name = str(model).strip()
     if name.lower() in _tiny.VARIANTS:
         return _tiny_spec(name.lower())
+    if name.lower() in _fast.FAST_PRESETS:  # a few-step variant: a preset + its distilled LoRA
+        return _fast.variant_spec(name, resolve(_fast.FAST_PRESETS[name.lower()].base))
     preset = _presets.get(name)
     if preset is not None:
         return _preset_spec(preset)

@@ -12,6 +12,7 @@ import random
 from typing import Any, Mapping
 
 from . import kinds, pipelines
+from .cache import check_cache  # cache acceleration: a mode the model can't take is refused in build_params
 from .errors import InvalidParameter  # defined with every other exception; params' name for it stays
 from .inputs import MEDIA_ARGS, describe, read
 from .models import ModelSpec
@@ -20,7 +21,8 @@ from .model_presets import flow_shift_for
 __all__ = ["InvalidParameter", "build_params", "GENERATION_ARGS"]
 
 GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "steps", "guidance_scale",
-                   "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift") + kinds.INPUT_ARGS
+                   "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift", "cache",
+                   "cache_threshold") + kinds.INPUT_ARGS
 
 # Upper bounds. Each is far beyond what the Wan models were trained for (40-50 steps, 81-121
 # frames, 1280x720, 16-24 fps, guidance 3-6) and each keeps one argument from costing unbounded
@@ -180,6 +182,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
             raise InvalidParameter("loras", dict(loras), f"the weight of {name!r} must be a number")
     p["loras"] = {str(k): float(v) for k, v in loras.items()}
     pipelines.check_frames(spec, p, MAX_STEPS)
+    p["cache"], p["cache_threshold"] = check_cache(p["cache"], p["cache_threshold"], two_experts=len(spec.experts) >= 2)
     return p
 
 

@@ -38,6 +38,8 @@ import types
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import fast_path, fast_presets  # light: no torch at import
+
 __all__ = ["recipe", "recipe_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
            "PARAM_FIELDS", "RecipeError"]
 
@@ -49,6 +51,8 @@ PARAM_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "height", "width",
 # Fields a recipe holds only when a run used them, so keys of the runs made before them stay the same.
 _WHEN_SET = ("strength", "mode")
 _INTS = ("seed", "steps", "height", "width", "num_frames")
+# The fast path's fields: in the key only when set, so recipes made before them keep their keys.
+FAST_FIELDS = ("cache", "cache_threshold", "attention", "compile")
 IMAGE_NAME = "input.png"
 METADATA_TAG = "comment"
 
@@ -125,6 +129,7 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
     media = {n: e.get("sha256") for n, e in (recipe.get("inputs") or {}).items() if n != "image"}
     if media:  # video, last image, masks...: their pixels (the image is keyed above, as before)
         decisive["inputs"] = media
+    decisive.update({f: recipe[f] for f in FAST_FIELDS if recipe.get(f) not in (None, False)})  # set only
     text = json.dumps(decisive, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -219,7 +224,9 @@ def _loras(generator: Any, requested: Mapping[str, float]) -> list[dict[str, Any
     """The adapters a run uses: the requested ones, or (none requested) every loaded one."""
     loaded = generator.lora_registry.entries
     weights = dict(requested) if requested else {n: entry.weight for n, entry in loaded.items()}
-    return [lora_entry(name, loaded[name], weight) for name, weight in weights.items() if name in loaded]
+    # A few-step variant's distilled LoRA is part of the model: its name says it, a rerun reloads it.
+    return [lora_entry(name, loaded[name], weight) for name, weight in weights.items()
+            if name in loaded and not fast_presets.implied(generator.model, name)]
 
 
 def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.PathLike | None = None,
@@ -235,6 +242,7 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
     out["model"] = _model(generator)
     out["dtype"] = _dtype(generator)
     out["loras"] = _loras(generator, params.get("loras") or {})
+    out.update(fast_path.recipe_fields(generator, params))  # cache, attention, compile
     out["image"] = None
     picture = params.get("image")
     if picture is not None:

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import inputs
+from . import fast_path, fast_presets, inputs
 from .lora import EXPERTS, looks_like_repo  # the one rule for "org/name" vs a path
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, lora_entry, recipe
 
@@ -141,7 +141,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
         to_load[name] = _lora_load_args(entry, two_experts)
 
     prompt = overrides.get("prompt", found["prompt"])
-    kwargs = {f: found.get(f) for f in PARAM_FIELDS if f != "prompt" and f in GENERATION_ARGS
+    kwargs = {f: found.get(f) for f in (*PARAM_FIELDS, "cache", "cache_threshold") if f != "prompt" and f in GENERATION_ARGS
               and found.get(f) is not None}
     kwargs.update({k: v for k, v in overrides.items() if k not in ("prompt", "loras")})
     if found.get("image") and "image" not in overrides:
@@ -149,6 +149,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
     kwargs.update(recorded_inputs(found, overrides))  # videos, masks, last image: read and hash-checked now
     # Every argument checked (LoRAs as names only) before any file is read into the generator.
     build_params(generator.spec, prompt, kwargs)
+    fast_path.check_recipe(generator, found)  # the recorded attention backend
 
     for name, (path, experts) in to_load.items():
         generator.load_lora(path, name=name, weight=weights[name], **({"experts": experts} if experts else {}))
@@ -159,7 +160,8 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
             raise RecipeError(f"LoRA {name!r} downloaded from {path} is not the recorded file "
                               f"(sha256 {have[:12]}…, recorded {want[:12]}…)")
     # Adapters loaded but not in the recipe are turned off (weight 0), not left on.
-    active = {n: weights.get(n, 0.0) for n in generator.lora_registry.entries}
+    active = {n: weights.get(n, 0.0) for n in generator.lora_registry.entries
+              if not fast_presets.implied(generator.model, n)}  # a few-step variant's LoRA stays on
     if active:
         kwargs["loras"] = active
     return prompt, kwargs

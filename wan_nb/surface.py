@@ -26,6 +26,7 @@ class GeneratorSurface(EventHost, Protocol):
     spec: Any
     device_request: Any
     dtype_request: Any
+    load_options: Any   # wan_nb.engine.LoadOptions (recipes read its attention / compile)
 
     def submit(self, prompt: str, **kwargs: Any) -> Task: ...
 
