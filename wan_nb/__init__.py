@@ -11,6 +11,9 @@ import importlib
 from typing import Any
 
 from .events import Event, EventType, Stage
+from .quiet_imports import install as _quiet_optional_imports
+
+_quiet_optional_imports()  # torchao's harmless CPU-only notices (see wan_nb.quiet_imports)
 
 __version__ = "0.1.0"
 

@@ -141,7 +141,7 @@ class TaskRun:
         # The loader announces downloading_model / loading_model itself: only it knows whether
         # the files are already cached.
         pipe = models.load_pipeline(gen.spec, device=device, dtype=dtype, report=report, offload=gen.offload,
-                                    vae_tiling=gen.vae_tiling, vae_slicing=gen.vae_slicing)
+                                    vae_tiling=gen.vae_tiling, vae_slicing=gen.vae_slicing, weights=gen.weights)
         log.debug("loaded %s in %.2fs", gen.model, time.perf_counter() - loaded)
         gen._pipe = pipe
         gen.spec = models.refine(gen.spec, pipe)  # a repo id guessed by name: now read from its files

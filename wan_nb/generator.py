@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, journal, models, relay, run_record
+from . import eta, journal, models, relay, run_record, weights
 from ._loras import LoraRegistry
 from ._queue import QueueFile, Worker, WorkerCall, queue_entry, resubmit
 from ._run import estimate_duration, event_params
@@ -58,11 +58,13 @@ class Generator:
                  monitor_interval: float = 1.0, previews: bool = True,
                  preview_every: float | None = None, pipeline: Any = None,
                  defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, quant: Any = None, transformer: Any = None) -> None:
+        self.weights = weights.NONE  # quant= / transformer=: see wan_nb.weights
         if pipeline is not None:  # see from_pipeline
             self.spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
-        else:
-            self.spec = models.resolve(model)  # cheap; raises a clear error for an unknown model
+        else:  # cheap: an unknown model, quant mode or unfitting file is refused here
+            self.spec, self.weights = weights.resolve(model, quant=quant, transformer=transformer, device=device)
+            model = self.spec.name  # model= a checkpoint file: its preset from here on (Ray workers too)
         self.model = self.spec.name
         if offload not in ("none", "model", "sequential", "group"):
             raise ValueError(f"offload={offload!r}: choose 'none', 'model', 'sequential' or 'group'")

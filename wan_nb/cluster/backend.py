@@ -95,7 +95,8 @@ class ClusterBackend:
         options = dict(device=generator.device_request, dtype=generator.dtype_request,
                        offload=generator.offload, vae_tiling=generator.vae_tiling,
                        vae_slicing=generator.vae_slicing, monitor_interval=generator.monitor_interval,
-                       previews=generator.previews, preview_every=generator.preview_every)
+                       previews=generator.previews, preview_every=generator.preview_every,
+                       **generator.weights.as_arguments())
         cls = actor_class(ray).options(max_restarts=0, **resources)
         model_name = str(model)
         self.pool = WorkerPool(ray, self.count, lambda worker_id: cls.remote(worker_id, model_name, options))

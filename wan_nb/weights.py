@@ -1,0 +1,192 @@
+"""How each component's weights are loaded: quantized (``quant=``) or from a single file (``transformer=``).
+
+``resolve(model, quant=, transformer=, device=)`` runs when a Generator is made: it parses both
+arguments, checks that this machine can run every mode, reads each file's header and checks its
+architecture against the model (``model=`` may itself be a checkpoint file: its preset is found
+from its shapes). All of that is cheap and comes before any download, so bad input is refused
+first. The :class:`WeightOptions` it returns then drives the loader (:meth:`WeightOptions.load`,
+called by ``loading.load_components`` for every component), tells the download which weights to
+leave out (a transformer given as a file is not downloaded), and describes itself for the recipe.
+
+Two experts (Wan 2.2 A14B): ``transformer=(high_noise_file, low_noise_file)`` (either may be None:
+that expert comes from the model's own files), or ``quant={"transformer": "gguf:high.gguf",
+"transformer_2": "gguf:low.gguf"}``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import quant as _quant
+from . import single_file
+
+__all__ = ["WeightOptions", "resolve", "recipe_fields", "generator_args", "key_fields", "NONE"]
+
+EXPERTS = ("transformer", "transformer_2")
+
+
+@dataclass(frozen=True)
+class WeightOptions:
+    """Per component: a quant mode (``fp8`` / ``int8`` / ``nf4`` / ``gguf``) and/or a single file."""
+
+    modes: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, Path] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.modes or self.files)
+
+    def skip_patterns(self) -> list[str]:
+        """Download patterns of weights replaced by files (the file's config.json is still fetched)."""
+        return [f"{name}/*.safetensors" for name in self.files]
+
+    def sizes(self) -> dict[str, int]:
+        return {name: path.stat().st_size for name, path in self.files.items() if path.is_file()}
+
+    def as_arguments(self) -> dict[str, Any]:
+        """``quant=`` / ``transformer=`` that rebuild these options (a Ray worker's Generator)."""
+        quant = {n: m for n, m in self.modes.items() if m != "gguf"}
+        quant.update({n: f"gguf:{p}" for n, p in self.files.items() if p.suffix.lower() == ".gguf"})
+        plain = {n: str(p) for n, p in self.files.items() if p.suffix.lower() != ".gguf"}
+        transformer: Any = None
+        if plain:
+            transformer = plain["transformer"] if list(plain) == ["transformer"] else (
+                plain.get("transformer"), plain.get("transformer_2"))
+        return {"quant": quant or None, "transformer": transformer}
+
+    def load(self, name: str, cls: Any, folder: Path, kwargs: dict[str, Any], dtype: Any) -> Any:
+        """Load component ``name`` of ``folder`` as these options say (``kwargs``: from_pretrained's)."""
+        mode, path = self.modes.get(name), self.files.get(name)
+        library = "diffusers" if cls.__module__.startswith("diffusers") else "transformers"
+        if path is not None:
+            single_file.check(path, _FolderSpec(folder), folder=folder, component=name)
+            if mode == "gguf":
+                from .gguf_files import load_transformer as load_gguf
+
+                return load_gguf(path, cls, folder, component=name, dtype=dtype)
+            extra = _quant.load_kwargs(mode, library, dtype) if mode else {}
+            part = single_file.load_transformer(path, cls, folder, component=name, dtype=dtype,
+                                                quantization_config=extra.get("quantization_config"))
+        else:
+            extra = _quant.load_kwargs(mode, library, dtype) if mode else {}
+            part = cls.from_pretrained(folder, **kwargs, **extra)
+        if mode:
+            _quant.after_load(part, mode, dtype)
+        return part
+
+
+NONE = WeightOptions()
+
+
+@dataclass(frozen=True)
+class _FolderSpec:
+    """Just enough of a ModelSpec for the load-time check (the folder's config decides)."""
+
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.folder)
+
+
+def _transformer_files(transformer: Any, two_experts: bool) -> dict[str, Path]:
+    if transformer is None:
+        return {}
+    if isinstance(transformer, (str, os.PathLike)):
+        if two_experts:
+            raise ValueError("this model has two experts (high noise, low noise): pass "
+                             "transformer=(HIGH_NOISE_FILE, LOW_NOISE_FILE); None in either place keeps "
+                             "that expert from the model's own files")
+        files = {"transformer": transformer}
+    elif isinstance(transformer, Mapping):
+        files = dict(transformer)
+    elif isinstance(transformer, (tuple, list)):
+        if not two_experts:
+            raise ValueError(f"transformer= got {len(transformer)} files, but this model has one transformer; "
+                             "pass one file")
+        if len(transformer) != 2:
+            raise ValueError("transformer=(HIGH_NOISE_FILE, LOW_NOISE_FILE): give exactly two (None keeps one)")
+        files = dict(zip(EXPERTS, transformer))
+    else:
+        raise ValueError(f"transformer={transformer!r}: pass the path of a .safetensors or .gguf file")
+    allowed = EXPERTS if two_experts else EXPERTS[:1]
+    out = {}
+    for name, value in files.items():
+        if name not in allowed:
+            raise ValueError(f"transformer=: {name!r} is not a transformer of this model ({', '.join(allowed)})")
+        if value is None:
+            continue
+        if not single_file.is_checkpoint(value):
+            raise ValueError(f"transformer={str(value)!r}: pass a .safetensors or .gguf file (a diffusers "
+                             "folder goes in model=)")
+        out[name] = Path(value).expanduser().resolve()
+    return out
+
+
+def resolve(model: Any, *, quant: Any = None, transformer: Any = None, device: Any = "auto") -> tuple[Any, WeightOptions]:
+    """(ModelSpec, WeightOptions) for a new Generator; every check that needs no loading is done here."""
+    from . import models
+
+    if single_file.is_checkpoint(model):
+        if transformer is not None:
+            raise ValueError(f"model={str(model)!r} is a transformer file and transformer= names another; "
+                             "pass model=PRESET with transformer=FILE, or the file alone as model=")
+        transformer = model
+        model = single_file.detect(model)  # also refuses a file that is no Wan transformer
+    spec = models.resolve(model)
+    two_experts = len(spec.experts) >= 2
+    files = _transformer_files(transformer, two_experts)
+    modes = _quant.parse(quant, two_experts=two_experts)
+    plain_mode = quant if isinstance(quant, (str, os.PathLike)) else None
+    for name, mode in list(modes.items()):
+        if mode.startswith(_quant.GGUF_PREFIX):
+            if name in files:
+                raise ValueError(f"{name}: both transformer= ({files[name].name}) and quant='gguf:...' name a "
+                                 "file; give it once")
+            files[name] = Path(mode[len(_quant.GGUF_PREFIX):])
+            modes[name] = "gguf"
+    for name, path in files.items():
+        if path.suffix.lower() == ".gguf":
+            explicit = modes.get(name) not in (None, "gguf") and plain_mode is None
+            if explicit:
+                raise ValueError(f"{name}: {path.name} is a GGUF file, already quantized; drop quant[{name!r}]")
+            modes[name] = "gguf"
+    _quant.check_runnable(modes, device)
+    for name, path in files.items():
+        if name == "text_encoder":
+            raise ValueError("quant={'text_encoder': 'gguf:...'}: GGUF text encoders are not supported yet; "
+                             "use quant={'text_encoder': 'fp8'} or 'int8'")
+        single_file.check(path, spec, component=name)
+    return spec, WeightOptions(modes=dict(sorted(modes.items())), files=dict(sorted(files.items())))
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipes
+# ---------------------------------------------------------------------------------------------
+def recipe_fields(options: WeightOptions | None) -> dict[str, Any]:
+    """``quant`` ({component: mode}) and ``files`` ({component: {path, sha256}}) for a recipe; {} if none."""
+    if not options:
+        return {}
+    from .recipe import file_sha256
+
+    return {"quant": dict(options.modes) or None,
+            "files": {name: {"path": str(path), "sha256": file_sha256(path)}
+                      for name, path in options.files.items()} or None}
+
+
+def key_fields(recipe: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What of the weights decides the video: modes and file hashes (not paths); None when neither."""
+    modes, files = recipe.get("quant") or {}, recipe.get("files") or {}
+    if not modes and not files:
+        return None
+    return {"quant": dict(sorted(modes.items())),
+            "files": {name: entry.get("sha256") for name, entry in sorted(files.items())}}
+
+
+def generator_args(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """``quant=`` / ``transformer=`` that make a Generator like the one that made ``recipe``."""
+    modes, files = dict(recipe.get("quant") or {}), recipe.get("files") or {}
+    paths = {name: Path(entry["path"]) for name, entry in files.items()}
+    return WeightOptions(modes=modes, files=paths).as_arguments()
