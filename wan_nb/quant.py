@@ -25,7 +25,8 @@ import importlib.util
 import os
 from typing import Any, Mapping
 
-__all__ = ["MODES", "QUANTIZABLE", "parse", "check_runnable", "load_kwargs", "after_load", "stored_dtypes"]
+__all__ = ["MODES", "QUANTIZABLE", "parse", "parse_cli", "check_runnable", "load_kwargs", "after_load", "stored_dtypes",
+           "storage_kind"]
 
 MODES = ("fp8", "int8", "nf4")
 QUANTIZABLE = ("transformer", "transformer_2", "text_encoder")
@@ -103,6 +104,20 @@ def parse(quant: Any, *, two_experts: bool) -> dict[str, str]:
     return {name: mode for name, mode in out.items() if mode is not None}
 
 
+def parse_cli(text: str) -> Any:
+    """``--quant``: a mode (``fp8``, ``gguf:FILE``) or ``component=mode,component=mode``."""
+    if "=" not in text:
+        return text
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, mode = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--quant {text!r}: write MODE or COMPONENT=MODE[,COMPONENT=MODE], "
+                             "e.g. --quant transformer=fp8,text_encoder=int8")
+        out[name.strip()] = mode.strip()
+    return out
+
+
 def _has(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
@@ -176,12 +191,14 @@ def stored_dtypes(module: Any) -> dict[str, int]:
     ``bfloat16``, ...): what the memory benchmark and the tests read."""
     out: dict[str, int] = {}
     for param in list(module.parameters()) + list(module.buffers()):
-        kind, nbytes = _storage(param)
+        kind, nbytes = storage_kind(param)
         out[kind] = out.get(kind, 0) + nbytes
     return out
 
 
-def _storage(tensor: Any) -> tuple[str, int]:
+def storage_kind(tensor: Any) -> tuple[str, int]:
+    """(how ``tensor`` is stored, its bytes): a dtype name, ``int8`` for torchao's int8 tensors,
+    ``gguf:<type>`` for GGUF blocks, ``nf4`` for bitsandbytes' 4-bit parameters."""
     quant_type = getattr(tensor, "quant_type", None)
     if quant_type is not None:  # a GGUFParameter: raw blocks as uint8
         return f"gguf:{getattr(quant_type, 'name', quant_type)}", tensor.numel() * tensor.element_size()

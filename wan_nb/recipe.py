@@ -9,6 +9,8 @@ A recipe is a JSON-ready dict::
      "loras": [{"name", "weight", "sha256", "path", "source",    # the adapters that were on
                 "targets", ["files"]}],                       # (files: a pair, one per expert)
      "image": {"sha256", "path"} | None,                          # the first frame, as used
+     ["quant": {component: "fp8" | "int8" | "nf4" | "gguf"},       # only when the weights were
+      "files": {component: {"path", "sha256"}}]                   # quantized / single files
      "versions": {"wan_nb", "diffusers", "torch"},
      "task_id", "created_at"}
 
@@ -117,6 +119,10 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
                 "model": [model.get("repo_id") or model.get("name"), model.get("revision")],
                 "dtype": recipe.get("dtype"), "loras": loras,
                 "image": image.get("sha256") if isinstance(image, Mapping) else None}
+    from .weights import key_fields
+
+    if key_fields(recipe) is not None:  # only then: earlier recipes keep their keys
+        decisive["weights"] = key_fields(recipe)
     text = json.dumps(decisive, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -236,6 +242,9 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
             target = Path(image_path)
             target.write_bytes(data)
             out["image"]["path"] = str(target.resolve())
+    from .weights import recipe_fields
+
+    out.update(recipe_fields(getattr(generator, "weights", None)))
     out["versions"] = versions()
     out["task_id"] = task_id
     out["created_at"] = created_at

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from . import quant as _quant
 from . import single_file
 
-__all__ = ["WeightOptions", "resolve", "recipe_fields", "generator_args", "key_fields", "NONE"]
+__all__ = ["WeightOptions", "resolve", "recipe_fields", "generator_args", "key_fields", "check_rerun", "NONE"]
 
 EXPERTS = ("transformer", "transformer_2")
 
@@ -190,3 +190,25 @@ def generator_args(recipe: Mapping[str, Any]) -> dict[str, Any]:
     modes, files = dict(recipe.get("quant") or {}), recipe.get("files") or {}
     paths = {name: Path(entry["path"]) for name, entry in files.items()}
     return WeightOptions(modes=modes, files=paths).as_arguments()
+
+
+def check_rerun(generator: Any, recipe: Mapping[str, Any]) -> None:
+    """Refuse a rerun on a generator whose weights differ from the recipe's (naming the Generator to make)."""
+    from .recipe import RecipeError
+
+    want = key_fields(recipe)
+    have = key_fields(recipe_fields(getattr(generator, "weights", None)))
+    if want == have:
+        return
+    have_files = (have or {}).get("files") or {}
+    for name, entry in (recipe.get("files") or {}).items():
+        if not Path(entry["path"]).is_file():
+            raise RecipeError(f"this recipe's {name} file {entry['path']} is no longer there; put it back "
+                              "to remake the video")
+        if name in have_files and have_files[name] != entry.get("sha256"):
+            raise RecipeError(f"the {name} file differs from the one this recipe was made with (sha256 "
+                              f"{str(have_files[name])[:12]}…, recorded {str(entry.get('sha256'))[:12]}…); "
+                              f"put the original back at {entry['path']}")
+    arguments = ", ".join(f"{k}={v!r}" for k, v in generator_args(recipe).items() if v is not None)
+    raise RecipeError(f"this recipe was made with other weights ({arguments or 'no quant, no files'}); "
+                      f"use Generator(model={generator.model!r}{', ' + arguments if arguments else ''}).rerun(...)")
