@@ -50,6 +50,8 @@ as soon as it ends; a failing section is recorded and the next one runs):
   a share of step time; one ``monitor.sample()`` call timed many times.
 * ``compile`` (GPU.md 4, optional, not in the default list): attention backends (native SDPA,
   cuDNN, flash through SDPA) and ``torch.compile`` of the transformer; first-call compile time.
+* ``quant`` (optional): peak VRAM and seconds per step per ``quant=`` mode (bf16, fp8, int8, nf4,
+  GGUF Q8_0 / Q4_0, with and without model offload) at the 1.3B size (benchmarks/gpu_quant.py).
 
 Runs that need no decode (previews, compile) stop after the last denoising step by cancelling the
 task from a step hook (the generator checks for cancellation before it decodes).
@@ -89,7 +91,7 @@ os.environ.setdefault("WAN_NB_CACHE", str(ROOT / ".cache" / "bench"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SECTIONS = ("real", "monitor", "speed", "previews", "memory", "speed5b", "compile")
+SECTIONS = ("real", "monitor", "speed", "previews", "memory", "speed5b", "compile", "quant")
 # The one prepared call (docs/gpu.md): every architecture end to end, then the monitor (< 10 min).
 DEFAULT_SECTIONS = ("real", "monitor")
 OVERHEAD_TARGET = 1.005
@@ -960,9 +962,19 @@ def section_real(ctx: Context) -> list[dict]:
     return gpu_real.section_real(ctx, sys.modules[__name__])
 
 
+def section_quant(ctx: Context) -> list[dict]:
+    """Peak VRAM and speed per quant mode (benchmarks/gpu_quant.py)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import gpu_quant
+
+    return gpu_quant.section_quant(ctx, sys.modules[__name__])
+
+
 RUNNERS: dict[str, Callable[[Context], list[dict]]] = {
     "real": section_real, "monitor": section_monitor, "speed": section_speed, "previews": section_previews,
-    "memory": section_memory, "speed5b": section_speed5b, "compile": section_compile}
+    "memory": section_memory, "speed5b": section_speed5b, "compile": section_compile, "quant": section_quant}
 
 
 # ---------------------------------------------------------------------------------------------
