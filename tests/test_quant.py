@@ -152,3 +152,34 @@ def test_a_gguf_string_on_two_experts_asks_for_the_pair(gguf_file, runs_dir):
         Generator(model="tiny-a14b", quant=f"gguf:{gguf_file}", runs_dir=runs_dir, previews=False)
     with pytest.raises(ValueError, match=r"add quant\['transformer_2'\]"):
         Generator(model="tiny-a14b", quant={"transformer": f"gguf:{gguf_file}"}, runs_dir=runs_dir, previews=False)
+
+
+@pytest.fixture(scope="module")
+def lora_file(tmp_path_factory):
+    from wan_nb import tiny
+
+    return tiny.make_lora(tiny_transformer(), tmp_path_factory.mktemp("lora") / "style.safetensors", seed=3,
+                          scale=1.0)
+
+
+@pytest.fixture(scope="module")
+def bf16_lora_prediction(lora_file, tmp_path_factory):
+    with Generator(model="tiny", dtype="bf16", runs_dir=tmp_path_factory.mktemp("runs"), previews=False) as gen:
+        gen.load_lora(lora_file, name="style")
+        gen.generate("a fox", seed=0, progress=False)
+        return noise_prediction(gen.pipeline.transformer)
+
+
+@pytest.mark.parametrize("mode", ["fp8", "int8", "gguf"])
+def test_a_lora_on_a_quantized_transformer_acts_as_on_bf16(mode, lora_file, gguf_file, bf16_prediction,
+                                                           bf16_lora_prediction, runs_dir):
+    quant = f"gguf:{gguf_file}" if mode == "gguf" else {"transformer": mode}
+    with Generator(model="tiny", quant=quant, dtype="bf16", runs_dir=runs_dir, previews=False) as gen:
+        gen.load_lora(lora_file, name="style")
+        result = gen.generate("a fox", seed=0, progress=False)   # fp8: the adapters are made in bf16, not fp8
+        assert result.video_path.is_file()
+        with_lora = noise_prediction(gen.pipeline.transformer)
+    # The LoRA moves the prediction far more than the quantization does, and the same way as on bf16.
+    effect = relative_error(bf16_lora_prediction, bf16_prediction)
+    assert effect > 4 * TOLERANCE[mode]
+    assert relative_error(with_lora, bf16_lora_prediction) < TOLERANCE[mode]

@@ -179,11 +179,17 @@ def after_load(module: Any, mode: str, dtype: Any) -> None:
     storage, compute = torch.float8_e4m3fn, dtype
     if hasattr(module, "enable_layerwise_casting"):  # a diffusers model: its own skip patterns
         module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=compute)
-        return
-    from diffusers.hooks import apply_layerwise_casting
+    else:
+        from diffusers.hooks import apply_layerwise_casting
 
-    apply_layerwise_casting(module, storage_dtype=storage, compute_dtype=compute,
-                            skip_modules_pattern=TEXT_ENCODER_KEEP)
+        apply_layerwise_casting(module, storage_dtype=storage, compute_dtype=compute,
+                                skip_modules_pattern=TEXT_ENCODER_KEEP)
+    # peft creates a LoRA adapter in its base layer's dtype, fp8 here, unless the layer names a
+    # ``compute_dtype`` (as bitsandbytes' and GGUF's layers do): LoRA updates then stay in bf16.
+    for sub in module.modules():
+        registry = getattr(sub, "_diffusers_hook", None)
+        if registry is not None and registry.get_hook("layerwise_casting") is not None:
+            sub.compute_dtype = compute
 
 
 def stored_dtypes(module: Any) -> dict[str, int]:
@@ -209,3 +215,4 @@ def storage_kind(tensor: Any) -> tuple[str, int]:
     if type(tensor).__name__ == "Params4bit":
         return "nf4", tensor.numel() * tensor.element_size()
     return str(tensor.dtype).replace("torch.", ""), tensor.numel() * tensor.element_size()
+
