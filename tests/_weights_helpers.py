@@ -49,3 +49,22 @@ def noise_prediction(transformer, dtype=torch.bfloat16) -> torch.Tensor:
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value - reference).norm() / reference.norm())
+
+
+def tiny_text_encoder():
+    from transformers import UMT5EncoderModel
+
+    return UMT5EncoderModel.from_pretrained(tiny_folder(), subfolder="text_encoder").eval()
+
+
+def write_text_encoder_gguf(encoder, path: Path, qtype: str = "Q8_0") -> Path:
+    """A city96-layout UMT5 encoder GGUF (llama.cpp ``t5encoder`` names)."""
+    from wan_nb import gguf_files
+
+    return gguf_files.write(gguf_files.text_encoder_state_dict(encoder), path, qtype=qtype, architecture="t5encoder")
+
+
+def prompt_embedding(encoder, dtype=torch.bfloat16) -> torch.Tensor:
+    ids = torch.tensor([[5, 9, 3, 12, 7, 1]])
+    with torch.no_grad():
+        return encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.float()

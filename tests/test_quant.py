@@ -183,3 +183,27 @@ def test_a_lora_on_a_quantized_transformer_acts_as_on_bf16(mode, lora_file, gguf
     effect = relative_error(bf16_lora_prediction, bf16_prediction)
     assert effect > 4 * TOLERANCE[mode]
     assert relative_error(with_lora, bf16_lora_prediction) < TOLERANCE[mode]
+
+
+def test_a_umt5_gguf_loads_as_the_text_encoder(tmp_path, runs_dir, gguf_file):
+    from _weights_helpers import prompt_embedding, tiny_text_encoder, write_text_encoder_gguf
+    from wan_nb.single_file import CheckpointError
+
+    reference = tiny_text_encoder()
+    encoder_file = write_text_encoder_gguf(reference, tmp_path / "umt5-tiny-Q8_0.gguf")
+    with Generator(model="tiny", quant={"text_encoder": f"gguf:{encoder_file}"}, dtype="bf16", runs_dir=runs_dir,
+                   previews=False) as gen:
+        result = gen.generate("a red fox", seed=0, progress=False)
+        assert wan_nb.recipe(result)["quant"] == {"text_encoder": "gguf"}
+        encoder = gen.pipeline.text_encoder
+        q = encoder.encoder.block[0].layer[0].SelfAttention.q.weight
+        assert type(q).__name__ == "GGUFParameter" and q.quant_type.name == "Q8_0"
+        # wo is dequantized: T5's feed-forward casts its input to wo's dtype before calling it.
+        assert encoder.encoder.block[0].layer[1].DenseReluDense.wo.weight.dtype == torch.bfloat16
+        error = relative_error(prompt_embedding(encoder), prompt_embedding(reference.to(torch.bfloat16)))
+        assert error < TOLERANCE["gguf"], error
+    # A transformer file is not a text encoder, and the other way round: refused before loading.
+    with pytest.raises(CheckpointError, match="a Wan transformer; pass it as transformer="):
+        Generator(model="tiny", quant={"text_encoder": f"gguf:{gguf_file}"}, runs_dir=runs_dir, previews=False)
+    with pytest.raises(CheckpointError, match="a text encoder"):
+        Generator(model="tiny", transformer=encoder_file, runs_dir=runs_dir, previews=False)

@@ -1,5 +1,9 @@
 """GGUF files (city96 / QuantStack layouts): read the header, load through diffusers, write them.
 
+Transformers and the UMT5 text encoder (city96's ``umt5-xxl-encoder-*.gguf``: llama.cpp's
+``t5encoder`` names, ``enc.blk.0.attn_q.weight``, mapped to transformers' with the ``gguf``
+package's own tensor-name map).
+
 A city96 Wan GGUF holds the original-Wan tensor names (``blocks.0.self_attn.q.weight``),
 block-quantized weights (Q8_0, Q4_K, ...) and F16/F32 for the small ones. GGUF allows at most four
 dimensions, so the 5-D ``patch_embedding.weight`` is stored flattened with its real shape under
@@ -20,7 +24,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["ORIG_SHAPE_KEY", "read_header", "state_dict", "load_transformer", "write", "require_gguf",
-           "stored_types"]
+           "stored_types", "text_encoder_names", "check_text_encoder", "load_text_encoder",
+           "text_encoder_state_dict"]
 
 ORIG_SHAPE_KEY = "comfy.gguf.orig_shape."
 
@@ -163,3 +168,104 @@ def write(tensors: Mapping[str, Any], path: str | os.PathLike, *, qtype: str = "
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The UMT5 text encoder
+# ---------------------------------------------------------------------------------------------
+# UMT5-XXL as Wan uses it: what a preset's text encoder file must match before its repo is here.
+UMT5_XXL = {"vocab_size": 256384, "d_model": 4096, "num_layers": 24, "d_ff": 10240}
+_ENCODER_PARTS = ("layer.0.SelfAttention.q", "layer.0.SelfAttention.k", "layer.0.SelfAttention.v",
+                  "layer.0.SelfAttention.o", "layer.0.SelfAttention.relative_attention_bias", "layer.0.layer_norm",
+                  "layer.1.DenseReluDense.wi_0", "layer.1.DenseReluDense.wi_1", "layer.1.DenseReluDense.wo",
+                  "layer.1.layer_norm")
+
+
+def text_encoder_names(num_layers: int) -> dict[str, str]:
+    """GGUF tensor name -> transformers UMT5 encoder name, from the gguf package's T5 encoder map."""
+    require_gguf()
+    import gguf
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.T5ENCODER, num_layers)
+    ours = ["shared", "encoder.final_layer_norm"] + [f"encoder.block.{i}.{part}" for i in range(num_layers)
+                                                      for part in _ENCODER_PARTS]
+    return {f"{names.get_name(name)}.weight": f"{name}.weight" for name in ours}
+
+
+def _encoder_signature(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int] | None:
+    embedding, ffn = shapes.get("token_embd.weight"), shapes.get("enc.blk.0.ffn_gate.weight")
+    if embedding is None or ffn is None:
+        return None
+    blocks = {int(n.split(".")[2]) for n in shapes if n.startswith("enc.blk.")}
+    return {"vocab_size": int(embedding[0]), "d_model": int(embedding[1]), "num_layers": max(blocks) + 1,
+            "d_ff": int(ffn[0])}
+
+
+def check_text_encoder(path: str | os.PathLike, want: Mapping[str, Any] | None) -> dict[str, int]:
+    """Refuse (naming what the file is) a GGUF that is no UMT5 encoder of ``want``'s shape."""
+    from .single_file import CheckpointError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file. Pass a UMT5 encoder GGUF (e.g. umt5-xxl-encoder-Q8_0.gguf).")
+    shapes, metadata = read_header(path)
+    found = _encoder_signature(shapes)
+    declared = metadata.get("general.architecture")
+    if found is None or declared not in (None, "t5encoder", "t5"):
+        what = "a Wan transformer; pass it as transformer= or quant='gguf:FILE'" if "head.modulation" in " ".join(
+            shapes) else f"architecture {declared!r}"
+        raise CheckpointError(f"{path.name} is {what}, not a UMT5 text encoder (no token_embd / enc.blk.N tensors).")
+    if want is not None:
+        expected = {k: int(want[k]) for k in found if k in want}
+        if any(found[k] != v for k, v in expected.items()):
+            hint = " (vocab 32128: a T5 v1.1 / Flux encoder; Wan needs UMT5-XXL, vocab 256384)" if found[
+                "vocab_size"] == 32128 else ""
+            raise CheckpointError(f"{path.name} does not fit this model's text encoder: the file has {found}, "
+                                  f"the model {expected}{hint}.")
+    return found
+
+
+def load_text_encoder(path: str | os.PathLike, cls: Any, folder: str | os.PathLike, *, component: str,
+                      dtype: Any) -> Any:
+    """A transformers UMT5 encoder whose linear weights stay GGUF-quantized (diffusers' GGUFLinear).
+
+    ``wo`` is dequantized: T5's feed-forward casts its input to ``wo.weight.dtype`` before the call,
+    which for GGUF blocks would be uint8. So is the token embedding (a lookup, no GGUF kernel).
+    """
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers.quantizers.gguf.utils import (GGUFLinear, GGUFParameter, _replace_with_gguf_linear,
+                                                 dequantize_gguf_tensor)
+
+    from .single_file import CheckpointError
+
+    config = cls.config_class.from_pretrained(folder, subfolder=component)
+    check_text_encoder(path, config.to_dict())
+    names = text_encoder_names(config.num_layers)
+    raw = state_dict(path)
+    missing = sorted(set(names) - set(raw))
+    if missing:
+        raise CheckpointError(f"{Path(path).name} lacks {len(missing)} text encoder tensors (e.g. {missing[0]}); "
+                              "is it a complete UMT5 encoder file?")
+    weights = {names[k]: v for k, v in raw.items() if k in names}
+    with init_empty_weights():
+        model = cls(config)
+    _replace_with_gguf_linear(model, dtype, weights, modules_to_not_convert=["wo"])
+    for name, value in weights.items():
+        owner, _, leaf = name.rpartition(".")
+        module = model.get_submodule(owner)
+        if isinstance(value, GGUFParameter) and isinstance(module, GGUFLinear):
+            module._parameters[leaf] = value
+            continue
+        if isinstance(value, GGUFParameter):
+            value = dequantize_gguf_tensor(value)
+        module._parameters[leaf] = torch.nn.Parameter(value.to(dtype), requires_grad=False)
+    model.encoder.embed_tokens = model.shared
+    return model.eval()
+
+
+def text_encoder_state_dict(encoder: Any) -> dict[str, Any]:
+    """A transformers UMT5 encoder's weights under GGUF (llama.cpp ``t5encoder``) names, for :func:`write`."""
+    names = {ours: theirs for theirs, ours in text_encoder_names(encoder.config.num_layers).items()}
+    return {names[name]: tensor.detach().cpu().contiguous() for name, tensor in encoder.state_dict().items()
+            if name in names}

@@ -9,7 +9,8 @@ Modes (``Generator(..., quant=...)``):
   ``from_pretrained`` so the weights are quantized as they load. Needs ``torchao``; CPU and GPU.
 - ``"nf4"``: bitsandbytes 4-bit NormalFloat (``BitsAndBytesConfig``). Needs a CUDA GPU and
   ``bitsandbytes``; refused on a machine without one before anything loads.
-- ``"gguf:<file>"``: a GGUF file of the component (see :mod:`wan_nb.gguf_files`).
+- ``"gguf:<file>"``: a GGUF file of the component (see :mod:`wan_nb.gguf_files`): a transformer
+  (city96 / QuantStack Wan files) or the UMT5 text encoder (city96's ``umt5-xxl-encoder-*.gguf``).
 
 A plain string quantizes the big components: the transformer (both experts of Wan 2.2 A14B)
 and the UMT5 text encoder. The VAE and the CLIP image encoder are never quantized: they are small

@@ -60,6 +60,10 @@ class WeightOptions:
         """Load component ``name`` of ``folder`` as these options say (``kwargs``: from_pretrained's)."""
         mode, path = self.modes.get(name), self.files.get(name)
         library = "diffusers" if cls.__module__.startswith("diffusers") else "transformers"
+        if path is not None and name == "text_encoder":
+            from .gguf_files import load_text_encoder
+
+            return load_text_encoder(path, cls, folder, component=name, dtype=dtype)
         if path is not None:
             single_file.check(path, _FolderSpec(folder), folder=folder, component=name)
             if mode == "gguf":
@@ -156,10 +160,28 @@ def resolve(model: Any, *, quant: Any = None, transformer: Any = None, device: A
     _quant.check_runnable(modes, device)
     for name, path in files.items():
         if name == "text_encoder":
-            raise ValueError("quant={'text_encoder': 'gguf:...'}: GGUF text encoders are not supported yet; "
-                             "use quant={'text_encoder': 'fp8'} or 'int8'")
-        single_file.check(path, spec, component=name)
+            from .gguf_files import check_text_encoder
+
+            check_text_encoder(path, _text_encoder_config(spec))
+        else:
+            single_file.check(path, spec, component=name)
     return spec, WeightOptions(modes=dict(sorted(modes.items())), files=dict(sorted(files.items())))
+
+
+def _text_encoder_config(spec: Any) -> Mapping[str, Any] | None:
+    """The text encoder's shape before loading: a local folder's config, UMT5-XXL for presets,
+    None where only the loaded folder can tell (a tiny model not built yet, a repo not downloaded)."""
+    import json
+
+    folder = Path(spec.source) if spec.is_local else None
+    config_file = folder / "text_encoder" / "config.json" if folder is not None else None
+    if config_file is not None and config_file.is_file():
+        return json.loads(config_file.read_text())
+    if spec.preset:
+        from .gguf_files import UMT5_XXL
+
+        return UMT5_XXL
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
