@@ -207,3 +207,21 @@ def test_a_umt5_gguf_loads_as_the_text_encoder(tmp_path, runs_dir, gguf_file):
         Generator(model="tiny", quant={"text_encoder": f"gguf:{gguf_file}"}, runs_dir=runs_dir, previews=False)
     with pytest.raises(CheckpointError, match="a text encoder"):
         Generator(model="tiny", transformer=encoder_file, runs_dir=runs_dir, previews=False)
+
+
+@pytest.mark.parametrize("model, quant", [
+    ("tiny-a14b", {"transformer": "fp8", "transformer_2": None, "text_encoder": "int8"}),
+    ("tiny-a14b", "int8"),
+    ("tiny", {"text_encoder": "fp8"}),
+])
+def test_options_rebuild_themselves(model, quant, gguf_file):
+    # What a Ray worker's Generator and a rerun from a recipe are made with.
+    from wan_nb import weights
+
+    _, options = weights.resolve(model, quant=quant)
+    _, again = weights.resolve(model, **options.as_arguments())
+    assert (again.modes, again.files) == (options.modes, options.files)
+    _, pair = weights.resolve("tiny-a14b", transformer=(gguf_file, None), quant="fp8")
+    assert pair.modes == {"transformer": "gguf", "transformer_2": "fp8", "text_encoder": "fp8"}
+    _, rebuilt = weights.resolve("tiny-a14b", **pair.as_arguments())
+    assert (rebuilt.modes, rebuilt.files) == (pair.modes, pair.files)

@@ -104,3 +104,12 @@ def test_transformer_argument_shapes(files, runs_dir):
     with Generator(model="tiny-a14b", transformer=(None, files["original"]), runs_dir=runs_dir,
                    previews=False) as gen:
         assert list(gen.weights.files) == ["transformer_2"]
+
+
+def test_int8_of_a_single_file_is_quantized(files, runs_dir):
+    from wan_nb.quant import storage_kind
+
+    with Generator(model="tiny", transformer=files["original"], quant={"transformer": "int8"}, dtype="bf16",
+                   runs_dir=runs_dir, previews=False) as gen:
+        gen.generate("a fox", seed=0, progress=False)
+        assert storage_kind(gen.pipeline.transformer.blocks[0].attn1.to_q.weight)[0] == "int8"

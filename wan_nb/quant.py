@@ -27,7 +27,7 @@ import os
 from typing import Any, Mapping
 
 __all__ = ["MODES", "QUANTIZABLE", "parse", "parse_cli", "check_runnable", "load_kwargs", "after_load", "stored_dtypes",
-           "storage_kind"]
+           "storage_kind", "quantize_int8"]
 
 MODES = ("fp8", "int8", "nf4")
 QUANTIZABLE = ("transformer", "transformer_2", "text_encoder")
@@ -141,7 +141,7 @@ def check_runnable(modes: Mapping[str, str], device: Any) -> None:
         if not _has("bitsandbytes"):
             raise ValueError("quant='nf4' uses bitsandbytes, which is not installed: pip install "
                              "'wan_nb[quant]' (or pip install bitsandbytes)")
-    if any(m.startswith(GGUF_PREFIX) for m in used):
+    if any(m == "gguf" or m.startswith(GGUF_PREFIX) for m in used):
         from .gguf_files import require_gguf
 
         require_gguf()
@@ -151,6 +151,13 @@ def _torchao_int8() -> Any:
     from torchao.quantization import Int8WeightOnlyConfig
 
     return Int8WeightOnlyConfig()
+
+
+def quantize_int8(module: Any) -> None:
+    """torchao weight-only int8 on an already loaded model (every linear layer), in place."""
+    from torchao.quantization import quantize_
+
+    quantize_(module, _torchao_int8())
 
 
 def load_kwargs(mode: str, library: str, dtype: Any) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class WeightOptions:
 
     modes: Mapping[str, str] = field(default_factory=dict)
     files: Mapping[str, Path] = field(default_factory=dict)
+    two_experts: bool = False   # so that "transformer" alone is not read back as both experts
 
     def __bool__(self) -> bool:
         return bool(self.modes or self.files)
@@ -47,8 +48,10 @@ class WeightOptions:
 
     def as_arguments(self) -> dict[str, Any]:
         """``quant=`` / ``transformer=`` that rebuild these options (a Ray worker's Generator)."""
-        quant = {n: m for n, m in self.modes.items() if m != "gguf"}
+        quant: dict[str, Any] = {n: m for n, m in self.modes.items() if m != "gguf"}
         quant.update({n: f"gguf:{p}" for n, p in self.files.items() if p.suffix.lower() == ".gguf"})
+        if self.two_experts and "transformer" in quant and "transformer_2" not in quant:
+            quant["transformer_2"] = None  # the low-noise expert as the model ships it
         plain = {n: str(p) for n, p in self.files.items() if p.suffix.lower() != ".gguf"}
         transformer: Any = None
         if plain:
@@ -70,9 +73,13 @@ class WeightOptions:
                 from .gguf_files import load_transformer as load_gguf
 
                 return load_gguf(path, cls, folder, component=name, dtype=dtype)
-            extra = _quant.load_kwargs(mode, library, dtype) if mode else {}
+            # int8: from_single_file takes a TorchAoConfig but leaves the weights as they are
+            # (diffusers 0.42), so torchao quantizes the loaded model instead.
+            extra = _quant.load_kwargs(mode, library, dtype) if mode and mode != "int8" else {}
             part = single_file.load_transformer(path, cls, folder, component=name, dtype=dtype,
                                                 quantization_config=extra.get("quantization_config"))
+            if mode == "int8":
+                _quant.quantize_int8(part)
         else:
             extra = _quant.load_kwargs(mode, library, dtype) if mode else {}
             part = cls.from_pretrained(folder, **kwargs, **extra)
@@ -165,7 +172,8 @@ def resolve(model: Any, *, quant: Any = None, transformer: Any = None, device: A
             check_text_encoder(path, _text_encoder_config(spec))
         else:
             single_file.check(path, spec, component=name)
-    return spec, WeightOptions(modes=dict(sorted(modes.items())), files=dict(sorted(files.items())))
+    return spec, WeightOptions(modes=dict(sorted(modes.items())), files=dict(sorted(files.items())),
+                               two_experts=two_experts)
 
 
 def _text_encoder_config(spec: Any) -> Mapping[str, Any] | None:
@@ -211,7 +219,13 @@ def generator_args(recipe: Mapping[str, Any]) -> dict[str, Any]:
     """``quant=`` / ``transformer=`` that make a Generator like the one that made ``recipe``."""
     modes, files = dict(recipe.get("quant") or {}), recipe.get("files") or {}
     paths = {name: Path(entry["path"]) for name, entry in files.items()}
-    return WeightOptions(modes=modes, files=paths).as_arguments()
+    try:
+        from .models import resolve as resolve_model
+
+        two_experts = len(resolve_model((recipe.get("model") or {}).get("name") or "tiny").experts) >= 2
+    except ValueError:
+        two_experts = "transformer_2" in modes or "transformer_2" in paths
+    return WeightOptions(modes=modes, files=paths, two_experts=two_experts).as_arguments()
 
 
 def check_rerun(generator: Any, recipe: Mapping[str, Any]) -> None:
