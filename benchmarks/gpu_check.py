@@ -853,7 +853,7 @@ def section_previews(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]
         costs: list[float] = []
         if every != "off":
             gen.preview_every = every
-            install(gen)
+            gen._previewer = install(gen.bus, gen.add_step_hook, every, model=gen.model)
             costs = _timed_previewer(gen)
         try:
             task, status = run_task(gen, ctx.budget_s, steps=steps)

@@ -48,6 +48,11 @@ def journal_of(task) -> list:
     return list(read_events(task.run_dir / JOURNAL_NAME))
 
 
+def worker_of(events) -> dict:
+    """The worker that ran a task: its first stage on a worker ("Starting") names it."""
+    return next(e.data["worker"] for e in events if e.type == "generation_stage" and e.data.get("worker"))
+
+
 def assert_one_clean_stream(events, terminal: str) -> None:
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [e.type for e in events if e.is_terminal] == [terminal]
@@ -82,7 +87,10 @@ def test_a_sweep_runs_on_two_workers_and_its_videos_come_back(cluster):
         events = journal_of(task)
         assert_one_clean_stream(events, "generation_completed")
         assert events[-1].data["output_path"] == str(result.video_path)
-        worker = events[0].data["worker"]
+        # Announced and queued on the driver before any worker had it; the worker's start names it.
+        assert [e.type for e in events[:2]] == ["generation_started", "generation_queued"]
+        assert events[0].data["worker"] is None
+        worker = worker_of(events)
         assert set(worker) == {"id", "host", "pid", "device"} and worker["device"] == "cpu"
         assert worker["pid"] != os.getpid()
         workers.add(worker["id"])
@@ -173,7 +181,7 @@ def test_a_killed_worker_fails_only_its_task_and_is_replaced(cluster):
 
     after = gen.sweep(prompt="the next morning", seed=[10, 11], steps=2)
     assert all(r.video_path.is_file() for r in after.results(timeout=300))
-    pids = {journal_of(t)[0].data["worker"]["pid"] for t in after.tasks}
+    pids = {worker_of(journal_of(t))["pid"] for t in after.tasks}
     assert task.worker["pid"] not in pids
 
 
@@ -219,7 +227,7 @@ def test_a_storyboard_renders_its_scenes_in_parallel(cluster):
     scenes = [list(read_events(r.run_dir / JOURNAL_NAME)) for r in result.scene_results]
     for events in scenes:
         assert_one_clean_stream(events, "generation_completed")
-    assert len({events[0].data["worker"]["id"] for events in scenes}) == 2
+    assert len({worker_of(events)["id"] for events in scenes}) == 2
 
     own = list(read_events(board.folder / JOURNAL_NAME))
     assert [e.seq for e in own] == list(range(1, len(own) + 1))

@@ -65,7 +65,7 @@ def test_projection_fitted_for_other_channel_counts_is_cached(tmp_path, monkeypa
     from diffusers import AutoencoderKLWan
 
     monkeypatch.setenv("WAN_NB_CACHE", str(tmp_path))
-    monkeypatch.setattr(previews, "_fitted", {})
+    monkeypatch.setattr(previews.projection, "_fitted", {})
     torch.manual_seed(0)
     vae = AutoencoderKLWan(base_dim=8, z_dim=8, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True], latents_mean=[0.0] * 8,
@@ -74,11 +74,11 @@ def test_projection_fitted_for_other_channel_counts_is_cached(tmp_path, monkeypa
     assert fitted.name == "fitted" and fitted.channels == 8
     cached = tmp_path / "previews" / "my_model-8ch.json"
     assert cached.exists()
-    monkeypatch.setattr(previews, "_fitted", {})
+    monkeypatch.setattr(previews.projection, "_fitted", {})
     assert previews.projection_for(SimpleNamespace(vae=vae), model="my/model") == fitted  # from the file
 
     # On clips it was not fitted on, the projection's colours follow the real ones.
-    clips = torch.from_numpy(previews._synthetic_clips(2, 9, 64, seed=5))
+    clips = torch.from_numpy(previews.projection._synthetic_clips(2, 9, 64, seed=5))
     with torch.no_grad():
         latents = vae.encode(clips).latent_dist.mode()
     predicted = previews.project(latents[0], fitted).astype(float) / 127.5 - 1

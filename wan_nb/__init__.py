@@ -10,12 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._version import __version__
 from .events import Event, EventType, Stage
 from .quiet_imports import install as _quiet_optional_imports
 
 _quiet_optional_imports()  # torchao's harmless CPU-only notices (see wan_nb.quiet_imports)
-
-__version__ = "0.1.0"
 
 # Public name -> the module that defines it, imported on first access.
 _LAZY = {
@@ -58,9 +57,9 @@ def presets() -> Any:
 
 def gallery(results: Any, **kwargs: Any) -> Any:
     """A grid of video players labelled by what differs between ``results`` (for sweeps)."""
-    from .widgets import gallery as _gallery
+    from . import frontend
 
-    return _gallery(results, **kwargs)
+    return frontend.show("gallery", results, **kwargs)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
-"""The generator's work queue (reorderable, pausable) and its copy on disk.
+"""The local engine's work queue (reorderable, pausable) and its copy on disk.
 
-:class:`WorkQueue` holds what the worker thread will take next: tasks, and functions queued by
-``run_on_worker``. Tasks can be moved and removed while they wait; while the queue is paused
+:class:`WorkQueue` holds what the worker thread (``wan_nb.local_engine``) will take next: tasks,
+and functions queued by ``run_on_worker``. Tasks can be moved and removed while they wait; while the queue is paused
 the worker takes no task (a function at the head of the queue still runs).
 
 :class:`QueueFile` keeps ``<runs_dir>/queue.json``: the submit arguments of every task that
@@ -16,14 +16,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import warnings
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .atomic import replace_text
+from .params import GENERATION_ARGS, public_params
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ class WorkerCall:
             self.error = exc
         finally:
             self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        """End the call without running it (the pipeline it needed could not be loaded)."""
+        self.error = error
+        self.done.set()
 
     def outcome(self, timeout: float | None) -> Any:
         """Wait for the call; its result, or raise its exception."""
@@ -130,67 +136,6 @@ class WorkQueue:
             self._closed = True
             self._paused = False
             self._cond.notify_all()
-
-
-class Worker:
-    """The generator's one worker thread, taking the queue's items in order (started on demand)."""
-
-    def __init__(self, gen: Any, name: str) -> None:
-        self.gen = gen
-        self.name = name
-        self.queue = WorkQueue()
-        self.current: Any = None  # the task being run
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def put(self, item: Any) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
-                self._thread.start()
-        self.queue.put(item)
-
-    def drop(self, task: Any) -> None:
-        """A cancelled task still waiting ends now, without the worker."""
-        if self.queue.remove(task):
-            from ._run import cancel_before_start
-
-            cancel_before_start(self.gen, task)
-
-    def move(self, task: Any, index: int) -> None:
-        from .errors import TaskNotQueued
-
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"move(index={index!r}): give an int (0 runs next, -1 runs last)")
-        if not self.queue.move(task, index):
-            raise TaskNotQueued(task.id, task.status)
-        self.gen._queue_file.reorder([t.id for t in self.queue.tasks()])
-
-    def close(self, timeout: float) -> None:
-        self.queue.close()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
-
-    def _work(self) -> None:
-        from ._run import TaskRun
-
-        gen = self.gen
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if isinstance(item, WorkerCall):
-                with gen._pipe_lock:
-                    item.run(gen._pipe)
-                    gen._exec_device = None  # the call may have moved or rebuilt the pipeline
-                continue
-            self.current = item
-            try:
-                TaskRun(gen, item).run()
-            except BaseException:  # a run reports its own failures; this is a last resort
-                log.exception("wan_nb worker crashed on task %s", item.id)
-            finally:
-                self.current = None
 
 
 # -- on disk --------------------------------------------------------------------------------
@@ -298,10 +243,8 @@ class QueueFile:
             state["tasks"].setdefault(task_id, entry)
 
 
-def queue_entry(gen: Any, task: Any, given_image: Any) -> dict[str, Any]:
-    """What ``resume_queue`` needs to submit ``task`` again in another process."""
-    from .params import GENERATION_ARGS, public_params
-
+def queue_entry(model: str, task: Any, given_image: Any) -> dict[str, Any]:
+    """What ``resume_queue`` needs to submit ``task`` (of ``model``) again in another process."""
     kwargs = {k: v for k, v in public_params(task.params).items() if k in GENERATION_ARGS}
     if given_image is not None:
         if isinstance(given_image, (str, os.PathLike)):
@@ -310,24 +253,22 @@ def queue_entry(gen: Any, task: Any, given_image: Any) -> dict[str, Any]:
             path = task.run_dir / "input.png"
             task.params["image"].save(path)
             kwargs["image"] = str(path)
-    return {"model": gen.model, "prompt": task.prompt, "kwargs": kwargs, "parent_id": task.parent_id,
+    return {"model": model, "prompt": task.prompt, "kwargs": kwargs, "parent_id": task.parent_id,
             "order": time.time()}
 
 
-def resubmit(gen: Any) -> list[Any]:
-    """``Generator.resume_queue``: submit the orphaned entries of ``gen``'s model, in run order."""
-    from .params import GENERATION_ARGS
-
-    taken = gen._queue_file.take_orphans(lambda e: e.get("model") == gen.model)
+def resubmit(queue_file: QueueFile, model: str, submit: Callable[..., Any]) -> list[Any]:
+    """``Generator.resume_queue``: ``submit(prompt, **kwargs)`` the orphaned entries of ``model``, in run order."""
+    taken = queue_file.take_orphans(lambda e: e.get("model") == model)
     tasks = []
     for old_id, entry in taken:
         if entry.get("parent_id"):
             continue  # a storyboard scene: Storyboard.resume() makes what its folder lacks
         kwargs = {k: v for k, v in (entry.get("kwargs") or {}).items() if k in GENERATION_ARGS}
         try:
-            tasks.append(gen.submit(entry["prompt"], **kwargs))
+            tasks.append(submit(entry["prompt"], **kwargs))
         except Exception as exc:  # e.g. a LoRA not loaded in this process: keep it for a retry
-            gen._queue_file.put_back(old_id, entry)
+            queue_file.put_back(old_id, entry)
             warnings.warn(f"wan_nb: could not resume task {old_id} ({type(exc).__name__}: {exc}); it stays "
-                          f"in {gen._queue_file.path} for a later resume_queue()", stacklevel=3)
+                          f"in {queue_file.path} for a later resume_queue()", stacklevel=3)
     return tasks

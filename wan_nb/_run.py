@@ -13,29 +13,52 @@
 
 The pipeline is called in three visible parts so each has its own stage. Cancelling raises
 from the step callback, so a cancelled run never pays for a VAE decode.
+
+A run sees its generator only through a :class:`RunContext`: the pipeline holder, the event
+sink, the timing store, the LoRA registry, the step hooks and the end-of-task callback.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from . import eta, models, monitor
+from ._loras import LoraRegistry
+from .engine import EventSink
 from .errors import GenerationCancelled, GenerationError
 from .events import EventType, Stage
+from .holder import PipelineHolder
 from .params import public_params
 from .task import Result, Task
-
-if TYPE_CHECKING:
-    from .generator import Generator
 
 log = logging.getLogger(__name__)
 
 _TIMED = ("loading_model", "post_processing", "saving", "step", "step_unit")
+
+
+@dataclass
+class RunContext:
+    """What a run needs of the generator it runs for (and nothing else)."""
+
+    holder: PipelineHolder
+    sink: EventSink
+    timings: eta.TimingStore
+    loras: LoraRegistry = field(default_factory=LoraRegistry)
+    step_hooks: list[Callable[..., Any]] = field(default_factory=list)
+    monitor_interval: float = 1.0
+    #: container tags for a task's MP4 (its recipe), asked for as the MP4 is written
+    mp4_tags: Callable[[str], dict[str, str]] = lambda task_id: {}
+    #: called once a task's last event is published (journal closed, queue file updated, done)
+    on_ended: Callable[[Task], None] = Task.mark_done
+
+    @property
+    def model(self) -> str:
+        return self.holder.model
 
 
 class _StopRequested(Exception):
@@ -50,26 +73,58 @@ def event_params(task: Task) -> dict[str, Any]:
     return params
 
 
-def estimate_duration(gen: "Generator", params: dict[str, Any]) -> float | None:
+def estimate_duration(ctx: RunContext, params: dict[str, Any]) -> float | None:
     """Seconds the whole run should take, from earlier runs of this shape (None if never run)."""
-    known = gen._timings.get(eta.shape_key(gen.model, params))
+    known = ctx.timings.get(eta.shape_key(ctx.model, params))
     if not all(k in known for k in ("step", "post_processing", "saving")):
         return None
-    loading = 0.0 if gen.pipeline is not None else known.get("loading_model", 0.0)
+    loading = 0.0 if ctx.holder.loaded else known.get("loading_model", 0.0)
     return round(known["step"] * params["steps"] + known["post_processing"] + known["saving"] + loading, 2)
 
 
-def cancel_before_start(gen: "Generator", task: Task) -> None:
+def cancel_before_start(ctx: RunContext, task: Task) -> None:
     """End a task that was taken off the queue before it ran."""
-    TaskRun(gen, task).cancelled()
-    gen._task_ended(task)
+    TaskRun(ctx, task).cancelled()
+    ctx.on_ended(task)
+
+
+#: the parameters of a load-only task (no frames to make; what a run's bookkeeping reads)
+LOAD_PARAMS = {"prompt": "", "seed": 0, "steps": 0, "height": 0, "width": 0, "num_frames": 0, "purpose": "load"}
+
+
+def load_as_task(ctx: RunContext, task: Task) -> Any:
+    """Load the pipeline under ``task``'s id (``run_on_worker`` before any run); the pipeline.
+
+    Its stream reads like a short generation: ``generation_started`` (``purpose: "load"``), the
+    loading stages and ``model_loading_progress``, then ``generation_completed`` with an empty
+    ``output_path`` (or ``generation_failed`` with the loader's error, which is raised too).
+    """
+    run = TaskRun(ctx, task)
+    ctx.sink.publish(task.id, EventType.GENERATION_STARTED, model_type=ctx.model, params=event_params(task),
+                     estimated_duration=None, purpose="load")
+    task.status = "running"
+    run.stage(Stage.INITIALIZING, "Loading the model before run_on_worker")
+    try:
+        pipe = run.load_pipeline()
+    except BaseException as exc:
+        run.failed(exc)
+        ctx.on_ended(task)
+        raise
+    duration = round(time.perf_counter() - run.started, 3)
+    task.set_outcome("completed")
+    run.stage(Stage.COMPLETED, f"Loaded {ctx.model}", stage_progress=100.0)
+    run.publish(EventType.GENERATION_COMPLETED, output_path="", duration_s=duration, params=event_params(task),
+                seed=0)
+    ctx.on_ended(task)
+    return pipe
 
 
 class TaskRun:
     """The state of one run: progress scale, stage timings, the clock of the denoising steps."""
 
-    def __init__(self, gen: "Generator", task: Task) -> None:
-        self.gen = gen
+    def __init__(self, ctx: RunContext, task: Task) -> None:
+        self.ctx = ctx
+        self.holder = ctx.holder
         self.task = task
         self.scale = eta.ProgressScale()
         self.started = time.perf_counter()
@@ -78,20 +133,21 @@ class TaskRun:
         self.paused_s = 0.0
         self.sampler: monitor.Sampler | None = None
         self.clock: eta.StepClock | None = None
-        self.key = eta.shape_key(gen.model, task.params)
+        self.key = eta.shape_key(ctx.model, task.params)
         self.expert: str | None = None
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:
-        task, gen = self.task, self.gen
+        task, ctx = self.task, self.ctx
         try:
             self.check_cancel()
             task.status = "running"                                    # 1. start
+            self.stage(Stage.INITIALIZING, "Starting")
             self.progress("Starting")
             self.sampler = monitor.Sampler(
                 lambda reading: self.publish(EventType.VRAM_MONITORING, **reading),
-                interval=gen.monitor_interval).start()
-            with gen._pipe_lock:
+                interval=ctx.monitor_interval).start()
+            with self.holder.lock:
                 pipe = self.load_pipeline()                            # 2. load
                 self.check_cancel()
                 embeds = self.encode_prompt(pipe)                      # 3. encode
@@ -110,43 +166,34 @@ class TaskRun:
             if not isinstance(exc, Exception):  # KeyboardInterrupt/SystemExit: report, then honour
                 raise
         finally:
-            gen._task_ended(task)
+            ctx.on_ended(task)
 
     def load_pipeline(self) -> Any:
-        gen, task = self.gen, self.task
-        if gen._pipe is not None:
-            return gen._pipe
-        if "diffusers" not in sys.modules:
-            self.progress("Importing PyTorch and diffusers")  # seconds, once per process
+        return self.holder.load(self.load_report())
+
+    def load_report(self) -> Callable[..., None]:
+        """The loader's ``report(kind, **fields)``, as this task's stages and loading progress."""
+        task = self.task
         on_worker = threading.current_thread()
+        model = self.ctx.model
 
         def report(kind: str, **fields: Any) -> None:
-            if kind == "stage":
+            if kind == "note":
+                self.progress(fields.get("message", ""))
+            elif kind == "stage":
                 if fields["stage"] != task.stage:
                     self.enter(Stage(fields["stage"]), fields.get("message", ""))
             elif kind == "loading":
                 progress = float(fields.pop("progress", 0.0))
                 status = fields.pop("status", "")
-                self.publish(EventType.MODEL_LOADING_PROGRESS, model_type=gen.model,
+                self.publish(EventType.MODEL_LOADING_PROGRESS, model_type=model,
                              progress=round(min(max(progress, 0.0), 100.0), 2), status=status,
                              **{k: v for k, v in fields.items() if v is not None})
                 task.progress = self.scale.at(task.stage, progress / 100.0)
             if threading.current_thread() is on_worker:
                 self.check_cancel()  # downloads report from their own threads: cancel on ours
 
-        # models: a real model with device="auto" and no GPU is refused here, before any download.
-        device, dtype = models.resolve_device_dtype(gen.device_request, gen.dtype_request,
-                                                    real_model=models.needs_gpu(gen.spec))
-        loaded = time.perf_counter()
-        # The loader announces downloading_model / loading_model itself: only it knows whether
-        # the files are already cached.
-        pipe = models.load_pipeline(gen.spec, device=device, dtype=dtype, report=report, offload=gen.offload,
-                                    vae_tiling=gen.vae_tiling, vae_slicing=gen.vae_slicing, weights=gen.weights)
-        log.debug("loaded %s in %.2fs", gen.model, time.perf_counter() - loaded)
-        gen._pipe = pipe
-        gen.spec = models.refine(gen.spec, pipe)  # a repo id guessed by name: now read from its files
-        gen.device = device
-        return pipe
+        return report
 
     def encode_prompt(self, pipe: Any) -> tuple[Any, Any]:
         import torch
@@ -157,10 +204,10 @@ class TaskRun:
             return pipe.encode_prompt(
                 prompt=p["prompt"], negative_prompt=p["negative_prompt"],
                 do_classifier_free_guidance=p["guidance_scale"] > 1.0, num_videos_per_prompt=1,
-                max_sequence_length=512, device=execution_device(self.gen, pipe))
+                max_sequence_length=512, device=self.holder.execution_device(pipe))
 
     def apply_loras(self, pipe: Any) -> None:
-        loras = self.gen._loras
+        loras = self.ctx.loras
         requested = self.task.params["loras"]
         if not loras and not requested:
             return
@@ -182,8 +229,9 @@ class TaskRun:
         experts = models.expert_schedule(pipe, steps)
         self.experts = experts if any(experts) else None
         passes = 2 if cfg else 1
-        self.clock = eta.StepClock(steps, self.gen._timings.tail_seconds(self.key), self.experts,
-                                   tail_reference=self.gen._timings.reference(self.key), passes=passes)
+        timings = self.ctx.timings
+        self.clock = eta.StepClock(steps, timings.tail_seconds(self.key), self.experts,
+                                   tail_reference=timings.reference(self.key), passes=passes)
         self.enter(Stage.GENERATING, f"Denoising: {steps} steps")
         call: dict[str, Any] = dict(
             prompt_embeds=embeds[0], negative_prompt_embeds=embeds[1] if cfg else None,
@@ -219,13 +267,13 @@ class TaskRun:
             if expert != self.expert and self.expert is not None:
                 message = f"Switched to the {expert.replace('_', '-')} expert at step {step}/{steps}"
             self.expert = expert
-        for hook in list(self.gen._step_hooks):
+        for hook in list(self.ctx.step_hooks):
             try:
                 hook(task, step, timestep, callback_kwargs.get("latents"), pipeline)
             except Exception:
                 log.debug("step hook failed", exc_info=True)
         self.progress(message, fraction=step / steps, remaining=self.clock.remaining(), step=step, **extra)
-        if task._hold:
+        if task.pause_requested:
             self.hold(pipeline)
         return callback_kwargs
 
@@ -233,14 +281,12 @@ class TaskRun:
         """Wait at this step boundary while the task is paused (a cancel ends the wait)."""
         task = self.task
         held = time.perf_counter()
-        released = task.release_memory and release_accelerator(self.gen, pipe)
+        released = task.release_memory and self.holder.release_accelerator(pipe)
         task.status = "paused"
         self.publish(EventType.GENERATION_PAUSED, stage=task.stage, current_step=task.current_step)
-        with task._steer:
-            while task._hold and not task.cancel_requested:
-                task._steer.wait()
+        task.wait_while_paused()
         if released:
-            pipe.to(execution_device(self.gen, pipe))
+            pipe.to(self.holder.execution_device(pipe))
         self.check_cancel()
         task.status = "running"
         self.paused_s += time.perf_counter() - held
@@ -255,27 +301,27 @@ class TaskRun:
         frames = decode_latents(pipe, latents)
         models.release(pipe)  # models: the decode ran after the pipeline call freed its hooks
         self.progress(f"Decoded {frames.shape[0]} frames", fraction=1.0,
-                      remaining=self.gen._timings.get(self.key).get("saving"))
+                      remaining=self.ctx.timings.get(self.key).get("saving"))
         return frames
 
     def save(self, frames: Any) -> Any:
         from .video import write_mp4
 
-        self.enter(Stage.SAVING, "Writing MP4", self.gen._timings.get(self.key).get("saving"))
+        self.enter(Stage.SAVING, "Writing MP4", self.ctx.timings.get(self.key).get("saving"))
         video_path = self.task.run_dir / "video.mp4"
-        write_mp4(frames, video_path, fps=self.task.params["fps"], metadata=self.gen._recorder.mp4_tags(self.task.id))
+        write_mp4(frames, video_path, fps=self.task.params["fps"], metadata=self.ctx.mp4_tags(self.task.id))
         self.progress(f"Saved {video_path.name}", fraction=1.0, remaining=0.0)
         self.durations[Stage.SAVING.value] = time.perf_counter() - self.stage_started
         return video_path
 
     def completed(self, video_path: Any) -> None:
-        task, gen = self.task, self.gen
+        task, ctx = self.task, self.ctx
         total = round(time.perf_counter() - self.started, 3)
         result = Result(task_id=task.id, video_path=video_path, params=public_params(task.params),
-                        seed=task.seed, model=gen.model, duration_s=total, run_dir=task.run_dir)
+                        seed=task.seed, model=ctx.model, duration_s=total, run_dir=task.run_dir)
         self.stop_sampler()
-        gen._timings.record(self.key, {k: v for k, v in self.durations.items() if k in _TIMED})
-        task.status, task._result = "completed", result
+        ctx.timings.record(self.key, {k: v for k, v in self.durations.items() if k in _TIMED})
+        task.set_outcome("completed", result=result)
         self.stage(Stage.COMPLETED, "Done", stage_progress=100.0)
         task.progress = self.scale.complete()
         self.publish(EventType.DETAILED_GENERATION_PROGRESS, stage=Stage.COMPLETED.value, progress=100.0,
@@ -287,9 +333,9 @@ class TaskRun:
     def cancelled(self) -> None:
         task = self.task
         self.stop_sampler()
-        release_hooks(self.gen)  # models: offload hooks back to rest, GPU memory given back
+        self.holder.release_hooks()  # models: offload hooks back to rest, GPU memory given back
         stage = task.stage
-        task.status, task._error = "cancelled", GenerationCancelled(task.id, stage, task.current_step)
+        task.set_outcome("cancelled", error=GenerationCancelled(task.id, stage, task.current_step))
         self.stage(Stage.CANCELLED, f"Cancelled during {stage}")
         self.publish(EventType.GENERATION_CANCELLED, stage=stage, current_step=task.current_step)
 
@@ -297,15 +343,14 @@ class TaskRun:
         task = self.task
         self.stop_sampler()
         stage = task.stage
-        release_hooks(self.gen)  # models: offload hooks back to rest, GPU memory given back
-        free_accelerator_memory()
+        self.holder.release_hooks()  # models: offload hooks back to rest, GPU memory given back
         error_type = type(exc).__name__
         message = str(exc) or error_type
         log.debug("task %s failed in %s:\n%s", task.id, stage, traceback.format_exc())
         error = GenerationError(f"{error_type} during {stage}: {message}", task_id=task.id,
                                 stage=stage, error_type=error_type)
         error.__cause__ = exc
-        task.status, task._error = "failed", error
+        task.set_outcome("failed", error=error)
         self.stage(Stage.FAILED, f"{error_type}: {message}")
         self.publish(EventType.GENERATION_FAILED, stage=stage, error_type=error_type, error=message)
 
@@ -315,7 +360,7 @@ class TaskRun:
             raise _StopRequested()
 
     def publish(self, type: str, **data: Any) -> None:
-        self.gen._bus.publish(self.task.id, type, **data)
+        self.ctx.sink.publish(self.task.id, type, **data)
 
     def stage(self, stage: Stage, message: str, stage_progress: float = 0.0) -> None:
         self.task.stage = stage.value
@@ -344,45 +389,3 @@ class TaskRun:
         if self.sampler is not None:
             self.sampler.stop(final_reading=True)
             self.sampler = None
-
-
-# -- the accelerator ----------------------------------------------------------------------------
-def execution_device(gen: "Generator", pipe: Any) -> Any:
-    """Where the pipeline computes. diffusers finds it by walking every module's hooks
-    (milliseconds a call), so it is looked up once per pipeline object and again after
-    ``run_on_worker``, the one place user code may move the pipeline."""
-    cached = gen._exec_device
-    if cached is not None and cached[0] is pipe:
-        return cached[1]
-    device = getattr(pipe, "_execution_device", None) or gen.device
-    gen._exec_device = (pipe, device)
-    return device
-
-
-def release_hooks(gen: "Generator") -> None:
-    """After a run that ended early: models.release puts model-offload hooks back to rest."""
-    if gen._pipe is not None:
-        models.release(gen._pipe)
-    free_accelerator_memory()
-
-
-def free_accelerator_memory() -> None:
-    torch = sys.modules.get("torch")
-    try:
-        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
-    except Exception:
-        pass
-
-
-def release_accelerator(gen: "Generator", pipe: Any) -> bool:
-    """While a task is paused: move the pipeline to the CPU; True if it was moved."""
-    device = str(execution_device(gen, pipe) or "cpu")
-    moved = False
-    if gen.offload == "none" and not device.startswith("cpu") and hasattr(pipe, "to"):
-        pipe.to("cpu")
-        moved = True
-    elif gen.offload != "none":
-        models.release(pipe)  # the offload hooks load each model back when the next step needs it
-    free_accelerator_memory()
-    return moved

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["GenerationError", "GenerationCancelled", "StoryboardError", "StoryboardCancelled",
-           "TaskNotQueued", "InvalidParameter", "ModelNotAvailable", "LoraError"]
+           "TaskNotQueued", "ClusterUnavailable", "CheckpointError", "InvalidParameter", "ModelNotAvailable",
+           "LoraError"]
 
 
 class GenerationError(RuntimeError):
@@ -64,6 +65,15 @@ class TaskNotQueued(RuntimeError):
                          "(see gen.queue for the tasks still waiting)")
         self.task_id = task_id
         self.status = status
+
+
+class ClusterUnavailable(RuntimeError):
+    """``cluster=``: Ray is missing, the cluster cannot be reached, or it cannot run this model."""
+
+
+class CheckpointError(ValueError):
+    """A single-file checkpoint (``transformer=``, ``quant="gguf:..."``) that cannot be used for this model:
+    no such file, not readable, not a Wan transformer / UMT5 encoder, or of another architecture."""
 
 
 _ELSEWHERE = {"InvalidParameter": "params", "ModelNotAvailable": "download", "LoraError": "lora"}

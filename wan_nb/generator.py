@@ -1,14 +1,17 @@
 """Generator: run a diffusers Wan pipeline and say what it is doing.
 
-One generator owns one pipeline (loaded once, kept between runs), a reorderable queue and one
-worker thread that takes its tasks in queue order. Every run goes through the stages
+The Generator is a facade. It checks arguments, writes each task's run folder, journal and
+queue entry, and hands the task to its **engine** (``wan_nb.engine``): here, one worker thread
+with one pipeline (``wan_nb.local_engine``); with ``cluster=``, Ray actors
+(``wan_nb.cluster``). Every run goes through the stages
 
     initializing -> [downloading_model] -> [loading_model] -> preparing_inputs -> [applying_lora]
     -> generating -> post_processing -> saving -> completed | failed | cancelled
 
 and publishes typed events (``wan_nb.events``) on the generator's bus; widgets, the CLI, the
 run journal and the relay to Jupyter servers all read that one stream. How one run goes is in
-``wan_nb._run``; the handles (Task, Result, Sweep) are in ``wan_nb.task``.
+``wan_nb._run``; the handles (Task, Result, Sweep) are in ``wan_nb.task``. Work built on a
+generator (sweeps, grids, storyboards, reruns) sees it as ``wan_nb.surface.GeneratorSurface``.
 
 Other work that publishes here (a storyboard) uses the public hooks: :meth:`Generator.open_task`
 for a task with its own id, journal and steering, :meth:`add_sink`, :meth:`add_step_hook`.
@@ -18,19 +21,20 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, journal, models, relay, run_record, weights
+from . import eta, frontend, journal, models, relay, run_record, weights
 from ._loras import LoraRegistry
-from ._queue import QueueFile, Worker, WorkerCall, queue_entry, resubmit
-from ._run import estimate_duration, event_params
+from ._queue import QueueFile, queue_entry, resubmit
+from ._run import RunContext, estimate_duration, event_params
 from .bus import EventBus, Unsubscribe
+from .engine import Engine, LoadOptions
 from .errors import GenerationCancelled, GenerationError, TaskNotQueued  # noqa: F401 (re-exported)
-from .events import Event, EventType, Stage
+from .events import Event
+from .holder import PipelineHolder
+from .local_engine import LocalEngine
 from .params import build_params, public_params
 from .rerun import generator_rerun
 from .task import Handle, Result, Sweep, Task, new_task_id, steer  # noqa: F401 (re-exported)
@@ -61,43 +65,36 @@ class Generator:
                  workers: int | None = None, quant: Any = None, transformer: Any = None) -> None:
         self.weights = weights.NONE  # quant= / transformer=: see wan_nb.weights
         if pipeline is not None:  # see from_pipeline
-            self.spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
-        else:  # cheap: an unknown model, quant mode or unfitting file is refused here
-            self.spec, self.weights = weights.resolve(model, quant=quant, transformer=transformer, device=device)
-            model = self.spec.name  # model= a checkpoint file: its preset from here on (Ray workers too)
-        self.model = self.spec.name
-        if offload not in ("none", "model", "sequential", "group"):
-            raise ValueError(f"offload={offload!r}: choose 'none', 'model', 'sequential' or 'group'")
-        self.device_request, self.dtype_request = device, dtype
-        self.offload, self.vae_tiling, self.vae_slicing = offload, vae_tiling, vae_slicing
+            weights.refuse_for_pipeline(quant, transformer)
+            spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
+        else:  # cheap: an unknown model, quant mode or unfitting file is refused here (wan_nb.weights)
+            spec, self.weights = weights.resolve(model, quant=quant, transformer=transformer, device=device)
+            model = spec.name  # model= a checkpoint file: its preset from here on (Ray workers too)
+        self.model = spec.name
+        # Every pipeline-loading option in one value (engines, workers and recipes read it).
+        self.load_options = LoadOptions(device=device, dtype=dtype, offload=offload, vae_tiling=vae_tiling,
+                                        vae_slicing=vae_slicing, **self.weights.as_arguments())
+        _check_engine_args(cluster, workers, pipeline)
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-        self.device: str | None = None
 
         self._bus = EventBus()
         self._journal = journal.Journal()
         self._bus.add_sink(self._journal)
         self._recorder = run_record.attach(self)  # recipes into task.json and the MP4; the history index
-        self._timings = eta.TimingStore(models.cache_dir() / "timings.json")
         self._tasks: dict[str, Task] = {}
         self._hosted: dict[str, Handle] = {}  # handles of hosted tasks (storyboards), by id
         self._queue_file = QueueFile(self.runs_dir)
-        self._worker = Worker(self, name=f"wan_nb-generator-{self.model}")
-        self._queue = self._worker.queue
-        self._pipe: Any = pipeline
-        if pipeline is not None:
-            _adopt(self, pipeline)
-        self._pipe_lock = threading.RLock()
-        self._exec_device: tuple[Any, Any] | None = None  # (pipeline, its execution device)
+        self._holder = PipelineHolder(spec, self.load_options, pipeline)
         self._loras = LoraRegistry()
-        self._step_hooks: list[Callable[..., Any]] = []
         self._closed = False
-        if previews:  # live latent previews (wan_nb.previews imports torch only when it runs)
-            from .previews import install
-
-            install(self)  # validates preview_every first, so a bad value leaves nothing attached
-        self._cluster = _cluster_backend(self, cluster, workers, model)  # before the relay: refusals first
+        self._context = RunContext(
+            holder=self._holder, sink=self._bus, timings=eta.TimingStore(models.cache_dir() / "timings.json"),
+            loras=self._loras, monitor_interval=monitor_interval,
+            mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended)
+        self._previewer = _previewer(self) if previews else None  # live latent previews
+        self._engine = _make_engine(self, cluster, workers, model)  # before the relay: refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
                                           steer=self.steer)   # servers' pause/resume/move too
@@ -105,11 +102,9 @@ class Generator:
     @classmethod
     def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,
                       **options: Any) -> "Generator":
-        """Wrap a diffusers Wan pipeline you built or loaded yourself.
-
-        It is used where it is, unless ``offload=`` / ``vae_tiling=`` / ``vae_slicing=`` ask for a
-        placement. ``defaults`` sets generation defaults (height, width, num_frames, steps, ...); the rest
-        come from the Wan 2.1 / 2.2 defaults matching the pipeline's configuration.
+        """Wrap a diffusers Wan pipeline you built or loaded yourself (used where it is, unless
+        ``offload=`` / ``vae_tiling=`` / ``vae_slicing=`` ask for a placement). ``defaults``: generation
+        defaults (height, width, steps, ...); the rest follow the pipeline's Wan 2.1 / 2.2 configuration.
         """
         return cls(model=name, pipeline=pipeline, defaults=defaults, **options)
 
@@ -129,8 +124,8 @@ class Generator:
         if params["image"] is not None:
             params["image"] = models.prepare_image(params["image"], params["height"], params["width"])
         task_id = new_task_id()
-        task = (self._cluster.task_class if self._cluster is not None else Task)(
-            self, task_id, params, self.runs_dir / task_id, parent_id=parent_id)
+        engine = self._engine
+        task = engine.task_class(self, task_id, params, self.runs_dir / task_id, parent_id=parent_id, engine=engine)
         info = {"task_id": task_id, "model": self.model, "prompt": params["prompt"],
                 "params": public_params(params), "seed": params["seed"], "parent_id": parent_id,
                 "loras": self._loras.describe(),
@@ -142,16 +137,10 @@ class Generator:
             raise OSError(f"cannot write the run folder {task.run_dir}: {exc}. Pass runs_dir= a writable "
                           "folder (or set WAN_NB_RUNS_DIR).") from exc
         self._tasks[task_id] = task
-        self._queue_file.add(task_id, queue_entry(self, task, given_image))
-        if self._cluster is not None:  # the Ray worker that takes it publishes its events
-            return self._cluster.enqueue(task, retries)
-        ahead = len(self._queue.tasks()) + (1 if self._worker.current is not None else 0)
-        self._bus.publish(task_id, EventType.GENERATION_STARTED, model_type=self.model,
-                          params=event_params(task), estimated_duration=estimate_duration(self, params))
-        self._bus.publish(task_id, EventType.GENERATION_STAGE, stage=Stage.INITIALIZING.value, stage_progress=0.0,
-                          stage_message=f"Queued behind {ahead} task(s)" if ahead else "Starting")
-        self._worker.put(task)
-        return task
+        self._queue_file.add(task_id, queue_entry(self.model, task, given_image))
+        started = {"model_type": self.model, "params": event_params(task),
+                   "estimated_duration": estimate_duration(self._context, params)}
+        return engine.submit(task, retries=retries, started=started)  # generation_started, generation_queued
 
     def generate(self, prompt: str, *, progress: str | bool = "auto", **kwargs: Any) -> Result:
         """Generate and wait, showing live progress (a widget in Jupyter, a bar in a terminal).
@@ -159,7 +148,7 @@ class Generator:
         Interrupting the wait (Ctrl-C, the notebook's stop button) cancels the task.
         """
         task = self.submit(prompt, **kwargs)
-        _show_progress(task, progress)
+        frontend.show("progress", task, mode=progress)
         try:
             return task.result()
         except KeyboardInterrupt:
@@ -197,11 +186,16 @@ class Generator:
 
     @property
     def current_task(self) -> Task | None:
-        return self._worker.current
+        return next(iter(self._engine.running), None)
 
     @property
     def workers(self) -> int:  # how many tasks run at once: 1 here, the Ray workers with cluster=
-        return self._cluster.count if self._cluster is not None else 1
+        return self._engine.count
+
+    @property
+    def engine(self) -> Engine:
+        """Where the tasks run (``wan_nb.engine.Engine``): a LocalEngine, or a RayEngine with cluster=."""
+        return self._engine
 
     def task(self, task_id: str) -> Task:
         return self._tasks[task_id]
@@ -212,25 +206,42 @@ class Generator:
 
     @property
     def pipeline(self) -> Any:
-        """The loaded diffusers pipeline (None until the first run loads it)."""
-        return self._pipe
+        """The loaded diffusers pipeline (None until the first run, or ``run_on_worker``, loads it)."""
+        return self._holder.pipe
+
+    @property
+    def spec(self) -> models.ModelSpec:
+        """What the model is (a repo id guessed by name is read from its files once loaded)."""
+        return self._holder.spec
+
+    @property
+    def device(self) -> str | None:
+        """Where the pipeline was placed (None until it is loaded)."""
+        return self._holder.device
+
+    # The loading options one by one, as Generator(...) took them.
+    device_request = property(lambda self: self.load_options.device)
+    dtype_request = property(lambda self: self.load_options.dtype)
+    offload = property(lambda self: self.load_options.offload)
+    vae_tiling = property(lambda self: self.load_options.vae_tiling)
+    vae_slicing = property(lambda self: self.load_options.vae_slicing)
 
     # -- steering ----------------------------------------------------------------------------
     @property
     def queue(self) -> list[Task]:
         """The tasks waiting to run, in the order they will run (the running one is not here)."""
-        return self._cluster.queued if self._cluster is not None else self._queue.tasks()
+        return self._engine.queued
 
     def pause(self) -> None:
         """Take no more queued tasks until :meth:`resume` (the running one goes on)."""
-        self._queue.pause()
+        self._engine.pause()
 
     def resume(self) -> None:
-        self._queue.resume()
+        self._engine.resume()
 
     @property
     def paused(self) -> bool:
-        return self._queue.paused
+        return self._engine.paused
 
     def steer(self, task_id: str, action: str, **kw: Any) -> bool:
         """Apply ``action`` (cancel | pause | resume | move) to a task of this generator by id.
@@ -246,7 +257,7 @@ class Generator:
         A task that was running starts over. Tasks of another model stay recorded for a generator
         of that model; storyboard scenes are dropped (the storyboard's ``resume()`` remakes them).
         """
-        return resubmit(self)
+        return resubmit(self._queue_file, self.model, self.submit)
 
     # -- hooks for work that publishes here --------------------------------------------------
     @staticmethod
@@ -255,20 +266,18 @@ class Generator:
 
     def add_step_hook(self, hook: Callable[..., Any]) -> Callable[[], None]:
         """``hook(task, step, timestep, latents, pipe)`` after every denoising step (previews)."""
-        self._step_hooks.append(hook)
-        return lambda: self._step_hooks.remove(hook) if hook in self._step_hooks else None
+        hooks = self._context.step_hooks
+        hooks.append(hook)
+        return lambda: hooks.remove(hook) if hook in hooks else None
 
     def add_sink(self, sink: Callable[[Event], Any]) -> Callable[[], None]:
         """``sink(event)`` synchronously, on the publishing thread, for every event (keep it quick)."""
         return self._bus.add_sink(sink)
 
     def open_task(self, handle: Handle, folder: Path, info: Mapping[str, Any]) -> "HostedTask":
-        """Host a task that is not a generation (a storyboard) under ``handle.id``.
-
-        Writes ``folder/task.json`` from ``info``, journals its events to ``folder``, lets
-        :meth:`steer` (and so Jupyter servers) reach ``handle``. Its seq goes on from the
-        journal already in ``folder``, so a resumed task's events keep unique ids.
-        """
+        """Host a task that is not a generation (a storyboard) under ``handle.id``: writes
+        ``folder/task.json`` from ``info``, journals its events to ``folder`` (seq going on from the
+        journal there, so a resumed task's ids stay unique), lets :meth:`steer` reach ``handle``."""
         return HostedTask(self, handle, folder, info)
 
     # -- LoRA --------------------------------------------------------------------------------
@@ -282,35 +291,35 @@ class Generator:
         is attached now too, else in the ``applying_lora`` stage of the next run. A bad file raises
         and leaves the pipeline exactly as it was.
         """
-        with self._pipe_lock:
-            return self._loras.load(path_or_repo, name, weight, self._pipe, experts=experts,
+        with self._holder.lock:
+            return self._loras.load(path_or_repo, name, weight, self._holder.pipe, experts=experts,
                                     model_experts=self.spec.experts)
 
     def unload_lora(self, name: str | None = None) -> None:
         """Remove one LoRA by name, or all of them."""
-        with self._pipe_lock:
-            self._loras.unload(name, self._pipe)
+        with self._holder.lock:
+            self._loras.unload(name, self._holder.pipe)
 
     @property
     def loras(self) -> dict[str, float]:
         return self._loras.weights()
 
-    def run_on_worker(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
-        """Run ``fn(pipeline)`` on the generator's worker thread, after the tasks queued before
-        it and before those queued after; return its result (or raise its exception).
+    @property
+    def lora_registry(self) -> LoraRegistry:
+        """The loaded LoRAs with their files (``.entries``: name -> source, weight, state)."""
+        return self._loras
 
-        For changing the pipeline between runs without racing a generation (a scheduler, an
-        attention processor), and on CPU to keep every torch call on one thread: torch's
-        OpenMP runtime slows every op down once two threads of a process have used it.
-        ``pipeline`` is None until the first run has loaded the model.
+    def run_on_worker(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
+        """``fn(pipeline)`` on the worker thread, after the tasks queued before it; its result.
+
+        For changing the pipeline between runs (a scheduler, an attention processor) without
+        racing a generation, and on CPU to keep torch on one thread (OpenMP slows down once two
+        threads have used it). Before any run, the model is loaded first as a task of its own
+        (``generation_started`` has ``purpose: "load"``): ``fn`` always gets the real pipeline.
         """
         if self._closed:
             raise RuntimeError("this generator is closed; create a new one")
-        if self._cluster is not None:
-            raise RuntimeError("run_on_worker: with cluster= the pipelines live on the Ray workers")
-        call = WorkerCall(fn)
-        self._worker.put(call)
-        return call.outcome(timeout)
+        return self._engine.run_on_worker(fn, timeout)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -318,9 +327,7 @@ class Generator:
         if self._closed:
             return
         self._closed = True
-        if self._cluster is not None:
-            self._cluster.close()
-        self._worker.close(timeout=60)
+        self._engine.close(timeout=60)
         if self._relay_detach is not None:
             self._relay_detach()
 
@@ -331,9 +338,7 @@ class Generator:
         self.close()
 
     def _ipython_display_(self) -> None:
-        from .widgets import show_generator
-
-        show_generator(self)
+        frontend.show("generator", self)
 
     def __repr__(self) -> str:
         return f"Generator(model={self.model!r}, device={self.device or self.device_request!r})"
@@ -342,7 +347,7 @@ class Generator:
     def _task_ended(self, task: Task) -> None:
         self._journal.close(task.id)
         self._queue_file.remove(task.id)
-        task._finish()
+        task.mark_done()
 
 
 class HostedTask:
@@ -370,30 +375,37 @@ class HostedTask:
         self._gen._journal.close(self.task_id)
 
 
-def _cluster_backend(gen: Generator, cluster: str | None, workers: int | None, model: Any) -> Any:
-    """``cluster=``: the backend that runs ``gen``'s tasks on Ray workers (imports Ray), else None."""
+def _check_engine_args(cluster: str | None, workers: int | None, pipeline: Any) -> None:
+    if cluster is None and workers is not None:
+        raise ValueError("workers= counts Ray workers; pass cluster='ray' (or a Ray address) too")
+    if cluster is not None and pipeline is not None:
+        raise ValueError("cluster= cannot ship a pipeline object to other processes; pass model= a name, "
+                         "repo id or folder that every worker can load")
+
+
+def _make_engine(gen: Generator, cluster: str | None, workers: int | None, model: Any) -> Engine:
+    """The engine: this process's worker thread, or (``cluster=``) Ray workers (imports Ray)."""
     if cluster is None:
-        if workers is not None:
-            raise ValueError("workers= counts Ray workers; pass cluster='ray' (or a Ray address) too")
-        return None
+        return LocalEngine(gen._context, gen, name=f"wan_nb-generator-{gen.model}",
+                           on_reorder=gen._queue_file.reorder)
     from .cluster import attach
 
-    return attach(gen, cluster, workers, model)
+    return attach(gen._context, cluster=cluster, workers=workers, model=model,
+                  worker_options={"monitor_interval": gen.monitor_interval, "previews": gen.previews,
+                                  "preview_every": gen.preview_every},
+                  resubmit=gen.submit)
+
+
+def _previewer(gen: Generator) -> Any:
+    """A Previewer on ``gen``'s steps; validates preview_every first, so a bad value attaches nothing."""
+    from .previews import install  # numpy at import; torch only when a preview is made
+
+    return install(gen.bus, gen.add_step_hook, gen.preview_every, model=gen.model)
 
 
 def _check_retries(retries: Any) -> None:
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries={retries!r}: give a whole number >= 0")
-
-
-def _adopt(gen: Generator, pipeline: Any) -> None:
-    """A pipeline given by its owner stays where it is unless a placement was asked for."""
-    if gen.offload != "none" or gen.vae_tiling or gen.vae_slicing:
-        from .loading import place
-
-        place(pipeline, device=models.resolve_device_dtype(gen.device_request, gen.dtype_request)[0],
-              offload=gen.offload, vae_tiling=gen.vae_tiling, vae_slicing=gen.vae_slicing)
-    gen.device = str(getattr(pipeline, "_execution_device", None) or pipeline.device)
 
 
 def _continue_numbering(bus: EventBus, task_id: str, journal_file: Path) -> None:
@@ -403,23 +415,3 @@ def _continue_numbering(bus: EventBus, task_id: str, journal_file: Path) -> None
     last = max((event.seq for event in journal.read_events(journal_file)), default=0)
     if last:
         bus.continue_seq(task_id, last)
-
-
-def _show_progress(task: Task, mode: str | bool) -> None:
-    """Show a blocking ``generate``'s progress (tqdm-style: the front end fits the environment).
-
-    ``"auto"``: a widget panel in a Jupyter kernel, a text line on a terminal, nothing when output
-    goes nowhere a person reads live (a pipe, a log); ``"text"`` forces text; ``False`` nothing.
-    """
-    if mode is False or mode == "none":
-        return
-    if mode == "text":
-        from .console import follow_in_background
-
-        follow_in_background(task)
-        return
-    if mode == "auto" and "ipykernel" not in sys.modules and not sys.stderr.isatty():
-        return
-    from .widgets import show_task  # a widget where one can render, text progress elsewhere
-
-    show_task(task)

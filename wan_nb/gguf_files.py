@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import CheckpointError
+
 __all__ = ["ORIG_SHAPE_KEY", "read_header", "state_dict", "load_transformer", "write", "require_gguf",
            "stored_types", "text_encoder_names", "check_text_encoder", "load_text_encoder",
            "text_encoder_state_dict"]
@@ -41,8 +43,6 @@ def require_gguf() -> None:
 def _reader(path: Path):
     require_gguf()
     from gguf import GGUFReader
-
-    from .single_file import CheckpointError
 
     try:
         return GGUFReader(str(path))
@@ -92,8 +92,6 @@ def state_dict(path: str | os.PathLike) -> dict[str, Any]:
     import gguf
     import torch
     from diffusers.quantizers.gguf.utils import SUPPORTED_GGUF_QUANT_TYPES, GGUFParameter
-
-    from .single_file import CheckpointError
 
     reader = _reader(Path(path))
     restored = _orig_shapes(reader)
@@ -203,8 +201,6 @@ def _encoder_signature(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int] 
 
 def check_text_encoder(path: str | os.PathLike, want: Mapping[str, Any] | None) -> dict[str, int]:
     """Refuse (naming what the file is) a GGUF that is no UMT5 encoder of ``want``'s shape."""
-    from .single_file import CheckpointError
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file. Pass a UMT5 encoder GGUF (e.g. umt5-xxl-encoder-Q8_0.gguf).")
@@ -236,8 +232,6 @@ def load_text_encoder(path: str | os.PathLike, cls: Any, folder: str | os.PathLi
     from accelerate import init_empty_weights
     from diffusers.quantizers.gguf.utils import (GGUFLinear, GGUFParameter, _replace_with_gguf_linear,
                                                  dequantize_gguf_tensor)
-
-    from .single_file import CheckpointError
 
     config = cls.config_class.from_pretrained(folder, subfolder=component)
     check_text_encoder(path, config.to_dict())

@@ -32,6 +32,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from . import frontend
 from .task import Sweep
 from .grid_axes import Axis, AxisError, parse_axis
 from . import grid_reuse
@@ -133,9 +134,7 @@ class Grid(Sweep):
         return to_html(self, path, **options)
 
     def _ipython_display_(self) -> None:
-        from .widgets import show_grid
-
-        show_grid(self)
+        frontend.show("grid", self)
 
     def __repr__(self) -> str:
         pages, rows, columns = self.shape

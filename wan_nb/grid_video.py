@@ -250,11 +250,11 @@ def to_mp4(grid: Any, path: Any, *, min_tile: int = 128, max_width: int = 1920, 
 
 def read_recipe(path: Any) -> dict[str, Any] | None:
     """The grid recipe embedded by :func:`to_mp4` (None if the file carries none)."""
-    from .recipe import METADATA_TAG, _ffmetadata
+    from .recipe import METADATA_TAG, parse_ffmetadata
 
     done = subprocess.run([_ffmpeg(), "-loglevel", "error", "-i", str(path), "-f", "ffmetadata", "-"],
                           capture_output=True)
-    text = _ffmetadata(done.stdout.decode("utf-8", "replace")).get(METADATA_TAG)
+    text = parse_ffmetadata(done.stdout.decode("utf-8", "replace")).get(METADATA_TAG)
     try:
         found = json.loads(text) if text else None
     except ValueError:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import frontend  # standard library only, like this module
 from .atomic import replace_text  # standard library only, like this module
 from .events import TERMINAL_STATUS, is_terminal  # standard library only, like this module
 from .state import PRODUCER_LOST
@@ -81,9 +82,7 @@ class Run:
         return recipe(self)
 
     def _ipython_display_(self) -> None:
-        from .widgets.history import show_history
-
-        show_history(RunList([self], self.run_dir.parent if self.run_dir else None))
+        frontend.show("history", RunList([self], self.run_dir.parent if self.run_dir else None))
 
 
 class RunList(list):
@@ -96,9 +95,7 @@ class RunList(list):
         self.filters = dict(filters or {})  # what history() was asked (the gallery starts from it)
 
     def _ipython_display_(self) -> None:
-        from .widgets.history import show_history
-
-        show_history(self)
+        frontend.show("history", self)
 
     def __repr__(self) -> str:
         return format_table(self)

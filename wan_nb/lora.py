@@ -134,7 +134,7 @@ def _check_finite(state: dict[str, Any], path: Path) -> None:
                         "a diverged training run.")
 
 
-def _looks_like_repo(text: str) -> bool:
+def looks_like_repo(text: str) -> bool:
     parts = text.split("/")
     return (len(parts) >= 2 and all(parts) and not text.startswith((".", "/", "~"))
             and not os.path.isabs(text))
@@ -155,9 +155,9 @@ def read_lora(path_or_repo: str | os.PathLike, *, report: Report | None = None,
     if path.is_dir():
         path = _pick_file(path, source)
     elif not path.exists():
-        if path.suffix in _SUFFIXES and not _looks_like_repo(source):
+        if path.suffix in _SUFFIXES and not looks_like_repo(source):
             raise LoraError(f"LoRA file {source!r} does not exist.")
-        if not _looks_like_repo(source):
+        if not looks_like_repo(source):
             raise LoraError(f"LoRA {source!r}: no such file or folder, and not a Hub repo id "
                             "('org/name' or 'org/name/file.safetensors').")
         path = _download(source, report, revision)

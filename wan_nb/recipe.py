@@ -38,7 +38,7 @@ import types
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["recipe", "recipe_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
+__all__ = ["recipe", "recipe_key", "weights_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
            "PARAM_FIELDS", "RecipeError"]
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,15 @@ def _normal(recipe: Mapping[str, Any], field: str) -> Any:
     return int(value) if field in _INTS else float(value)
 
 
+def weights_key(recipe: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What of the weights decides the video: quant modes and file hashes (not paths); None if neither."""
+    modes, files = recipe.get("quant") or {}, recipe.get("files") or {}
+    if not modes and not files:
+        return None
+    return {"quant": dict(sorted(modes.items())),
+            "files": {name: entry.get("sha256") for name, entry in sorted(files.items())}}
+
+
 def recipe_key(recipe: Mapping[str, Any]) -> str:
     """A stable hash of what decides the video: the generation arguments, the model (repo id or
     name, revision), the dtype, the LoRA files' hashes and weights, the image's hash.
@@ -119,10 +128,9 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
                 "model": [model.get("repo_id") or model.get("name"), model.get("revision")],
                 "dtype": recipe.get("dtype"), "loras": loras,
                 "image": image.get("sha256") if isinstance(image, Mapping) else None}
-    from .weights import key_fields
-
-    if key_fields(recipe) is not None:  # only then: earlier recipes keep their keys
-        decisive["weights"] = key_fields(recipe)
+    weights = weights_key(recipe)
+    if weights is not None:  # only then: earlier recipes keep their keys
+        decisive["weights"] = weights
     text = json.dumps(decisive, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -137,7 +145,7 @@ def versions() -> dict[str, str | None]:
     if not _versions:
         from importlib import metadata
 
-        from . import __version__
+        from ._version import __version__
 
         _versions["wan_nb"] = __version__
         for name in ("diffusers", "torch"):
@@ -215,7 +223,7 @@ def lora_entry(name: str, entry: Any, weight: float) -> dict[str, Any]:
 
 def _loras(generator: Any, requested: Mapping[str, float]) -> list[dict[str, Any]]:
     """The adapters a run uses: the requested ones, or (none requested) every loaded one."""
-    loaded = generator._loras.entries
+    loaded = generator.lora_registry.entries
     weights = dict(requested) if requested else {n: entry.weight for n, entry in loaded.items()}
     return [lora_entry(name, loaded[name], weight) for name, weight in weights.items() if name in loaded]
 
@@ -242,9 +250,9 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
             target = Path(image_path)
             target.write_bytes(data)
             out["image"]["path"] = str(target.resolve())
-    from .weights import recipe_fields
-
-    out.update(recipe_fields(getattr(generator, "weights", None)))
+    weights = getattr(generator, "weights", None)  # wan_nb.weights.WeightOptions: quant=, transformer=
+    if weights:
+        out.update(weights.recipe_fields())
     out["versions"] = versions()
     out["task_id"] = task_id
     out["created_at"] = created_at
@@ -296,7 +304,7 @@ def embed(video: str | os.PathLike, recipe: Mapping[str, Any]) -> Path:
     return path
 
 
-def _ffmetadata(text: str) -> dict[str, str]:
+def parse_ffmetadata(text: str) -> dict[str, str]:
     """The global tags of ffmpeg's ``ffmetadata`` output (``\\`` escapes ``=;#\\`` and newlines)."""
     tags: dict[str, str] = {}
     key: str | None = None
@@ -336,7 +344,7 @@ def read_mp4(video: str | os.PathLike) -> dict[str, Any] | None:
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
         raise RecipeError(f"{path} is not a readable video: {reason[-1] if reason else 'ffmpeg failed'}")
-    text = _ffmetadata(done.stdout.decode("utf-8", errors="replace")).get(METADATA_TAG)
+    text = parse_ffmetadata(done.stdout.decode("utf-8", errors="replace")).get(METADATA_TAG)
     if not text:
         return None
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from .lora import EXPERTS, _looks_like_repo  # the one rule for "org/name" vs a path
+from .lora import EXPERTS, looks_like_repo  # the one rule for "org/name" vs a path
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, lora_entry, recipe
 
 __all__ = ["rerun", "rerun_args", "generator_rerun"]
@@ -28,7 +28,7 @@ def _lora_file(name: str, path: str | None, source: str | None, want: str | None
                                   f"(sha256 {have[:12]}…, recorded {want[:12]}…); put the original file back, "
                                   f"or rerun with loras={{{name!r}: 0}} to leave it out")
             return candidate
-    if source and _looks_like_repo(source) and not Path(source).expanduser().exists():
+    if source and looks_like_repo(source) and not Path(source).expanduser().exists():
         return source  # a Hub LoRA: downloaded again, its hash checked once it is here
     raise RecipeError(f"LoRA {name!r} of this recipe is no longer there: no file at "
                       f"{' or '.join(candidates) or '(no path recorded)'}; put it back, or rerun with "
@@ -90,7 +90,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
         name = entry["name"]
         if weights.get(name) == 0.0:
             continue
-        loaded = generator._loras.entries.get(name)
+        loaded = generator.lora_registry.entries.get(name)
         if loaded is not None:
             have = lora_entry(name, loaded, weights[name])
             recorded = (entry.get("sha256", have["sha256"]), entry.get("targets", have["targets"]))
@@ -112,13 +112,13 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
     for name, (path, experts) in to_load.items():
         generator.load_lora(path, name=name, weight=weights[name], **({"experts": experts} if experts else {}))
         want = next(l for l in found["loras"] if l["name"] == name).get("sha256")
-        have = lora_entry(name, generator._loras.entries[name], weights[name])["sha256"]
+        have = lora_entry(name, generator.lora_registry.entries[name], weights[name])["sha256"]
         if want and have != want:  # only a Hub download can get here: local files were checked
             generator.unload_lora(name)
             raise RecipeError(f"LoRA {name!r} downloaded from {path} is not the recorded file "
                               f"(sha256 {have[:12]}…, recorded {want[:12]}…)")
     # Adapters loaded but not in the recipe are turned off (weight 0), not left on.
-    active = {n: weights.get(n, 0.0) for n in generator._loras.entries}
+    active = {n: weights.get(n, 0.0) for n in generator.lora_registry.entries}
     if active:
         kwargs["loras"] = active
     return prompt, kwargs

@@ -28,7 +28,7 @@ _ENDS = TERMINAL_STATUS  # event type -> the status it leaves
 
 
 class Recorder:
-    """``generator._bus.add_sink(Recorder(generator))``."""
+    """``generator.add_sink(Recorder(generator))`` (any ``wan_nb.surface.GeneratorSurface``)."""
 
     def __init__(self, generator: Any) -> None:
         self.generator = generator
@@ -54,8 +54,9 @@ class Recorder:
                 return
         elif event.type != EventType.GENERATION_STARTED and event.type not in _ENDS:
             return
-        task = self.generator._tasks.get(event.task_id)
-        if task is None:  # a storyboard's own events: its scenes are recorded as tasks
+        try:
+            task = self.generator.task(event.task_id)
+        except KeyError:  # a storyboard's own events: its scenes are recorded as tasks
             return
         try:
             if event.type == EventType.GENERATION_STARTED:
@@ -123,5 +124,5 @@ class Recorder:
 def attach(generator: Any) -> Recorder:
     """A Recorder for ``generator``, added to its bus as a sink."""
     recorder = Recorder(generator)
-    generator._bus.add_sink(recorder)
+    generator.add_sink(recorder)
     return recorder

@@ -24,15 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import CheckpointError
+
 __all__ = ["Architecture", "CheckpointError", "SUFFIXES", "is_checkpoint", "inspect", "check", "detect",
            "expected", "architecture_of_config", "original_state_dict", "load_transformer"]
 
 SUFFIXES = (".safetensors", ".gguf")
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
-
-
-class CheckpointError(ValueError):
-    """A single-file checkpoint that cannot be used for this model (wrong file, wrong architecture)."""
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import frontend
+from .errors import TaskNotQueued
 from .events import Event, Stage
 
 if TYPE_CHECKING:
-    from .generator import Generator
+    from .engine import Engine
+    from .surface import EventHost
 
 __all__ = ["Handle", "Task", "Result", "Sweep", "new_task_id", "steer", "STEER_ACTIONS"]
 
@@ -31,8 +34,6 @@ def new_task_id() -> str:
 
 def steer(handle: "Handle | None", action: str, **kw: Any) -> bool:
     """``Generator.steer`` once the handle is found: False where the action does not apply."""
-    from .errors import TaskNotQueued
-
     if action not in STEER_ACTIONS:
         raise ValueError(f"steer: unknown action {action!r}; choose one of {', '.join(STEER_ACTIONS)}")
     if handle is None:
@@ -51,11 +52,12 @@ def steer(handle: "Handle | None", action: str, **kw: Any) -> bool:
 class Handle:
     """What every unit of a generator's work shares: an id, a status and one ending.
 
-    The thread that does the work sets ``status`` and the result (or error), publishes the last
-    event, then calls :meth:`_finish` exactly once; everything else only reads.
+    The thread that does the work sets the outcome (:meth:`set_outcome`), publishes the last
+    event, then calls :meth:`mark_done` exactly once; everything else only reads. ``generator``
+    is whatever publishes the handle's events (a Generator; on a Ray worker, its engine host).
     """
 
-    def __init__(self, generator: "Generator", task_id: str) -> None:
+    def __init__(self, generator: "EventHost", task_id: str) -> None:
         self.id = task_id
         self.generator = generator
         self.status = "queued"
@@ -92,8 +94,6 @@ class Handle:
 
     def move(self, index: int) -> None:
         """Change its place in the queue (only a queued generation has one)."""
-        from .errors import TaskNotQueued
-
         raise TaskNotQueued(self.id, self.status)
 
     def done(self) -> bool:
@@ -121,7 +121,17 @@ class Handle:
         """``callback(event)`` for its events only; ``replay`` first delivers what already happened."""
         return self.generator.subscribe(callback, task_id=self.id, replay=replay)
 
-    def _finish(self) -> None:
+    # -- for the thread that does the work ----------------------------------------------------
+    def set_outcome(self, status: str, *, result: Any = None, error: BaseException | None = None) -> None:
+        """Record how it ended (before its last event is published)."""
+        self.status = status
+        if result is not None:
+            self._result = result
+        if error is not None:
+            self._error = error
+
+    def mark_done(self) -> None:
+        """After its last event: wake whoever waits on it."""
         self._done.set()
 
 
@@ -138,9 +148,7 @@ class Result:
     run_dir: Path
 
     def _ipython_display_(self) -> None:
-        from .widgets import show_result
-
-        show_result(self)
+        frontend.show("result", self)
 
     def __repr__(self) -> str:
         return (f"Result(task_id={self.task_id!r}, video_path='{self.video_path}', seed={self.seed}, "
@@ -156,9 +164,10 @@ class Task(Handle):
     >>> task.result()
     """
 
-    def __init__(self, generator: "Generator", task_id: str, params: dict[str, Any],
-                 run_dir: Path, parent_id: str | None = None) -> None:
+    def __init__(self, generator: "EventHost", task_id: str, params: dict[str, Any],
+                 run_dir: Path, parent_id: str | None = None, *, engine: "Engine | None" = None) -> None:
         super().__init__(generator, task_id)
+        self.engine = engine  # where it runs (wan_nb.engine); None for a task no engine holds
         self.params = params
         self.seed: int = params["seed"]
         self.prompt: str = params["prompt"]
@@ -200,23 +209,30 @@ class Task(Handle):
     def pause_requested(self) -> bool:
         return self._hold
 
+    def wait_while_paused(self) -> None:
+        """Block (the worker, at a step boundary) until resumed or cancelled."""
+        with self._steer:
+            while self._hold and not self.cancel_requested:
+                self._steer.wait()
+
     def move(self, index: int) -> None:
         """Change where this queued task stands: 0 runs next, -1 runs last.
 
         Raises :class:`~wan_nb.errors.TaskNotQueued` once it has started or finished.
         """
-        self.generator._worker.move(self, index)
+        if self.engine is None:
+            raise TaskNotQueued(self.id, self.status)
+        self.engine.move(self, index)
 
     def _cancelled(self) -> None:
         with self._steer:
             self._steer.notify_all()  # a paused task wakes up to stop
-        self.generator._worker.drop(self)
+        if self.engine is not None:
+            self.engine.cancel(self)
 
     # -- display -----------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
-        from .widgets import show_task
-
-        show_task(self)
+        frontend.show("task", self)
 
     def __repr__(self) -> str:
         return (f"Task(id={self.id!r}, status={self.status!r}, stage={self.stage!r}, "
@@ -237,6 +253,10 @@ class Sweep:
             self._results = [task.result(timeout) for task in self.tasks]
         return self._results
 
+    def forget_results(self) -> None:
+        """After its tasks changed (a grid widened): the next :meth:`results` waits again."""
+        self._results = None
+
     def __iter__(self):
         return iter(zip(self.labels, self.tasks))
 
@@ -244,6 +264,4 @@ class Sweep:
         return len(self.tasks)
 
     def _ipython_display_(self) -> None:
-        from .widgets import show_sweep
-
-        show_sweep(self)
+        frontend.show("sweep", self)

@@ -23,7 +23,8 @@ from typing import Any, Mapping
 from . import quant as _quant
 from . import single_file
 
-__all__ = ["WeightOptions", "resolve", "recipe_fields", "generator_args", "key_fields", "check_rerun", "NONE"]
+__all__ = ["WeightOptions", "resolve", "for_options", "refuse_for_pipeline", "recipe_fields", "generator_args", "key_fields", "check_rerun",
+           "NONE"]
 
 EXPERTS = ("transformer", "transformer_2")
 
@@ -58,6 +59,14 @@ class WeightOptions:
             transformer = plain["transformer"] if list(plain) == ["transformer"] else (
                 plain.get("transformer"), plain.get("transformer_2"))
         return {"quant": quant or None, "transformer": transformer}
+
+    def recipe_fields(self) -> dict[str, Any]:
+        """``quant`` ({component: mode}) and ``files`` ({component: {path, sha256}}) for a recipe."""
+        from .recipe import file_sha256
+
+        return {"quant": dict(self.modes) or None,
+                "files": {name: {"path": str(path), "sha256": file_sha256(path)}
+                          for name, path in self.files.items()} or None}
 
     def load(self, name: str, cls: Any, folder: Path, kwargs: dict[str, Any], dtype: Any) -> Any:
         """Load component ``name`` of ``folder`` as these options say (``kwargs``: from_pretrained's)."""
@@ -192,27 +201,34 @@ def _text_encoder_config(spec: Any) -> Mapping[str, Any] | None:
     return None
 
 
+def refuse_for_pipeline(quant: Any, transformer: Any) -> None:
+    """``Generator.from_pipeline`` uses the pipeline as built: quant= / transformer= cannot apply."""
+    if quant is not None or transformer is not None:
+        raise ValueError("quant= and transformer= apply when wan_nb loads the model; a pipeline you pass in is "
+                         "used as built (quantize its components before Generator.from_pipeline)")
+
+
+def for_options(spec: Any, options: Any) -> WeightOptions | None:
+    """The weights a :class:`~wan_nb.engine.LoadOptions` asks for (None: the model as it ships).
+    Resolved again where the pipeline loads (a Ray worker too): file headers are re-read, cheaply."""
+    if getattr(options, "quant", None) is None and getattr(options, "transformer", None) is None:
+        return None
+    return resolve(spec, quant=options.quant, transformer=options.transformer, device=options.device)[1]
+
+
 # ---------------------------------------------------------------------------------------------
 # Recipes
 # ---------------------------------------------------------------------------------------------
 def recipe_fields(options: WeightOptions | None) -> dict[str, Any]:
     """``quant`` ({component: mode}) and ``files`` ({component: {path, sha256}}) for a recipe; {} if none."""
-    if not options:
-        return {}
-    from .recipe import file_sha256
-
-    return {"quant": dict(options.modes) or None,
-            "files": {name: {"path": str(path), "sha256": file_sha256(path)}
-                      for name, path in options.files.items()} or None}
+    return options.recipe_fields() if options else {}
 
 
 def key_fields(recipe: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What of the weights decides the video: modes and file hashes (not paths); None when neither."""
-    modes, files = recipe.get("quant") or {}, recipe.get("files") or {}
-    if not modes and not files:
-        return None
-    return {"quant": dict(sorted(modes.items())),
-            "files": {name: entry.get("sha256") for name, entry in sorted(files.items())}}
+    """What of the weights decides the video (see :func:`wan_nb.recipe.weights_key`)."""
+    from .recipe import weights_key
+
+    return weights_key(recipe)
 
 
 def generator_args(recipe: Mapping[str, Any]) -> dict[str, Any]:

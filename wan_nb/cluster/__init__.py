@@ -7,22 +7,22 @@ it, so ``import wan_nb`` stays light and Ray stays an optional extra (``pip inst
 What runs where:
 
 * the **driver** (the notebook kernel or script that made the Generator) validates arguments,
-  writes the run folders, journals and relays every event, and holds the queue;
+  writes the run folders, journals and relays every event, and holds the queue
+  (:class:`~wan_nb.cluster.backend.RayEngine`, the generator's engine);
 * each **worker** (:mod:`wan_nb.cluster.worker`) is a Ray actor with one GPU (or one CPU on a
-  cluster without GPUs) and a local wan_nb Generator, whose events stream back with their seq.
+  cluster without GPUs) hosting a :class:`~wan_nb.local_engine.LocalEngine`, whose events
+  stream back with their seq.
 
 Ray schedules the actors and carries every byte; wan_nb adds no transport of its own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from ..errors import ClusterUnavailable
 
 __all__ = ["attach", "connect", "ClusterUnavailable"]
-
-
-class ClusterUnavailable(RuntimeError):
-    """Ray is missing, the cluster cannot be reached, or it cannot run this model."""
 
 
 def connect(cluster: str) -> Any:
@@ -57,15 +57,14 @@ def connect(cluster: str) -> Any:
     return ray
 
 
-def attach(generator: Any, cluster: str, workers: int | None, model: Any) -> Any:
-    """Connect and build the backend that runs ``generator``'s tasks on Ray workers."""
-    from .backend import ClusterBackend
+def attach(ctx: Any, *, cluster: str, workers: int | None, model: Any, worker_options: dict[str, Any],
+           resubmit: Callable[..., Any]) -> Any:
+    """Connect and build the engine (:class:`~wan_nb.cluster.backend.RayEngine`) that runs a
+    generator's tasks on Ray workers; ``ctx`` is the generator's ``wan_nb._run.RunContext``."""
+    from .backend import RayEngine  # imports Ray's side of wan_nb only when cluster= is used
 
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise ValueError(f"workers={workers!r}: give a number of pipeline workers >= 1, or None for one "
                          "per GPU of the cluster")
-    if getattr(generator, "_pipe", None) is not None:
-        raise ValueError("cluster= cannot ship a pipeline object to other processes; pass model= a name, "
-                         "repo id or folder that every worker can load")
     ray = connect(cluster)
-    return ClusterBackend(generator, ray, model=model, workers=workers)
+    return RayEngine(ctx, ray, model=model, workers=workers, worker_options=worker_options, resubmit=resubmit)

@@ -1,11 +1,14 @@
-"""The driver side of a cluster Generator: queue, dispatch, event relay, results, faults.
+"""The driver side of a cluster Generator: the Ray engine (queue, dispatch, event relay, faults).
 
-``Generator.submit`` makes the task and its run folder as always, then hands it here instead of
-to its own worker thread. A dispatcher thread gives each queued task to the best free worker
+:class:`RayEngine` implements :class:`wan_nb.engine.Engine`. ``Generator.submit`` makes the task
+and its run folder as always, then hands it here; the task is announced at once
+(``generation_started`` with ``worker: null``, then ``generation_queued``) and waits on the
+driver. A dispatcher thread gives each queued task to the best free worker
 (:class:`~wan_nb.cluster.pool.WorkerPool`); one thread per running task reads the worker's
-event batches (a Ray streaming generator) and publishes each event on the driver's bus with the
-seq the worker gave it (:meth:`EventBus.publish_event`), so the journal, the relay to Jupyter
-servers, the widgets and the CLI see a remote task exactly as a local one. The video arrives
+event batches (a Ray streaming generator) and publishes each event into the driver's sink with
+the seq the worker gave it (the worker numbers on from the driver's last seq), so the journal,
+the relay to Jupyter servers, the widgets and the CLI see a remote task exactly as a local one.
+The worker's first event, ``generation_stage(initializing, "Starting")``, names it (``worker``). The video arrives
 in the last batch and is written into the driver's run folder before ``generation_completed``
 is published, with ``output_path`` naming the driver's copy.
 
@@ -17,22 +20,22 @@ process, so when it exits or disconnects Ray ends them and their GPU work with i
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .._run import event_params
-from ..errors import GenerationCancelled, GenerationError, TaskNotQueued
+from .._run import RunContext, event_params
+from ..engine import Engine, queue_fields
+from ..errors import ClusterUnavailable, GenerationCancelled, GenerationError, TaskNotQueued
 from ..events import Event, EventType, Stage
 from ..params import public_params
 from ..task import Result, Task
-from . import ClusterUnavailable
+from .loras import LoraShipper
 from .pool import Slot, WorkerPool, actor_class, control
 from .worker import BATCH_INTERVAL, generation_kwargs
 
-__all__ = ["ClusterBackend", "RemoteTask", "WORKER_LOST"]
+__all__ = ["RayEngine", "ClusterBackend", "RemoteTask", "WORKER_LOST"]
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +45,25 @@ WORKER_LOST = "WorkerLost"
 class RemoteTask(Task):
     """A task run by a Ray worker. ``retry``: the task that re-runs it after its worker was lost."""
 
+    engine: "RayEngine"
+
     def __init__(self, generator: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(generator, *args, **kwargs)
         self.retry: RemoteTask | None = None
         self.worker: dict[str, Any] | None = None
-        self._backend: ClusterBackend = generator._cluster
         self._slot: Slot | None = None
         self._retries_left = 0
 
     def _cancelled(self) -> None:
         """On its worker the step callback sees the cancel within one denoising step."""
-        self._backend.cancel(self)
+        self.engine.cancel(self)
 
     def pause(self, release_memory: bool = False) -> bool:
         """Hold at the next denoising step on its worker (a task still waiting here cannot hold)."""
-        return self._backend.steer(self, "pause", release_memory=bool(release_memory))
+        return self.engine.steer(self, "pause", release_memory=bool(release_memory))
 
     def resume(self) -> bool:
-        return self._backend.steer(self, "resume")
-
-    def move(self, index: int) -> None:
-        """Change its place among the tasks waiting for a worker: 0 goes next, -1 last."""
-        self._backend.move(self, index)
+        return self.engine.steer(self, "resume")
 
     def result(self, timeout: float | None = None) -> Result:
         """As :meth:`Task.result`; a task re-run after a lost worker answers with the re-run's result."""
@@ -75,54 +75,104 @@ class RemoteTask(Task):
             raise
 
 
-class ClusterBackend:
-    """Runs a Generator's tasks on a pool of Ray actors (see the module docstring)."""
+class RayEngine(Engine):
+    """Runs a Generator's tasks on a pool of Ray actors (see the module docstring).
+
+    ``ctx``: the generator's run context (sink, LoRA registry, spec and load options, on_ended);
+    ``worker_options``: what each worker's own engine needs (monitor_interval, previews,
+    preview_every); ``resubmit(prompt, **kwargs)``: the generator's submit, for ``retries=``.
+    """
 
     task_class = RemoteTask
 
-    def __init__(self, generator: Any, ray: Any, *, model: Any, workers: int | None) -> None:
-        self.gen = generator
+    def __init__(self, ctx: RunContext, ray: Any, *, model: Any, workers: int | None,
+                 worker_options: dict[str, Any], resubmit: Callable[..., Task]) -> None:
+        self.ctx = ctx
         self.ray = ray
+        self._resubmit = resubmit
+        spec, load = ctx.holder.spec, ctx.holder.options
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        on_cpu = str(generator.device_request) == "cpu"
-        if gpus == 0 and generator.spec.builder is None and not on_cpu:
+        on_cpu = str(load.device) == "cpu"
+        if gpus == 0 and spec.builder is None and not on_cpu:
             raise ClusterUnavailable(
-                f"model={generator.model!r} needs a GPU but the Ray cluster has none "
+                f"model={spec.name!r} needs a GPU but the Ray cluster has none "
                 f"({ray.cluster_resources().get('CPU', 0):g} CPUs). Add GPU nodes (ray start --address=... on "
                 "a GPU machine), use model='tiny', or pass device='cpu' to run it on CPUs anyway (very slow).")
         self.count = workers or max(gpus, 1)
         resources = {"num_gpus": 1, "num_cpus": 1} if gpus and not on_cpu else {"num_cpus": 1}
-        options = dict(device=generator.device_request, dtype=generator.dtype_request,
-                       offload=generator.offload, vae_tiling=generator.vae_tiling,
-                       vae_slicing=generator.vae_slicing, monitor_interval=generator.monitor_interval,
-                       previews=generator.previews, preview_every=generator.preview_every,
-                       **generator.weights.as_arguments())
+        options = {"load": load.as_kwargs(), **worker_options}
         cls = actor_class(ray).options(max_restarts=0, **resources)
         model_name = str(model)
         self.pool = WorkerPool(ray, self.count, lambda worker_id: cls.remote(worker_id, model_name, options))
         self.batch_interval = BATCH_INTERVAL
+        # One lock for the queue and its announcements: a task's last generation_queued is out
+        # before a worker can number its events after it.
         self._lock = threading.RLock()
         self._pending: collections.deque[RemoteTask] = collections.deque()
         self._wake = threading.Condition(self._lock)
-        self._lora_refs: dict[str, Any] = {}
+        self._positions: dict[str, dict[str, int]] = {}
+        self._active: dict[str, RemoteTask] = {}  # submitted here and not ended
+        self._paused = False
+        self._loras = LoraShipper(ray, ctx.loras, experts=len(ctx.holder.spec.experts))
         self._drivers: set[threading.Thread] = set()
         self._closed = False
         self._dispatcher = threading.Thread(target=self._dispatch, name="wan_nb-cluster-dispatch", daemon=True)
         self._dispatcher.start()
 
-    # -- called by the Generator ---------------------------------------------------------------
-    def enqueue(self, task: RemoteTask, retries: int = 0) -> RemoteTask:
+    # -- Engine --------------------------------------------------------------------------------
+    def submit(self, task: RemoteTask, *, retries: int = 0, started: dict[str, Any] | None = None) -> RemoteTask:
         task._retries_left = int(retries)
+        sink = self.ctx.sink
         with self._wake:
+            self._active[task.id] = task
+            if started is not None:
+                sink.publish(task.id, EventType.GENERATION_STARTED, **started, worker=None)
+            fields = self._positions[task.id] = queue_fields(len(self._pending), len(self.running))
+            sink.publish(task.id, EventType.GENERATION_QUEUED, **fields)
             self._pending.append(task)
             self._wake.notify_all()
         return task
+
+    enqueue = submit  # the first version's name
+
+    @property
+    def running(self) -> list[RemoteTask]:
+        with self._lock:
+            return [t for t in self._active.values() if t._slot is not None]
+
+    def pause(self) -> None:
+        with self._wake:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._wake:
+            self._paused = False
+            self._wake.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def run_on_worker(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
+        raise RuntimeError("run_on_worker: with cluster= the pipelines live on the Ray workers")
+
+    def _announce_positions(self) -> None:
+        """A ``generation_queued`` for every waiting task whose place changed (under the lock)."""
+        with self._lock:
+            running = len(self.running)
+            now = {}
+            for position, task in enumerate(self._pending):
+                fields = now[task.id] = queue_fields(position, running)
+                if self._positions.get(task.id) != fields:
+                    self.ctx.sink.publish(task.id, EventType.GENERATION_QUEUED, **fields)
+            self._positions = now
 
     def cancel(self, task: RemoteTask) -> None:
         with self._lock:
             if task in self._pending:
                 self._pending.remove(task)
                 waiting = True
+                self._announce_positions()
             else:
                 waiting, slot = False, task._slot
         if waiting:
@@ -152,6 +202,7 @@ class ClusterBackend:
             self._pending.remove(task)
             place = len(self._pending) + 1 + index if index < 0 else index
             self._pending.insert(max(0, min(place, len(self._pending))), task)
+            self._announce_positions()
 
     @property
     def queued(self) -> list[RemoteTask]:
@@ -166,11 +217,11 @@ class ClusterBackend:
             self._wake.notify_all()
             drivers = list(self._drivers)
         for task in pending:
-            task._cancel.set()
             self._end_here(task, "cancelled", None)
-        for task in list(self.gen._tasks.values()):
-            if isinstance(task, RemoteTask) and not task.done():
-                task.cancel()
+        with self._lock:
+            running = [t for t in self._active.values() if not t.done()]
+        for task in running:
+            task.cancel()
         for thread in drivers:
             thread.join(timeout)
         self.pool.close()
@@ -179,13 +230,15 @@ class ClusterBackend:
     def _dispatch(self) -> None:
         while True:
             with self._wake:
-                while not self._pending and not self._closed:
+                while (not self._pending or self._paused) and not self._closed:
                     self._wake.wait()
                 if self._closed:
                     return
                 task = self._pending.popleft()
+                self._positions.pop(task.id, None)
+                self._announce_positions()  # everyone behind it moved up
             try:
-                loras = self._lora_spec()
+                loras = self._loras.spec()
             except Exception as exc:  # a LoRA file gone from the driver's disk: this task cannot run
                 self._end_here(task, "failed", None, error_type=type(exc).__name__, error=str(exc))
                 continue
@@ -196,37 +249,17 @@ class ClusterBackend:
                 continue
             with self._lock:
                 task._slot = slot
+                self._announce_positions()  # one more running ahead of every waiting task
             thread = threading.Thread(target=self._drive, args=(task, slot, loras, signature),
                                       name=f"wan_nb-cluster-{task.id}", daemon=True)
             with self._lock:
                 self._drivers.add(thread)
             thread.start()
 
-    def _lora_spec(self) -> dict[str, dict[str, Any]]:
-        """The generator's LoRAs as the workers need them: the weights files travel through Ray."""
-        spec = {}
-        for name, entry in list(self.gen._loras.entries.items()):
-            # {component: LoraState}: one file for every expert it goes into, or a (high, low) pair
-            state = entry.state if isinstance(entry.state, dict) else {"transformer": entry.state}
-            paths = list(dict.fromkeys(Path(s.path) for s in state.values()))
-            experts = None
-            if len(paths) == 1 and len(self.gen.spec.experts) >= 2:
-                experts = "both" if len(state) == 2 else ("high" if "transformer" in state else "low")
-            files = [self._ship(path) for path in paths]
-            spec[name] = {"source": entry.source, "weight": entry.weight, "experts": experts, "files": files,
-                          "key": "+".join(f["key"] for f in files)}
-        return spec
-
-    def _ship(self, path: Path) -> dict[str, Any]:
-        stat = path.stat()
-        key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-        if key not in self._lora_refs:
-            self._lora_refs[key] = self.ray.put(path.read_bytes())
-        return {"key": key, "filename": path.name, "data": self._lora_refs[key]}
-
     def _drive(self, task: RemoteTask, slot: Slot, loras: dict[str, Any], signature: tuple) -> None:
         spec = {"task_id": task.id, "prompt": task.prompt, "parent_id": task.parent_id,
-                "kwargs": generation_kwargs(task.params), "loras": loras, "batch_interval": self.batch_interval}
+                "kwargs": generation_kwargs(task.params), "loras": loras, "batch_interval": self.batch_interval,
+                "seq_after": self.ctx.sink.last_seq(task.id)}  # the worker numbers on from here
         lost: BaseException | None = None
         try:
             if task.cancel_requested:
@@ -252,6 +285,7 @@ class ClusterBackend:
             with self._lock:
                 task._slot = None
                 self._drivers.discard(threading.current_thread())
+                self._announce_positions()
 
     # -- events --------------------------------------------------------------------------------
     def _absorb(self, task: RemoteTask, slot: Slot, batch: dict[str, Any]) -> None:
@@ -263,50 +297,24 @@ class ClusterBackend:
             partial.replace(local_video)
         for frame in batch.get("events", ()):
             event = Event.from_frame(frame)
-            if event.type == EventType.GENERATION_STARTED:
-                slot.info = task.worker = dict(event.data.get("worker") or {})
+            if event.type == EventType.GENERATION_STAGE and event.data.get("worker"):
+                slot.info = task.worker = dict(event.data["worker"])
             elif event.type == EventType.GENERATION_COMPLETED and local_video is not None:
                 data = dict(event.data, output_path=str(local_video))
                 event = Event(type=event.type, task_id=event.task_id, seq=event.seq,
                               timestamp=event.timestamp, data=data)
-            self._track(task, event.type, event.data, local_video)
-            self.gen.bus.publish_event(event)
+            track(task, event.type, event.data, local_video, self.ctx.model)
+            self.ctx.sink.publish_event(event)
             if event.is_terminal:
                 self._finish(task)
         if batch.get("error") and not task.done():
             error = batch["error"]
             self._end_here(task, "failed", self.pool.info(slot), error_type=error["type"], error=error["message"])
 
-    def _track(self, task: RemoteTask, type: str, data: Any, video: Path | None) -> None:
-        """Keep the driver's Task object as current as a local one (status, stage, progress)."""
-        if type == EventType.GENERATION_STAGE:
-            task.stage = data.get("stage", task.stage)
-            if task.status == "queued" and task.stage != Stage.INITIALIZING.value:
-                task.status = "running"
-        elif type == EventType.DETAILED_GENERATION_PROGRESS:
-            task.progress = float(data.get("progress", task.progress))
-            task.current_step = int(data.get("current_step") or task.current_step)
-            task.status = "running" if task.status == "queued" else task.status
-        elif type == EventType.GENERATION_PAUSED:
-            task.status = "paused"
-        elif type == EventType.GENERATION_RESUMED:
-            task.status = "running"
-        elif type == EventType.GENERATION_COMPLETED:
-            task.status, task.stage = "completed", Stage.COMPLETED.value
-            task._result = Result(task_id=task.id, video_path=video or Path(data["output_path"]),
-                                  params=public_params(task.params), seed=task.seed, model=self.gen.model,
-                                  duration_s=float(data.get("duration_s") or 0.0), run_dir=task.run_dir)
-        elif type == EventType.GENERATION_FAILED:
-            task.status, task.stage = "failed", Stage.FAILED.value
-            message = f"{data.get('error_type')} during {data.get('stage')}: {data.get('error')}"
-            task._error = GenerationError(message, task_id=task.id, stage=data.get("stage", ""),
-                                          error_type=data.get("error_type", "Error"))
-        elif type == EventType.GENERATION_CANCELLED:
-            task.status, task.stage = "cancelled", Stage.CANCELLED.value
-            task._error = GenerationCancelled(task.id, data.get("stage", ""), int(data.get("current_step") or 0))
-
     def _finish(self, task: RemoteTask) -> None:
-        self.gen._task_ended(task)  # journal closed, off the queue file, then done
+        with self._lock:
+            self._active.pop(task.id, None)
+        self.ctx.on_ended(task)  # journal closed, off the queue file, then done
 
     def _end_here(self, task: RemoteTask, outcome: str, worker: dict[str, Any] | None, *,
                   error_type: str = "", error: str = "", **extra: Any) -> None:
@@ -314,21 +322,21 @@ class ClusterBackend:
         with self._lock:
             if task.done():
                 return
-            bus = self.gen.bus
-            if bus.last_seq(task.id) == 0:  # no worker spoke for it yet: its stream starts here
-                bus.publish(task.id, EventType.GENERATION_STARTED, model_type=self.gen.model,
+            bus = self.ctx.sink
+            if bus.last_seq(task.id) == 0:  # never announced (closed at once): its stream starts here
+                bus.publish(task.id, EventType.GENERATION_STARTED, model_type=self.ctx.model,
                             params=event_params(task), estimated_duration=None, worker=worker)
             stage = task.stage
             if outcome == "cancelled":
                 data = {"stage": stage, "current_step": task.current_step}
-                self._track(task, EventType.GENERATION_CANCELLED, data, None)
+                track(task, EventType.GENERATION_CANCELLED, data, None, self.ctx.model)
                 bus.publish(task.id, EventType.GENERATION_STAGE, stage=Stage.CANCELLED.value, stage_progress=0.0,
                             stage_message=f"Cancelled during {stage}")
                 bus.publish(task.id, EventType.GENERATION_CANCELLED, **data)
             else:
                 data = {"stage": stage, "error_type": error_type, "error": error,
                         **({"worker": worker} if worker else {})}
-                self._track(task, EventType.GENERATION_FAILED, data, None)
+                track(task, EventType.GENERATION_FAILED, data, None, self.ctx.model)
                 bus.publish(task.id, EventType.GENERATION_STAGE, stage=Stage.FAILED.value, stage_progress=0.0,
                             stage_message=f"{error_type}: {error}")
                 bus.publish(task.id, EventType.GENERATION_FAILED, **data, **extra)
@@ -342,9 +350,43 @@ class ClusterBackend:
         self.pool.replace(slot)
         extra: dict[str, Any] = {}
         if task._retries_left > 0 and not self._closed and not task.cancel_requested:
-            retry = self.gen.submit(task.prompt, parent_id=task.parent_id, retries=task._retries_left - 1,
-                                    **generation_kwargs(task.params))
+            retry = self._resubmit(task.prompt, parent_id=task.parent_id, retries=task._retries_left - 1,
+                                   **generation_kwargs(task.params))
             task.retry = retry
             extra["retry_task_id"] = retry.id
             message += f"; re-running it as task {retry.id}"
         self._end_here(task, "failed", info or None, error_type=WORKER_LOST, error=message, **extra)
+
+
+def track(task: RemoteTask, type: str, data: Any, video: Path | None, model: str) -> None:
+    """Keep the driver's Task object as current as a local one (status, stage, progress)."""
+    if type == EventType.GENERATION_STAGE:
+        task.stage = data.get("stage", task.stage)
+        if task.status == "queued":  # the worker's first stage ("Starting") is its start
+            task.status = "running"
+    elif type == EventType.DETAILED_GENERATION_PROGRESS:
+        task.progress = float(data.get("progress", task.progress))
+        task.current_step = int(data.get("current_step") or task.current_step)
+        task.status = "running" if task.status == "queued" else task.status
+    elif type == EventType.GENERATION_PAUSED:
+        task.status = "paused"
+    elif type == EventType.GENERATION_RESUMED:
+        task.status = "running"
+    elif type == EventType.GENERATION_COMPLETED:
+        task.stage = Stage.COMPLETED.value
+        task.set_outcome("completed", result=Result(
+            task_id=task.id, video_path=video or Path(data["output_path"]), params=public_params(task.params),
+            seed=task.seed, model=model, duration_s=float(data.get("duration_s") or 0.0),
+            run_dir=task.run_dir))
+    elif type == EventType.GENERATION_FAILED:
+        task.stage = Stage.FAILED.value
+        message = f"{data.get('error_type')} during {data.get('stage')}: {data.get('error')}"
+        task.set_outcome("failed", error=GenerationError(message, task_id=task.id, stage=data.get("stage", ""),
+                                                         error_type=data.get("error_type", "Error")))
+    elif type == EventType.GENERATION_CANCELLED:
+        task.stage = Stage.CANCELLED.value
+        task.set_outcome("cancelled", error=GenerationCancelled(task.id, data.get("stage", ""),
+                                                                int(data.get("current_step") or 0)))
+
+
+ClusterBackend = RayEngine  # the first version's name

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .producer import _shutdown, attach  # noqa: F401  (_shutdown: tests reset the relay)
+from .producer import attach, shutdown
+from .producer import shutdown as _shutdown  # noqa: F401  (the first name, still used by tests)
 from .protocol import (PRODUCER_PREFIX, SERVER_PREFIX, producer_files, read_producer_file,
                        ring_doorbells, runtime_dir, send_control)
 
-__all__ = ["attach", "runtime_dir", "producer_files", "PRODUCER_PREFIX", "read_producer_file",
+__all__ = ["attach", "shutdown", "runtime_dir", "producer_files", "PRODUCER_PREFIX", "read_producer_file",
            "send_control", "SERVER_PREFIX", "ring_doorbells"]
 
 
@@ -20,5 +21,5 @@ def __getattr__(name: str) -> Any:
     if name == "_producer":   # the process's relay, if one is attached (tools and tests look)
         from . import producer
 
-        return producer._producer
+        return producer.current()
     raise AttributeError(name)

@@ -324,7 +324,7 @@ def attach(bus: Any, runs_dir: Path | str, cancel: Cancel | None = None,
         with _lock:
             if _producer is None or _producer.pid != os.getpid():
                 _producer = _Producer()
-                atexit.register(_shutdown)
+                atexit.register(shutdown)
             producer = _producer
             producer.add(attachment)
     except Exception:
@@ -342,7 +342,13 @@ def attach(bus: Any, runs_dir: Path | str, cancel: Cancel | None = None,
     return detach
 
 
-def _shutdown() -> None:
+def current() -> "_Producer | None":
+    """The process's relay, if one is attached (tools and tests look)."""
+    return _producer
+
+
+def shutdown() -> None:
+    """Close the process's relay now (tests reset it between cases)."""
     global _producer
     with _lock:
         producer, _producer = _producer, None

@@ -60,7 +60,7 @@ def reusable_scenes(board: "Storyboard") -> list[bool]:
     from ..video import frame_count
 
     reusable = []
-    for index, params in enumerate(board._params, 1):
+    for index, params in enumerate(board.scene_params, 1):
         path = board.scene_path(index)
         sidecar = path.with_suffix(".json")
         ok = False
@@ -79,7 +79,7 @@ def keep_scene(board: "Storyboard", index: int, source: Path, task_id: str | Non
     """Put a finished scene's video (and its sidecar) in the storyboard folder."""
     target = board.scene_path(index)
     _link_or_copy(source, target)
-    sidecar = {"index": index, "task_id": task_id, "params": public_params(board._params[index - 1]),
+    sidecar = {"index": index, "task_id": task_id, "params": public_params(board.scene_params[index - 1]),
                "source": str(source)}
     target.with_suffix(".json").write_text(dumps(sidecar))
     return target

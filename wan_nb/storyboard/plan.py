@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import random
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..generator import Generator
+from .. import frontend
+from ..generator import Generator  # only to make the default generator of from_story
+from ..surface import GeneratorSurface
 from ..params import GENERATION_ARGS, InvalidParameter, build_params, public_params
 from ..stitch import check_transition, stitched_frame_count
 from . import folder as layout
@@ -137,11 +138,11 @@ class Storyboard:
         ``guidance_scale``, ``negative_prompt``, ``num_frames``, ...); a Scene's own win.
     """
 
-    def __init__(self, gen: Generator, scenes: Iterable[Scene | str], *, transition: str = "cut",
+    def __init__(self, gen: GeneratorSurface, scenes: Iterable[Scene | str], *, transition: str = "cut",
                  crossfade: float = 0.5, fps: float | None = None, continuity: str | None = None,
                  seed: int | None = None, id: str | None = None, progress_interval: float = 0.2,
                  story: str | None = None, **defaults: Any) -> None:
-        if not isinstance(gen, Generator):
+        if not isinstance(gen, GeneratorSurface):
             raise TypeError(f"Storyboard(gen=...): expected a wan_nb.Generator, got {type(gen).__name__}; "
                             "make one with Generator(model='tiny')")
         scenes = [Scene(s) if isinstance(s, str) else s for s in (scenes or [])]
@@ -197,7 +198,7 @@ class Storyboard:
     # -- building ----------------------------------------------------------------------------
     @classmethod
     def from_story(cls, text: str, writer: Callable[[str], Sequence[str]] | None = None,
-                   style: str | None = None, *, gen: Generator | None = None, **kwargs: Any) -> "Storyboard":
+                   style: str | None = None, *, gen: GeneratorSurface | None = None, **kwargs: Any) -> "Storyboard":
         """Split a story into scene prompts and make a storyboard of them.
 
         ``writer`` is any callable ``story -> list of scene prompts``; the default,
@@ -221,7 +222,7 @@ class Storyboard:
 
             board = Storyboard.from_story(story, writer=llm_writer, style="cinematic", gen=gen)
         """
-        if isinstance(text, Generator):
+        if isinstance(text, GeneratorSurface):
             raise TypeError("from_story(text, ..., gen=gen): give the story first and the generator as gen=")
         if not isinstance(text, str) or not text.strip():
             raise ValueError("from_story: the story is empty; give some text")
@@ -305,7 +306,7 @@ class Storyboard:
         if self._run is not None and not self._run.done():
             raise RuntimeError(f"storyboard {self.id} is already running; wait for it or cancel() it")
         self._run = StoryboardRun(self, resume=resume)
-        self._run._start()
+        self._run.start()
         return self._run
 
     def run(self, *, progress: str | bool = "auto") -> StoryboardResult:
@@ -317,13 +318,7 @@ class Storyboard:
         return self._wait(self.submit(resume=True), progress)
 
     def _wait(self, handle: "StoryboardRun", progress: str | bool) -> StoryboardResult:
-        if progress not in (False, "none") and "ipykernel" in sys.modules:
-            from ..widgets import widgets_available
-
-            if widgets_available():
-                from IPython.display import display
-
-                display(handle)
+        frontend.show("live", handle, mode=progress)
         try:
             return handle.result()
         except KeyboardInterrupt:
@@ -340,14 +335,17 @@ class Storyboard:
         """The latest run (running or finished)."""
         return self._run
 
+    @property
+    def scene_params(self) -> list[dict[str, Any]]:
+        """The resolved parameter set of every scene, as its task gets it (the image included)."""
+        return self._params
+
     def plan(self) -> list[dict[str, Any]]:
         """The parameter set of every scene (what each scene task will be given)."""
         return [public_params(p) for p in self._params]
 
     def _ipython_display_(self) -> None:
-        from ..widgets.storyboard_panel import show_storyboard
-
-        show_storyboard(self)
+        frontend.show("storyboard", self)
 
     def __repr__(self) -> str:
         return (f"Storyboard(id={self.id!r}, scenes={len(self.scenes)}, transition={self.transition!r}, "

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .. import frontend
 from ..errors import GenerationCancelled, StoryboardCancelled, StoryboardError
 from ..events import Event, EventType
 from ..params import GENERATION_ARGS
@@ -63,9 +64,7 @@ class StoryboardResult:
         return self.final_video_path
 
     def _ipython_display_(self) -> None:
-        from ..widgets.storyboard_panel import show_storyboard_result
-
-        show_storyboard_result(self)
+        frontend.show("storyboard_result", self)
 
     def __repr__(self) -> str:
         return (f"StoryboardResult(storyboard_id={self.storyboard_id!r}, final_video_path="
@@ -99,7 +98,7 @@ class StoryboardRun(Handle):
         self._running: dict[int, Any] = {}     # scene index (1-based) -> its task, while it renders
         self._scene_paths: dict[int, Path] = {}  # scenes made (or reused) so far
         self._last_step_event = float("-inf")
-        work = [p["num_frames"] * p["steps"] for p in board._params]
+        work = [p["num_frames"] * p["steps"] for p in board.scene_params]
         total = float(sum(work)) or 1.0
         # How wide each scene's share of the videos step is.
         span = _VIDEOS_END - _VIDEOS_START
@@ -119,9 +118,7 @@ class StoryboardRun(Handle):
         return any([task.resume() for task in list(self._running.values())])
 
     def _ipython_display_(self) -> None:
-        from ..widgets.storyboard_panel import show_storyboard
-
-        show_storyboard(self)
+        frontend.show("storyboard", self)
 
     def __repr__(self) -> str:
         return (f"StoryboardRun(id={self.id!r}, status={self.status!r}, step={self.step!r}, "
@@ -168,7 +165,7 @@ class StoryboardRun(Handle):
         return _VIDEOS_START + sum(w * p / 100.0 for w, p in zip(self._scene_width, self.scene_progress))
 
     # -- the work ----------------------------------------------------------------------------
-    def _start(self) -> None:
+    def start(self) -> None:
         self._channel = self.generator.open_task(self, self.board.folder, layout.task_info(self.board))
         try:
             (self.board.folder / "scenes").mkdir(parents=True, exist_ok=True)
@@ -208,7 +205,7 @@ class StoryboardRun(Handle):
         finally:
             layout.write_state(self)
             self._channel.close()
-            self._finish()
+            self.mark_done()
 
     def _check_cancel(self, scene: int | None = None) -> None:
         if self._cancel.is_set():
@@ -283,7 +280,7 @@ class StoryboardRun(Handle):
 
     def _scene_kwargs(self, index: int) -> dict[str, Any]:
         board = self.board
-        params = dict(board._params[index - 1])
+        params = dict(board.scene_params[index - 1])
         kwargs = {k: params[k] for k in GENERATION_ARGS if k in params}
         if board.continuity == "last_frame" and index > 1 and board.scenes[index - 1].image is None:
             from ..video import read_frames

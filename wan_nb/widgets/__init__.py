@@ -1,6 +1,7 @@
 """Notebook front end: progress panel, memory chart, video player, gallery.
 
-The core calls these lazily (``Task._ipython_display_`` → :func:`show_task` …). Each ``show_*``
+The core reaches these through ``wan_nb.frontend.show(kind, obj)`` (``Task._ipython_display_`` →
+:func:`show_task` …), never by importing this package. Each ``show_*``
 displays a widget when the code runs in a Jupyter kernel, and falls back to plain text progress
 (``wan_nb.console``) in a terminal or plain IPython, where widgets cannot render.
 """
@@ -10,34 +11,14 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-__all__ = ["show_task", "show_result", "show_generator", "show_sweep", "show_grid", "gallery", "widgets_available",
+from ._env import display, widgets_available
+
+__all__ = ["show_task", "show_result", "show_generator", "show_sweep", "show_grid", "show_history", "show_storyboard",
+           "show_storyboard_result", "show_progress", "show_live", "gallery", "widgets_available",
            "ProgressPanel", "GeneratorPanel", "VramPlot", "CancelButton", "VideoPlayer", "ResultView", "Gallery", "SweepView", "LockstepGrid"]
 
 
-def widgets_available() -> bool:
-    """True inside a Jupyter kernel (where a front end can render widgets)."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    try:
-        shell = ipython.get_ipython()
-    except Exception:
-        return False
-    if shell is None or getattr(shell, "kernel", None) is None:
-        return False
-    try:
-        import ipywidgets  # noqa: F401
-        import anywidget  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _display(widget: Any) -> Any:
-    from IPython.display import display
-
-    display(widget)
-    return widget
+_display = display  # the name the show_* functions below use
 
 
 def show_task(task: Any, stream: TextIO | None = None) -> Any:
@@ -49,6 +30,54 @@ def show_task(task: Any, stream: TextIO | None = None) -> Any:
     from ..console import follow_in_background
 
     return follow_in_background(task, stream)
+
+
+def show_progress(task: Any, mode: str | bool = "auto") -> Any:
+    """A blocking ``generate``'s progress, fitted to where output goes (tqdm-style).
+
+    ``"auto"``: a widget panel in a Jupyter kernel, a text line on a terminal, nothing when output
+    goes nowhere a person reads live (a pipe, a log); ``"text"`` forces text; ``False`` nothing.
+    """
+    if mode is False or mode == "none":
+        return None
+    from ..console import follow_in_background
+
+    if mode == "text":
+        return follow_in_background(task)
+    if mode == "auto" and "ipykernel" not in sys.modules and not sys.stderr.isatty():
+        return None
+    return show_task(task)
+
+
+def show_live(handle: Any, mode: str | bool = "auto") -> Any:
+    """A blocking storyboard run's panel, in a Jupyter kernel only (nothing elsewhere)."""
+    if mode in (False, "none") or "ipykernel" not in sys.modules or not widgets_available():
+        return None
+    from IPython.display import display
+
+    display(handle)
+    return handle
+
+
+def show_history(runs: Any, stream: TextIO | None = None) -> Any:
+    """A list of past runs as a gallery (a table outside Jupyter)."""
+    from .history import show_history as show
+
+    return show(runs, stream)
+
+
+def show_storyboard(source: Any, stream: TextIO | None = None) -> Any:
+    """A storyboard's live panel (a text summary outside Jupyter)."""
+    from .storyboard_panel import show_storyboard as show
+
+    return show(source, stream)
+
+
+def show_storyboard_result(result: Any, stream: TextIO | None = None) -> Any:
+    """A finished storyboard's videos (paths as text outside Jupyter)."""
+    from .storyboard_panel import show_storyboard_result as show
+
+    return show(result, stream)
 
 
 def show_result(result: Any, stream: TextIO | None = None) -> Any:
@@ -122,6 +151,9 @@ def gallery(results: Any, *, labels: Any = None, columns: int | None = None, dis
     for index, (label, result) in enumerate(zip(labels, results)):
         out.write(f"{format_label(label, index):<40} {result.video_path}\n")
     return None
+
+
+show_gallery = gallery  # frontend.show("gallery", results)
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,7 @@ STATUS_COLOR = {"completed": "#2e7d32", "failed": "#c62828", "cancelled": "#e651
 
 def show_history(runs: RunList, stream: TextIO | None = None) -> Any:
     """Display ``runs`` as a gallery in a notebook, as a table elsewhere."""
-    from . import _display, widgets_available
+    from ._env import display as _display, widgets_available
 
     if widgets_available():
         return _display(HistoryGallery(runs))

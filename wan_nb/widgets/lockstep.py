@@ -139,7 +139,7 @@ class LockstepGrid(anywidget.AnyWidget):
         task = self.grid.generator.submit(cell.prompt, **cell.kwargs)
         cell.task, cell.reused = task, False
         self.grid.tasks[index] = task
-        self.grid._results = None
+        self.grid.forget_results()
         with self._lock:
             self._state[index] = _cell_state(self.grid, cell)
             self._videos[index] = None

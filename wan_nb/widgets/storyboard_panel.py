@@ -167,7 +167,7 @@ class StoryboardPanel(w.VBox):
 
 def show_storyboard(source: Any, stream: TextIO | None = None) -> Any:
     """Display the storyboard panel (a text summary outside Jupyter)."""
-    from . import _display, widgets_available
+    from ._env import display as _display, widgets_available
 
     if widgets_available():
         return _display(StoryboardPanel(source))
@@ -207,7 +207,7 @@ class StoryboardResultView(w.VBox):
 
 def show_storyboard_result(result: Any, stream: TextIO | None = None) -> Any:
     """Display a finished storyboard's videos (paths as text outside Jupyter)."""
-    from . import _display, widgets_available
+    from ._env import display as _display, widgets_available
 
     if widgets_available():
         return _display(StoryboardResultView(result))
