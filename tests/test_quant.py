@@ -225,3 +225,18 @@ def test_options_rebuild_themselves(model, quant, gguf_file):
     assert pair.modes == {"transformer": "gguf", "transformer_2": "fp8", "text_encoder": "fp8"}
     _, rebuilt = weights.resolve("tiny-a14b", **pair.as_arguments())
     assert (rebuilt.modes, rebuilt.files) == (pair.modes, pair.files)
+
+
+def test_load_options_carry_the_weights_to_another_process(gguf_file, runs_dir):
+    # A Ray worker builds its holder from LoadOptions(**as_kwargs()); it must load the same weights.
+    from wan_nb import models
+    from wan_nb.engine import LoadOptions
+    from wan_nb.weights import for_options
+
+    with Generator(model="tiny", quant={"transformer": f"gguf:{gguf_file}", "text_encoder": "fp8"},
+                   runs_dir=runs_dir, previews=False) as gen:
+        sent = LoadOptions(**gen.load_options.as_kwargs())
+        there = for_options(models.resolve("tiny"), sent)
+        assert (there.modes, there.files) == (gen.weights.modes, gen.weights.files)
+    with Generator(model="tiny", runs_dir=runs_dir, previews=False) as plain:
+        assert for_options(models.resolve("tiny"), plain.load_options) is None
