@@ -113,3 +113,21 @@ def test_int8_of_a_single_file_is_quantized(files, runs_dir):
                    runs_dir=runs_dir, previews=False) as gen:
         gen.generate("a fox", seed=0, progress=False)
         assert storage_kind(gen.pipeline.transformer.blocks[0].attn1.to_q.weight)[0] == "int8"
+
+
+def test_a_repo_with_a_transformer_file_downloads_everything_but_its_transformer(files, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from _hub_server import HubServer
+    from _weights_helpers import tiny_folder
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with HubServer({"wan-nb/tiny-wan": tiny_folder()}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        with Generator(model="wan-nb/tiny-wan", device="cpu", transformer=files["comfyui"], runs_dir=tmp_path / "runs",
+                       previews=False) as gen:
+            gen.generate("a fox", seed=0, progress=False, height=32, width=32, num_frames=9, steps=2)
+            fetched = [path.split("/", 5)[-1] for path in hub.downloads()]   # /repo/resolve/<rev>/<file>
+    assert "transformer/config.json" in fetched and "vae/diffusion_pytorch_model.safetensors" in fetched
+    assert not any(name.startswith("transformer/") and name.endswith(".safetensors") for name in fetched)
