@@ -270,3 +270,25 @@ def test_import_wan_nb_does_not_load_ray():
     code = "import sys, wan_nb; wan_nb.Generator; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_worker_runs_the_drivers_task_under_its_id_and_numbers_on_from_the_drivers_seq(tmp_path):
+    """The actor class itself, called in this process (no Ray needed): what the driver relies on."""
+    from wan_nb.cluster.worker import PipelineWorker
+
+    worker = PipelineWorker("w7", "tiny", {"load": {"device": "cpu"}, "previews": False})
+    spec = {"task_id": "driver-task", "prompt": "a fox", "parent_id": None, "loras": {}, "batch_interval": 0.05,
+            "kwargs": {"seed": 0, "steps": 2, "height": 16, "width": 16, "num_frames": 1},
+            "seq_after": 2}  # the driver published generation_started and generation_queued
+    batches = list(worker.run(spec))
+    frames = [frame for batch in batches for frame in batch["events"]]
+    assert {f["task_id"] for f in frames} == {"driver-task"}
+    assert [f["seq"] for f in frames] == list(range(3, 3 + len(frames)))
+    first = frames[0]
+    assert (first["type"], first["data"]["stage"], first["data"]["stage_message"]) == \
+           ("generation_stage", "initializing", "Starting")
+    assert first["data"]["worker"]["id"] == "w7" and first["data"]["worker"]["pid"] == os.getpid()
+    assert frames[-1]["type"] == "generation_completed" and batches[-1]["video"][4:8] == b"ftyp"
+    for frame in frames:
+        validate(frame)
+    assert worker.describe()["loaded"] is True

@@ -117,3 +117,12 @@ def test_the_server_lists_waiting_tasks_as_queued_with_their_place(server_and_qu
     _wait(lambda: _positions(server) == {"q-1": 0, "q-2": 1})
     steered = [json.loads(line) for line in (runs / "steered.jsonl").read_text().splitlines()]
     assert steered == [{"task_id": "q-3", "action": "move", "index": 0}]
+
+
+def test_the_per_task_sse_stream_says_where_a_waiting_task_stands():
+    from wan_nb.server.wire import seed_message
+
+    frame = json.loads(_events()[1].to_json())
+    message = seed_message(frame, 0, "initializing", "/")
+    assert (message["type"], message["status"], message["message"]) == \
+        ("generation_queued", "in_progress", "Queued (#2): 2 tasks ahead")

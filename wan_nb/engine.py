@@ -13,7 +13,7 @@ generator's bus) and reports each task's end to ``on_ended``; it never sees the 
 Loading options travel as one :class:`LoadOptions` value, built once by the facade and given to
 the pipeline holder (and, on a cluster, to every worker): a new option is one field here.
 
-This module imports nothing of wan_nb at run time, so any module may depend on it.
+It depends on the vocabulary only (events, task), so any engine and the facade may import it.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
-if TYPE_CHECKING:
-    from .events import Event
-    from .task import Task
+from .events import Event
+from .task import Task
 
 __all__ = ["Engine", "EventSink", "LoadOptions", "OFFLOAD_MODES", "queue_fields"]
 
@@ -63,9 +62,9 @@ class LoadOptions:
 class EventSink(Protocol):
     """Where an engine publishes (an :class:`~wan_nb.bus.EventBus` is one)."""
 
-    def publish(self, task_id: str, type: str, /, **data: Any) -> "Event": ...
+    def publish(self, task_id: str, type: str, /, **data: Any) -> Event: ...
 
-    def publish_event(self, event: "Event") -> "Event": ...
+    def publish_event(self, event: Event) -> Event: ...
 
     def last_seq(self, task_id: str) -> int: ...
 
@@ -85,34 +84,34 @@ class Engine(abc.ABC):
     """
 
     #: the Task subclass this engine's tasks are made of
-    task_class: type = object
+    task_class: type = Task
     #: how many tasks run at once
     count: int = 1
 
     @abc.abstractmethod
-    def submit(self, task: "Task", *, retries: int = 0, started: dict[str, Any] | None = None) -> "Task":
+    def submit(self, task: Task, *, retries: int = 0, started: dict[str, Any] | None = None) -> Task:
         """Queue ``task`` (its folder and journal exist); ``started``: its ``generation_started`` data."""
 
     @abc.abstractmethod
-    def cancel(self, task: "Task") -> None:
+    def cancel(self, task: Task) -> None:
         """Stop ``task``: at once while it waits, within one denoising step while it runs."""
 
     @abc.abstractmethod
-    def steer(self, task: "Task", action: str, **kw: Any) -> bool:
+    def steer(self, task: Task, action: str, **kw: Any) -> bool:
         """``pause`` (``release_memory=``) or ``resume`` a task; False where it does not apply now."""
 
     @abc.abstractmethod
-    def move(self, task: "Task", index: int) -> None:
+    def move(self, task: Task, index: int) -> None:
         """Put a waiting task at ``index`` of the queue (0 runs next, -1 last); raises TaskNotQueued."""
 
     @property
     @abc.abstractmethod
-    def queued(self) -> list["Task"]:
+    def queued(self) -> list[Task]:
         """The waiting tasks in run order."""
 
     @property
     @abc.abstractmethod
-    def running(self) -> list["Task"]:
+    def running(self) -> list[Task]:
         """The tasks running now."""
 
     @abc.abstractmethod

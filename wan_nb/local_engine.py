@@ -20,8 +20,7 @@ from ._run import LOAD_PARAMS, RunContext, TaskRun, cancel_before_start, load_as
 from .engine import Engine, queue_fields
 from .errors import TaskNotQueued
 from .events import EventType
-from .surface import EventHost
-from .task import Task, new_task_id
+from .task import EventHost, Task, new_task_id
 
 __all__ = ["LocalEngine"]
 

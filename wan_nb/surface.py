@@ -3,33 +3,18 @@
 Sweeps, grids, reruns, run records, history views and storyboards take "a generator" and use
 only what :class:`GeneratorSurface` lists (``wan_nb.Generator`` is one). They import this module,
 not ``wan_nb.generator``, so the generator can use them without an import circle. A handle
-(``wan_nb.task.Handle``) needs even less: an :class:`EventHost`.
-
-Imports nothing of wan_nb at run time.
+(``wan_nb.task.Handle``) needs even less: an :class:`EventHost` (defined in ``wan_nb.task``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from .bus import EventBus
-    from .events import Event
-    from .task import Handle, Task
+from .events import Event
+from .task import EventHost, Handle, Task
 
 __all__ = ["EventHost", "GeneratorSurface"]
-
-
-@runtime_checkable
-class EventHost(Protocol):
-    """What a handle reads its events from."""
-
-    @property
-    def bus(self) -> "EventBus": ...
-
-    def subscribe(self, callback: Callable[["Event"], Any], *, task_id: str | None = None,
-                  types: Iterable[str] | None = None, replay: bool = False) -> Callable[[], None]: ...
 
 
 @runtime_checkable
@@ -42,16 +27,16 @@ class GeneratorSurface(EventHost, Protocol):
     device_request: Any
     dtype_request: Any
 
-    def submit(self, prompt: str, **kwargs: Any) -> "Task": ...
+    def submit(self, prompt: str, **kwargs: Any) -> Task: ...
 
     def generate(self, prompt: str, **kwargs: Any) -> Any: ...
 
     def check(self, prompt: str, **kwargs: Any) -> dict[str, Any]: ...
 
     @property
-    def tasks(self) -> list["Task"]: ...
+    def tasks(self) -> list[Task]: ...
 
-    def task(self, task_id: str) -> "Task": ...
+    def task(self, task_id: str) -> Task: ...
 
     @property
     def workers(self) -> int: ...
@@ -71,6 +56,6 @@ class GeneratorSurface(EventHost, Protocol):
 
     def new_task_id(self) -> str: ...
 
-    def add_sink(self, sink: Callable[["Event"], Any]) -> Callable[[], None]: ...
+    def add_sink(self, sink: Callable[[Event], Any]) -> Callable[[], None]: ...
 
-    def open_task(self, handle: "Handle", folder: Path, info: Mapping[str, Any]) -> Any: ...
+    def open_task(self, handle: Handle, folder: Path, info: Mapping[str, Any]) -> Any: ...

@@ -12,17 +12,36 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, runtime_checkable
 
 from . import frontend
 from .errors import TaskNotQueued
 from .events import Event, Stage
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .surface import EventHost
+    from .bus import EventBus
 
-__all__ = ["Handle", "Task", "Result", "Sweep", "new_task_id", "steer", "STEER_ACTIONS"]
+__all__ = ["Handle", "Task", "Result", "Sweep", "EventHost", "TaskEngine", "new_task_id", "steer",
+           "STEER_ACTIONS"]
+
+
+@runtime_checkable
+class EventHost(Protocol):
+    """What a handle reads its events from (a Generator; on a Ray worker, its host)."""
+
+    @property
+    def bus(self) -> "EventBus": ...
+
+    def subscribe(self, callback: Callable[[Event], Any], *, task_id: str | None = None,
+                  types: Iterable[str] | None = None, replay: bool = False) -> Callable[[], None]: ...
+
+
+class TaskEngine(Protocol):
+    """What a task needs of the engine that holds it (``wan_nb.engine.Engine`` is one)."""
+
+    def move(self, task: "Task", index: int) -> None: ...
+
+    def cancel(self, task: "Task") -> None: ...
 
 STEER_ACTIONS = ("cancel", "pause", "resume", "move")
 
@@ -165,7 +184,7 @@ class Task(Handle):
     """
 
     def __init__(self, generator: "EventHost", task_id: str, params: dict[str, Any],
-                 run_dir: Path, parent_id: str | None = None, *, engine: "Engine | None" = None) -> None:
+                 run_dir: Path, parent_id: str | None = None, *, engine: TaskEngine | None = None) -> None:
         super().__init__(generator, task_id)
         self.engine = engine  # where it runs (wan_nb.engine); None for a task no engine holds
         self.params = params

@@ -113,6 +113,7 @@ class RayEngine(Engine):
         self._positions: dict[str, dict[str, int]] = {}
         self._active: dict[str, RemoteTask] = {}  # submitted here and not ended
         self._paused = False
+        self._dispatching: RemoteTask | None = None  # popped from the queue, waiting for a free worker
         self._loras = LoraShipper(ray, ctx.loras, experts=len(ctx.holder.spec.experts))
         self._drivers: set[threading.Thread] = set()
         self._closed = False
@@ -127,7 +128,7 @@ class RayEngine(Engine):
             self._active[task.id] = task
             if started is not None:
                 sink.publish(task.id, EventType.GENERATION_STARTED, **started, worker=None)
-            fields = self._positions[task.id] = queue_fields(len(self._pending), len(self.running))
+            fields = self._positions[task.id] = queue_fields(len(self._pending), self._ahead_running())
             sink.publish(task.id, EventType.GENERATION_QUEUED, **fields)
             self._pending.append(task)
             self._wake.notify_all()
@@ -156,10 +157,14 @@ class RayEngine(Engine):
     def run_on_worker(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
         raise RuntimeError("run_on_worker: with cluster= the pipelines live on the Ray workers")
 
+    def _ahead_running(self) -> int:
+        """Tasks that run before every waiting one: the running ones and the one being dispatched."""
+        return len(self.running) + (self._dispatching is not None)
+
     def _announce_positions(self) -> None:
         """A ``generation_queued`` for every waiting task whose place changed (under the lock)."""
         with self._lock:
-            running = len(self.running)
+            running = self._ahead_running()
             now = {}
             for position, task in enumerate(self._pending):
                 fields = now[task.id] = queue_fields(position, running)
@@ -228,6 +233,7 @@ class RayEngine(Engine):
 
     # -- dispatch ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
+        """Hand the queue's head to the best free worker, one task after another."""
         while True:
             with self._wake:
                 while (not self._pending or self._paused) and not self._closed:
@@ -236,20 +242,26 @@ class RayEngine(Engine):
                     return
                 task = self._pending.popleft()
                 self._positions.pop(task.id, None)
+                self._dispatching = task  # ahead of everyone still waiting, as if running
                 self._announce_positions()  # everyone behind it moved up
             try:
                 loras = self._loras.spec()
             except Exception as exc:  # a LoRA file gone from the driver's disk: this task cannot run
+                with self._lock:
+                    self._dispatching = None
+                    self._announce_positions()
                 self._end_here(task, "failed", None, error_type=type(exc).__name__, error=str(exc))
                 continue
             signature = tuple(sorted((n, e["key"], e["weight"]) for n, e in loras.items()))
             slot = self.pool.acquire(signature, cancelled=lambda: task.cancel_requested or self._closed)
+            with self._lock:
+                self._dispatching = None
+                task._slot = slot
             if slot is None:
                 self._end_here(task, "cancelled", None)
+                with self._lock:
+                    self._announce_positions()  # it no longer runs before the others
                 continue
-            with self._lock:
-                task._slot = slot
-                self._announce_positions()  # one more running ahead of every waiting task
             thread = threading.Thread(target=self._drive, args=(task, slot, loras, signature),
                                       name=f"wan_nb-cluster-{task.id}", daemon=True)
             with self._lock:

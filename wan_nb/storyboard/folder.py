@@ -15,14 +15,10 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..events import dumps
 from ..params import public_params
-
-if TYPE_CHECKING:
-    from .plan import Storyboard
-    from .run import StoryboardRun
 
 __all__ = ["video_url", "scene_url", "scene_path", "final_path"]
 
@@ -45,7 +41,7 @@ def final_path(folder: Path) -> Path:
     return folder / "final.mp4"
 
 
-def task_info(board: "Storyboard") -> dict[str, Any]:
+def task_info(board: Any) -> dict[str, Any]:
     """The storyboard's ``task.json``: what was asked."""
     return {"task_id": board.id, "kind": "storyboard", "model": board.gen.model,
             "prompt": board.story or " / ".join(s.prompt for s in board.scenes),
@@ -55,7 +51,7 @@ def task_info(board: "Storyboard") -> dict[str, Any]:
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def reusable_scenes(board: "Storyboard") -> list[bool]:
+def reusable_scenes(board: Any) -> list[bool]:
     """Which scene videos on disk were made with exactly the parameters asked for now."""
     from ..video import frame_count
 
@@ -75,7 +71,7 @@ def reusable_scenes(board: "Storyboard") -> list[bool]:
     return reusable
 
 
-def keep_scene(board: "Storyboard", index: int, source: Path, task_id: str | None) -> Path:
+def keep_scene(board: Any, index: int, source: Path, task_id: str | None) -> Path:
     """Put a finished scene's video (and its sidecar) in the storyboard folder."""
     target = board.scene_path(index)
     _link_or_copy(source, target)
@@ -85,7 +81,7 @@ def keep_scene(board: "Storyboard", index: int, source: Path, task_id: str | Non
     return target
 
 
-def write_state(run: "StoryboardRun") -> None:
+def write_state(run: Any) -> None:
     """storyboard.json: the plan and the outcome, for people and tools reading the folder."""
     board = run.board
     scenes = [{"index": i, "prompt": s.prompt, "params": p, "status": st, "task_id": t,

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .. import frontend
 from ..errors import GenerationCancelled, StoryboardCancelled, StoryboardError
@@ -27,9 +27,6 @@ from ..params import GENERATION_ARGS
 from ..stitch import stitch
 from ..task import Handle, Result
 from . import folder as layout
-
-if TYPE_CHECKING:
-    from .plan import Storyboard
 
 __all__ = ["StoryboardRun", "StoryboardResult", "STEPS"]
 
@@ -81,7 +78,7 @@ class StoryboardRun(Handle):
     ``.cancel()``, ``.pause()``, ``.resume()``, ``.result(timeout=None)``.
     """
 
-    def __init__(self, board: "Storyboard", resume: bool) -> None:
+    def __init__(self, board: Any, resume: bool) -> None:  # board: the plan.Storyboard it renders
         super().__init__(board.gen, board.id)
         self.board = board
         self.resume_scenes = resume
