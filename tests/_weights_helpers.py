@@ -68,3 +68,21 @@ def prompt_embedding(encoder, dtype=torch.bfloat16) -> torch.Tensor:
     ids = torch.tensor([[5, 9, 3, 12, 7, 1]])
     with torch.no_grad():
         return encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.float()
+
+
+def write_scaled_fp8(transformer, path: Path) -> Path:
+    """ComfyUI's "fp8_scaled" layout: each 2-D weight as float8_e4m3fn over its own scale_weight."""
+    from safetensors.torch import save_file
+
+    from wan_nb.single_file import original_state_dict
+
+    out = {"scaled_fp8": torch.zeros(2, dtype=torch.float8_e4m3fn)}
+    for name, tensor in original_state_dict(transformer, prefix="model.diffusion_model.").items():
+        if tensor.ndim == 2 and name.endswith(".weight"):
+            scale = tensor.abs().max().float() / 448.0
+            out[name] = (tensor.float() / scale).to(torch.float8_e4m3fn)
+            out[name[: -len(".weight")] + ".scale_weight"] = scale.reshape(1)
+        else:
+            out[name] = tensor
+    save_file(out, str(path))
+    return path

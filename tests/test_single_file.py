@@ -131,3 +131,16 @@ def test_a_repo_with_a_transformer_file_downloads_everything_but_its_transformer
             fetched = [path.split("/", 5)[-1] for path in hub.downloads()]   # /repo/resolve/<rev>/<file>
     assert "transformer/config.json" in fetched and "vae/diffusion_pytorch_model.safetensors" in fetched
     assert not any(name.startswith("transformer/") and name.endswith(".safetensors") for name in fetched)
+
+
+def test_a_scaled_fp8_file_is_multiplied_by_its_scales(files, reference, runs_dir):
+    from _weights_helpers import noise_prediction, relative_error, write_scaled_fp8
+
+    scaled = write_scaled_fp8(reference, files["folder"] / "wan2.1_t2v_tiny_fp8_scaled.safetensors")
+    with Generator(model="tiny", transformer=scaled, dtype="bf16", runs_dir=runs_dir, previews=False) as gen:
+        gen.generate("a fox", seed=0, progress=False)
+        loaded = gen.pipeline.transformer
+        assert loaded.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+        # fp8 with a per-layer scale: within fp8's rounding of the reference (unscaled it is far off).
+        error = relative_error(noise_prediction(loaded), noise_prediction(reference.to(torch.bfloat16)))
+        assert error < 0.05, error

@@ -1,7 +1,8 @@
 """Single-file transformer checkpoints: the ``.safetensors`` / ``.gguf`` files users already have.
 
 Wan's authors, ComfyUI (``model.diffusion_model.`` prefix), Kijai and city96 / QuantStack (GGUF)
-ship one file per transformer in the original Wan layout (``blocks.0.self_attn.q.weight``).
+ship one file per transformer in the original Wan layout (``blocks.0.self_attn.q.weight``), in
+bf16, fp16, fp8, or ComfyUI's "fp8_scaled" (each layer's fp8 weight times its ``scale_weight``).
 diffusers reads those with ``WanTransformer3DModel.from_single_file``, renaming the tensors; the
 model's configuration comes from the matching diffusers folder (a preset's, the tiny model's).
 
@@ -27,7 +28,8 @@ from typing import Any, Mapping
 from .errors import CheckpointError
 
 __all__ = ["Architecture", "CheckpointError", "SUFFIXES", "is_checkpoint", "inspect", "check", "detect",
-           "expected", "architecture_of_config", "original_state_dict", "load_transformer"]
+           "expected", "architecture_of_config", "original_state_dict", "load_transformer", "is_scaled_fp8",
+           "unscaled_state_dict"]
 
 SUFFIXES = (".safetensors", ".gguf")
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
@@ -241,6 +243,31 @@ def original_state_dict(transformer: Any, prefix: str = "") -> dict[str, Any]:
             for name, tensor in transformer.state_dict().items()}
 
 
+SCALE_SUFFIXES = (".scale_weight", ".scale_input")
+
+
+def is_scaled_fp8(path: str | os.PathLike) -> bool:
+    """ComfyUI's "fp8_scaled" files (``scaled_fp8`` marker, a ``<layer>.scale_weight`` per layer)."""
+    shapes, _ = _shapes(Path(path).expanduser())
+    return any(_strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES) for name in shapes)
+
+
+def unscaled_state_dict(path: str | os.PathLike, dtype: Any) -> dict[str, Any]:
+    """A scaled-fp8 file's weights times their scales, in ``dtype`` (diffusers would read the
+    fp8 numbers as they are, each layer off by its scale)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(Path(path).expanduser()))
+    out: dict[str, Any] = {}
+    for name, tensor in state.items():
+        if _strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES):
+            continue
+        scale = state.get(name[: -len(".weight")] + ".scale_weight") if name.endswith(".weight") else None
+        value = tensor.to(dtype) if scale is None else (tensor.float() * scale.float()).to(dtype)
+        out[name] = value if tensor.is_floating_point() else tensor
+    return out
+
+
 def load_transformer(path: str | os.PathLike, cls: Any, folder: str | os.PathLike, *, component: str,
                      dtype: Any, quantization_config: Any = None) -> Any:
     """Load one transformer from a single file, its configuration from ``folder/component``."""
@@ -248,4 +275,7 @@ def load_transformer(path: str | os.PathLike, cls: Any, folder: str | os.PathLik
                               "local_files_only": True}
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
-    return cls.from_single_file(str(Path(path).expanduser()), **kwargs)
+    source: Any = str(Path(path).expanduser())
+    if is_scaled_fp8(path):
+        source = unscaled_state_dict(path, dtype)
+    return cls.from_single_file(source, **kwargs)
