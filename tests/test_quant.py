@@ -140,7 +140,8 @@ def test_bad_quant_is_refused_naming_the_fix(quant, message, runs_dir):
 
 
 def test_nf4_is_refused_on_a_machine_without_cuda_before_loading(runs_dir):
-    assert not torch.cuda.is_available()  # this suite runs on CPUs; on a GPU the GPU check covers nf4
+    if torch.cuda.is_available():
+        pytest.skip("nf4 runs here; the GPU check's quant section measures it")
     started = time.perf_counter()
     with pytest.raises(ValueError, match="nf4' needs a CUDA GPU.*int8' or 'fp8'"):
         Generator(model="tiny", quant="nf4", runs_dir=runs_dir, previews=False)
