@@ -241,3 +241,19 @@ def test_load_options_carry_the_weights_to_another_process(gguf_file, runs_dir):
         assert (there.modes, there.files) == (gen.weights.modes, gen.weights.files)
     with Generator(model="tiny", runs_dir=runs_dir, previews=False) as plain:
         assert for_options(models.resolve("tiny"), plain.load_options) is None
+
+
+def test_a_ray_worker_loads_the_drivers_quantized_weights(runs_dir):
+    # The actor class itself, in this process (no Ray): what a cluster's workers are built with.
+    from wan_nb.cluster.worker import PipelineWorker
+
+    with Generator(model="tiny", quant="fp8", device="cpu", runs_dir=runs_dir, previews=False) as driver:
+        options = {"load": driver.load_options.as_kwargs(), "previews": False}
+    worker = PipelineWorker("w1", "tiny", options)
+    spec = {"task_id": "driver-task", "prompt": "a fox", "parent_id": None, "loras": {}, "batch_interval": 0.05,
+            "kwargs": {"seed": 0, "steps": 2, "height": 16, "width": 16, "num_frames": 1}, "seq_after": 2}
+    frames = [frame for batch in worker.run(spec) for frame in batch["events"]]
+    assert frames[-1]["type"] == "generation_completed"
+    pipe = worker.host.holder.pipe
+    assert pipe.transformer.blocks[0].attn1.to_q.weight.dtype == torch.float8_e4m3fn
+    assert "float8_e4m3fn" in stored_dtypes(pipe.text_encoder)
