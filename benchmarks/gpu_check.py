@@ -91,7 +91,9 @@ os.environ.setdefault("WAN_NB_CACHE", str(ROOT / ".cache" / "bench"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SECTIONS = ("real", "monitor", "speed", "previews", "memory", "speed5b", "compile", "quant")
+SECTIONS = ("real", "monitor", "speed", "previews", "memory", "speed5b", "compile",
+            "v2v", "vace", "flf2v", "animate",   # these four: benchmarks/gpu_pipelines.py
+            "quant")                             # benchmarks/gpu_quant.py
 # The one prepared call (docs/gpu.md): every architecture end to end, then the monitor (< 10 min).
 DEFAULT_SECTIONS = ("real", "monitor")
 OVERHEAD_TARGET = 1.005
@@ -975,6 +977,20 @@ def section_quant(ctx: Context) -> list[dict]:
 RUNNERS: dict[str, Callable[[Context], list[dict]]] = {
     "real": section_real, "monitor": section_monitor, "speed": section_speed, "previews": section_previews,
     "memory": section_memory, "speed5b": section_speed5b, "compile": section_compile, "quant": section_quant}
+
+
+def _pipeline_section(name: str) -> Callable[[Context], list[dict]]:
+    def run(ctx: Context) -> list[dict]:
+        here = str(Path(__file__).resolve().parent)
+        if here not in sys.path:
+            sys.path.insert(0, here)
+        import gpu_pipelines
+
+        return gpu_pipelines.section(name, ctx, sys.modules[__name__])
+    return run
+
+
+RUNNERS.update({name: _pipeline_section(name) for name in ("v2v", "vace", "flf2v", "animate")})
 
 
 # ---------------------------------------------------------------------------------------------

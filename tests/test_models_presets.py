@@ -10,7 +10,9 @@ from wan_nb import models, tiny
 from wan_nb.model_presets import get as get_preset
 
 REQUIRED = ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p",
-            "wan2.2-ti2v-5b", "wan2.2-t2v-a14b", "wan2.2-i2v-a14b"]
+            "wan2.2-ti2v-5b", "wan2.2-t2v-a14b", "wan2.2-i2v-a14b",
+            # the other pipelines (wan_nb.pipelines)
+            "wan2.1-vace-1.3b", "wan2.1-vace-14b", "wan2.1-flf2v-14b-720p", "wan2.2-animate-14b"]
 
 
 def test_presets_lists_every_wan_model_with_size_and_vram_guidance():
@@ -18,7 +20,7 @@ def test_presets_lists_every_wan_model_with_size_and_vram_guidance():
     assert [p.name for p in listed] == REQUIRED
     table = str(listed)
     for p in listed:
-        assert p.name in table and p.repo_id.startswith("Wan-AI/") and p.repo_id.endswith("-Diffusers")
+        assert p.name in table and p.repo_id.startswith("Wan-AI/") and p.repo_id.lower().endswith("-diffusers")
         assert p.download_gb > 1
         assert set(p.vram_gb) == {"none", "model", "sequential", "group"}
         assert p.vram_gb["sequential"] < p.vram_gb["model"] < p.vram_gb["none"]

@@ -245,7 +245,10 @@ class QueueFile:
 
 def queue_entry(model: str, task: Any, given_image: Any) -> dict[str, Any]:
     """What ``resume_queue`` needs to submit ``task`` (of ``model``) again in another process."""
+    from .inputs import resume_kwargs
+
     kwargs = {k: v for k, v in public_params(task.params).items() if k in GENERATION_ARGS}
+    kwargs.update(resume_kwargs(task.run_dir, getattr(task, "inputs", {})))  # the kept copies, not names
     if given_image is not None:
         if isinstance(given_image, (str, os.PathLike)):
             kwargs["image"] = str(Path(given_image).resolve())

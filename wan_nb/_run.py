@@ -27,7 +27,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import eta, models, monitor
+from . import eta, models, monitor, pipelines
 from ._loras import LoraRegistry
 from .engine import EventSink
 from .errors import GenerationCancelled, GenerationError
@@ -240,14 +240,14 @@ class TaskRun:
             output_type="latent", callback_on_step_end=self.on_step_end)
         if p.get("guidance_scale_2") is not None:
             call["guidance_scale_2"] = p["guidance_scale_2"]
-        if p["image"] is not None:
-            call["image"] = p["image"]
-        # Wan 2.2 TI2V: an image turns the text-to-video pipeline into its image-to-video twin
-        # (same modules); every other model is called as loaded.
-        runner = models.pipeline_for_inputs(pipe, p["image"])
+        # The inputs and the pipeline that takes them: a twin on the same modules for video-to-video
+        # and Wan 2.2 TI2V's image-to-video, else the model as loaded (wan_nb.pipelines).
+        runner, self.reference_frames = pipelines.prepare_call(pipe, p, call)
         denoise_started = time.perf_counter()
         self.clock.start()
         latents = runner(**call).frames
+        if self.reference_frames:  # VACE: the reference images' latent frames come first
+            latents = latents[:, :, self.reference_frames:]
         step = (time.perf_counter() - denoise_started - self.paused_s) / steps
         self.durations["step"] = step
         self.durations["step_unit"] = step / passes  # per transformer pass: comparable across guidance
@@ -296,9 +296,11 @@ class TaskRun:
     def decode(self, pipe: Any, latents: Any) -> Any:
         from .video import decode_latents
 
-        self.finite.check(latents, self.task.params["steps"])  # models: fail before decoding garbage
+        decoded = pipelines.decoded_frames(latents)  # Animate decodes inside, segment by segment
+        if decoded is None:
+            self.finite.check(latents, self.task.params["steps"])  # models: fail before decoding garbage
         self.enter(Stage.POST_PROCESSING, "Decoding latents with the VAE", self.clock.tail())
-        frames = decode_latents(pipe, latents)
+        frames = decode_latents(pipe, latents) if decoded is None else decoded
         models.release(pipe)  # models: the decode ran after the pipeline call freed its hooks
         self.progress(f"Decoded {frames.shape[0]} frames", fraction=1.0,
                       remaining=self.ctx.timings.get(self.key).get("saving"))

@@ -46,7 +46,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="scheduler flow shift (default: the model's, by resolution: 3.0 at 480p, 5.0 at 720p)")
     gen.add_argument("--negative", dest="negative_prompt")
     gen.add_argument("--fps", type=float)
-    gen.add_argument("--image", help="input image for image-to-video models")
+    gen.add_argument("--image", help="input image for image-to-video models (Animate: the character)")
+    gen.add_argument("--video", help="video-to-video source (text-to-video models) or VACE control video")
+    gen.add_argument("--strength", type=float, help="video-to-video: how much of --video is repainted (0-1]")
+    gen.add_argument("--last-image", dest="last_image", help="first-last-frame models: the last frame")
+    gen.add_argument("--reference-image", dest="reference_images", action="append", metavar="IMAGE",
+                     help="VACE: a reference picture (repeatable)")
+    gen.add_argument("--mask", help="VACE or Animate replace: a mask video or picture (white = generate)")
+    gen.add_argument("--pose-video", dest="pose_video", help="Animate: the pose video")
+    gen.add_argument("--face-video", dest="face_video", help="Animate: the face video")
+    gen.add_argument("--mode", choices=["animate", "replace"], help="Animate: animate the character, or "
+                     "replace the person in --background-video")
+    gen.add_argument("--background-video", dest="background_video", help="Animate --mode replace: the scene")
     gen.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]", type=_lora_arg,
                      help="a LoRA file, folder or repo id; on two-expert models it goes into both experts")
     gen.add_argument("--lora-experts", choices=["both", "high", "low"],
@@ -102,9 +113,11 @@ def _generate(args: argparse.Namespace) -> int:
     from .console import TextProgress
     from .generator import GenerationCancelled, GenerationError, Generator
     from .params import InvalidParameter
+    from .kinds import INPUT_ARGS
 
     kwargs = {k: getattr(args, k) for k in ("steps", "num_frames", "height", "width", "seed", "guidance_scale",
-                                             "guidance_scale_2", "flow_shift", "negative_prompt", "fps", "image")
+                                             "guidance_scale_2", "flow_shift", "negative_prompt", "fps", "image",
+                                             *INPUT_ARGS)
               if getattr(args, k) is not None}
     if args.out is not None and args.out.suffix.lower() != ".mp4":
         return _fail(f"--out {args.out}: the output is an MP4; give a path ending in .mp4", 2)

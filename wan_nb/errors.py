@@ -71,12 +71,21 @@ class ClusterUnavailable(RuntimeError):
     """``cluster=``: Ray is missing, the cluster cannot be reached, or it cannot run this model."""
 
 
+class InvalidParameter(ValueError):
+    """A generation argument is out of range; the message says what to pass instead."""
+
+    def __init__(self, name: str, value: Any, message: str) -> None:
+        super().__init__(f"{name}={value!r}: {message}")
+        self.name = name
+        self.value = value
+
+
 class CheckpointError(ValueError):
     """A single-file checkpoint (``transformer=``, ``quant="gguf:..."``) that cannot be used for this model:
     no such file, not readable, not a Wan transformer / UMT5 encoder, or of another architecture."""
 
 
-_ELSEWHERE = {"InvalidParameter": "params", "ModelNotAvailable": "download", "LoraError": "lora"}
+_ELSEWHERE = {"ModelNotAvailable": "download", "LoraError": "lora"}
 
 
 def __getattr__(name: str) -> Any:

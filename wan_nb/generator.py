@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, frontend, journal, models, relay, run_record, weights
+from . import eta, frontend, inputs, journal, models, relay, run_record, weights
 from ._loras import LoraRegistry
 from ._queue import QueueFile, queue_entry, resubmit
 from ._run import RunContext, estimate_duration, event_params
@@ -121,8 +121,9 @@ class Generator:
         _check_retries(retries)
         params = build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
         given_image = params["image"]
-        if params["image"] is not None:
-            params["image"] = models.prepare_image(params["image"], params["height"], params["width"])
+        for name in ("image", "last_image"):  # the frames as the run sees them (and keeps)
+            if params[name] is not None:
+                params[name] = models.prepare_image(params[name], params["height"], params["width"])
         task_id = new_task_id()
         engine = self._engine
         task = engine.task_class(self, task_id, params, self.runs_dir / task_id, parent_id=parent_id, engine=engine)
@@ -131,6 +132,7 @@ class Generator:
                 "loras": self._loras.describe(),
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(task.created_at))}
         try:
+            info["inputs"] = task.inputs = inputs.save(task.run_dir, params)  # <run>/inputs/, named here
             journal.write_task_file(task.run_dir, info)
             self._journal.open(task_id, task.run_dir)
         except OSError as exc:

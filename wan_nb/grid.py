@@ -104,12 +104,11 @@ class Grid(Sweep):
 
         def axis(a: Axis | None) -> dict[str, Any] | None:
             return None if a is None else {"name": a.name, "labels": list(a.labels),
-                                            "values": [public_params({"v": v})["v"] if a.name == "image" else v
-                                                       for v in a.values]}
+                                            "values": [public_params({a.name: v})[a.name] for v in a.values]}
 
         return {"kind": "wan_nb.grid", "model": self.generator.model, "prompt": self.prompt,
                 "x": axis(self.x), "y": axis(self.y), "z": axis(self.z),
-                "fixed": public_params(self.fixed) if "image" in self.fixed else dict(self.fixed),
+                "fixed": public_params(self.fixed),   # pictures and videos described, not embedded
                 "cells": [{"x": c.x, "y": c.y, "z": c.z, "task_id": c.task.id, "reused": c.reused,
                            "prompt": c.prompt, "label": self.cell_labels(c)} for c in self.cells]}
 

@@ -26,9 +26,11 @@ __all__ = ["Axis", "parse_axis", "parse_range", "AxisError", "INT_AXES", "FLOAT_
            "LIST_AXES", "MAX_VALUES"]
 
 INT_AXES = ("seed", "steps", "num_frames", "height", "width")
-FLOAT_AXES = ("guidance_scale", "guidance_scale_2", "flow_shift", "fps")
-TEXT_AXES = ("prompt", "prompt_sr", "negative_prompt")
-LIST_AXES = ("image", "loras")          # only as a list: no text form says "an image"
+FLOAT_AXES = ("guidance_scale", "guidance_scale_2", "flow_shift", "fps", "strength")
+TEXT_AXES = ("prompt", "prompt_sr", "negative_prompt", "mode")
+# Only as a list: no text form says "an image". The inputs of wan_nb.pipelines are axes too.
+LIST_AXES = ("image", "loras", "video", "last_image", "reference_images", "mask", "pose_video", "face_video",
+             "background_video")
 MAX_VALUES = 1000
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -150,10 +152,10 @@ def _check_number(name: str, value: Any, integer: bool) -> float | int:
 def _label(name: str, value: Any, index: int) -> str:
     if name == "loras":
         return ", ".join(f"{n} {w:g}" for n, w in value.items()) or "no LoRA"
-    if name == "image":
+    if name in LIST_AXES:   # a picture or a video: its file name, else its place on the axis
         if isinstance(value, (str, Path)):
             return Path(value).name
-        return f"image {index + 1}"
+        return f"{name.replace('_', ' ')} {index + 1}"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

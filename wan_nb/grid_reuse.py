@@ -91,8 +91,9 @@ def finder(generator: Any) -> Callable[[dict[str, Any]], tuple[str | None, Any]]
 
     def find(params: dict[str, Any]) -> tuple[str | None, Any]:
         params = dict(params)
-        if params.get("image") is not None:   # the picture the run would see, as submit prepares it
-            params["image"] = prepare_image(params["image"], params["height"], params["width"])
+        for name in ("image", "last_image"):   # the picture the run would see, as submit prepares it
+            if params.get(name) is not None:
+                params[name] = prepare_image(params[name], params["height"], params["width"])
         key = recipe.recipe_key(recipe.build(generator, params))
         if key in live:
             return key, live[key]

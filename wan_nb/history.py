@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import frontend  # standard library only, like this module
+from . import frontend, run_inputs  # standard library only, like this module
 from .atomic import replace_text  # standard library only, like this module
 from .events import TERMINAL_STATUS, is_terminal  # standard library only, like this module
 from .state import PRODUCER_LOST
@@ -69,6 +69,7 @@ class Run:
     key: str | None = None           # recipe_key of a finished run (for reuse)
     kind: str = "generation"         # or "storyboard" (as in the server's snapshots)
     parent_id: str | None = None     # the storyboard a scene belongs to
+    inputs: dict[str, list[Path]] = field(default_factory=dict)  # name -> the files it used
     created_ts: float = field(default=0.0, repr=False, compare=False)
 
     @property
@@ -138,6 +139,7 @@ def _to_run(entry: dict[str, Any], runs_dir: Path) -> Run:
                duration_s=entry.get("duration_s"), prompt=entry.get("prompt") or params.get("prompt", ""),
                run_dir=folder, finished_at=entry.get("finished_at"), error=entry.get("error"),
                key=entry.get("key"), kind=entry.get("kind") or "generation", parent_id=entry.get("parent_id"),
+               inputs=run_inputs.paths(folder, entry.get("inputs") or {}),
                created_ts=entry.get("created_ts") or _parse_ts(entry.get("created_at")))
 
 
@@ -153,7 +155,7 @@ def entry_from_task(info: dict[str, Any], folder: str, *, status: str, video: st
             "loras": info.get("loras") or {}, "video": video, "created_at": created_at,
             "created_ts": info.get("created_ts") or _parse_ts(created_at), "finished_at": finished_at,
             "duration_s": duration_s, "error": error, "key": key, "kind": info.get("kind") or "generation",
-            "parent_id": info.get("parent_id")}
+            "parent_id": info.get("parent_id"), "inputs": info.get("inputs") or {}}
 
 
 def record(runs_dir: str | os.PathLike, entry: dict[str, Any]) -> None:
@@ -458,6 +460,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
     out.pop("created_ts", None)
     for name in ("video_path", "run_dir"):
         out[name] = None if out[name] is None else str(out[name])
+    out["inputs"] = {name: [str(p) for p in files] for name, files in run.inputs.items()}
     return out
 
 

@@ -46,7 +46,7 @@ class Preset:
     name: str
     repo_id: str
     pipeline_class: str
-    kind: str                       # "t2v" | "i2v" | "ti2v" (text or image to video)
+    kind: str                       # "t2v" | "i2v" | "ti2v" | "flf2v" | "vace" | "animate" (wan_nb.pipelines)
     defaults: dict[str, Any]
     spatial_factor: int             # height/width multiple: VAE spatial factor x transformer patch
     temporal_factor: int            # num_frames = temporal_factor * k + 1
@@ -169,6 +169,47 @@ _LIST = [
                     "vae_tiling=True on 24-48 GB.",
         description="Wan 2.2 image-to-video, two 14B experts, no image encoder.",
         experts=("high_noise", "low_noise"), boundary_ratio=0.9),
+    # The other pipelines (wan_nb.pipelines). Steps, guidance and shift as the Wan authors' generate.py
+    # sets them: VACE and FLF2V 50 steps at shift 16, guidance 5; Animate 20 steps, no guidance
+    # (1.0), shift 5, 77-frame clips at 30 fps. Sizes approximate, from parameter counts as above
+    # (VACE adds 8 (1.3B: 15) control blocks, about 2.5 B parameters on the 14B).
+    Preset(
+        name="wan2.1-vace-1.3b", repo_id="Wan-AI/Wan2.1-VACE-1.3B-diffusers",
+        pipeline_class="WanVACEPipeline", kind="vace",
+        defaults=_defaults(480, 832, 81, 16, 50, 5.0, 16.0),
+        spatial_factor=16, temporal_factor=4, download_gb=31, ram_gb={"none": 12, "offload": 16},
+        vram_gb={"none": 20, "model": 13, "sequential": 5, "group": 7},
+        recommended="24 GB GPU without offload; 12-16 GB: offload='model'; 8 GB: offload='group' + "
+                    "vae_tiling=True.",
+        description="Wan 2.1 VACE 1.3B (480p): control video, mask (inpaint/outpaint) and reference images."),
+    Preset(
+        name="wan2.1-vace-14b", repo_id="Wan-AI/Wan2.1-VACE-14B-diffusers",
+        pipeline_class="WanVACEPipeline", kind="vace",
+        defaults=_defaults(720, 1280, 81, 16, 50, 5.0, 16.0),
+        spatial_factor=16, temporal_factor=4, download_gb=92, ram_gb={"none": 35, "offload": 47},
+        vram_gb={"none": 56, "model": 42, "sequential": 9, "group": 13},
+        recommended="80 GB GPU without offload; 48 GB: offload='model'; 24 GB: offload='group' + "
+                    "vae_tiling=True and 64 GB of system RAM. 480p works too: height=480, width=832.",
+        description="Wan 2.1 VACE 14B (720p): control video, mask and reference images."),
+    Preset(
+        name="wan2.1-flf2v-14b-720p", repo_id="Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+        pipeline_class="WanImageToVideoPipeline", kind="flf2v",
+        defaults=_defaults(720, 1280, 81, 16, 50, 5.0, 16.0),
+        spatial_factor=16, temporal_factor=4, download_gb=91, ram_gb={"none": 33, "offload": 47},
+        vram_gb={"none": 52, "model": 38, "sequential": 9, "group": 13},
+        recommended="80 GB GPU without offload; 48 GB: offload='model'; 24 GB: offload='group' + "
+                    "vae_tiling=True.",
+        description="Wan 2.1 first-last-frame-to-video, 14B, 720p: image= and last_image= (CLIP image encoder)."),
+    Preset(
+        name="wan2.2-animate-14b", repo_id="Wan-AI/Wan2.2-Animate-14B-Diffusers",
+        pipeline_class="WanAnimatePipeline", kind="animate",
+        defaults=_defaults(720, 1280, 77, 30, 20, 1.0, 5.0, mode="animate"),
+        spatial_factor=16, temporal_factor=4, download_gb=77, ram_gb={"none": 34, "offload": 50},
+        vram_gb={"none": 54, "model": 40, "sequential": 10, "group": 14},
+        recommended="80 GB GPU without offload; 48 GB: offload='model'; 24 GB: offload='group' + "
+                    "vae_tiling=True and 64 GB of system RAM.",
+        description="Wan 2.2 Animate 14B: a character image moved by a pose and a face video "
+                    "(mode='animate'), or put into a video in place of a person (mode='replace')."),
 ]
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _LIST}

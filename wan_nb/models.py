@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import model_presets as _presets
+from . import kinds as _kinds
 from .model_presets import flow_shift_for
 from . import tiny as _tiny
 from .download import ModelNotAvailable
@@ -61,11 +62,11 @@ class ModelSpec:
 
     @property
     def accepts_image(self) -> bool:
-        return self.kind in ("i2v", "ti2v")
+        return self.kind in ("i2v", "ti2v", "flf2v", "animate")  # animate: the character picture
 
     @property
     def requires_image(self) -> bool:
-        return self.kind == "i2v"
+        return self.kind in ("i2v", "flf2v", "animate")
 
 
 # Generic defaults for folders and repos that are not presets (Wan 2.1 at 480p).
@@ -182,12 +183,7 @@ def _spec_from_configs(name: str, source: str, cls: str, index: dict[str, Any], 
     z_dim = vae.get("z_dim", 16)
     vae_spatial = vae.get("scale_factor_spatial") or (16 if z_dim == 48 else 8)
     patch = (transformer.get("patch_size") or [1, 2, 2])[1]
-    if "ImageToVideo" in cls:
-        kind = "i2v"
-    elif index.get("expand_timesteps"):
-        kind = "ti2v"
-    else:
-        kind = "t2v"
+    kind = _kinds.kind_from_configs(cls, index, transformer)  # t2v i2v flf2v ti2v vace animate
     base = _base_defaults(two_experts, kind)
     return ModelSpec(
         name=name, source=source, pipeline_class=cls, defaults={**base, **own_defaults},
@@ -218,11 +214,11 @@ def _spec_from_repo(repo_id: str) -> ModelSpec:
     # Not cached: guess from the name now, correct with refine() once downloaded.
     lowered = repo_id.lower()
     two_experts = "a14b" in lowered
-    kind = "ti2v" if "ti2v" in lowered else "i2v" if "i2v" in lowered or "flf2v" in lowered else "t2v"
+    kind = _kinds.kind_from_name(lowered)
     base = _base_defaults(two_experts, kind)
     return ModelSpec(
         name=repo_id, source=repo_id,
-        pipeline_class="WanImageToVideoPipeline" if kind == "i2v" else "WanPipeline",
+        pipeline_class="WanImageToVideoPipeline" if kind in ("i2v", "flf2v") else "WanPipeline",
         defaults=dict(base), spatial_factor=32 if kind == "ti2v" else 16, kind=kind,
         experts=(HIGH_NOISE, LOW_NOISE) if two_experts else (), inferred=True)
 
@@ -382,6 +378,11 @@ def expert_schedule(pipe: Any, num_steps: int) -> list[str]:
 def check_image(image: Any) -> None:
     """Cheap validation of an ``image=`` argument (file exists, array shape) before any work."""
     _load_image(image, check_only=True)
+
+
+def load_image(image: Any):
+    """An ``image=`` argument (path, PIL image, array) as a PIL image, unresized; a clear error else."""
+    return _load_image(image)
 
 
 def _load_image(image: Any, check_only: bool = False):

@@ -11,13 +11,16 @@ import numbers
 import random
 from typing import Any, Mapping
 
+from . import kinds, pipelines
+from .errors import InvalidParameter  # defined with every other exception; params' name for it stays
+from .inputs import MEDIA_ARGS, describe, read
 from .models import ModelSpec
 from .model_presets import flow_shift_for
 
 __all__ = ["InvalidParameter", "build_params", "GENERATION_ARGS"]
 
 GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "steps", "guidance_scale",
-                   "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift")
+                   "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift") + kinds.INPUT_ARGS
 
 # Upper bounds. Each is far beyond what the Wan models were trained for (40-50 steps, 81-121
 # frames, 1280x720, 16-24 fps, guidance 3-6) and each keeps one argument from costing unbounded
@@ -34,15 +37,6 @@ MAX_FLOW_SHIFT = 100.0
 # The text encoder reads 512 tokens (a few thousand characters); anything longer is cut there, so a
 # generous character cap only refuses mistakes (a pasted file) that would be stored several times.
 MAX_PROMPT_CHARS = 10_000
-
-
-class InvalidParameter(ValueError):
-    """A generation argument is out of range; the message says what to pass instead."""
-
-    def __init__(self, name: str, value: Any, message: str) -> None:
-        super().__init__(f"{name}={value!r}: {message}")
-        self.name = name
-        self.value = value
 
 
 def _nearest_multiple(value: float, factor: int) -> int:
@@ -69,6 +63,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
         raise InvalidParameter("prompt", prompt, "give a non-empty text prompt, e.g. "
                                "'a red fox running through snow'")
     _check_length("prompt", prompt)
+    kinds.check_kind(spec, kwargs)  # inputs this model cannot take, or needs: before any file is read
 
     defaults = spec.defaults
     p: dict[str, Any] = {"prompt": prompt.strip()}
@@ -81,6 +76,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
     _check_length("negative_prompt", p["negative_prompt"])
     if p["image"] is not None and spec.accepts_image:
         _fill_size_from_image(spec, p, kwargs)
+    _read_inputs(spec, p, kwargs)
 
     factor = spec.spatial_factor
     for side in ("height", "width"):
@@ -183,7 +179,18 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
         if not _is_number(weight):
             raise InvalidParameter("loras", dict(loras), f"the weight of {name!r} must be a number")
     p["loras"] = {str(k): float(v) for k, v in loras.items()}
+    pipelines.check_frames(spec, p, MAX_STEPS)
     return p
+
+
+def _read_inputs(spec: ModelSpec, p: dict[str, Any], kwargs: Mapping[str, Any]) -> None:
+    """Every video, mask and extra picture read once (wan_nb.inputs); size and length follow the
+    driving video where the caller gave none."""
+    fps = p["fps"] if _is_number(p["fps"]) else 16.0
+    for name in MEDIA_ARGS:
+        if name != "image" and p.get(name) is not None:
+            p[name] = read(name, p[name], fps)
+    pipelines.fill_from_video(spec, p, kwargs)
 
 
 def _check_length(name: str, text: str) -> None:
@@ -210,14 +217,7 @@ def _fill_size_from_image(spec: ModelSpec, p: dict[str, Any], kwargs: Mapping[st
 def public_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON-safe view of a parameter set (an image is described, not embedded)."""
     out = dict(params)
-    image = out.get("image")
-    if image is not None:
-        if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
-            out["image"] = str(image)
-        else:
-            # numpy's .size is an element count; its .shape is what describes it (PIL has .size only)
-            size = getattr(image, "shape", None)
-            if size is None:
-                size = getattr(image, "size", None)
-            out["image"] = f"<{type(image).__name__} {tuple(size) if isinstance(size, (tuple, list)) else ''}>"
+    for name in MEDIA_ARGS:  # a picture or a video is described, not embedded
+        if out.get(name) is not None:
+            out[name] = describe(out[name])
     return out

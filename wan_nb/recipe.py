@@ -9,6 +9,8 @@ A recipe is a JSON-ready dict::
      "loras": [{"name", "weight", "sha256", "path", "source",    # the adapters that were on
                 "targets", ["files"]}],                       # (files: a pair, one per expert)
      "image": {"sha256", "path"} | None,                          # the first frame, as used
+     ["strength", "mode"],                                        # when a run used them
+     ["inputs": {name: {"kind", "sha256", "files", ["source", "source_sha256"]}}],   # wan_nb.inputs
      ["quant": {component: "fp8" | "int8" | "nf4" | "gguf"},       # only when the weights were
       "files": {component: {"path", "sha256"}}]                   # quantized / single files
      "versions": {"wan_nb", "diffusers", "torch"},
@@ -45,7 +47,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = "wan_nb.recipe/1"
 PARAM_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "height", "width", "num_frames", "fps",
-                "guidance_scale", "guidance_scale_2", "flow_shift")
+                "guidance_scale", "guidance_scale_2", "flow_shift", "strength", "mode")
+# Fields a recipe holds only when a run used them, so keys of the runs made before them stay the same.
+_WHEN_SET = ("strength", "mode")
 _INTS = ("seed", "steps", "height", "width", "num_frames")
 IMAGE_NAME = "input.png"
 METADATA_TAG = "comment"
@@ -99,7 +103,7 @@ def _normal(recipe: Mapping[str, Any], field: str) -> Any:
     value = recipe.get(field)
     if field == "negative_prompt":
         return value or ""
-    if value is None or field == "prompt":
+    if value is None or field in ("prompt", "mode"):
         return value
     return int(value) if field in _INTS else float(value)
 
@@ -124,10 +128,14 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
     loras = sorted((l.get("sha256"), float(l.get("weight", 1.0)), l.get("targets")) for l in recipe.get("loras") or ()
                    if float(l.get("weight", 1.0)) != 0.0)
     image = recipe.get("image")
-    decisive = {"params": {f: _normal(recipe, f) for f in PARAM_FIELDS},
+    params = {f: _normal(recipe, f) for f in PARAM_FIELDS if f not in _WHEN_SET or recipe.get(f) is not None}
+    decisive = {"params": params,
                 "model": [model.get("repo_id") or model.get("name"), model.get("revision")],
                 "dtype": recipe.get("dtype"), "loras": loras,
                 "image": image.get("sha256") if isinstance(image, Mapping) else None}
+    media = {n: e.get("sha256") for n, e in (recipe.get("inputs") or {}).items() if n != "image"}
+    if media:  # video, last image, masks...: their pixels (the image is keyed above, as before)
+        decisive["inputs"] = media
     weights = weights_key(recipe)
     if weights is not None:  # only then: earlier recipes keep their keys
         decisive["weights"] = weights
@@ -250,6 +258,14 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
             target = Path(image_path)
             target.write_bytes(data)
             out["image"]["path"] = str(target.resolve())
+    for field in _WHEN_SET:
+        if out.get(field) is None:
+            del out[field]
+    from .inputs import record
+
+    found = record(params)   # every input: kind, sha256 of its pixels, the user's file
+    if found:
+        out["inputs"] = found
     weights = getattr(generator, "weights", None)  # wan_nb.weights.WeightOptions: quant=, transformer=
     if weights:
         out.update(weights.recipe_fields())
@@ -268,8 +284,9 @@ def plan(generator: Any, prompt: str, **kwargs: Any) -> dict[str, Any]:
     from .models import prepare_image
 
     params = generator.check(prompt, **kwargs)
-    if params.get("image") is not None:
-        params["image"] = prepare_image(params["image"], params["height"], params["width"])
+    for name in ("image", "last_image"):
+        if params.get(name) is not None:
+            params[name] = prepare_image(params[name], params["height"], params["width"])
     return build(generator, params)
 
 

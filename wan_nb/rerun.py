@@ -8,9 +8,11 @@ recorded arguments, an override replacing only the argument it names.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import inputs
 from .lora import EXPERTS, looks_like_repo  # the one rule for "org/name" vs a path
 from .recipe import PARAM_FIELDS, RecipeError, file_sha256, lora_entry, recipe
 
@@ -61,6 +63,47 @@ def _check_image(found: Mapping[str, Any]) -> str:
     return path
 
 
+def recorded_inputs(found: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The recorded inputs of recipe ``found`` (but ``image``, and those in ``overrides``), read and
+    checked against their recorded hashes: a changed or missing file raises ``RecipeError`` here,
+    before anything runs. The user's own file is checked too when it is still there."""
+    out: dict[str, Any] = {}
+    for name, entry in (found.get("inputs") or {}).items():
+        if name == "image" or name in overrides or not isinstance(entry, Mapping):
+            continue
+        source = entry.get("source")
+        if source and Path(source).is_file() and entry.get("source_sha256") \
+                and inputs.file_sha256(source) != entry["source_sha256"]:
+            raise RecipeError(f"the {name} input {source} has changed since the recipe was made (sha256 "
+                              f"{inputs.file_sha256(source)[:12]}…, recorded {entry['source_sha256'][:12]}…); put the "
+                              f"original back, or pass {name}= to rerun with it as it is now")
+        files = [Path(f) for f in entry.get("files") or ()]
+        if not files or not all(f.is_file() for f in files):
+            if entry.get("kind") == "video" and source and Path(source).is_file():
+                files = [Path(source)]
+            else:
+                raise RecipeError(f"the {name} input of this recipe is no longer there "
+                                  f"({', '.join(map(str, files)) or source or 'no file recorded'}); pass {name}= "
+                                  "to rerun with another one")
+        if entry.get("kind") == "video":
+            value = inputs.read_video(name, files[0])
+            have = value.sha256
+            if source:   # the new run refers to the user's file, as the first did
+                value.source, value.source_sha256 = source, entry.get("source_sha256")
+        elif entry.get("kind") == "images":
+            value = [inputs.read_picture(name, f) for f in files]
+            have = hashlib.sha256(";".join(inputs.picture_sha256(p) for p in value).encode()).hexdigest()
+        else:
+            value = inputs.read_picture(name, files[0])
+            have = inputs.picture_sha256(value)
+        if entry.get("sha256") and have != entry["sha256"]:
+            raise RecipeError(f"the {name} input {files[0]} has changed since the recipe was made (its pixels' "
+                              f"sha256 {have[:12]}…, recorded {entry['sha256'][:12]}…); pass {name}= to rerun "
+                              "with it as it is now")
+        out[name] = value
+    return out
+
+
 def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict[str, Any]]:
     """(prompt, keyword arguments) for ``generator.submit`` that remake ``source``'s video.
 
@@ -106,6 +149,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
     kwargs.update({k: v for k, v in overrides.items() if k not in ("prompt", "loras")})
     if found.get("image") and "image" not in overrides:
         kwargs["image"] = _check_image(found)
+    kwargs.update(recorded_inputs(found, overrides))  # videos, masks, last image: read and hash-checked now
     # Every argument checked (LoRAs as names only) before any file is read into the generator.
     build_params(generator.spec, prompt, kwargs)
 

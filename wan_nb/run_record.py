@@ -19,6 +19,7 @@ from typing import Any
 from . import history, journal
 from . import recipe as _recipe
 from .events import TERMINAL_STATUS, Event, EventType
+from .inputs import attach_files
 
 __all__ = ["Recorder", "attach"]
 
@@ -89,6 +90,7 @@ class Recorder:
         image_path = task.run_dir / _recipe.IMAGE_NAME if task.params.get("image") is not None else None
         made = _recipe.build(self.generator, task.params, image_path=image_path, task_id=task.id,
                              created_at=info.get("created_at") or _recipe.created_at_iso(task.created_at))
+        attach_files(made, info.get("inputs"), task.run_dir)  # where the run keeps each input
         info.update(status="queued", created_ts=task.created_at, recipe=made, recipe_key=_recipe.recipe_key(made))
         with self._lock:
             self._recipes[task.id] = made

@@ -166,7 +166,8 @@ def expected(spec: Any, folder: str | os.PathLike | None = None, component: str 
     if getattr(spec, "builder", None):
         from .tiny import transformer_config
 
-        return architecture_of_config(transformer_config(spec.builder))
+        config = transformer_config(spec.builder)
+        return architecture_of_config(config) if config is not None else None
     return PRESET_ARCHITECTURES.get(getattr(spec, "preset", None) or "")
 
 
@@ -190,7 +191,8 @@ def detect(path: str | os.PathLike) -> str:
     from .tiny import VARIANTS, transformer_config
 
     for name in VARIANTS:
-        if name != "tiny-a14b" and architecture_of_config(transformer_config(name)) == found:
+        config = transformer_config(name) if name != "tiny-a14b" else None
+        if config is not None and architecture_of_config(config) == found:
             return name
     for name, arch in PRESET_ARCHITECTURES.items():
         if arch == found:

@@ -166,6 +166,13 @@ class Result:
     duration_s: float
     run_dir: Path
 
+    @property
+    def inputs(self) -> dict[str, list[Path]]:
+        """Each input the run used (image, video, mask, ...) -> its files in ``<run>/inputs/``."""
+        from .inputs import kept_files
+
+        return kept_files(self.run_dir)
+
     def _ipython_display_(self) -> None:
         frontend.show("result", self)
 

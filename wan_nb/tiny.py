@@ -21,6 +21,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from . import tiny_pipelines as _more
+
 __all__ = ["VARIANTS", "TINY_VERSION", "build", "components", "make_lora", "transformer_config"]
 
 TINY_VERSION = 1
@@ -40,6 +42,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                   "defaults": {"height": 32, "width": 32, "num_frames": 9, **_COMMON, "steps": 6,
                                "guidance_scale_2": 1.0}},
 }
+VARIANTS.update(_more.VARIANTS)  # VACE, first-last-frame, Animate: wan_nb.tiny_pipelines
 
 _build_lock = threading.Lock()
 
@@ -83,8 +86,11 @@ _TRANSFORMER_VARIANTS = {"tiny-i2v": dict(in_channels=36, image_dim=16, added_kv
                          "tiny-ti2v": dict(in_channels=48, out_channels=48)}
 
 
-def transformer_config(name: str) -> dict[str, Any]:
-    """The ``WanTransformer3DModel`` arguments of tiny variant ``name`` (no torch needed)."""
+def transformer_config(name: str) -> dict[str, Any] | None:
+    """The ``WanTransformer3DModel`` arguments of tiny variant ``name`` (no torch needed); None for
+    the variants whose transformer is another class (VACE, Animate)."""
+    if name not in ("tiny", "tiny-a14b", *_TRANSFORMER_VARIANTS):
+        return None
     return {**_TRANSFORMER, "image_dim": None, **_TRANSFORMER_VARIANTS.get(name, {})}
 
 
@@ -110,7 +116,9 @@ def components(name: str, seed: int = 0) -> dict[str, Any]:
     tokenizer = _tokenizer()
     parts: dict[str, Any] = {"tokenizer": tokenizer, "text_encoder": _text_encoder(len(tokenizer)),
                              "scheduler": _scheduler()}
-    if name == "tiny":
+    if name in _more.VARIANTS:
+        parts.update(_more.components(name, vae=_vae_2_1, transformer=_transformer))
+    elif name == "tiny":
         parts.update(vae=_vae_2_1(), transformer=_transformer())
     elif name == "tiny-a14b":
         parts.update(vae=_vae_2_1(), transformer=_transformer(), transformer_2=_transformer(),

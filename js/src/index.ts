@@ -99,7 +99,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const what = scene !== undefined ? `Scene ${scene}` : task.kind === 'storyboard' ? 'Film' : '';
         const title = [what, task.prompt || task.id].filter(Boolean).join(': ');
         const file = `${task.id}${scene !== undefined ? `-scene${scene}` : ''}.mp4`;
-        const widget = playerWidget(url, title, file);
+        // A run's inputs show beside its own video (a storyboard's scenes are runs of their own).
+        const withInputs = scene === undefined;
+        const widget = playerWidget(url, title, file, withInputs ? task.inputs : {});
         widget.id = `wan-nb-player-${task.id}-${scene ?? 'video'}`;
         const open = players.find(w => w.id === widget.id);
         if (open) {
@@ -110,6 +112,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
         app.shell.add(widget, 'main');
         void players.add(widget);
         app.shell.activateById(widget.id);
+        if (withInputs) {
+          void store.inputsOf(task.id).then(inputs => {
+            if (!widget.isDisposed) {
+              widget.content.setInputs(inputs);
+            }
+          });
+        }
       },
       copy: task => {
         Clipboard.copyToSystem(copyText(task));

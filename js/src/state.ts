@@ -1,3 +1,5 @@
+import { IInputs, parseInputs, sameInputs } from './inputs.js'; // with .js: node --test loads lib/ as ES modules
+
 /**
  * One task's state in the browser, fed by the server's snapshots and by event frames
  * (`{type, seq, task_id, data}`). Mirrors the server's reducer (wan_nb/snapshot.py) so a
@@ -76,6 +78,8 @@ export class TaskState {
   applied = 0;
   vram: IVram | null = null;
   preview: IPreview | null = null;
+  /** What the run was given (first/last frame, control video...), as its snapshot names it. */
+  inputs: IInputs = {};
   /** While queued: where it stands (0 = runs next) and how many run before it; else null. */
   queuePosition: number | null = null;
   queueAhead: number | null = null;
@@ -142,11 +146,21 @@ export class TaskState {
     this.error = snap.error ?? this.error;
     this.durationS = snap.duration_s ?? this.durationS;
     this.lastSeq = Math.max(this.lastSeq, seq);
+    if (snap.inputs !== undefined) {
+      this.inputs = parseInputs(snap.inputs);
+    }
     return true;
   }
 
   private _fillGaps(snap: { [key: string]: any }): boolean {
     const before = [this.prompt, this.model, this.params, this.createdAt];
+    let newInputs = false;
+    if (snap.inputs !== undefined) {
+      // listed once the run stored them: a snapshot no newer than the events may still know more
+      const inputs = parseInputs(snap.inputs);
+      newInputs = !sameInputs(inputs, this.inputs);
+      this.inputs = inputs;
+    }
     this.prompt = this.prompt ?? snap.prompt ?? null;
     this.model = this.model ?? snap.model_type ?? null;
     this.params = this.params ?? snap.params ?? null;
@@ -155,7 +169,7 @@ export class TaskState {
     this.createdAt = snap.created_at || this.createdAt;
     this.kind = snap.kind || this.kind;
     const after = [this.prompt, this.model, this.params, this.createdAt];
-    return before.some((value, i) => value !== after[i]);
+    return newInputs || before.some((value, i) => value !== after[i]);
   }
 
   /** Apply one event frame; false if it was already applied (a replay after a resume). */

@@ -10,6 +10,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { IInputs, parseInputs } from './inputs';
 import { compareTasks, IFrame, TaskState } from './state';
 import { EventStream, StreamState } from './stream';
 
@@ -141,6 +142,25 @@ export class TaskStore {
       parts.push('scenes', String(scene));
     }
     return URLExt.join(this.settings.baseUrl, ...parts);
+  }
+
+  /** The task's inputs from a fresh snapshot (a live task's folder lists them once the run has
+   * stored them); what is already known if the server cannot say. */
+  async inputsOf(taskId: string): Promise<IInputs> {
+    const task = this._task(taskId);
+    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId);
+    try {
+      const response = await ServerConnection.makeRequest(url, {}, this.settings);
+      if (response.ok) {
+        const snap = await response.json();
+        if (snap && snap.inputs !== undefined) {
+          task.inputs = parseInputs(snap.inputs);
+        }
+      }
+    } catch (err) {
+      console.debug('wan_nb: no snapshot of', taskId, err);
+    }
+    return task.inputs;
   }
 
   private async _load(offset: number): Promise<void> {

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from ..relay import protocol
-from . import runs
+from . import inputs, runs
 from .discovery import Discovery, Producer, RememberedDirs
 from .fanout import BACKLOG_BYTES, Encoder, Fanout, SseAllEncoder, SseTaskEncoder, Subscriber, WsEncoder
 from .listing import RunListing
@@ -280,6 +280,8 @@ class Hub:
         result["producer_pid"] = task.producer.pid if task.producer else None
         result["incomplete"] = bool(task.missing)
         result["missing_seqs"] = [list(r) for r in task.missing]
+        result["inputs"] = inputs.snapshot_inputs(self.run_folder(task), self.base_url, task.task_id,
+                                                  finished=task.finished)
         return result
 
     def snapshots(self) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from ..events import TERMINAL_STATUS as _ENDINGS, is_terminal
 from ..journal import JOURNAL_NAME, TASK_FILE
 from ..state import PRODUCER_LOST, capped_params, cap_text
+from .inputs import listing_inputs
 from .store import trusted, valid_task_id
 from .wire import video_urls
 
@@ -89,7 +90,7 @@ def _read_run(folder: Path) -> dict[str, Any] | None:
            "params": capped_params(params), "seed": info.get("seed"), "model_type": info.get("model"),
            "created_at": info.get("created_at"), "status": None, "output_path": None,
            "duration_s": None, "updated_at": None, "error_type": None, "error": None,
-           "scene_videos": [], "kind": "generation", "pid": pid_of(folder)}
+           "scene_videos": [], "kind": "generation", "pid": pid_of(folder), "inputs": info.get("inputs")}
     end = _last_event(folder / JOURNAL_NAME)
     if end is None:
         return run
@@ -166,7 +167,8 @@ def run_from_index(directory: Path, entry: dict[str, Any]) -> dict[str, Any]:
             "output_path": os.path.join(folder, video) if isinstance(video, str) and video else None,
             "duration_s": entry.get("duration_s"), "updated_at": entry.get("finished_at"),
             "error_type": None, "error": entry.get("error"), "scene_videos": [],
-            "kind": "storyboard" if entry.get("kind") == "storyboard" else "generation", "pid": None}
+            "kind": "storyboard" if entry.get("kind") == "storyboard" else "generation", "pid": None,
+            "inputs": entry.get("inputs")}
 
 
 def finished_runs(directories: Iterable[Path]) -> list[dict[str, Any]]:
@@ -226,4 +228,5 @@ def summary(run: dict[str, Any], base_url: str) -> dict[str, Any]:
             "video_url": url if run["output_path"] else None, "scene_videos": run["scene_videos"],
             "scene_video_urls": scene_urls, "error_type": run["error_type"], "error": run["error"],
             "duration_s": run["duration_s"], "last_seq": None, "producer_pid": None,
-            "incomplete": False, "missing_seqs": [], "on_disk": True, "queue_position": None}
+            "incomplete": False, "missing_seqs": [], "on_disk": True, "queue_position": None,
+            "inputs": listing_inputs(base_url, run["task_id"], run.get("inputs"))}

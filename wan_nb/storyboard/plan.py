@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import frontend
 from ..generator import Generator  # only to make the default generator of from_story
+from ..kinds import REQUIRES, TAKES
 from ..surface import GeneratorSurface
 from ..params import GENERATION_ARGS, InvalidParameter, build_params, public_params
 from ..stitch import check_transition, stitched_frame_count
@@ -127,8 +128,13 @@ class Storyboard:
     transition : ``"cut"`` or ``"crossfade"``; ``crossfade`` is its length in seconds (snapped
         to whole frames). A crossfade of ``d`` s makes the final video ``(n - 1) * d`` s shorter.
     fps : frame rate of every scene and of the final video (default: the model's).
-    continuity : ``None`` or ``"last_frame"``: start each scene from the previous scene's last
-        frame (needs an image-to-video model, e.g. ``"tiny-i2v"``, ``"wan2.2-ti2v-5b"``).
+    continuity : ``None``, ``"last_frame"`` or ``"flf2v"``. ``"last_frame"``: start each scene from the
+        previous scene's last frame (needs an image-to-video model, e.g. ``"tiny-i2v"``,
+        ``"wan2.2-ti2v-5b"``). ``"flf2v"``: a first-last-frame transition at every join, for models
+        that take ``last_image`` (``"wan2.1-flf2v-14b-720p"``, ``"tiny-flf2v"``, the Wan I2V models):
+        each scene is generated between two key frames, its start (its own ``image=``, else the
+        previous scene's last frame as made) and its end (its own ``last_image=``, else the next
+        scene's ``image=``), so scene n ends on the picture scene n+1 starts from.
     seed : scene ``i`` (0-based) without its own seed uses ``seed + i``; default: random, fixed
         when the storyboard is made, so :meth:`resume` renders the same scenes.
     id : the storyboard id (and run folder name); default: a new one.
@@ -157,8 +163,12 @@ class Storyboard:
                             f"arguments are {', '.join(a for a in GENERATION_ARGS if a not in ('image', 'fps'))}")
         if "image" in defaults:
             raise TypeError("Storyboard: give image= to a Scene (e.g. the first one), not to the storyboard")
-        if continuity not in (None, "last_frame"):
-            raise ValueError(f"continuity={continuity!r}: choose None or 'last_frame'")
+        if continuity not in (None, "last_frame", "flf2v"):
+            raise ValueError(f"continuity={continuity!r}: choose None, 'last_frame' or 'flf2v'")
+        if continuity == "flf2v" and "last_image" not in TAKES.get(gen.spec.kind, ()):
+            raise ValueError(f"continuity='flf2v' needs a first-last-frame model (one that takes last_image=); "
+                             f"the generator runs {gen.model!r} ({gen.spec.kind}). Use e.g. "
+                             "Generator(model='tiny-flf2v') or 'wan2.1-flf2v-14b-720p'.")
         if continuity and not gen.spec.accepts_image:
             raise ValueError(f"continuity='last_frame' needs an image-to-video model; the generator runs "
                              f"{gen.model!r} (text-to-video). Use e.g. Generator(model='tiny-i2v') or "
@@ -253,6 +263,13 @@ class Storyboard:
             # One video has one size: later scenes take the first scene's (which an image may set).
             kwargs["height"], kwargs["width"] = self._params[0]["height"], self._params[0]["width"]
         _check_image_source(index, scene.image)
+        following = self.scenes[index] if index < len(self.scenes) else None
+        if self.continuity == "flf2v" and kwargs.get("last_image") is None and following is not None:
+            kwargs["last_image"] = following.image  # end on the key frame the next scene starts from
+        if self.continuity == "flf2v" and kwargs.get("last_image") is None and "last_image" in \
+                REQUIRES.get(self.gen.spec.kind, ()):
+            raise ValueError(f"scene {index}: {self.gen.model!r} makes each scene between two key frames; give "
+                             f"scene {index} last_image=" + (f" or scene {index + 1} image=" if following else ""))
         from_previous = scene.image is None and bool(self.continuity) and index > 1
         if getattr(self.gen.spec, "requires_image", self.gen.spec.kind == "i2v") and \
                 scene.image is None and not from_previous:

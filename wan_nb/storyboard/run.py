@@ -279,7 +279,7 @@ class StoryboardRun(Handle):
         board = self.board
         params = dict(board.scene_params[index - 1])
         kwargs = {k: params[k] for k in GENERATION_ARGS if k in params}
-        if board.continuity == "last_frame" and index > 1 and board.scenes[index - 1].image is None:
+        if board.continuity in ("last_frame", "flf2v") and index > 1 and board.scenes[index - 1].image is None:
             from ..video import read_frames
 
             kwargs["image"] = read_frames(self.scene_videos[index - 2])[-1]

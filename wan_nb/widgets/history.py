@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import ipywidgets as w
 
 from ..history import RunList, format_table, history
+from .inputs import InputsView
 from .video import VideoPlayer
 
 __all__ = ["HistoryGallery", "show_history"]
@@ -170,7 +171,10 @@ class HistoryGallery(w.VBox):
         button = w.Button(description="Rerun", icon="repeat", tooltip="generate this recipe again",
                           layout=w.Layout(width="auto"))
         button.on_click(lambda _b, r=run: self.rerun(r))
-        card = w.VBox([body, w.HTML(_caption(run)), button],
+        parts = [body, w.HTML(_caption(run)), button]
+        if run.inputs:   # what the run started from (first/last frame, control video), under its video
+            parts.insert(1, InputsView(run.inputs, display_width=max(48, self.display_width // 2), autoplay=False))
+        card = w.VBox(parts,
                       layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)", padding="6px"))
         card.add_class("wan-nb-card")
         card.run = run

@@ -17,6 +17,7 @@ import base64
 import html
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
@@ -26,6 +27,7 @@ from ..events import Event, EventType
 from ._state import OPTIONAL_STAGES, TIMELINE, TaskState, parse_timestamp
 from ._throttle import Throttle
 from .cancel_button import CancelButton
+from .inputs import InputsView, inputs_of
 from .vram_plot import VramPlot
 
 __all__ = ["ProgressPanel", "GeneratorPanel", "QueueView"]
@@ -90,6 +92,9 @@ class ProgressPanel(w.VBox):
         self.preview.add_class("wan-nb-preview")
         self._preview: tuple[str, bytes] | None = None
         self._preview_changed = False
+        # What the run starts from (first/last frame, control video), once its folder lists it.
+        self.inputs = InputsView(display_width=96) if not compact else None
+        self._inputs_key: tuple[Any, ...] | None = None
 
         rows: list[w.Widget] = [self.title, w.HBox([self.overall, self.overall_text])]
         if not compact:
@@ -97,7 +102,7 @@ class ProgressPanel(w.VBox):
                            w.HBox([self.timing, w.HBox([self.pause_button, self.cancel_button])],
                                   layout=w.Layout(justify_content="space-between", align_items="center"))],
                           layout=w.Layout(flex="1 1 auto"))
-            rows += [w.HBox([text, self.preview], layout=w.Layout(align_items="flex-start"))]
+            rows += [w.HBox([text, self.inputs, self.preview], layout=w.Layout(align_items="flex-start", gap="8px"))]
             if self.memory is not None:
                 rows.append(self.memory)
         else:
@@ -227,6 +232,7 @@ class ProgressPanel(w.VBox):
             elif not (self._task.cancel_requested if hasattr(self._task, "cancel_requested") else False):
                 self._set(self.cancel_button, disabled=False, button_style="warning", description="Cancel")
             self._draw_pause_button(can_cancel and hasattr(self._task, "pause"))
+            self._draw_inputs()
             if self._preview_changed and self._preview is not None:
                 self._preview_changed = False
                 fmt, data = self._preview
@@ -235,6 +241,18 @@ class ProgressPanel(w.VBox):
             if self.memory is not None and (self._samples_changed or s.stages):
                 self._samples_changed = False
                 self.memory.set_series(list(self._samples), self._bands(), self._memory_kind, self._memory_label)
+
+    def _draw_inputs(self) -> None:
+        """Show the followed task's inputs: read again only when its ``task.json`` changed."""
+        run_dir = getattr(self._task, "run_dir", None)
+        try:
+            version = (Path(run_dir) / "task.json").stat().st_mtime_ns if run_dir is not None else None
+        except OSError:
+            version = None
+        key = (self.state.task_id, version)
+        if key != self._inputs_key:
+            self._inputs_key = key
+            self.inputs.show(inputs_of(self._task) if version is not None else {})
 
     def _draw_pause_button(self, can_pause: bool) -> None:
         holding = self.state.status == "paused" or bool(getattr(self._task, "pause_requested", False))

@@ -8,43 +8,14 @@ the kernel cannot rely on the server extension being installed). The browser tur
 from __future__ import annotations
 
 import html
-import os
-from pathlib import Path
 from typing import Any, Mapping
 
-import anywidget
 import ipywidgets as w
-import traitlets
 
-from .vram_plot import STATIC
+from .inputs import InputsView, inputs_of
+from .player import MAX_EMBED_BYTES, VideoPlayer
 
-__all__ = ["VideoPlayer", "ResultView", "params_table"]
-
-# Larger files are linked, not embedded: a notebook should not carry hundreds of MB over the comm.
-MAX_EMBED_BYTES = 200 * 1024 * 1024
-
-
-class VideoPlayer(anywidget.AnyWidget):
-    _esm = STATIC / "video_player.js"
-    _css = STATIC / "video_player.css"
-
-    value = traitlets.Bytes(b"").tag(sync=True)
-    mime = traitlets.Unicode("video/mp4").tag(sync=True)
-    filename = traitlets.Unicode("video.mp4").tag(sync=True)
-    display_width = traitlets.Int(256).tag(sync=True)   # tiny test videos are 32 px wide: scale up
-    autoplay = traitlets.Bool(True).tag(sync=True)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike, filename: str | None = None, **kwargs: Any) -> "VideoPlayer":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no video at {path}; was it moved or deleted?")
-        size = path.stat().st_size
-        if size > MAX_EMBED_BYTES:
-            raise ValueError(f"{path} is {size / 2**20:.0f} MB, more than the {MAX_EMBED_BYTES / 2**20:.0f} MB "
-                             "that is embedded in a notebook; open the file directly")
-        return cls(value=path.read_bytes(), filename=filename or path.name, **kwargs)
-
+__all__ = ["VideoPlayer", "ResultView", "params_table", "MAX_EMBED_BYTES"]
 
 def _format(value: Any) -> str:
     if isinstance(value, Mapping):
@@ -72,7 +43,7 @@ def params_table(result: Any) -> str:
 
 
 class ResultView(w.HBox):
-    """A :class:`~wan_nb.Result` as player + download link + parameter table."""
+    """A :class:`~wan_nb.Result` as its inputs (if any) + player + download link + parameter table."""
 
     def __init__(self, result: Any, *, show_params: bool = True, display_width: int = 256,
                  **kwargs: Any) -> None:
@@ -83,7 +54,8 @@ class ResultView(w.HBox):
                                                      display_width=display_width)
         except (FileNotFoundError, ValueError) as exc:
             player = w.HTML(f"<i>{html.escape(str(exc))}</i>")
-        children = [player]
+        self.inputs = InputsView(inputs_of(result), display_width=display_width // 2)
+        children = [self.inputs, player] if self.inputs.shown else [player]  # what it was made from, first
         if show_params:
             children.append(w.HTML(params_table(result)))
         super().__init__(children, layout=w.Layout(align_items="flex-start", gap="12px"), **kwargs)

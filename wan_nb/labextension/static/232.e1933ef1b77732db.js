@@ -1,4 +1,4 @@
-"use strict";(self.rspackChunkwan_nb=self.rspackChunkwan_nb||[]).push([[232],{663(n,a,r){var o=r(437),e=r.n(o),t=r(374),i=(r.n(t))()(e());i.push([n.id,`/* Theme variables only, so the light and dark themes both apply. */
+"use strict";(self.rspackChunkwan_nb=self.rspackChunkwan_nb||[]).push([[232],{475(n,a,e){var r=e(601),o=e.n(r),t=e(314),i=(e.n(t))()(o());i.push([n.id,`/* Theme variables only, so the light and dark themes both apply. */
 .wan-nb-Sidebar {
   display: flex;
   flex-direction: column;
@@ -256,4 +256,62 @@
   stroke: var(--jp-brand-color1);
   stroke-width: 1.5;
 }
-`,""]),r.d(a,{},{A:i})},374(n){n.exports=function(n){var a=[];return a.toString=function(){return this.map(function(a){var r="",o=void 0!==a[5];return a[4]&&(r+="@supports (".concat(a[4],") {")),a[2]&&(r+="@media ".concat(a[2]," {")),o&&(r+="@layer".concat(a[5].length>0?" ".concat(a[5]):""," {")),r+=n(a),o&&(r+="}"),a[2]&&(r+="}"),a[4]&&(r+="}"),r}).join("")},a.i=function(n,r,o,e,t){"string"==typeof n&&(n=[[null,n,void 0]]);var i={};if(o)for(var l=0;l<this.length;l++){var s=this[l][0];null!=s&&(i[s]=!0)}for(var p=0;p<n.length;p++){var c=[].concat(n[p]);o&&i[c[0]]||(void 0!==t&&(void 0===c[5]||(c[1]="@layer".concat(c[5].length>0?" ".concat(c[5]):""," {").concat(c[1],"}")),c[5]=t),r&&(c[2]&&(c[1]="@media ".concat(c[2]," {").concat(c[1],"}")),c[2]=r),e&&(c[4]?(c[1]="@supports (".concat(c[4],") {").concat(c[1],"}"),c[4]=e):c[4]="".concat(e)),a.push(c))}},a}},437(n){n.exports=function(n){return n[1]}},492(n){var a=[];function r(n){for(var r=-1,o=0;o<a.length;o++)if(a[o].identifier===n){r=o;break}return r}function o(n,o){for(var e={},t=[],i=0;i<n.length;i++){var l=n[i],s=o.base?l[0]+o.base:l[0],p=e[s]||0,c="".concat(s," ").concat(p);e[s]=p+1;var d=r(c),u={css:l[1],media:l[2],sourceMap:l[3],supports:l[4],layer:l[5]};if(-1!==d)a[d].references++,a[d].updater(u);else{var b=function(n,a){var r=a.domAPI(a);return r.update(n),function(a){a?(a.css!==n.css||a.media!==n.media||a.sourceMap!==n.sourceMap||a.supports!==n.supports||a.layer!==n.layer)&&r.update(n=a):r.remove()}}(u,o);o.byIndex=i,a.splice(i,0,{identifier:c,updater:b,references:1})}t.push(c)}return t}n.exports=function(n,e){var t=o(n=n||[],e=e||{});return function(n){n=n||[];for(var i=0;i<t.length;i++){var l=r(t[i]);a[l].references--}for(var s=o(n,e),p=0;p<t.length;p++){var c=r(t[p]);0===a[c].references&&(a[c].updater(),a.splice(c,1))}t=s}}},927(n){var a={};n.exports=function(n,r){var o=function(n){if(void 0===a[n]){var r=document.querySelector(n);if(window.HTMLIFrameElement&&r instanceof window.HTMLIFrameElement)try{r=r.contentDocument.head}catch(n){r=null}a[n]=r}return a[n]}(n);if(!o)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");o.appendChild(r)}},832(n){n.exports=function(n){var a=document.createElement("style");return n.setAttributes(a,n.attributes),n.insert(a,n.options),a}},908(n,a,r){n.exports=function(n){var a=r.nc;a&&n.setAttribute("nonce",a)}},261(n){n.exports=function(n){if("u"<typeof document)return{update:function(){},remove:function(){}};var a=n.insertStyleElement(n);return{update:function(r){var o,e,t;o="",r.supports&&(o+="@supports (".concat(r.supports,") {")),r.media&&(o+="@media ".concat(r.media," {")),(e=void 0!==r.layer)&&(o+="@layer".concat(r.layer.length>0?" ".concat(r.layer):""," {")),o+=r.css,e&&(o+="}"),r.media&&(o+="}"),r.supports&&(o+="}"),(t=r.sourceMap)&&"u">typeof btoa&&(o+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(t))))," */")),n.styleTagTransform(o,a,n.options)},remove:function(){var n;null===(n=a).parentNode||n.parentNode.removeChild(n)}}}},525(n){n.exports=function(n,a){if(a.styleSheet)a.styleSheet.cssText=n;else{for(;a.firstChild;)a.removeChild(a.firstChild);a.appendChild(document.createTextNode(n))}}},579(n,a,r){var o=r(492),e=r.n(o),t=r(261),i=r.n(t),l=r(927),s=r.n(l),p=r(908),c=r.n(p),d=r(832),u=r.n(d),b=r(525),f=r.n(b),w=r(663),v={};v.styleTagTransform=f(),v.setAttributes=c(),v.insert=s().bind(null,"head"),v.domAPI=i(),v.insertStyleElement=u(),e()(w.A,v),w.A&&w.A.locals&&w.A.locals}}]);
+
+.wan-nb-Player-stage {
+  display: flex;
+  flex: 1;
+  min-height: 0;
+  gap: 8px;
+}
+
+.wan-nb-Player-stage > video {
+  flex: 1;
+  min-width: 0;
+}
+
+.wan-nb-Player-inputs {
+  display: flex;
+  flex-direction: column;
+  gap: 8px;
+  width: 25%;
+  max-width: 320px;
+  min-width: 120px;
+  padding: 8px;
+  overflow-y: auto;
+  color: var(--jp-ui-font-color1);
+  background: var(--jp-layout-color1);
+}
+
+.wan-nb-Player-inputs[hidden] {
+  display: none;
+}
+
+.wan-nb-Player-input {
+  display: flex;
+  flex-wrap: wrap;
+  gap: 4px;
+  margin: 0;
+}
+
+.wan-nb-Player-input img,
+.wan-nb-Player-input video {
+  flex: 1 1 45%;
+  min-width: 0;
+  max-width: 100%;
+  max-height: 24vh; /* four inputs fit beside the video without scrolling */
+  object-fit: contain;
+  image-rendering: pixelated;
+  background: black;
+}
+
+.wan-nb-Player-input[data-kind='image'] img,
+.wan-nb-Player-input[data-kind='video'] video {
+  flex-basis: 100%;
+}
+
+.wan-nb-Player-input figcaption {
+  flex-basis: 100%;
+  font-size: var(--jp-ui-font-size0);
+  color: var(--jp-ui-font-color2);
+}
+`,""]),e.d(a,{},{A:i})},314(n){n.exports=function(n){var a=[];return a.toString=function(){return this.map(function(a){var e="",r=void 0!==a[5];return a[4]&&(e+="@supports (".concat(a[4],") {")),a[2]&&(e+="@media ".concat(a[2]," {")),r&&(e+="@layer".concat(a[5].length>0?" ".concat(a[5]):""," {")),e+=n(a),r&&(e+="}"),a[2]&&(e+="}"),a[4]&&(e+="}"),e}).join("")},a.i=function(n,e,r,o,t){"string"==typeof n&&(n=[[null,n,void 0]]);var i={};if(r)for(var l=0;l<this.length;l++){var p=this[l][0];null!=p&&(i[p]=!0)}for(var s=0;s<n.length;s++){var d=[].concat(n[s]);r&&i[d[0]]||(void 0!==t&&(void 0===d[5]||(d[1]="@layer".concat(d[5].length>0?" ".concat(d[5]):""," {").concat(d[1],"}")),d[5]=t),e&&(d[2]&&(d[1]="@media ".concat(d[2]," {").concat(d[1],"}")),d[2]=e),o&&(d[4]?(d[1]="@supports (".concat(d[4],") {").concat(d[1],"}"),d[4]=o):d[4]="".concat(o)),a.push(d))}},a}},601(n){n.exports=function(n){return n[1]}},72(n){var a=[];function e(n){for(var e=-1,r=0;r<a.length;r++)if(a[r].identifier===n){e=r;break}return e}function r(n,r){for(var o={},t=[],i=0;i<n.length;i++){var l=n[i],p=r.base?l[0]+r.base:l[0],s=o[p]||0,d="".concat(p," ").concat(s);o[p]=s+1;var c=e(d),u={css:l[1],media:l[2],sourceMap:l[3],supports:l[4],layer:l[5]};if(-1!==c)a[c].references++,a[c].updater(u);else{var b=function(n,a){var e=a.domAPI(a);return e.update(n),function(a){a?(a.css!==n.css||a.media!==n.media||a.sourceMap!==n.sourceMap||a.supports!==n.supports||a.layer!==n.layer)&&e.update(n=a):e.remove()}}(u,r);r.byIndex=i,a.splice(i,0,{identifier:d,updater:b,references:1})}t.push(d)}return t}n.exports=function(n,o){var t=r(n=n||[],o=o||{});return function(n){n=n||[];for(var i=0;i<t.length;i++){var l=e(t[i]);a[l].references--}for(var p=r(n,o),s=0;s<t.length;s++){var d=e(t[s]);0===a[d].references&&(a[d].updater(),a.splice(d,1))}t=p}}},659(n){var a={};n.exports=function(n,e){var r=function(n){if(void 0===a[n]){var e=document.querySelector(n);if(window.HTMLIFrameElement&&e instanceof window.HTMLIFrameElement)try{e=e.contentDocument.head}catch(n){e=null}a[n]=e}return a[n]}(n);if(!r)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");r.appendChild(e)}},540(n){n.exports=function(n){var a=document.createElement("style");return n.setAttributes(a,n.attributes),n.insert(a,n.options),a}},56(n,a,e){n.exports=function(n){var a=e.nc;a&&n.setAttribute("nonce",a)}},825(n){n.exports=function(n){if("u"<typeof document)return{update:function(){},remove:function(){}};var a=n.insertStyleElement(n);return{update:function(e){var r,o,t;r="",e.supports&&(r+="@supports (".concat(e.supports,") {")),e.media&&(r+="@media ".concat(e.media," {")),(o=void 0!==e.layer)&&(r+="@layer".concat(e.layer.length>0?" ".concat(e.layer):""," {")),r+=e.css,o&&(r+="}"),e.media&&(r+="}"),e.supports&&(r+="}"),(t=e.sourceMap)&&"u">typeof btoa&&(r+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(t))))," */")),n.styleTagTransform(r,a,n.options)},remove:function(){var n;null===(n=a).parentNode||n.parentNode.removeChild(n)}}}},113(n){n.exports=function(n,a){if(a.styleSheet)a.styleSheet.cssText=n;else{for(;a.firstChild;)a.removeChild(a.firstChild);a.appendChild(document.createTextNode(n))}}},579(n,a,e){var r=e(72),o=e.n(r),t=e(825),i=e.n(t),l=e(659),p=e.n(l),s=e(56),d=e.n(s),c=e(540),u=e.n(c),b=e(113),w=e.n(b),f=e(475),v={};v.styleTagTransform=w(),v.setAttributes=d(),v.insert=p().bind(null,"head"),v.domAPI=i(),v.insertStyleElement=u(),o()(f.A,v),f.A&&f.A.locals&&f.A.locals}}]);
