@@ -63,13 +63,11 @@ class Generator:
                  preview_every: float | None = None, pipeline: Any = None,
                  defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
                  workers: int | None = None, quant: Any = None, transformer: Any = None) -> None:
-        self.weights = weights.NONE  # quant= / transformer=: see wan_nb.weights
-        if pipeline is not None:  # see from_pipeline
-            weights.refuse_for_pipeline(quant, transformer)
+        if pipeline is not None:  # see from_pipeline (quant= / transformer=: see wan_nb.weights)
+            self.weights = weights.refuse_for_pipeline(quant, transformer)
             spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
         else:  # cheap: an unknown model, quant mode or unfitting file is refused here (wan_nb.weights)
             spec, self.weights = weights.resolve(model, quant=quant, transformer=transformer, device=device)
-            model = spec.name  # model= a checkpoint file: its preset from here on (Ray workers too)
         self.model = spec.name
         # Every pipeline-loading option in one value (engines, workers and recipes read it).
         self.load_options = LoadOptions(device=device, dtype=dtype, offload=offload, vae_tiling=vae_tiling,
@@ -94,7 +92,7 @@ class Generator:
             loras=self._loras, monitor_interval=monitor_interval,
             mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended)
         self._previewer = _previewer(self) if previews else None  # live latent previews
-        self._engine = _make_engine(self, cluster, workers, model)  # before the relay: refusals first
+        self._engine = _make_engine(self, cluster, workers, self.model)  # before the relay: refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
                                           steer=self.steer)   # servers' pause/resume/move too

@@ -201,11 +201,12 @@ def _text_encoder_config(spec: Any) -> Mapping[str, Any] | None:
     return None
 
 
-def refuse_for_pipeline(quant: Any, transformer: Any) -> None:
+def refuse_for_pipeline(quant: Any, transformer: Any) -> WeightOptions:
     """``Generator.from_pipeline`` uses the pipeline as built: quant= / transformer= cannot apply."""
     if quant is not None or transformer is not None:
         raise ValueError("quant= and transformer= apply when wan_nb loads the model; a pipeline you pass in is "
                          "used as built (quantize its components before Generator.from_pipeline)")
+    return NONE
 
 
 def for_options(spec: Any, options: Any) -> WeightOptions | None:
