@@ -50,6 +50,8 @@ as soon as it ends; a failing section is recorded and the next one runs):
   a share of step time; one ``monitor.sample()`` call timed many times.
 * ``compile`` (GPU.md 4, optional, not in the default list): attention backends (native SDPA,
   cuDNN, flash through SDPA) and ``torch.compile`` of the transformer; first-call compile time.
+* ``quant`` (optional): peak VRAM and seconds per step per ``quant=`` mode (bf16, fp8, int8, nf4,
+  GGUF Q8_0 / Q4_0, with and without model offload) at the 1.3B size (benchmarks/gpu_quant.py).
 
 Runs that need no decode (previews, compile) stop after the last denoising step by cancelling the
 task from a step hook (the generator checks for cancellation before it decodes).
@@ -66,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import math
 import os
@@ -90,7 +93,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SECTIONS = ("real", "monitor", "speed", "previews", "memory", "speed5b", "compile", "fast",
-            "v2v", "vace", "flf2v", "animate")   # the last four: benchmarks/gpu_pipelines.py
+            "v2v", "vace", "flf2v", "animate",   # these four: benchmarks/gpu_pipelines.py
+            "quant")                             # benchmarks/gpu_quant.py
 # The one prepared call (docs/gpu.md): every architecture end to end, then the monitor (< 10 min).
 DEFAULT_SECTIONS = ("real", "monitor")
 OVERHEAD_TARGET = 1.005
@@ -961,33 +965,27 @@ def section_real(ctx: Context) -> list[dict]:
     return gpu_real.section_real(ctx, sys.modules[__name__])
 
 
-def section_fast(ctx: Context) -> list[dict]:
-    """Cache modes, attention backends, regional compile, planner vs measured VRAM (benchmarks/gpu_fast.py)."""
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import gpu_fast
-
-    return gpu_fast.section_fast(ctx, sys.modules[__name__])
-
-
-RUNNERS: dict[str, Callable[[Context], list[dict]]] = {
-    "real": section_real, "monitor": section_monitor, "speed": section_speed, "previews": section_previews,
-    "memory": section_memory, "speed5b": section_speed5b, "compile": section_compile, "fast": section_fast}
-
-
-def _pipeline_section(name: str) -> Callable[[Context], list[dict]]:
+def _section_from(module: str, function: str, *args: str) -> Callable[[Context], list[dict]]:
+    """A section that lives in its own file beside this one (benchmarks/<module>.py)."""
     def run(ctx: Context) -> list[dict]:
         here = str(Path(__file__).resolve().parent)
         if here not in sys.path:
             sys.path.insert(0, here)
-        import gpu_pipelines
-
-        return gpu_pipelines.section(name, ctx, sys.modules[__name__])
+        return getattr(importlib.import_module(module), function)(*args, ctx, sys.modules[__name__])
     return run
 
 
-RUNNERS.update({name: _pipeline_section(name) for name in ("v2v", "vace", "flf2v", "animate")})
+section_fast = _section_from("gpu_fast", "section_fast")      # cache modes, attention, compile, planner vs VRAM
+section_quant = _section_from("gpu_quant", "section_quant")   # peak VRAM and speed per quant mode
+
+
+RUNNERS: dict[str, Callable[[Context], list[dict]]] = {
+    "real": section_real, "monitor": section_monitor, "speed": section_speed, "previews": section_previews,
+    "memory": section_memory, "speed5b": section_speed5b, "compile": section_compile, "fast": section_fast,
+    "quant": section_quant}
+
+
+RUNNERS.update({name: _section_from("gpu_pipelines", "section", name) for name in ("v2v", "vace", "flf2v", "animate")})
 
 
 # ---------------------------------------------------------------------------------------------

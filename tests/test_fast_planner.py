@@ -84,7 +84,7 @@ def test_bad_plan_input(call, fix):
 def test_generator_plan_auto_applies_the_best_plan(tmp_path, monkeypatch):
     monkeypatch.setattr(fast_path, "machine_memory_gb", lambda device="auto": (16.0, 64.0))
     with wan_nb.Generator("wan2.1-t2v-14b", runs_dir=tmp_path, plan="auto", previews=False) as gen:
-        found = gen._fast.plan
+        found = gen.memory_plan
         quantized = hasattr(gen.load_options, "quant")  # once this build loads quantized weights
         expected = min((r for r in found.rows if r.fits and r.applicable and (r.quant is None or quantized)),
                        key=lambda r: r.speed)
@@ -104,7 +104,7 @@ def test_plan_auto_refusals(tmp_path, monkeypatch):
 
 def test_plan_auto_without_a_gpu_changes_nothing(tmp_path):
     with wan_nb.Generator("tiny", runs_dir=tmp_path, plan="auto", previews=False) as gen:
-        assert gen.offload == "none" and gen._fast.plan is None
+        assert gen.offload == "none" and gen.memory_plan is None
         assert gen.generate("a fox", seed=0, progress=False).video_path.is_file()
 
 

@@ -12,6 +12,9 @@ from typing import Any
 
 from ._version import __version__
 from .events import Event, EventType, Stage
+from .quiet_imports import install as _quiet_optional_imports
+
+_quiet_optional_imports()  # torchao's harmless CPU-only notices (see wan_nb.quiet_imports)
 
 # Public name -> the module that defines it, imported on first access.
 _LAZY = {

@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="auto")
     gen.add_argument("--dtype", default="auto")
     gen.add_argument("--offload", default="none", choices=["none", "model", "sequential", "group"])
+    gen.add_argument("--quant", help="quantized weights: fp8, int8, nf4 (CUDA), gguf:FILE, or per component "
+                     "'transformer=fp8,text_encoder=int8' (with --from: the recipe's)")
+    gen.add_argument("--transformer", action="append", metavar="FILE",
+                     help="the transformer from a single .safetensors/.gguf file (original-Wan or ComfyUI "
+                     "layout); two-expert models: give it twice, high noise first")
     gen.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less GPU memory)")
     gen.add_argument("--vae-slicing", action="store_true", help="decode one video at a time")
     gen.add_argument("--runs-dir", type=Path)
@@ -94,6 +99,20 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _weight_args(args: argparse.Namespace, made: dict | None) -> dict:
+    """quant= / transformer= from --quant / --transformer, else (with --from) the recipe's."""
+    from .quant import parse_cli
+    from .weights import generator_args
+
+    out = generator_args(made) if made else {}
+    if args.quant is not None:
+        out["quant"] = parse_cli(args.quant)
+    if args.transformer:
+        files = [None if f.lower() in ("none", "-") else f for f in args.transformer]
+        out["transformer"] = files[0] if len(files) == 1 else tuple(files)
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def _generate(args: argparse.Namespace) -> int:
     from .console import TextProgress
     from .generator import GenerationCancelled, GenerationError, Generator
@@ -118,7 +137,7 @@ def _generate(args: argparse.Namespace) -> int:
         model = args.model or (made["model"]["name"] if made else "tiny")
         gen = Generator(model=model, device=args.device, dtype=args.dtype, runs_dir=args.runs_dir,
                         offload=args.offload, vae_tiling=args.vae_tiling, vae_slicing=args.vae_slicing,
-                        previews=False, **cli_fast.generator_options(args, made))
+                        previews=False, **_weight_args(args, made), **cli_fast.generator_options(args, made))
         lora_weights = {}
         for path, weight in args.lora:
             lora_weights[gen.load_lora(path, weight=weight, experts=args.lora_experts)] = weight

@@ -281,8 +281,9 @@ def cached_snapshot(repo_id: str, *, revision: str | None = None,
 
 def fetch_snapshot(repo_id: str, report: Report, *, revision: str | None = None,
                    endpoint: str | None = None, cache_dir: str | os.PathLike | None = None,
-                   token: str | bool | None = None) -> Path:
-    """Return the local folder of diffusers repo ``repo_id``, downloading what is missing."""
+                   token: str | bool | None = None, skip: Any = ()) -> Path:
+    """Return the local folder of diffusers repo ``repo_id``, downloading what is missing
+    (``skip``: patterns left out, e.g. the weights of a transformer given as a single file)."""
     from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
     from huggingface_hub.utils import filter_repo_objects
 
@@ -298,7 +299,7 @@ def fetch_snapshot(repo_id: str, report: Report, *, revision: str | None = None,
         # One request, no retries: a dead network fails fast here (tree listings retry for ~20 s).
         info = api.model_info(repo_id, revision=revision, files_metadata=True)
         sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or []}
-        wanted = list(filter_repo_objects(sizes, allow_patterns=MODEL_PATTERNS))
+        wanted = list(filter_repo_objects(sizes, allow_patterns=MODEL_PATTERNS, ignore_patterns=list(skip) or None))
         missing = [name for name in wanted
                    if not isinstance(try_to_load_from_cache(repo_id, name, cache_dir=cache,
                                                             revision=revision), str)]
@@ -315,7 +316,7 @@ def fetch_snapshot(repo_id: str, report: Report, *, revision: str | None = None,
     try:
         folder = _run_with_progress(
             lambda: snapshot_download(repo_id, revision=revision, cache_dir=cache, endpoint=endpoint,
-                                      token=token, allow_patterns=MODEL_PATTERNS,
+                                      token=token, allow_patterns=MODEL_PATTERNS, ignore_patterns=list(skip) or None,
                                       tqdm_class=_progress_class(counter)),
             counter, report, f"Downloading {repo_id}")
     except Exception as exc:

@@ -42,6 +42,10 @@ class LoadOptions:
     vae_slicing: bool = False
     attention: str | None = None    # diffusers attention backend (wan_nb.attention), checked by the facade
     compile: bool = False           # compile the repeated transformer blocks once loaded
+    # Quantized / single-file weights as Generator(quant=, transformer=) takes them, normalized
+    # (wan_nb.weights.WeightOptions.as_arguments); the holder resolves them against the model.
+    quant: Any = None
+    transformer: Any = None
 
     def __post_init__(self) -> None:
         if self.offload not in OFFLOAD_MODES:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["GenerationError", "GenerationCancelled", "StoryboardError", "StoryboardCancelled",
-           "TaskNotQueued", "ClusterUnavailable", "InvalidParameter", "ModelNotAvailable", "LoraError"]
+           "TaskNotQueued", "ClusterUnavailable", "CheckpointError", "InvalidParameter", "ModelNotAvailable",
+           "LoraError"]
 
 
 class GenerationError(RuntimeError):
@@ -77,6 +78,11 @@ class InvalidParameter(ValueError):
         super().__init__(f"{name}={value!r}: {message}")
         self.name = name
         self.value = value
+
+
+class CheckpointError(ValueError):
+    """A single-file checkpoint (``transformer=``, ``quant="gguf:..."``) that cannot be used for this model:
+    no such file, not readable, not a Wan transformer / UMT5 encoder, or of another architecture."""
 
 
 _ELSEWHERE = {"ModelNotAvailable": "download", "LoraError": "lora"}

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, fast_path, frontend, inputs, journal, models, relay, run_record
+from . import eta, fast_path, frontend, inputs, journal, models, relay, run_record, weights
 from ._loras import LoraRegistry
 from ._queue import QueueFile, queue_entry, resubmit
 from ._run import RunContext, estimate_duration, event_params
@@ -62,18 +62,24 @@ class Generator:
                  monitor_interval: float = 1.0, previews: bool = True,
                  preview_every: float | None = None, pipeline: Any = None,
                  defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
-                 workers: int | None = None, plan: str | None = None, attention: str | None = None,
-                 compile: bool = False) -> None:
-        if pipeline is not None:  # see from_pipeline
+                 workers: int | None = None, quant: Any = None, transformer: Any = None,
+                 plan: str | None = None, attention: str | None = None, compile: bool = False) -> None:
+        if pipeline is not None:  # see from_pipeline (quant= / transformer=: see wan_nb.weights)
+            self.weights = weights.refuse_for_pipeline(quant, transformer)
             spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
-        else:
-            spec = models.resolve(model)  # cheap; raises a clear error for an unknown model
+        else:  # cheap: an unknown model, quant mode or unfitting file is refused here (wan_nb.weights)
+            spec, self.weights = weights.resolve(model, quant=quant, transformer=transformer, device=device)
         self.model = spec.name
         # Every pipeline-loading option in one value (engines, workers and recipes read it).
-        # The fast path (wan_nb.fast_path): plan="auto" picks the offload; attention/compile checked now.
-        self._fast = fast_path.configure(spec, device=device, offload=offload, vae_tiling=vae_tiling, plan=plan,
-                                         attention=attention, compile=compile)
-        self.load_options = LoadOptions(device=device, dtype=dtype, vae_slicing=vae_slicing, **self._fast.load)
+        # wan_nb.fast_path: plan="auto" picks the offload (and a quant if none is given); attention checked.
+        fast = fast_path.configure(spec, device=device, offload=offload, vae_tiling=vae_tiling, plan=plan,
+                                   attention=attention, compile=compile)
+        self.memory_plan = fast.plan  # the wan_nb.plan(...) that plan="auto" applied, else None
+        planned_quant = fast.load.pop("quant", None)
+        if planned_quant is not None and quant is None and transformer is None and pipeline is None:
+            spec, self.weights = weights.resolve(model, quant=planned_quant, device=device)
+        self.load_options = LoadOptions(device=device, dtype=dtype, vae_slicing=vae_slicing, **fast.load,
+                                        **self.weights.as_arguments())
         _check_engine_args(cluster, workers, pipeline)
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every
@@ -94,7 +100,7 @@ class Generator:
             loras=self._loras, monitor_interval=monitor_interval,
             mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended)
         self._previewer = _previewer(self) if previews else None  # live latent previews
-        self._engine = _make_engine(self, cluster, workers, model)  # before the relay: refusals first
+        self._engine = _make_engine(self, cluster, workers, self.model)  # before the relay: refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
                                           steer=self.steer)   # servers' pause/resume/move too

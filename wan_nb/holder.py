@@ -69,8 +69,11 @@ class PipelineHolder:
         started = time.perf_counter()
         # The loader announces downloading_model / loading_model itself: only it knows whether
         # the files are already cached.
+        from .weights import for_options
+
         pipe = models.load_pipeline(self.spec, device=device, dtype=dtype, report=report, offload=options.offload,
-                                    vae_tiling=options.vae_tiling, vae_slicing=options.vae_slicing)
+                                    vae_tiling=options.vae_tiling, vae_slicing=options.vae_slicing,
+                                    weights=for_options(self.spec, options))
         log.debug("loaded %s in %.2fs", self.spec.name, time.perf_counter() - started)
         self.pipe = pipe
         self.spec = models.refine(self.spec, pipe)  # a repo id guessed by name: now read from its files

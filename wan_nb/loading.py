@@ -105,25 +105,26 @@ def _human(n: float) -> str:
 
 
 def load_components(folder: Path, *, dtype: Any, report: Report, fp32_components=FP32_COMPONENTS,
-                    device: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                    device: Any = None, weights: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load every component of ``folder``; returns (components, pipeline config arguments).
 
     ``device``: move each model there as soon as it is loaded (``offload="none"``), so host RAM
     holds one component at a time instead of the whole model (~69 GB for Wan 2.2 A14B in bf16).
+    ``weights``: a :class:`wan_nb.weights.WeightOptions` (quantized components, single files).
     """
     folder = Path(folder)
     index = read_index(folder)
     parts = _components_of(index)
     config = {k: v for k, v in index.items() if not k.startswith("_") and not isinstance(v, list)}
     order = [n for n in parts if n not in _HEAVY_ORDER] + [n for n in _HEAVY_ORDER if n in parts]
-    sizes = component_sizes(folder, order)
+    sizes = {**component_sizes(folder, order), **(weights.sizes() if weights else {})}
     total = sum(sizes.values()) or 1
     loaded: dict[str, Any] = {}
     done = 0
     with _quiet_transformers():
         for name in order:
             done = _load_one(folder, name, parts[name], sizes, done, total, dtype, fp32_components,
-                             report, loaded)
+                             report, loaded, weights)
             if device is not None and hasattr(loaded[name], "to") and hasattr(loaded[name], "parameters"):
                 loaded[name].to(device)
     return loaded, config
@@ -147,7 +148,8 @@ def _quiet_transformers():
 
 
 def _load_one(folder: Path, name: str, entry: tuple[str, str], sizes: dict[str, int], done: int,
-              total: int, dtype: Any, fp32_components, report: Report, loaded: dict[str, Any]) -> int:
+              total: int, dtype: Any, fp32_components, report: Report, loaded: dict[str, Any],
+              weights: Any = None) -> int:
     """Load component ``name`` into ``loaded``, reporting before and after; returns bytes done."""
     import torch
 
@@ -163,7 +165,12 @@ def _load_one(folder: Path, name: str, entry: tuple[str, str], sizes: dict[str, 
                status=f"Loading {name} ({_human(sizes[name])})", component=name)
     started = time.monotonic()
     try:
-        part = cls.from_pretrained(folder, **kwargs)
+        part = weights.load(name, cls, folder, kwargs, dtype) if weights else cls.from_pretrained(folder, **kwargs)
+    except ValueError as exc:
+        if type(exc).__name__ == "CheckpointError":  # already names the file and the fix
+            raise
+        raise ValueError(f"could not load component {name!r} ({class_name}) from {folder / name}: "
+                         f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         raise ValueError(f"could not load component {name!r} ({class_name}) from {folder / name}: "
                          f"{type(exc).__name__}: {exc}") from exc

@@ -289,8 +289,9 @@ def _noop(*args, **kwargs) -> None:
 
 def load_pipeline(spec: ModelSpec, *, device: str = "auto", dtype: Any = "auto",
                   report: Report | None = None, offload: str = "none", vae_tiling: bool = False,
-                  vae_slicing: bool = False) -> Any:
-    """Download (if needed), load per component, and place ``spec`` on ``device``."""
+                  vae_slicing: bool = False, weights: Any = None) -> Any:
+    """Download (if needed), load per component, and place ``spec`` on ``device``; ``weights``:
+    quantized / single-file components (:mod:`wan_nb.weights`)."""
     import diffusers
 
     from . import download, loading
@@ -305,7 +306,7 @@ def load_pipeline(spec: ModelSpec, *, device: str = "auto", dtype: Any = "auto",
     elif spec.is_local:
         folder = Path(spec.source)
     else:
-        folder = download.fetch_snapshot(spec.source, report)
+        folder = download.fetch_snapshot(spec.source, report, skip=weights.skip_patterns() if weights else ())
     report("stage", stage="loading_model", message=f"Loading {spec.name}")
     index = loading.read_index(folder)
     class_name = spec.pipeline_class if not spec.inferred else index.get("_class_name", spec.pipeline_class)
@@ -314,7 +315,7 @@ def load_pipeline(spec: ModelSpec, *, device: str = "auto", dtype: Any = "auto",
         raise ValueError(f"model {spec.name!r} uses pipeline class {class_name!r}, which diffusers "
                          f"{diffusers.__version__} does not have; upgrade diffusers.")
     # offload="none": each component goes to the device as soon as it is loaded (peak RAM: one).
-    components, config = loading.load_components(folder, dtype=dtype, report=report,
+    components, config = loading.load_components(folder, dtype=dtype, report=report, weights=weights,
                                                  device=device if offload == "none" else None)
     pipe = loading.build_pipeline(pipeline_cls, components, config)
     # The shift at the default size; each run sets its own (set_flow_shift, the flow_shift argument).

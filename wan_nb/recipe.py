@@ -11,6 +11,8 @@ A recipe is a JSON-ready dict::
      "image": {"sha256", "path"} | None,                          # the first frame, as used
      ["strength", "mode"],                                        # when a run used them
      ["inputs": {name: {"kind", "sha256", "files", ["source", "source_sha256"]}}],   # wan_nb.inputs
+     ["quant": {component: "fp8" | "int8" | "nf4" | "gguf"},       # only when the weights were
+      "files": {component: {"path", "sha256"}}]                   # quantized / single files
      "versions": {"wan_nb", "diffusers", "torch"},
      "task_id", "created_at"}
 
@@ -40,7 +42,7 @@ from typing import Any, Mapping
 
 from . import fast_path, fast_presets  # light: no torch at import
 
-__all__ = ["recipe", "recipe_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
+__all__ = ["recipe", "recipe_key", "weights_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
            "PARAM_FIELDS", "RecipeError"]
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,15 @@ def _normal(recipe: Mapping[str, Any], field: str) -> Any:
     return int(value) if field in _INTS else float(value)
 
 
+def weights_key(recipe: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What of the weights decides the video: quant modes and file hashes (not paths); None if neither."""
+    modes, files = recipe.get("quant") or {}, recipe.get("files") or {}
+    if not modes and not files:
+        return None
+    return {"quant": dict(sorted(modes.items())),
+            "files": {name: entry.get("sha256") for name, entry in sorted(files.items())}}
+
+
 def recipe_key(recipe: Mapping[str, Any]) -> str:
     """A stable hash of what decides the video: the generation arguments, the model (repo id or
     name, revision), the dtype, the LoRA files' hashes and weights, the image's hash.
@@ -130,6 +141,9 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
     if media:  # video, last image, masks...: their pixels (the image is keyed above, as before)
         decisive["inputs"] = media
     decisive.update({f: recipe[f] for f in FAST_FIELDS if recipe.get(f) not in (None, False)})  # set only
+    weights = weights_key(recipe)
+    if weights is not None:  # only then: earlier recipes keep their keys
+        decisive["weights"] = weights
     text = json.dumps(decisive, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -260,6 +274,9 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
     found = record(params)   # every input: kind, sha256 of its pixels, the user's file
     if found:
         out["inputs"] = found
+    weights = getattr(generator, "weights", None)  # wan_nb.weights.WeightOptions: quant=, transformer=
+    if weights:
+        out.update(weights.recipe_fields())
     out["versions"] = versions()
     out["task_id"] = task_id
     out["created_at"] = created_at

@@ -122,6 +122,9 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
         raise RecipeError(f"this recipe was made with model {model!r}; this generator runs {generator.model!r}. "
                           f"Use Generator(model={model!r}).rerun(...)")
 
+    from .weights import check_rerun
+
+    check_rerun(generator, found)
     weights = {l["name"]: float(l.get("weight", 1.0)) for l in found.get("loras") or ()}
     weights.update({str(k): float(v) for k, v in (overrides.get("loras") or {}).items()})
     two_experts = len(generator.spec.experts) >= 2

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import tiny_pipelines as _more
 
-__all__ = ["VARIANTS", "TINY_VERSION", "build", "components", "make_lora"]
+__all__ = ["VARIANTS", "TINY_VERSION", "build", "components", "make_lora", "transformer_config"]
 
 TINY_VERSION = 1
 
@@ -78,13 +78,26 @@ def _vae_2_1():
                             temperal_downsample=[False, True, True]).eval()
 
 
-def _transformer(in_channels=16, out_channels=16, **more):
+_TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16,
+                    out_channels=16, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2, cross_attn_norm=True,
+                    qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+# What each variant's transformer changes (Wan 2.1 I2V: image latents and CLIP tokens; TI2V: 48 channels).
+_TRANSFORMER_VARIANTS = {"tiny-i2v": dict(in_channels=36, image_dim=16, added_kv_proj_dim=32),
+                         "tiny-ti2v": dict(in_channels=48, out_channels=48)}
+
+
+def transformer_config(name: str) -> dict[str, Any] | None:
+    """The ``WanTransformer3DModel`` arguments of tiny variant ``name`` (no torch needed); None for
+    the variants whose transformer is another class (VACE, Animate)."""
+    if name not in ("tiny", "tiny-a14b", *_TRANSFORMER_VARIANTS):
+        return None
+    return {**_TRANSFORMER, "image_dim": None, **_TRANSFORMER_VARIANTS.get(name, {})}
+
+
+def _transformer(**more):
     from diffusers import WanTransformer3DModel
 
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=in_channels,
-        out_channels=out_channels, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2,
-        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32, **more).eval()
+    return WanTransformer3DModel(**{**_TRANSFORMER, **more}).eval()
 
 
 def _scheduler():
@@ -118,8 +131,7 @@ def components(name: str, seed: int = 0) -> dict[str, Any]:
         image_encoder = CLIPVisionModel(CLIPVisionConfig(
             hidden_size=16, intermediate_size=32, projection_dim=16, num_hidden_layers=2,
             num_attention_heads=2, image_size=32, patch_size=8)).eval()
-        parts.update(vae=_vae_2_1(), transformer=_transformer(in_channels=36, image_dim=16,
-                                                              added_kv_proj_dim=32),
+        parts.update(vae=_vae_2_1(), transformer=_transformer(**_TRANSFORMER_VARIANTS[name]),
                      image_encoder=image_encoder,
                      image_processor=CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32}))
     elif name == "tiny-ti2v":
@@ -132,7 +144,7 @@ def components(name: str, seed: int = 0) -> dict[str, Any]:
             latents_mean=[0.0] * 48, latents_std=[1.0] * 48, dim_mult=[1, 1, 1, 1],
             num_res_blocks=1, scale_factor_spatial=16, scale_factor_temporal=4,
             temperal_downsample=[False, True, True]).eval()
-        parts.update(vae=vae, transformer=_transformer(in_channels=48, out_channels=48),
+        parts.update(vae=vae, transformer=_transformer(**_TRANSFORMER_VARIANTS[name]),
                      expand_timesteps=True)
     return parts
 
