@@ -118,6 +118,11 @@ def _cluster(rows: list[dict]) -> list[Figure]:
 def _history(rows: list[dict]) -> list[Figure]:
     out = []
     for row in rows:
+        if row["case"].startswith(("server GET page", "server GET deep", "server GET status")):
+            # A page of the server's listing, p95: the Lab sidebar pages with it.
+            out.append((f"history of {row['runs']:,} runs, {row['case']} (p95)", f"{row['seconds'] * 1000:.1f} ms",
+                        "<= 50 ms", row["seconds"] <= 0.05))
+            continue
         # Listing everything is what must stay under a second; a rebuild happens once per runs folder.
         target = "<= 1 s" if row["case"].startswith(("cold", "warm")) else "(informational)"
         out.append((f"history of {row['runs']:,} runs, {row['case']}", f"{row['seconds']:.3f} s", target,

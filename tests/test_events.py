@@ -58,3 +58,34 @@ def test_terminal_events():
     assert not Event("generation_stage", "t", 1, ts, {}).is_terminal
     assert Event("storyboard_progress", "t", 1, ts, {"step": "complete", "status": "completed"}).is_terminal
     assert Event("storyboard_progress", "t", 1, ts, {"step": "videos", "status": "failed"}).is_terminal
+
+
+def test_event_data_encodes_with_json_dumps_and_the_documented_encoder():
+    import copy
+    import pickle
+    import types
+
+    from wan_nb.events import dumps
+
+    event = Event("generation_started", "t", 1, utc_now(),
+                  {"model_type": "tiny", "estimated_duration": None,
+                   "params": {"prompt": "a fox", "loras": {"style": 0.8}, "reference_images": ["a.png", "b.png"]}})
+    expected = {"model_type": "tiny", "estimated_duration": None,
+                "params": {"prompt": "a fox", "loras": {"style": 0.8}, "reference_images": ["a.png", "b.png"]}}
+    assert json.loads(json.dumps(event.data)) == expected
+    assert json.loads(dumps(event.data)) == expected
+    assert json.loads(dumps(event.data["params"])) == expected["params"]
+    # what other code may hold: a mapping proxy with tuples inside
+    assert json.loads(dumps(types.MappingProxyType({"a": (1, 2), "b": types.MappingProxyType({"c": 3})}))) \
+        == {"a": [1, 2], "b": {"c": 3}}
+    # read-only all the way down, but a copy is an ordinary dict
+    for change in (lambda d: d.__setitem__("x", 1), lambda d: d.update(x=1), lambda d: d.pop("model_type"),
+                   lambda d: d["params"]["loras"].__setitem__("style", 1.0), lambda d: d.clear(),
+                   lambda d: d.setdefault("x", 1), lambda d: d.__delitem__("model_type")):
+        with pytest.raises(TypeError, match="read-only"):
+            change(event.data)
+    assert isinstance(event.data, dict) and event.data["params"]["reference_images"] == ("a.png", "b.png")
+    mutable = event.data.copy()
+    mutable["x"] = 1
+    assert dict(event.data)["model_type"] == "tiny" and "x" not in event.data
+    assert pickle.loads(pickle.dumps(event)) == event and copy.deepcopy(event.data) == event.data

@@ -57,6 +57,10 @@ class TextProgress:
         if event.type == EventType.GENERATION_STAGE:
             s["message"] = d.get("stage_message", "")
             force = True
+        elif event.type == EventType.GENERATION_QUEUED:   # waiting for the worker: say where it stands
+            s["stage"] = "queued" if core.queue_position is None else f"queued (#{core.queue_position + 1})"
+            s["message"] = core.message
+            force = True
         elif event.type == EventType.MODEL_LOADING_PROGRESS:
             s["message"] = f"{d.get('component') or 'model'}: {d['status']} ({d['progress']:.0f}%)"
         elif event.type == EventType.VRAM_MONITORING:

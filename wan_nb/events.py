@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import json
-import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +22,7 @@ __all__ = [
     "Stage",
     "EventType",
     "Event",
+    "FrozenDict",
     "TERMINAL_TYPES",
     "TERMINAL_STATUS",
     "COALESCIBLE_TYPES",
@@ -109,9 +109,36 @@ def utc_now() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
+class FrozenDict(dict):
+    """A dict that refuses changes: what :attr:`Event.data` and its nested mappings are.
+
+    A real ``dict`` subclass (not a ``MappingProxyType``), so ``json.dumps(event.data)``,
+    ``wan_nb.events.dumps`` and anything else that takes a dict take it as it is; ``dict(data)``
+    or ``data.copy()`` gives a plain, changeable copy.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("event data is read-only; change a copy (dict(event.data)) instead")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle / copy rebuild it from a plain dict (item by item would hit __setitem__)
+        return (type(self), (dict(self),))
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
 def _freeze(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
@@ -126,6 +153,8 @@ def _thaw(value: Any) -> Any:
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, Mapping):  # a MappingProxyType or any other read-only mapping
+        return dict(value)
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, enum.Enum):
@@ -139,7 +168,8 @@ def _json_default(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Event:
-    """One progress event. ``data`` holds the type's fields (read-only)."""
+    """One progress event. ``data`` holds the type's fields: a read-only dict (:class:`FrozenDict`;
+    nested mappings are too, lists become tuples), which ``json.dumps`` and :func:`dumps` take."""
 
     type: str
     task_id: str
@@ -188,7 +218,8 @@ class Event:
 
 
 def dumps(obj: Any) -> str:
-    """JSON with the encoder events use (paths, enums, numpy scalars)."""
+    """JSON with the encoder events use: takes what events hold (their read-only ``data`` and
+    tuples, any other mapping) and paths, enums, sets and numpy / torch scalars."""
     return json.dumps(obj, default=_json_default, separators=(",", ":"))
 
 

@@ -24,6 +24,7 @@ class TaskSnapshot(TaskState):
             "task_id": self.task_id,
             "kind": self.kind,
             "status": self.status,
+            "queue_position": self.queue_position,   # null unless queued (0 = runs next)
             "stage": self.stage,
             "progress": self.progress,
             "message": self.message,

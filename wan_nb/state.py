@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from .events import TERMINAL_STATUS as _ENDINGS, is_terminal
 
-__all__ = ["TaskState", "TASK_STATUSES", "FINISHED", "PRODUCER_LOST", "PROMPT_CAP"]
+__all__ = ["TaskState", "TASK_STATUSES", "FINISHED", "PRODUCER_LOST", "PROMPT_CAP", "queued_message"]
 
 TASK_STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "lost")
 FINISHED = frozenset({"completed", "failed", "cancelled", "lost"})
@@ -34,6 +34,15 @@ def cap_text(value: Any, limit: int = PROMPT_CAP) -> Any:
     return value
 
 
+def queued_message(position: int | None, ahead: int | None = None) -> str:
+    """How a waiting task reads everywhere (snapshot message, console, widgets): ``Queued (#1)``
+    for the task that runs next, with how many run before it."""
+    text = "Queued" if position is None else f"Queued (#{position + 1})"
+    if ahead:
+        text += f": {ahead} task{'s' if ahead != 1 else ''} ahead"
+    return text
+
+
 def capped_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` with over-long prompts cut to :data:`PROMPT_CAP` characters."""
     return {k: cap_text(v) if k in ("prompt", "negative_prompt") else v for k, v in params.items()}
@@ -46,7 +55,7 @@ class TaskState:
         "task_id", "kind", "status", "stage", "progress", "message", "estimated_time_remaining",
         "current_step", "total_steps", "model_type", "prompt", "params", "seed", "storyboard_id",
         "created_at", "updated_at", "output_path", "scene_videos", "error_type", "error",
-        "duration_s", "last_seq", "vram", "error_stage",
+        "duration_s", "last_seq", "vram", "error_stage", "queue_position", "queue_ahead",
     )
 
     def __init__(self, task_id: str | None = None) -> None:
@@ -74,6 +83,10 @@ class TaskState:
         self.duration_s: float | None = None
         self.last_seq = 0
         self.vram: dict[str, Any] | None = None
+        # Where a waiting task stands (0 = runs next) and how many run before it, the running
+        # one included: from its latest generation_queued; None once the worker has taken it.
+        self.queue_position: int | None = None
+        self.queue_ahead: int | None = None
 
     # -- feeding -----------------------------------------------------------------------------
     def apply(self, event: Any) -> bool:
@@ -108,8 +121,12 @@ class TaskState:
         if type_ == "vram_monitoring":
             self.vram = {k: v for k, v in data.items() if k not in ("task_id", "timestamp")}
             return True
+        if type_ == "generation_queued":
+            self._apply_queued(data)
+            return True
         if type_ not in _NEUTRAL:
-            self.status = "running"
+            self.status = "running"   # the worker took it: generation_stage(initializing) and on
+            self.queue_position = self.queue_ahead = None
         stage = data.get("stage")
         if type_ == "generation_started":
             self._apply_started(data)
@@ -145,6 +162,14 @@ class TaskState:
         if data.get("estimated_duration") is not None:
             self.estimated_time_remaining = data["estimated_duration"]
         self.stage = self.stage or "initializing"
+
+    def _apply_queued(self, data: Mapping[str, Any]) -> None:
+        """A waiting task (again) told where it stands; it says queued until the worker starts it."""
+        position, ahead = data.get("queue_position"), data.get("ahead")
+        self.status = "queued"
+        self.queue_position = position if isinstance(position, int) and not isinstance(position, bool) else None
+        self.queue_ahead = ahead if isinstance(ahead, int) and not isinstance(ahead, bool) else None
+        self.message = queued_message(self.queue_position, self.queue_ahead)
 
     def _raise_progress(self, value: Any) -> None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -83,8 +83,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const actions: IRowActions = {
       cancel: task => {
         store.cancel(task.id).then(
-          error => error && sidebar.row(task.id)?.cancelFailed(error),
-          err => sidebar.row(task.id)?.cancelFailed(String(err))
+          error => error && sidebar.row(task.id)?.steerFailed(error),
+          err => sidebar.row(task.id)?.steerFailed(String(err))
+        );
+      },
+      steer: (task, action, index) => {
+        const row = () => sidebar.row(task.id);
+        store.steer(task.id, action, index).then(
+          error => (error ? row()?.steerFailed(error) : action === 'move' && row()?.moved()),
+          err => row()?.steerFailed(String(err))
         );
       },
       play: (task, scene) => {

@@ -4,10 +4,14 @@
  */
 
 import { clock, megabytes, percent, rate, stageLabel } from './format';
-import { TaskState } from './state';
+import { queuedLabel, TaskState } from './state';
+
+export type SteerAction = 'cancel' | 'pause' | 'resume' | 'move';
 
 export interface IRowActions {
   cancel(task: TaskState): void;
+  /** Pause, resume, or move a queued task to `index` (0 = runs next) through the server. */
+  steer(task: TaskState, action: SteerAction, index?: number): void;
   play(task: TaskState, scene?: number): void;
   copy(task: TaskState): void;
   /** The run folder relative to the server root, or null where it is not under it. */
@@ -41,6 +45,8 @@ function show(node: HTMLElement, visible: boolean): void {
 export class RowView {
   readonly node: HTMLElement;
   status = '';
+  /** Its place in the queue as last drawn (the sidebar reorders when it changes). */
+  queuePosition: number | null = null;
   private _thumb: HTMLImageElement;
   private _prompt: HTMLElement;
   private _meta: HTMLElement;
@@ -52,7 +58,12 @@ export class RowView {
   private _duration: HTMLElement;
   private _error: HTMLElement;
   private _scenes: HTMLElement;
+  private _queue: HTMLElement;
   private _cancel: HTMLButtonElement;
+  private _pause: HTMLButtonElement;
+  private _resume: HTMLButtonElement;
+  private _up: HTMLButtonElement;
+  private _down: HTMLButtonElement;
   private _play: HTMLButtonElement;
   private _copy: HTMLButtonElement;
   private _folder: HTMLButtonElement;
@@ -72,6 +83,7 @@ export class RowView {
     const text = el('div', 'wan-nb-Row-text', head);
     this._prompt = el('div', 'wan-nb-Row-prompt', text);
     this._meta = el('div', 'wan-nb-Row-meta', text);
+    this._queue = el('span', 'wan-nb-Row-queue', head);
     this._bar = el('div', 'wan-nb-Row-bar', row);
     this._bar.setAttribute('role', 'progressbar');
     this._bar.setAttribute('aria-valuemin', '0');
@@ -86,6 +98,16 @@ export class RowView {
     this._scenes = el('div', 'wan-nb-Row-scenes', row);
     const actions = el('div', 'wan-nb-Row-actions', row);
     this._cancel = this._button(actions, 'Cancel', 'wan-nb-cancel', () => this._onCancel());
+    this._pause = this._button(actions, 'Pause', 'wan-nb-pause', () =>
+      this._onSteer(this._pause, 'Pausing…', 'pause')
+    );
+    this._resume = this._button(actions, 'Resume', 'wan-nb-resume', () =>
+      this._onSteer(this._resume, 'Resuming…', 'resume')
+    );
+    this._up = this._button(actions, '▲', 'wan-nb-up', () => this._onMove(-1));
+    this._down = this._button(actions, '▼', 'wan-nb-down', () => this._onMove(1));
+    this._up.title = 'Run sooner';
+    this._down.title = 'Run later';
     this._play = this._button(actions, 'Play', 'wan-nb-play', () => _actions.play(this.task));
     this._copy = this._button(actions, 'Copy', 'wan-nb-copy', () => _actions.copy(this.task));
     this._folder = this._button(actions, 'Folder', 'wan-nb-folder', () => {
@@ -99,15 +121,23 @@ export class RowView {
 
   update(): void {
     const t = this.task;
+    if (t.status !== this.status) {
+      this._settle(); // the request was answered by the task itself: buttons are live again
+    }
     this.status = t.status;
+    this.queuePosition = t.queuePosition;
     this.node.dataset.status = t.status;
     this.node.dataset.kind = t.kind;
     this.node.dataset.lastSeq = String(t.lastSeq);
     this.node.dataset.events = String(t.applied);
+    const queued = t.status === 'queued';
+    this.node.dataset.queuePosition = queued && t.queuePosition !== null ? String(t.queuePosition) : '';
+    setText(this._queue, queued ? queuedLabel(t.queuePosition) : '');
+    show(this._queue, queued);
     const prompt = t.prompt || (t.kind === 'storyboard' ? `Storyboard ${t.id}` : t.id);
     setText(this._prompt, prompt);
     this._prompt.title = prompt;
-    const stage = t.stage && !t.finished ? ` · ${stageLabel(t.stage)}` : '';
+    const stage = t.stage && !t.finished && t.status !== 'queued' ? ` · ${stageLabel(t.stage)}` : '';
     const kind = t.kind === 'storyboard' ? 'storyboard' : t.model || 'model ?';
     const scene = t.storyboardId ? ' · scene' : '';
     setText(this._meta, `${kind}${scene} · ${t.status}${stage}`);
@@ -123,7 +153,7 @@ export class RowView {
       steps = `${percent(t.progress)} · steps ${t.step}/${t.totalSteps}`;
       const r = live ? rate(t.rate) : '';
       steps += r ? ` · ${r}` : '';
-    } else if (live || t.progress) {
+    } else if ((live && t.status !== 'queued') || t.progress) {
       steps = percent(t.progress);
     }
     setText(this._steps, steps);
@@ -154,10 +184,20 @@ export class RowView {
 
     this._updateScenes();
     show(this._cancel, live);
+    const generation = t.kind !== 'storyboard';
+    show(this._pause, generation && t.status === 'running');
+    show(this._resume, generation && t.status === 'paused');
+    const movable = generation && queued && t.queuePosition !== null;
+    show(this._up, movable && (t.queuePosition as number) > 0);
+    show(this._down, movable);
     show(this._play, t.status === 'completed' && !!t.outputPath && t.kind !== 'storyboard');
     show(this._folder, this._actions.folderOf(t) !== null);
     const label = prompt.length > 60 ? prompt.slice(0, 57) + '...' : prompt;
     this._cancel.setAttribute('aria-label', `Cancel: ${label}`);
+    this._pause.setAttribute('aria-label', `Pause: ${label}`);
+    this._resume.setAttribute('aria-label', `Resume: ${label}`);
+    this._up.setAttribute('aria-label', `Run sooner: ${label}`);
+    this._down.setAttribute('aria-label', `Run later: ${label}`);
     this._play.setAttribute('aria-label', `Play the video of: ${label}`);
     this._copy.setAttribute('aria-label', `Copy the prompt and parameters of: ${label}`);
     this._folder.setAttribute('aria-label', `Show the run folder of: ${label}`);
@@ -193,10 +233,45 @@ export class RowView {
     this._actions.cancel(this.task);
   }
 
-  /** After the server refused: the button comes back, the reason shows in the row. */
-  cancelFailed(reason: string): void {
-    this._cancel.disabled = false;
-    setText(this._cancel, 'Cancel');
+  private _onSteer(button: HTMLButtonElement, busy: string, action: SteerAction): void {
+    button.disabled = true;
+    setText(button, busy);
+    this._actions.steer(this.task, action);
+  }
+
+  /** One place up (-1) or down (+1) in its generator's queue. */
+  private _onMove(by: number): void {
+    const position = this.task.queuePosition;
+    if (position === null) {
+      return;
+    }
+    this._up.disabled = this._down.disabled = true;
+    this._actions.steer(this.task, 'move', Math.max(0, position + by));
+  }
+
+  /** Buttons back to their resting labels (after an answer, or a change of status). */
+  private _settle(): void {
+    const labels: [HTMLButtonElement, string][] = [
+      [this._cancel, 'Cancel'],
+      [this._pause, 'Pause'],
+      [this._resume, 'Resume'],
+      [this._up, '▲'],
+      [this._down, '▼']
+    ];
+    for (const [button, label] of labels) {
+      button.disabled = false;
+      setText(button, label);
+    }
+  }
+
+  /** A move was accepted: the arrows work again (the new position arrives as an event). */
+  moved(): void {
+    this._up.disabled = this._down.disabled = false;
+  }
+
+  /** After the server refused: the buttons come back, the reason shows in the row. */
+  steerFailed(reason: string): void {
+    this._settle();
     setText(this._error, reason);
     show(this._error, true);
   }

@@ -73,9 +73,9 @@ export class GenerationsSidebar extends Widget {
         reorder = reorder || (id !== '' && store.tasks.has(id));
         continue;
       }
-      const before = row.status;
+      const [status, position] = [row.status, row.queuePosition];
       row.update();
-      reorder = reorder || row.status !== before;
+      reorder = reorder || row.status !== status || row.queuePosition !== position;
     }
     if (reorder) {
       this._arrange();

@@ -76,6 +76,9 @@ export class TaskState {
   applied = 0;
   vram: IVram | null = null;
   preview: IPreview | null = null;
+  /** While queued: where it stands (0 = runs next) and how many run before it; else null. */
+  queuePosition: number | null = null;
+  queueAhead: number | null = null;
   private _samples: IStepSample[] = [];
 
   constructor(id: string) {
@@ -120,6 +123,7 @@ export class TaskState {
     }
     this.kind = snap.kind || this.kind;
     this.status = snap.status || this.status;
+    this.queuePosition = this.status === 'queued' ? wholeOrNull(snap.queue_position) : null;
     this.stage = snap.stage ?? this.stage;
     this.progress = Math.max(this.progress, Number(snap.progress) || 0);
     this.message = snap.message || this.message;
@@ -193,25 +197,22 @@ export class TaskState {
         return true;
       case 'generation_queued':
         this.status = 'queued';
+        this.queuePosition = wholeOrNull(data.queue_position);
+        this.queueAhead = wholeOrNull(data.ahead);
+        this.message = queuedLabel(this.queuePosition);
         return true;
       case 'generation_paused':
         this.status = 'paused';
         return true;
+      case 'generation_started':
+        // Says what will run, not that it runs: a task waiting behind another stays queued
+        // until the worker's generation_stage (as wan_nb/state.py folds it).
+        this._applyStarted(data);
+        return true;
     }
     this.status = 'running';
+    this.queuePosition = this.queueAhead = null;
     switch (frame.type) {
-      case 'generation_started': {
-        const params = data.params || {};
-        this.params = params;
-        this.model = data.model_type ?? this.model;
-        this.prompt = params.prompt ?? this.prompt;
-        this.seed = params.seed ?? this.seed;
-        this.storyboardId = params.storyboard_id ?? this.storyboardId;
-        this.totalSteps = params.steps ?? this.totalSteps;
-        this.eta = data.estimated_duration ?? this.eta;
-        this.stage = this.stage || 'initializing';
-        break;
-      }
       case 'generation_stage':
         this.stage = data.stage || this.stage;
         this.message = data.stage_message || this.message;
@@ -254,6 +255,18 @@ export class TaskState {
         break;
     }
     return true;
+  }
+
+  private _applyStarted(data: { [key: string]: any }): void {
+    const params = data.params || {};
+    this.params = params;
+    this.model = data.model_type ?? this.model;
+    this.prompt = params.prompt ?? this.prompt;
+    this.seed = params.seed ?? this.seed;
+    this.storyboardId = params.storyboard_id ?? this.storyboardId;
+    this.totalSteps = params.steps ?? this.totalSteps;
+    this.eta = data.estimated_duration ?? this.eta;
+    this.stage = this.stage || 'initializing';
   }
 
   private _applyStoryboard(data: { [key: string]: any }): void {
@@ -304,6 +317,15 @@ export class TaskState {
   }
 }
 
+function wholeOrNull(value: unknown): number | null {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : null;
+}
+
+/** "Queued (#1)" for the task that runs next (position 0), "Queued" where it is not known. */
+export function queuedLabel(position: number | null): string {
+  return position === null ? 'Queued' : `Queued (#${position + 1})`;
+}
+
 const RANK: { [status: string]: number } = {
   running: 0,
   paused: 0,
@@ -320,6 +342,12 @@ export function compareTasks(a: TaskState, b: TaskState): number {
   const ca = a.createdAt || '';
   const cb = b.createdAt || '';
   if (ra === 1) {
+    // In run order: by queue position where both know it, else by when they were queued.
+    const pa = a.queuePosition;
+    const pb = b.queuePosition;
+    if (pa !== null && pb !== null && pa !== pb) {
+      return pa - pb;
+    }
     return ca < cb ? -1 : ca > cb ? 1 : 0;
   }
   return ca < cb ? 1 : ca > cb ? -1 : 0;

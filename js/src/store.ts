@@ -115,12 +115,24 @@ export class TaskStore {
   }
 
   async cancel(taskId: string): Promise<string | null> {
-    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId, 'cancel');
-    const response = await ServerConnection.makeRequest(url, { method: 'POST' }, this.settings);
+    return this.steer(taskId, 'cancel');
+  }
+
+  /**
+   * `POST wan-nb/api/tasks/{id}/{action}` (cancel, pause, resume; move with `{"index": n}`):
+   * null once the task's process took it (202), else the reason it could not.
+   */
+  async steer(taskId: string, action: string, index?: number): Promise<string | null> {
+    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId, action);
+    const init: RequestInit = { method: 'POST' };
+    if (index !== undefined) {
+      init.body = JSON.stringify({ index });
+    }
+    const response = await ServerConnection.makeRequest(url, init, this.settings);
     if (response.status === 202) {
       return null;
     }
-    return (await errorMessage(response)) || `cancel answered ${response.status}`;
+    return (await errorMessage(response)) || `${action} answered ${response.status}`;
   }
 
   videoUrl(task: TaskState, scene?: number): string {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { clock, rate } from '../lib/format.js';
-import { compareTasks, TaskState } from '../lib/state.js';
+import { compareTasks, queuedLabel, TaskState } from '../lib/state.js';
 
 let seq = 0;
 function frame(type, data = {}, at = '2026-01-01T00:00:00.000Z') {
@@ -88,4 +88,40 @@ test('readings for people', () => {
   assert.equal(rate(2.44), '2.4 it/s');
   assert.equal(rate(0.25), '4.0 s/it');
   assert.equal(rate(null), '');
+});
+
+test('a task waiting behind another reads "Queued (#n)" until the worker starts it', () => {
+  seq = 0;
+  const task = new TaskState('t');
+  task.apply(frame('generation_started', { model_type: 'tiny', params: { prompt: 'an owl', steps: 4 } }));
+  assert.equal(task.status, 'queued'); // what will run, not that it runs
+  task.apply(frame('generation_queued', { queue_position: 1, ahead: 2 }));
+  assert.equal(task.status, 'queued');
+  assert.equal(task.queuePosition, 1);
+  assert.equal(task.queueAhead, 2);
+  assert.equal(queuedLabel(task.queuePosition), 'Queued (#2)');
+  task.apply(frame('vram_monitoring', { allocated_mb: 1 })); // says nothing about the queue
+  assert.equal(task.status, 'queued');
+  task.apply(frame('generation_queued', { queue_position: 0, ahead: 1 })); // the one ahead moved
+  assert.equal(task.queuePosition, 0);
+  task.apply(frame('generation_stage', { stage: 'initializing', stage_message: 'Starting' }));
+  assert.equal(task.status, 'running');
+  assert.equal(task.queuePosition, null);
+  assert.equal(queuedLabel(null), 'Queued');
+});
+
+test('a snapshot carries the queue position only while queued', () => {
+  const task = new TaskState('t');
+  task.applySnapshot({ last_seq: 2, status: 'queued', queue_position: 3 });
+  assert.equal(task.queuePosition, 3);
+  task.applySnapshot({ last_seq: 5, status: 'running', queue_position: null });
+  assert.equal(task.queuePosition, null);
+});
+
+test('queued tasks sort by their queue position once they know it', () => {
+  const make = (id, status, createdAt, queuePosition) =>
+    Object.assign(new TaskState(id), { status, createdAt, queuePosition });
+  const tasks = [make('q-first-made', 'queued', '1', 2), make('run', 'running', '0', null),
+    make('q-moved-up', 'queued', '3', 0), make('q-mid', 'queued', '2', 1)];
+  assert.deepEqual(tasks.sort(compareTasks).map(t => t.id), ['run', 'q-moved-up', 'q-mid', 'q-first-made']);
 });

@@ -25,6 +25,7 @@ from ..events import dumps
 from ..relay.protocol import API_ROOT
 from . import _tornado_compat as compat
 from .hub import Hub, Subscriber, TaskEntry, parse_seq, valid_task_id
+from .listing import finish_in_chunks
 from .outbox import HandlerOutbox, Outbox
 from .wire import sse_comment, ws_text_frame
 
@@ -60,9 +61,9 @@ class TasksHandler(WanNbAPIHandler):
         status = self.get_argument("status", None)
         if status is not None and status not in TASK_STATUSES:
             raise web.HTTPError(400, f"status must be one of {', '.join(TASK_STATUSES)}")
-        listing = self.hub.list_tasks(limit=limit, offset=offset, status=status)
+        listing = await self.hub.list_tasks(limit=limit, offset=offset, status=status)
         self.set_header("X-Total-Count", str(listing["total"]))   # the body stays {"tasks": [...]}
-        self.write_json({"tasks": listing["tasks"]})
+        await finish_in_chunks(self, self.hub.tasks_body(listing["tasks"]))
 
     def _count(self, name: str, default: int | None) -> int | None:
         raw = self.get_argument(name, None)

@@ -26,6 +26,7 @@ from ..relay import protocol
 from . import runs
 from .discovery import Discovery, Producer, RememberedDirs
 from .fanout import BACKLOG_BYTES, Encoder, Fanout, SseAllEncoder, SseTaskEncoder, Subscriber, WsEncoder
+from .listing import RunListing
 from .memory import MemoryTrimmer
 from .outbox import Outbox
 from .store import Rec, Store, TaskEntry, read_journal, valid_task_id
@@ -72,6 +73,9 @@ class Hub:
         self.configured_dirs = [Path(d).expanduser() for d in runs_dirs]
         self.journal_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="wan_nb-journal")
         self.control_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="wan_nb-control")
+        # Finished runs on disk, read on a thread of their own (see .listing)
+        self.listing_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wan_nb-listing")
+        self.listing = RunListing(self.base_url, self.listing_pool)
         self._control_pending = 0
         # Ids of the all-tasks stream: "<boot>-<n>", n counting every event this server run
         # accepted; a different boot means the id is from an earlier server run.
@@ -120,6 +124,14 @@ class Hub:
             timer = PeriodicCallback(callback, seconds * 1000)
             timer.start()
             self._timers.append(timer)
+        # Read the runs on disk now, off the loop, so the first listing need not wait for it.
+        IOLoop.current().spawn_callback(self._warm_listing)
+
+    async def _warm_listing(self) -> None:
+        try:
+            await self.listing.refresh(self.runs_dirs())
+        except Exception:
+            self.log.warning("wan_nb: cannot read the runs on disk", exc_info=True)
 
     def stop(self) -> None:
         for timer in self._timers:
@@ -131,6 +143,7 @@ class Hub:
             outbox.close("server stopping")
         self.journal_pool.shutdown(wait=False, cancel_futures=True)
         self.control_pool.shutdown(wait=False, cancel_futures=True)
+        self.listing_pool.shutdown(wait=False, cancel_futures=True)
         self.started = False
 
     def scan(self, force: bool = False) -> None:
@@ -274,19 +287,16 @@ class Hub:
                        key=lambda t: (t.snapshot.created_at or "", t.created), reverse=True)
         return [self.snapshot(t) for t in tasks if t.snapshot.last_seq]
 
-    def list_tasks(self, *, limit: int | None = None, offset: int = 0,
-                   status: str | None = None) -> dict[str, Any]:
-        """Live and remembered tasks, then finished runs found on disk, newest first."""
-        live = self.snapshots()
-        known = {s["task_id"] for s in live}
-        on_disk = [runs.summary(run, self.base_url) for run in runs.finished_runs(self.runs_dirs())
-                   if run["task_id"] not in known]
-        every = sorted(live + on_disk, key=lambda s: s.get("created_at") or "", reverse=True)
-        if status:
-            every = [s for s in every if s.get("status") == status]
-        total = len(every)
-        page = every[offset:offset + limit] if limit is not None else every[offset:]
-        return {"tasks": page, "total": total}
+    async def list_tasks(self, *, limit: int | None = None, offset: int = 0,
+                         status: str | None = None) -> dict[str, Any]:
+        """Live and remembered tasks, then finished runs found on disk, newest first:
+        ``{"tasks": page, "total": n}``. The disk is read incrementally, off the loop (.listing)."""
+        await self.listing.refresh(self.runs_dirs())
+        return self.listing.page(self.snapshots(), limit=limit, offset=offset, status=status or None)
+
+    def tasks_body(self, tasks: list[dict[str, Any]]) -> bytes:
+        """The JSON body ``{"tasks": tasks}`` of a page :meth:`list_tasks` gave."""
+        return self.listing.body(tasks)
 
     def run_folder(self, task: TaskEntry) -> Path | None:
         if task.journal_path is not None:

@@ -154,6 +154,21 @@ def _from_history(directory: Path) -> list[dict[str, Any]] | None:
     return found
 
 
+def run_from_index(directory: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """A run of ``directory`` from its line in the history index (``wan_nb.history``'s format),
+    in the shape :func:`summary` takes."""
+    params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
+    video = entry.get("video")
+    folder = os.path.join(directory, entry.get("folder") or entry["task_id"])   # str: thousands a listing
+    return {"task_id": entry["task_id"], "prompt": cap_text(entry.get("prompt") or params.get("prompt")),
+            "params": capped_params(params), "seed": entry.get("seed"), "model_type": entry.get("model"),
+            "created_at": _iso(entry.get("created_at")), "status": entry.get("status"),
+            "output_path": os.path.join(folder, video) if isinstance(video, str) and video else None,
+            "duration_s": entry.get("duration_s"), "updated_at": entry.get("finished_at"),
+            "error_type": None, "error": entry.get("error"), "scene_videos": [],
+            "kind": "storyboard" if entry.get("kind") == "storyboard" else "generation", "pid": None}
+
+
 def finished_runs(directories: Iterable[Path]) -> list[dict[str, Any]]:
     """Every ended run in ``directories`` (a run without an ending whose process is gone
     counts as lost; one still running is left to the live list)."""
@@ -211,4 +226,4 @@ def summary(run: dict[str, Any], base_url: str) -> dict[str, Any]:
             "video_url": url if run["output_path"] else None, "scene_videos": run["scene_videos"],
             "scene_video_urls": scene_urls, "error_type": run["error_type"], "error": run["error"],
             "duration_s": run["duration_s"], "last_seq": None, "producer_pid": None,
-            "incomplete": False, "missing_seqs": [], "on_disk": True}
+            "incomplete": False, "missing_seqs": [], "on_disk": True, "queue_position": None}

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from ..events import TERMINAL_STATUS as _TERMINAL, dumps
 from ..relay.protocol import video_path
-from ..state import PRODUCER_LOST
+from ..state import PRODUCER_LOST, queued_message
 from ._tornado_compat import ws_text_frame
 
 
@@ -76,6 +76,8 @@ def seed_message(frame: Mapping[str, Any], progress: float, stage: str | None,
             text = f"VRAM {data.get('allocated_percent', 0):.0f}% ({data.get('warning_level', 'normal')})"
         elif type_ == "generation_started":
             text = f"Started {data.get('model_type', '')}".strip()
+        elif type_ == "generation_queued":   # waiting: the seed's clients show where it stands
+            text = queued_message(data.get("queue_position"), data.get("ahead"))
         elif type_ == "generation_completed":
             step, progress, text = "complete", 100, "Generation complete!"
             data["final_video_path"] = data.get("output_path")

@@ -51,6 +51,7 @@ class TaskState:
     output_path: str | None = None
     error: str | None = None
     last_seq: int = 0
+    queue_position: int | None = None  # while queued: 0 = runs next (the reducer's figure)
     core: CoreState = field(default_factory=CoreState, repr=False, compare=False)
 
     @classmethod
@@ -80,6 +81,7 @@ class TaskState:
         ended = core.finished
         if self.status != "waiting" or core.status != "queued" or event.type == EventType.GENERATION_STARTED:
             self.status = core.status
+        self.queue_position = core.queue_position
         if core.status == "running" and self.started_at is None:
             self.started_at = at
         self.stage = (core.error_stage if core.status in ("failed", "cancelled", "lost") else core.stage) \

@@ -261,8 +261,9 @@ class ProgressPanel(w.VBox):
             return "<i>No generation yet</i>"
         prompt = s.prompt if len(s.prompt) <= 90 else s.prompt[:87] + "…"
         color = STATUS_COLOR.get(s.status, "#777")
+        label = s.status if s.queue_position is None else f"{s.status} (#{s.queue_position + 1})"
         return (f"<div class='wan-nb-title'><b>{html.escape(prompt)}</b> "
-                f"<span style='color:{color}' class='wan-nb-status' data-status='{s.status}'>● {s.status}</span> "
+                f"<span style='color:{color}' class='wan-nb-status' data-status='{s.status}'>● {label}</span> "
                 f"<code style='font-size:80%;opacity:.7'>{html.escape(s.task_id)}</code></div>")
 
     def _message_html(self, s: TaskState) -> str:
