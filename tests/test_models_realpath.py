@@ -111,8 +111,8 @@ def test_offload_none_moves_each_component_as_soon_as_it_is_loaded(tmp_path):
 
     real_load_one = loading._load_one
 
-    def load_one(folder, name, entry, sizes, done, total, dtype, fp32, report_, into):
-        result = real_load_one(folder, name, entry, sizes, done, total, dtype, fp32, report_, into)
+    def load_one(folder, name, entry, sizes, done, total, dtype, fp32, report_, into, *rest):
+        result = real_load_one(folder, name, entry, sizes, done, total, dtype, fp32, report_, into, *rest)
         loaded[name] = into[name]
         return result
 
