@@ -311,19 +311,24 @@ def _live_checks(page, base: str, token: str, tmp_path: Path, done: dict, board:
 def _notebook7_lists(page, base: str, token: str, task_id: str) -> None:
     """Notebook 7's file browser page: the same sidebar, opened from View > Left Sidebar."""
     page.goto(f"{base}/tree?token={token}")
-    # A submenu opens on hover only once the menu has rendered; on a loaded machine the first hover
-    # can come too early, so the menu is opened again (the sidebar must still appear below).
-    for attempt in range(3):
-        page.locator(".lm-MenuBar-itemLabel", has_text="View").first.click()
-        page.locator(".lm-Menu-item", has_text="Left Sidebar").first.hover()
+    # Notebook 7 fills View > Left Sidebar only once the extensions on the page have registered
+    # their panels, and a submenu opens on hover only once the menu has rendered: on a loaded
+    # machine the first try can come too early, so the page is given more time and the menu is
+    # opened again (the sidebar must still appear below).
+    for attempt in range(4):
         try:
+            page.locator(".lm-MenuBar-itemLabel", has_text="View").first.click(timeout=20_000)
+            page.locator(".lm-Menu-item", has_text="Left Sidebar").first.hover(timeout=15_000)
             page.locator(".lm-Menu-item", has_text="Show Wan generations").first.click(timeout=15_000)
             break
         except Exception:
-            if attempt == 2:
+            if attempt == 3:
                 raise
             page.keyboard.press("Escape")
             page.keyboard.press("Escape")
+            page.wait_for_timeout(3_000)
+            if attempt == 1:
+                page.reload()
     page.wait_for_selector(".wan-nb-Sidebar", state="visible", timeout=20_000)
     _row(page, task_id).wait_for(timeout=20_000)
     page.close()
