@@ -108,7 +108,7 @@ class _Flood:
     """Streams ``count`` progress frames of one task in batches of ``batch``."""
 
     def frames(self, count: int, batch: int):
-        from wan_nb.bus import EventBus
+        from wan_nb.core.bus import EventBus
 
         bus = EventBus()
         out = []
@@ -127,9 +127,10 @@ class _Flood:
 def events_rate(count: int, batch: int, runs_dir: Path) -> dict:
     import ray
 
-    from wan_nb import journal, relay
-    from wan_nb.bus import EventBus
-    from wan_nb.events import Event
+    from wan_nb import relay
+    from wan_nb.runs import journal
+    from wan_nb.core.bus import EventBus
+    from wan_nb.protocol.events import Event
 
     bus = EventBus()
     sink = journal.Journal()

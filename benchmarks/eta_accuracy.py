@@ -41,7 +41,7 @@ def estimate_cost(steps: int = 10_000) -> dict:
     """Microseconds a step for recording the step and estimating the rest, early and late in a
     long two-expert run (it must stay flat: an estimate that grows with the run would slow the
     run's last steps)."""
-    from wan_nb.eta import StepClock
+    from wan_nb.core.eta import StepClock
 
     clock = StepClock(steps, 1.0, ["high_noise"] * (steps // 2) + ["low_noise"] * (steps - steps // 2))
     per_step = []

@@ -45,7 +45,7 @@ def build_pipeline():
     import torch
     from diffusers import WanTransformer3DModel
 
-    from wan_nb import tiny
+    from wan_nb.models import tiny
 
     parts = tiny.components("tiny")
     torch.manual_seed(1)
@@ -67,7 +67,7 @@ def psnr(a, b) -> float:
 
 def one_run(gen, steps: int, mode: str | None, threshold: float | None = None) -> dict:
     """Generate once; returns timings, reused steps and the decoded frames of the final latents."""
-    from wan_nb.video import decode_latents
+    from wan_nb.models.video_io import decode_latents
 
     final = {}
     events = []

@@ -12,7 +12,7 @@ in a fresh process through wan_nb's own loader path (``WeightOptions.load``, whi
 - ``gguf-Q8_0`` / ``gguf-Q4_0``: ``from_single_file`` + ``GGUFQuantizationConfig``;
 - ``nf4``: bitsandbytes, CUDA only (a "skipped" row on a machine without a GPU).
 
-Figures per mode: bytes of the stored weights (``wan_nb.quant.stored_dtypes``: what sits in GPU
+Figures per mode: bytes of the stored weights (``wan_nb.weights.quant.stored_dtypes``: what sits in GPU
 memory), their ratio to bf16; host RSS growth over the process's RSS before loading (the
 interpreter, torch and diffusers are the same in every process): resident after loading, peak by
 the end of loading, peak after one forward pass; forward time and the relative error of the noise
@@ -86,8 +86,8 @@ def prepare(folder: Path, config: dict) -> None:
     import torch
     from diffusers import WanTransformer3DModel
 
-    from wan_nb import gguf_files
-    from wan_nb.single_file import original_state_dict
+    from wan_nb.weights import gguf as gguf_files
+    from wan_nb.weights.single_file import original_state_dict
 
     torch.manual_seed(0)
     model = WanTransformer3DModel(**config).to(torch.bfloat16).eval()
@@ -111,7 +111,8 @@ def one(mode: str, folder: Path, config: dict) -> dict:
     import torch
     from diffusers import WanTransformer3DModel
 
-    from wan_nb import quant, weights
+    from wan_nb.weights import quant
+    from wan_nb.weights import options as weights
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     before = _current_rss_mb()
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     config = QUICK if args.quick else MID
     if args.one:
-        from wan_nb import quiet_imports
+        from wan_nb.protocol import quiet_imports
 
         quiet_imports.install()
         print(json.dumps(one(args.one, args.folder, config)))

@@ -36,14 +36,14 @@ the VAE and the CLIP image encoder stay float32 (as wan_nb's loader keeps them);
 Sections (each prints a table, returns rows and, with ``--out``, writes ``gpu_check_<section>.json``
 as soon as it ends; a failing section is recorded and the next one runs):
 
-* ``monitor`` (GPU.md 1): wan_nb.monitor.sample() and nvidia-smi read back to back, (a) while
+* ``monitor`` (GPU.md 1): wan_nb.protocol.monitor.sample() and nvidia-smi read back to back, (a) while
   memory is filled on purpose in steps up to ~95 % (warning levels must cross 75 % and 90 %), then
   (b) every 0.5 s during a real Generator run.
 * ``speed`` / ``speed5b`` (GPU.md 2): seconds per step (step hook with a device sync), decode time
   (post_processing stage), encode time, peak VRAM, then ``Generator.generate`` against the bare
   ``pipe(..., output_type="np")`` + ``write_mp4``, interleaved, medians, ratio (target <= 1.005).
 * ``memory`` (GPU.md 3): offload none | model | group | sequential applied with
-  ``wan_nb.loading.place`` (what ``load_pipeline`` uses), each a fresh pipeline, a short run with a
+  ``wan_nb.models.loading.place`` (what ``load_pipeline`` uses), each a fresh pipeline, a short run with a
   time budget: peak VRAM overall, up to the end of denoising and in the decode, time per step and
   decode; then the run's final latents decoded again with VAE tiling on (peak and time).
 * ``previews`` (GPU.md 5): preview cost with ``preview_every=1`` and at the default adaptive rate as
@@ -255,8 +255,8 @@ def build_pipeline(a: Arch, device: str, dtype: Any, seed: int = 0) -> tuple[Any
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from wan_nb.loading import FP32_COMPONENTS
-    from wan_nb.tiny import _tokenizer  # the tiny model's word-level tokenizer (no download)
+    from wan_nb.models.loading import FP32_COMPONENTS
+    from wan_nb.models.tiny import _tokenizer  # the tiny model's word-level tokenizer (no download)
 
     tokenizer = _tokenizer()
     te = dict(a.text_encoder)
@@ -531,7 +531,7 @@ def run_task(gen: Any, budget_s: float, **kwargs: Any) -> tuple[Any, str]:
 # 1. monitor vs nvidia-smi
 # ---------------------------------------------------------------------------------------------
 def _paired_sample() -> dict[str, Any]:
-    from wan_nb import monitor
+    from wan_nb.protocol import monitor
 
     reading = monitor.sample()
     smi = nvidia_smi(monitor._cuda_device_index() if reading.get("source") == "nvml" else None)
@@ -655,7 +655,7 @@ def section_speed(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
     import numpy as np
     import torch
 
-    from wan_nb.video import write_mp4
+    from wan_nb.models.video_io import write_mp4
 
     pipe = ctx.pipeline(arch_name)
     a = arch(arch_name, ctx.smoke)
@@ -728,9 +728,9 @@ def section_speed5b(ctx: Context) -> list[dict]:
 # 3. memory options
 # ---------------------------------------------------------------------------------------------
 def section_memory(ctx: Context, arch_name: str | None = None) -> list[dict]:
-    from wan_nb import loading
-    from wan_nb.model_presets import get as preset
-    from wan_nb.video import decode_latents
+    from wan_nb.models import loading
+    from wan_nb.models.presets import get as preset
+    from wan_nb.models.video_io import decode_latents
 
     arch_name = arch_name or ctx.memory_arch
     steps = ctx.memory_steps  # peaks do not grow with the step count; time does
@@ -749,7 +749,7 @@ def section_memory(ctx: Context, arch_name: str | None = None) -> list[dict]:
             if mode != "none":
                 pipe.to("cpu")  # offloading starts from weights in host memory, as after loading
                 free_memory()
-            # the loader's own placement function (wan_nb.models.load_pipeline calls it)
+            # the loader's own placement function (wan_nb.models.specs.load_pipeline calls it)
             row["placement"] = loading.place(pipe, device=ctx.device, offload=mode, vae_tiling=False)
             row["build_s"] = round(time.perf_counter() - built, 1)
             gen = ctx.generator(pipe, arch_name)
@@ -842,7 +842,7 @@ def _timed_previewer(gen: Any) -> list[float]:
 
 
 def section_previews(ctx: Context, arch_name: str = "wan2.1-1.3b") -> list[dict]:
-    from wan_nb import monitor
+    from wan_nb.protocol import monitor
     from wan_nb.previews import install
 
     pipe = ctx.pipeline(arch_name)

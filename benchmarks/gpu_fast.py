@@ -42,7 +42,7 @@ def _psnr(a: Any, b: Any) -> float | None:
 
 def _timed_run(g: Any, ctx: Any, gen: Any, steps: int, shape: dict, **kwargs: Any) -> dict:
     """One run: device-synchronised step times, reused steps, decoded frames of the final latents."""
-    from wan_nb.video import decode_latents
+    from wan_nb.models.video_io import decode_latents
 
     clock = g.StepClock()
     off = gen.add_step_hook(clock)
@@ -74,7 +74,7 @@ def cache_rows(ctx: Any, g: Any) -> list[dict]:
         for mode in (None, *CACHE_MODES):
             try:
                 if mode == "mag":
-                    from wan_nb.cache import forget_ratios
+                    from wan_nb.fast.cache import forget_ratios
 
                     forget_ratios(gen.model)  # so this run measures the curve, whatever ran before
                     calibration = _timed_run(g, ctx, gen, steps, shape, cache="mag")
@@ -166,8 +166,8 @@ def compile_rows(ctx: Any, g: Any) -> list[dict]:
 
 def plan_rows(ctx: Any, g: Any) -> list[dict]:
     """Predicted (planner) vs measured peak VRAM per offload mode, bf16 weights."""
-    from wan_nb import loading
-    from wan_nb.planner import plan
+    from wan_nb.models import loading
+    from wan_nb.fast.planner import plan
 
     a = g.arch(ARCH, ctx.smoke)
     shape = {k: a.shape[k] for k in ("height", "width", "num_frames")}

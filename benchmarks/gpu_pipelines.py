@@ -83,8 +83,8 @@ def build(name: str, g: Any, ctx: Any) -> tuple[Any, float]:
     from accelerate import init_empty_weights
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from wan_nb.loading import FP32_COMPONENTS
-    from wan_nb.tiny import _tokenizer
+    from wan_nb.models.loading import FP32_COMPONENTS
+    from wan_nb.models.tiny import _tokenizer
 
     base = g.arch("wan2.1-1.3b", ctx.smoke)   # the shared text encoder and Wan 2.1 VAE shapes
     tokenizer = _tokenizer()
@@ -138,7 +138,7 @@ class Cases:
                                        previews=False)
 
     def run(self, gen: Any, arch_name: str, case: str, params_b: float | None, **inputs: Any) -> dict:
-        from wan_nb.video import frame_count
+        from wan_nb.models.video_io import frame_count
 
         clock = self.g.StepClock()
         off = gen.add_step_hook(clock)

@@ -14,7 +14,7 @@ and warms up, a second is measured:
 Figures: peak VRAM over the measured run (torch ``max_memory_allocated``: with offload "none" the
 weights of every component plus the activations), VRAM held after loading (the weights), seconds
 per denoising step (median, step hook with a device sync), load time, stored bytes of the
-transformer and text encoder (``wan_nb.quant.stored_dtypes``), and the relative error of the
+transformer and text encoder (``wan_nb.weights.quant.stored_dtypes``), and the relative error of the
 noise prediction against bf16 on fixed inputs. ``GPU_QUANT_MODES=bf16,fp8`` limits the rows.
 
 Smoke (``--smoke``): gpu_check's toy architecture on the CPU; nf4 is a "skipped" row there.
@@ -66,8 +66,8 @@ def _prediction(transformer: Any, device: str, dtype: Any) -> Any:
 
 
 def _prepare(ctx: Any, g: Any, folder: Path) -> dict[str, Path]:
-    from wan_nb import gguf_files
-    from wan_nb.single_file import original_state_dict
+    from wan_nb.weights import gguf as gguf_files
+    from wan_nb.weights.single_file import original_state_dict
 
     pipe, params = g.build_pipeline(g.arch("wan2.1-1.3b", ctx.smoke), ctx.device, ctx.dtype)
     ctx.params["wan2.1-1.3b"] = params
@@ -84,7 +84,8 @@ def _prepare(ctx: Any, g: Any, folder: Path) -> dict[str, Path]:
 def section_quant(ctx: Any, g: Any) -> list[dict]:
     import torch
 
-    from wan_nb import Generator, quant
+    from wan_nb import Generator
+    from wan_nb.weights import quant
 
     ctx.drop()
     folder = ctx.tmp / "quant" / "wan2.1-t2v-1.3b-random"

@@ -224,7 +224,8 @@ def wan22_a14b(r: Runner) -> None:
     r.steps = 4
 
     def go() -> None:
-        from wan_nb import lora, tiny
+        from wan_nb.models import lora_files as lora
+        from wan_nb.models import tiny
 
         pipe = r.fresh()
         gen = r.generator(pipe=pipe)

@@ -1,4 +1,4 @@
-"""History of 10,000 runs: how long ``wan_nb.history()`` takes to list them. Target: under 1 s.
+"""History of 10,000 runs: how long ``wan_nb.runs.history()`` takes to list them. Target: under 1 s.
 
 Writes N run folders as the recorder leaves them (task.json with a full recipe, events journal,
 a video file), then measures, each in a process of its own where a fresh process is the case:
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from wan_nb.model_presets import WAN_NEGATIVE_PROMPT  # noqa: E402
+from wan_nb.models.presets import WAN_NEGATIVE_PROMPT  # noqa: E402
 
 PROMPTS = ["a red fox running through snow", "an owl at dusk over a frozen lake", "a lantern-lit street in the rain",
            "a paper boat drifting down a gutter", "a hummingbird hovering at a flower"]
@@ -55,7 +55,7 @@ def make_runs(folder: Path, count: int) -> None:
         params = {"prompt": PROMPTS[i % 5] + f" #{i}", "negative_prompt": WAN_NEGATIVE_PROMPT, "height": 480,
                   "width": 832, "num_frames": 81, "steps": 50, "guidance_scale": 5.0, "guidance_scale_2": None,
                   "seed": i, "image": None, "fps": 16, "loras": {"style": 0.8} if i % 3 == 0 else {}}
-        recipe = {"format": "wan_nb.recipe/1", **{k: v for k, v in params.items() if k not in ("image", "loras")},
+        recipe = {"format": "wan_nb.runs.recipe/1", **{k: v for k, v in params.items() if k not in ("image", "loras")},
                   "flow_shift": 3.0, "model": {"name": "wan2.1-t2v-1.3b", "repo_id": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
                                                "revision": "0" * 40, "kind": "t2v"},
                   "dtype": "bfloat16", "loras": [], "image": None, "versions": {"wan_nb": "0.1.0"},
@@ -77,7 +77,7 @@ def make_runs(folder: Path, count: int) -> None:
 CHILD = """
 import sys, time
 t0 = time.perf_counter()
-from wan_nb.history import history, find_by_key
+from wan_nb.runs.history import history, find_by_key
 t1 = time.perf_counter()
 runs = history(sys.argv[1])
 t2 = time.perf_counter()
@@ -105,8 +105,8 @@ PRODUCER = r"""
 import sys, time
 from pathlib import Path
 from wan_nb import relay
-from wan_nb.bus import EventBus
-from wan_nb.journal import Journal, write_task_file
+from wan_nb.core.bus import EventBus
+from wan_nb.runs.journal import Journal, write_task_file
 runs, task_id, rate, stop = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), Path(sys.argv[4])
 bus, journal = EventBus(), Journal()
 bus.add_sink(journal)
@@ -300,7 +300,7 @@ def main(argv=None) -> list[dict]:
         started = time.perf_counter()
         make_runs(folder, args.runs)
         print(f"wrote {args.runs:,} run folders in {time.perf_counter() - started:.1f} s")
-        from wan_nb.history import INDEX_NAME, history
+        from wan_nb.runs.history import INDEX_NAME, history
 
         started = time.perf_counter()
         listed = history(folder)

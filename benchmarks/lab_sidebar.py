@@ -30,7 +30,7 @@ PRODUCER = r"""
 import sys, time
 from pathlib import Path
 from wan_nb import relay
-from wan_nb.bus import EventBus
+from wan_nb.core.bus import EventBus
 runs, tasks, rate, seconds = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 bus = EventBus()
 detach = relay.attach(bus, runs_dir=runs)

@@ -47,7 +47,7 @@ def measure(gen, case: str, runs: int, tmp: Path) -> dict:
     import numpy as np
     import torch
 
-    from wan_nb.video import write_mp4
+    from wan_nb.models.video_io import write_mp4
 
     spec = CASES[case]
     shape = dict(height=spec["height"], width=spec["width"], num_frames=spec["num_frames"])

@@ -41,8 +41,8 @@ PRODUCER = r"""
 import sys, time, json
 from pathlib import Path
 from wan_nb import relay
-from wan_nb.bus import EventBus
-from wan_nb.journal import Journal, write_task_file
+from wan_nb.core.bus import EventBus
+from wan_nb.runs.journal import Journal, write_task_file
 runs, task_id, count, rate, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), Path(sys.argv[5])
 bus, journal = EventBus(), Journal()
 bus.add_sink(journal)

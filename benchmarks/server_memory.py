@@ -36,7 +36,7 @@ PRODUCER = r"""
 import sys, time, requests
 from pathlib import Path
 from wan_nb import relay
-from wan_nb.bus import EventBus
+from wan_nb.core.bus import EventBus
 runs, prefix, tasks, events, batch, api, token = (Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
                                                   int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7])
 bus = EventBus(history_per_task=16, max_tasks=16)

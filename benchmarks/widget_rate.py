@@ -54,9 +54,9 @@ def _max_per_window(times: list[float], window: float = 1.0) -> int:
 
 
 def feed_bus(panel, rate: float, seconds: float) -> dict:
-    from wan_nb.bus import EventBus
-    from wan_nb.events import EventType
-    from wan_nb.monitor import sample
+    from wan_nb.core.bus import EventBus
+    from wan_nb.protocol.events import EventType
+    from wan_nb.protocol.monitor import sample
 
     bus, task_id = EventBus(), "bench-task"
     steps = int(rate * seconds)

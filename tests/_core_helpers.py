@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from wan_nb.events import Event
+from wan_nb.protocol.events import Event
 
 
 class Recorder:

@@ -5,7 +5,7 @@ them into a real run's folder in exactly the format they will use (``<run>/input
 ``task.json``'s ``"inputs"``: ``{name: {"kind", "files": ["inputs/<file>"], "sha256"}}``), and
 :class:`InputsSink` does it for every task of a real ``Generator(model="tiny")`` as it is queued,
 so the run's own later ``task.json`` writes (running, the outcome, the history index) carry them.
-The videos are real MP4s (``wan_nb.video.write_mp4``), the images real PNGs.
+The videos are real MP4s (``wan_nb.models.video_io.write_mp4``), the images real PNGs.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def _png(picture: np.ndarray) -> bytes:
 def record_inputs(run_dir: Path, inputs: Mapping[str, Any], fps: float = 8) -> dict[str, Any]:
     """Write ``inputs`` (name -> picture (H, W, 3), video (F, H, W, 3), or a list of pictures for
     ``reference_images``) into ``run_dir/inputs/`` and list them in its ``task.json``."""
-    from wan_nb.atomic import replace_text
-    from wan_nb.video import write_mp4
+    from wan_nb.runs.atomic import replace_text
+    from wan_nb.models.video_io import write_mp4
 
     folder = Path(run_dir) / "inputs"
     folder.mkdir(parents=True, exist_ok=True)

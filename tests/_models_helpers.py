@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from wan_nb import models
+from wan_nb.models import specs as models
 
 
 class Reports:

@@ -26,8 +26,8 @@ PROMPT = "task {n} of the queue"
 
 class QueueProducer:
     def __init__(self, runs_dir: Path, prefix: str, queued: int) -> None:
-        from wan_nb.bus import EventBus
-        from wan_nb.journal import Journal, write_task_file
+        from wan_nb.core.bus import EventBus
+        from wan_nb.runs.journal import Journal, write_task_file
 
         self.runs_dir = runs_dir
         self.bus = EventBus()

@@ -157,8 +157,8 @@ def wait_producer_ready(proc: subprocess.Popen, timeout: float = 30) -> None:
 
 def _produce(args: argparse.Namespace) -> None:
     from wan_nb import relay
-    from wan_nb.bus import EventBus
-    from wan_nb.journal import Journal, write_task_file
+    from wan_nb.core.bus import EventBus
+    from wan_nb.runs.journal import Journal, write_task_file
 
     runs_dir = Path(args.runs_dir)
     bus = EventBus()

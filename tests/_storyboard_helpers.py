@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import _core_helpers
-from wan_nb.events import Event
+from wan_nb.protocol.events import Event
 from wan_nb.storyboard import STEPS
 
 

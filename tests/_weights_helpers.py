@@ -8,7 +8,8 @@ import torch
 
 def tiny_folder(name: str = "tiny") -> Path:
     """The built-in tiny model's diffusers folder (built once per test run)."""
-    from wan_nb import models, tiny
+    from wan_nb.models import specs as models
+    from wan_nb.models import tiny
 
     return tiny.build(name, Path(models.resolve(name).source))
 
@@ -23,7 +24,7 @@ def write_safetensors(transformer, path: Path, prefix: str = "") -> Path:
     """An original-Wan layout file (``prefix="model.diffusion_model."``: ComfyUI's)."""
     from safetensors.torch import save_file
 
-    from wan_nb.single_file import original_state_dict
+    from wan_nb.weights.single_file import original_state_dict
 
     save_file(original_state_dict(transformer, prefix=prefix), str(path))
     return path
@@ -32,8 +33,8 @@ def write_safetensors(transformer, path: Path, prefix: str = "") -> Path:
 def write_gguf(transformer, path: Path, qtype: str = "Q8_0") -> Path:
     """A city96-layout GGUF: original names, ``qtype`` matrices, F32 vectors, 5-D patch embedding
     flattened with its shape in ``comfy.gguf.orig_shape``."""
-    from wan_nb import gguf_files
-    from wan_nb.single_file import original_state_dict
+    from wan_nb.weights import gguf as gguf_files
+    from wan_nb.weights.single_file import original_state_dict
 
     return gguf_files.write(original_state_dict(transformer), path, qtype=qtype)
 
@@ -59,7 +60,7 @@ def tiny_text_encoder():
 
 def write_text_encoder_gguf(encoder, path: Path, qtype: str = "Q8_0") -> Path:
     """A city96-layout UMT5 encoder GGUF (llama.cpp ``t5encoder`` names)."""
-    from wan_nb import gguf_files
+    from wan_nb.weights import gguf as gguf_files
 
     return gguf_files.write(gguf_files.text_encoder_state_dict(encoder), path, qtype=qtype, architecture="t5encoder")
 
@@ -74,7 +75,7 @@ def write_scaled_fp8(transformer, path: Path) -> Path:
     """ComfyUI's "fp8_scaled" layout: each 2-D weight as float8_e4m3fn over its own scale_weight."""
     from safetensors.torch import save_file
 
-    from wan_nb.single_file import original_state_dict
+    from wan_nb.weights.single_file import original_state_dict
 
     out = {"scaled_fp8": torch.zeros(2, dtype=torch.float8_e4m3fn)}
     for name, tensor in original_state_dict(transformer, prefix="model.diffusion_model.").items():

@@ -1,7 +1,7 @@
 import threading
 import time
 
-from wan_nb.bus import EventBus
+from wan_nb.core.bus import EventBus
 
 
 def test_seq_has_no_gaps_per_task_under_concurrent_publishers():

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wan_nb.events import validate
-from wan_nb.video import frame_count
+from wan_nb.protocol.events import validate
+from wan_nb.models.video_io import frame_count
 
 BIN = Path(sys.executable).parent
 
@@ -53,7 +53,8 @@ def test_terminal_progress_goes_to_stderr(tmp_path):
 
 
 def test_real_model_settings_reach_the_run(tmp_path, monkeypatch):
-    from wan_nb import cli, generator
+    from wan_nb import generator
+    from wan_nb.cli import commands as cli
 
     made = []
 
@@ -81,7 +82,8 @@ def test_guidance_2_on_a_one_expert_model_is_refused_up_front(tmp_path):
 
 
 def test_lora_experts_picks_the_expert(tmp_path):
-    from wan_nb import models, tiny
+    from wan_nb.models import specs as models
+    from wan_nb.models import tiny
 
     path = tiny.make_lora(models.load_pipeline(models.resolve("tiny-a14b"), device="cpu").transformer_2,
                           tmp_path / "late.safetensors", seed=2)

@@ -21,8 +21,8 @@ from _cluster_helpers import local_ray, start_driver  # noqa: E402  (sets Ray's 
 pytest.importorskip("ray")
 
 from wan_nb import GenerationCancelled, GenerationError, Generator  # noqa: E402
-from wan_nb.events import validate  # noqa: E402
-from wan_nb.journal import JOURNAL_NAME, read_events  # noqa: E402
+from wan_nb.protocol.events import validate  # noqa: E402
+from wan_nb.runs.journal import JOURNAL_NAME, read_events  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -103,7 +103,7 @@ def test_a_sweep_runs_on_two_workers_and_its_videos_come_back(cluster):
 def test_the_same_seed_makes_the_same_frames_as_a_local_run(cluster, tmp_path):
     import numpy as np
 
-    from wan_nb.video import read_frames
+    from wan_nb.models.video_io import read_frames
 
     args = dict(seed=7, steps=3, progress=False)
     remote = cluster.gen.generate("an owl at dusk", **args)
@@ -148,8 +148,8 @@ def test_a_lora_loaded_on_the_driver_reaches_the_workers(cluster, tmp_path):
     import numpy as np
 
     from _models_helpers import load
-    from wan_nb import tiny
-    from wan_nb.video import read_frames
+    from wan_nb.models import tiny
+    from wan_nb.models.video_io import read_frames
 
     gen = cluster.gen
     path = tiny.make_lora(load("tiny").transformer, tmp_path / "ink.safetensors", seed=1)

@@ -5,8 +5,10 @@ import threading
 import pytest
 import torch
 
-from wan_nb import lora, models, tiny
-from wan_nb.download import ModelNotAvailable, fetch_snapshot
+from wan_nb.models import lora_files as lora
+from wan_nb.models import specs as models
+from wan_nb.models import tiny
+from wan_nb.models.download import ModelNotAvailable, fetch_snapshot
 from _hub_server import HubServer
 from _models_helpers import Reports, latents
 
@@ -116,7 +118,7 @@ def test_lora_from_a_repo_id_downloads_with_progress(hub):
 def test_a_download_that_cannot_fit_is_refused_before_any_byte(hub, monkeypatch, tmp_path):
     """Stands in for a nearly full disk: the free-space query of the cache's filesystem answers
     1 MB (the check itself, the Hub's sizes and the message are real)."""
-    from wan_nb import download
+    from wan_nb.models import download
 
     monkeypatch.setattr(download, "_free_bytes", lambda folder: 1_000_000)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
@@ -135,7 +137,7 @@ def test_a_download_that_cannot_fit_is_refused_before_any_byte(hub, monkeypatch,
 def test_a_disk_that_fills_up_mid_download_is_named_as_such():
     import errno
 
-    from wan_nb.download import _explain
+    from wan_nb.models.download import _explain
 
     error = _explain(OSError(errno.ENOSPC, "No space left on device"), REPO, "http://hub")
     assert "disk filled up" in str(error) and "HF_HOME" in str(error) and "network" not in str(error)

@@ -5,9 +5,9 @@ import threading
 import pytest
 
 from wan_nb import Generator
-from wan_nb.engine import Engine, LoadOptions
-from wan_nb.events import validate
-from wan_nb.local_engine import LocalEngine
+from wan_nb.core.engine import Engine, LoadOptions
+from wan_nb.protocol.events import validate
+from wan_nb.core.local_engine import LocalEngine
 
 SMALL = dict(steps=2, height=16, width=16, num_frames=1)
 
@@ -95,7 +95,7 @@ def test_run_on_worker_before_any_run_gets_the_loaded_pipeline_and_what_it_sets_
 
 
 def test_run_on_worker_raises_the_loaders_error_when_the_model_cannot_load(tmp_path, monkeypatch):
-    from wan_nb import models
+    from wan_nb.models import specs as models
 
     def broken(*args, **kwargs):
         raise OSError("the model files are unreadable")

@@ -1,6 +1,6 @@
 import time
 
-from wan_nb.eta import ProgressScale, StepClock, TimingStore, shape_key
+from wan_nb.core.eta import ProgressScale, StepClock, TimingStore, shape_key
 
 
 def test_progress_never_decreases_and_reaches_100_only_on_completion():

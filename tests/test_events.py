@@ -3,7 +3,7 @@ import json
 import jsonschema
 import pytest
 
-from wan_nb.events import Event, EventType, Stage, schema, utc_now, validate
+from wan_nb.protocol.events import Event, EventType, Stage, schema, utc_now, validate
 
 
 def test_stage_values_are_the_lowercase_names():
@@ -65,7 +65,7 @@ def test_event_data_encodes_with_json_dumps_and_the_documented_encoder():
     import pickle
     import types
 
-    from wan_nb.events import dumps
+    from wan_nb.protocol.events import dumps
 
     event = Event("generation_started", "t", 1, utc_now(),
                   {"model_type": "tiny", "estimated_duration": None,

@@ -4,9 +4,10 @@ Generator(plan="auto") applying it."""
 import pytest
 
 import wan_nb
-from wan_nb import fast_path, tiny
-from wan_nb.planner import GB, OFFLOADS, PLANNED_QUANTS, component_bytes, plan
-from wan_nb.planner_counts import count_components, tiny_components
+from wan_nb.fast import options as fast_path
+from wan_nb.models import tiny
+from wan_nb.fast.planner import GB, OFFLOADS, PLANNED_QUANTS, component_bytes, plan
+from wan_nb.fast.planner_counts import count_components, tiny_components
 
 
 def counts(model):
@@ -109,7 +110,7 @@ def test_plan_auto_without_a_gpu_changes_nothing(tmp_path):
 
 
 def test_cli_plan(capsys):
-    from wan_nb.cli import main
+    from wan_nb.cli.commands import main
 
     assert main(["plan", "wan2.1-t2v-1.3b", "--gpu-gb", "12", "--ram-gb", "32"]) == 0
     out = capsys.readouterr().out

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from wan_nb import GenerationCancelled, GenerationError, Generator, InvalidParameter
-from wan_nb.events import validate
-from wan_nb.journal import read_events
-from wan_nb.video import frame_count, read_frames
+from wan_nb.protocol.events import validate
+from wan_nb.runs.journal import read_events
+from wan_nb.models.video_io import frame_count, read_frames
 
 from _core_helpers import Recorder, stages
 
@@ -248,7 +248,7 @@ def test_sweep_with_one_bad_value_queues_nothing(gen):
 
 
 def test_a_pipeline_built_in_code_runs_through_from_pipeline(tmp_path):
-    from wan_nb import tiny
+    from wan_nb.models import tiny
 
     pipe = tiny.pipeline("tiny")
     gen = Generator.from_pipeline(pipe, "my-wan", defaults=dict(SMALL, fps=8), runs_dir=tmp_path, previews=False)
@@ -262,7 +262,7 @@ def test_a_pipeline_built_in_code_runs_through_from_pipeline(tmp_path):
 
 
 def test_from_pipeline_applies_vae_tiling_when_asked(tmp_path):
-    from wan_nb import tiny
+    from wan_nb.models import tiny
 
     pipe = tiny.pipeline("tiny")
     Generator.from_pipeline(pipe, vae_tiling=True, runs_dir=tmp_path, previews=False)

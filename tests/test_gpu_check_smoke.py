@@ -167,8 +167,8 @@ def test_decode_latents_under_sequential_offload():
     import torch
     from accelerate import cpu_offload
 
-    from wan_nb import tiny
-    from wan_nb.video import decode_latents
+    from wan_nb.models import tiny
+    from wan_nb.models.video_io import decode_latents
 
     pipe = tiny.pipeline("tiny")
     cpu_offload(pipe.vae, execution_device=torch.device("cpu"))

@@ -4,11 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from wan_nb import Generator, grid_video, tiny
-from wan_nb.grid import AxisError
-from wan_nb.grid_axes import parse_axis, parse_range
-from wan_nb.params import InvalidParameter
-from wan_nb.video import read_frames
+from wan_nb import Generator
+from wan_nb.compose import grid_film as grid_video
+from wan_nb.models import tiny
+from wan_nb.compose.grid import AxisError
+from wan_nb.compose.grid_axes import parse_axis, parse_range
+from wan_nb.core.params import InvalidParameter
+from wan_nb.models.video_io import read_frames
 
 SMALL = dict(height=32, width=32, num_frames=9, steps=2)
 NO_STEPS = {k: v for k, v in SMALL.items() if k != "steps"}
@@ -50,7 +52,7 @@ def test_to_mp4_is_the_tiles_plus_the_label_margins(seed_grid, tmp_path):
     assert frame[:geometry.top, geometry.left:].max() > 200        # text in the top margin
     assert frame[geometry.top:, :geometry.left].max() > 200        # and in the left one
     recipe = grid_video.read_recipe(path)
-    assert recipe["kind"] == "wan_nb.grid" and recipe["x"]["values"] == [0, 1, 2]
+    assert recipe["kind"] == "wan_nb.compose.grid" and recipe["x"]["values"] == [0, 1, 2]
     assert [c["prompt"] for c in recipe["cells"]][3] == "a red owl in the snow"
 
 
@@ -138,7 +140,7 @@ def test_an_image_axis_on_an_image_to_video_model(tmp_path):
 
 
 def tiny_transformer():
-    from wan_nb import models
+    from wan_nb.models import specs as models
 
     return models.load_pipeline(models.resolve("tiny"), device="cpu", dtype="fp32").transformer
 

@@ -2,7 +2,7 @@
 video in the run folder, and everything that shows inputs shows that one (Result.inputs, the
 history, the result view, the server's snapshot and route).
 
-Needs the generator's new pipelines (``wan_nb.inputs``, which writes ``<run>/inputs/``); where a
+Needs the generator's new pipelines (``wan_nb.models.user_inputs``, which writes ``<run>/inputs/``); where a
 checkout does not have them yet, the tests with recorded inputs (``test_inputs_display``,
 ``test_inputs_server``, ``test_lab_inputs``) cover the same display paths.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("wan_nb.inputs", reason="the video-to-video pipeline (wan_nb.inputs) is not in this checkout")
+pytest.importorskip("wan_nb.models.user_inputs", reason="the video-to-video pipeline (wan_nb.models.user_inputs) is not in this checkout")
 
 import wan_nb  # noqa: E402
 from wan_nb import Generator  # noqa: E402
@@ -38,7 +38,7 @@ def test_a_video_to_video_run_shows_its_source_video_everywhere(v2v):
     runs, result = v2v
     kept = result.run_dir / "inputs" / "video.mp4"
     assert result.inputs == {"video": [kept]} and kept.is_file()
-    (run,) = [r for r in wan_nb.history(runs) if r.task_id == result.task_id]
+    (run,) = [r for r in wan_nb.runs.history(runs) if r.task_id == result.task_id]
     assert run.inputs == result.inputs
 
     view = ResultView(result)

@@ -4,7 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from wan_nb import lora, tiny
+from wan_nb.models import lora_files as lora
+from wan_nb.models import tiny
 from _models_helpers import latents, load
 
 
@@ -220,7 +221,7 @@ def test_a14b_lora_on_one_expert_or_as_a_pair(a14b_files, runs_dir):
                                                     "transformer_2": ["late", "pair"]}
         assert gen.pipeline.transformer.active_adapters() == ["early"]
         assert gen.pipeline.transformer_2.active_adapters() == ["late"]
-        from wan_nb.video import read_frames
+        from wan_nb.models.video_io import read_frames
 
         assert not np.array_equal(read_frames(plain.video_path), read_frames(both.video_path))
         # The pair holds the same two files as early + late: the same video.

@@ -1,7 +1,7 @@
 """Wan 2.2 A14B: two transformers, switched at boundary_ratio; which one runs each step."""
 import pytest
 
-from wan_nb import models
+from wan_nb.models import specs as models
 from _models_helpers import latents, load
 
 

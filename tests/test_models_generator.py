@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from wan_nb import Generator, models, tiny
-from wan_nb.params import InvalidParameter
+from wan_nb import Generator
+from wan_nb.models import specs as models
+from wan_nb.models import tiny
+from wan_nb.core.params import InvalidParameter
 from _hub_server import HubServer
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from wan_nb import models
+from wan_nb.models import specs as models
 from _models_helpers import latents, load
 
 

@@ -5,7 +5,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from wan_nb import models, tiny
+from wan_nb.models import specs as models
+from wan_nb.models import tiny
 from _models_helpers import Reports, latents, load
 
 

@@ -4,9 +4,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from wan_nb import Generator, models
-from wan_nb.eta import StepClock
-from wan_nb.params import InvalidParameter, build_params
+from wan_nb import Generator
+from wan_nb.models import specs as models
+from wan_nb.core.eta import StepClock
+from wan_nb.core.params import InvalidParameter, build_params
 
 T2V = models.resolve("wan2.1-t2v-1.3b")
 T2V_720 = models.resolve("wan2.1-t2v-14b")

@@ -5,13 +5,14 @@ import sys
 
 import pytest
 
-from wan_nb.model_presets import presets as list_presets
-from wan_nb import models, tiny
-from wan_nb.model_presets import get as get_preset
+from wan_nb.models.presets import presets as list_presets
+from wan_nb.models import specs as models
+from wan_nb.models import tiny
+from wan_nb.models.presets import get as get_preset
 
 REQUIRED = ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p",
             "wan2.2-ti2v-5b", "wan2.2-t2v-a14b", "wan2.2-i2v-a14b",
-            # the other pipelines (wan_nb.pipelines)
+            # the other pipelines (wan_nb.models.pipelines)
             "wan2.1-vace-1.3b", "wan2.1-vace-14b", "wan2.1-flf2v-14b-720p", "wan2.2-animate-14b"]
 
 
@@ -83,7 +84,7 @@ def test_uncached_repo_ids_are_guessed_from_the_name(monkeypatch, tmp_path):
 
 
 def test_resolving_and_listing_does_not_import_torch():
-    code = ("import sys, wan_nb, wan_nb.models as m, wan_nb.sweep, wan_nb.lora, wan_nb.download\n"
+    code = ("import sys, wan_nb, wan_nb.models.specs as m, wan_nb.compose.sweep, wan_nb.models.lora_files, wan_nb.models.download\n"
             "m.resolve('tiny'); m.resolve('wan2.2-ti2v-5b'); str(wan_nb.presets())\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -112,7 +113,7 @@ def test_get_is_case_insensitive_and_none_for_unknown():
 
 def test_sizes_follow_the_stored_dtypes_and_ram_is_stated():
     """A14B repos hold two fp32 14B experts (~57 GB each): far more than one 14B model."""
-    from wan_nb.model_presets import PRESETS
+    from wan_nb.models.presets import PRESETS
 
     a14b, t2v14 = PRESETS["wan2.2-t2v-a14b"], PRESETS["wan2.1-t2v-14b"]
     assert 120 <= a14b.download_gb <= 130 and a14b.download_gb > t2v14.download_gb + 40

@@ -9,8 +9,12 @@ import logging
 import pytest
 import torch
 
-from wan_nb import Generator, devices, loading, models, tiny
-from wan_nb.video import decode_latents
+from wan_nb import Generator
+from wan_nb.models import devices
+from wan_nb.models import loading
+from wan_nb.models import specs as models
+from wan_nb.models import tiny
+from wan_nb.models.video_io import decode_latents
 from _hub_server import HubServer
 
 

@@ -1,7 +1,7 @@
 """Sweep expansion: the cross product of list-valued arguments, labelled by what varies."""
 import pytest
 
-from wan_nb.sweep import MAX_RUNS, expand, label_text
+from wan_nb.compose.sweep import MAX_RUNS, expand, label_text
 
 
 def test_cross_product_in_the_order_given_labels_hold_only_what_varies():

@@ -8,7 +8,7 @@ from pathlib import Path
 import wan_nb
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("wan_nb.generator", "wan_nb.models", "torch", "diffusers")
+HEAVY = ("wan_nb.generator", "wan_nb.models.specs", "torch", "diffusers")
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -25,17 +25,19 @@ def test_importing_the_package_and_the_server_extension_loads_no_generator_torch
 
 def test_public_names_load_on_first_use_and_keep_their_old_homes():
     from wan_nb import Generator, Result, Task
-    from wan_nb import generator, task
+    from wan_nb import generator
+    from wan_nb.core import task
 
     assert Generator is generator.Generator
     assert generator.Task is Task is task.Task and generator.Result is Result
-    assert wan_nb.GenerationError is generator.GenerationError is wan_nb.errors.GenerationError
+    assert wan_nb.GenerationError is generator.GenerationError is wan_nb.protocol.errors.GenerationError
     assert set(wan_nb.__all__) <= set(dir(wan_nb))
 
 
 def test_every_error_the_api_raises_is_in_wan_nb_errors_and_at_the_top():
-    from wan_nb import errors, storyboard
-    from wan_nb.params import InvalidParameter
+    from wan_nb import storyboard
+    from wan_nb.protocol import errors
+    from wan_nb.core.params import InvalidParameter
 
     assert wan_nb.StoryboardError is storyboard.StoryboardError is errors.StoryboardError
     assert wan_nb.StoryboardCancelled is storyboard.StoryboardCancelled
@@ -44,14 +46,14 @@ def test_every_error_the_api_raises_is_in_wan_nb_errors_and_at_the_top():
 
 
 def test_presets_is_a_function_even_after_the_preset_data_module_is_imported():
-    import wan_nb.model_presets  # noqa: F401  (what models.py imports on first use)
-    from wan_nb import models  # noqa: F401
+    import wan_nb.models.presets  # noqa: F401  (what models.py imports on first use)
+    from wan_nb.models import specs as models  # noqa: F401
 
     listed = wan_nb.presets()
     assert callable(wan_nb.presets)
     assert "wan2.1-t2v-1.3b" in [p.name for p in listed]
     # In a fresh process too, whichever is imported first.
-    assert "wan_nb.generator" not in _loaded_after("import wan_nb.model_presets, wan_nb; wan_nb.presets()")
+    assert "wan_nb.generator" not in _loaded_after("import wan_nb.models.presets, wan_nb; wan_nb.presets()")
 
 
 def _own_files() -> list[Path]:

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from wan_nb import Generator, Scene, Storyboard
-from wan_nb.events import validate
-from wan_nb.inputs import pixels_sha256
-from wan_nb.recipe import RecipeError
-from wan_nb.video import read_frames, write_mp4
+from wan_nb.protocol.events import validate
+from wan_nb.models.user_inputs import pixels_sha256
+from wan_nb.runs.recipe import RecipeError
+from wan_nb.models.video_io import read_frames, write_mp4
 
 
 def _clip(seed: int, frames: int = 9, side: int = 32) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_grid_with_strength_as_an_axis(t2v, clips):
 
 
 def test_resume_queue_gets_the_kept_copies(t2v, clips):
-    from wan_nb._queue import queue_entry
+    from wan_nb.core.queue import queue_entry
 
     task = t2v.submit("a fox", video=_clip(3), strength=0.5, steps=1, seed=0)
     entry = queue_entry(t2v.model, task, None)
@@ -137,7 +137,7 @@ def test_resume_queue_gets_the_kept_copies(t2v, clips):
 
 
 def test_cli_takes_the_video_flags(clips, tmp_path, capsys):
-    from wan_nb.cli import main
+    from wan_nb.cli.commands import main
 
     out = tmp_path / "out.mp4"
     code = main(["generate", "a fox", "--model", "tiny", "--video", str(clips["a"]), "--strength", "0.5",

@@ -15,7 +15,7 @@ from _cluster_helpers import local_ray  # noqa: E402  (sets Ray's loopback switc
 pytest.importorskip("ray")
 
 from wan_nb import Generator  # noqa: E402
-from wan_nb.video import read_frames  # noqa: E402
+from wan_nb.models.video_io import read_frames  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from wan_nb import Generator
-from wan_nb.params import InvalidParameter
-from wan_nb.pipelines import schedule_steps
-from wan_nb.video import write_mp4
+from wan_nb.core.params import InvalidParameter
+from wan_nb.models.pipelines import schedule_steps
+from wan_nb.models.video_io import write_mp4
 
 MODELS = ("tiny", "tiny-a14b", "tiny-i2v", "tiny-flf2v", "tiny-vace", "tiny-animate")
 

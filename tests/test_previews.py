@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from wan_nb import Generator, models, previews
-from wan_nb.events import validate
+from wan_nb import Generator, previews
+from wan_nb.models import specs as models
+from wan_nb.protocol.events import validate
 from wan_nb.previews import WAN21, WAN22, RateLimiter
 
 

@@ -20,7 +20,7 @@ import wan_nb
 
 from _weights_helpers import noise_prediction, relative_error, tiny_transformer, write_gguf
 from wan_nb import Generator
-from wan_nb.quant import storage_kind, stored_dtypes
+from wan_nb.weights.quant import storage_kind, stored_dtypes
 
 TOLERANCE = {"fp8": 0.05, "int8": 0.03, "gguf": 0.03}
 
@@ -50,7 +50,7 @@ def _run(quant, runs_dir, **options):
 def test_a_random_tiny_transformer_is_far_from_the_reference(bf16_prediction):
     # What the tolerances above are measured against: an unrelated model is nowhere near them.
     from diffusers import WanTransformer3DModel
-    from wan_nb.tiny import transformer_config
+    from wan_nb.models.tiny import transformer_config
 
     torch.manual_seed(1)
     other = WanTransformer3DModel(**transformer_config("tiny")).to(torch.bfloat16).eval()
@@ -71,7 +71,7 @@ def test_cpu_modes_store_quantized_weights_and_stay_close_to_bf16(mode, stored, 
         assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
         error = relative_error(noise_prediction(pipe.transformer), bf16_prediction)
         assert error < TOLERANCE[mode], f"{mode}: {error:.4f}"
-        recorded = wan_nb.recipe(result)
+        recorded = wan_nb.runs.recipe(result)
         assert recorded["quant"] == {"transformer": mode, "text_encoder": mode}
     finally:
         gen.close()
@@ -87,7 +87,7 @@ def test_per_component_dict_quantizes_only_what_it_names(runs_dir):
 
 
 def test_gguf_file_loads_through_generator_end_to_end(gguf_file, runs_dir, bf16_prediction):
-    from wan_nb.recipe import file_sha256
+    from wan_nb.runs.recipe import file_sha256
 
     gen, result = _run(f"gguf:{gguf_file}", runs_dir)
     try:
@@ -95,11 +95,11 @@ def test_gguf_file_loads_through_generator_end_to_end(gguf_file, runs_dir, bf16_
         assert type(weight).__name__ == "GGUFParameter" and weight.quant_type.name == "Q8_0"
         assert weight.dtype == torch.uint8  # the raw Q8_0 blocks, dequantized only inside the layer
         assert relative_error(noise_prediction(gen.pipeline.transformer), bf16_prediction) < TOLERANCE["gguf"]
-        recorded = wan_nb.recipe(result)
+        recorded = wan_nb.runs.recipe(result)
         assert recorded["quant"] == {"transformer": "gguf"}
         assert recorded["files"]["transformer"] == {"path": str(gguf_file), "sha256": file_sha256(gguf_file)}
         again = gen.rerun(result, progress=False)   # the recipe reproduces the run
-        assert wan_nb.recipe(again)["files"] == recorded["files"]
+        assert wan_nb.runs.recipe(again)["files"] == recorded["files"]
     finally:
         gen.close()
     with Generator(model="tiny", runs_dir=runs_dir, previews=False) as plain:
@@ -157,7 +157,7 @@ def test_a_gguf_string_on_two_experts_asks_for_the_pair(gguf_file, runs_dir):
 
 @pytest.fixture(scope="module")
 def lora_file(tmp_path_factory):
-    from wan_nb import tiny
+    from wan_nb.models import tiny
 
     return tiny.make_lora(tiny_transformer(), tmp_path_factory.mktemp("lora") / "style.safetensors", seed=3,
                           scale=1.0)
@@ -188,14 +188,14 @@ def test_a_lora_on_a_quantized_transformer_acts_as_on_bf16(mode, lora_file, gguf
 
 def test_a_umt5_gguf_loads_as_the_text_encoder(tmp_path, runs_dir, gguf_file):
     from _weights_helpers import prompt_embedding, tiny_text_encoder, write_text_encoder_gguf
-    from wan_nb.single_file import CheckpointError
+    from wan_nb.weights.single_file import CheckpointError
 
     reference = tiny_text_encoder()
     encoder_file = write_text_encoder_gguf(reference, tmp_path / "umt5-tiny-Q8_0.gguf")
     with Generator(model="tiny", quant={"text_encoder": f"gguf:{encoder_file}"}, dtype="bf16", runs_dir=runs_dir,
                    previews=False) as gen:
         result = gen.generate("a red fox", seed=0, progress=False)
-        assert wan_nb.recipe(result)["quant"] == {"text_encoder": "gguf"}
+        assert wan_nb.runs.recipe(result)["quant"] == {"text_encoder": "gguf"}
         encoder = gen.pipeline.text_encoder
         q = encoder.encoder.block[0].layer[0].SelfAttention.q.weight
         assert type(q).__name__ == "GGUFParameter" and q.quant_type.name == "Q8_0"
@@ -217,7 +217,7 @@ def test_a_umt5_gguf_loads_as_the_text_encoder(tmp_path, runs_dir, gguf_file):
 ])
 def test_options_rebuild_themselves(model, quant, gguf_file):
     # What a Ray worker's Generator and a rerun from a recipe are made with.
-    from wan_nb import weights
+    from wan_nb.weights import options as weights
 
     _, options = weights.resolve(model, quant=quant)
     _, again = weights.resolve(model, **options.as_arguments())
@@ -230,9 +230,9 @@ def test_options_rebuild_themselves(model, quant, gguf_file):
 
 def test_load_options_carry_the_weights_to_another_process(gguf_file, runs_dir):
     # A Ray worker builds its holder from LoadOptions(**as_kwargs()); it must load the same weights.
-    from wan_nb import models
-    from wan_nb.engine import LoadOptions
-    from wan_nb.weights import for_options
+    from wan_nb.models import specs as models
+    from wan_nb.core.engine import LoadOptions
+    from wan_nb.weights.options import for_options
 
     with Generator(model="tiny", quant={"transformer": f"gguf:{gguf_file}", "text_encoder": "fp8"},
                    runs_dir=runs_dir, previews=False) as gen:

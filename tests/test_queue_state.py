@@ -16,9 +16,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server_helpers import isolated_env, start_server  # noqa: E402
 
-from wan_nb.console import TextProgress  # noqa: E402
-from wan_nb.events import Event  # noqa: E402
-from wan_nb.snapshot import TaskSnapshot  # noqa: E402
+from wan_nb.cli.console import TextProgress  # noqa: E402
+from wan_nb.protocol.events import Event  # noqa: E402
+from wan_nb.protocol.snapshot import TaskSnapshot  # noqa: E402
 from wan_nb.widgets._state import TaskState as PanelState  # noqa: E402
 
 PRODUCER = Path(__file__).resolve().with_name("_queue_producer.py")

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from wan_nb import relay
-from wan_nb.bus import EventBus
-from wan_nb.events import Event
+from wan_nb.core.bus import EventBus
+from wan_nb.protocol.events import Event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -137,7 +137,7 @@ def test_importing_the_relay_or_wan_nb_does_not_import_zmq():
 PRODUCER_SCRIPT = r"""
 import sys, time
 from wan_nb import relay
-from wan_nb.bus import EventBus
+from wan_nb.core.bus import EventBus
 relay.attach(EventBus(), runs_dir=sys.argv[1])
 print("attached", flush=True)
 time.sleep(600)
@@ -147,7 +147,7 @@ time.sleep(600)
 def test_files_of_a_killed_producer_are_swept_by_the_next_one(runtime, runs_dir, monkeypatch):
     """SIGKILL leaves a producer no chance to remove its files; the next producer removes them
     once the grace period (for servers to mark the tasks lost) is over, and never a live one's."""
-    from wan_nb import stale_files
+    from wan_nb.relay import stale_files
 
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
     victim = subprocess.Popen([sys.executable, "-c", PRODUCER_SCRIPT, str(runs_dir)], env=env,
@@ -183,7 +183,7 @@ def test_files_of_a_killed_producer_are_swept_by_the_next_one(runtime, runs_dir,
 
 
 def test_a_reused_pid_does_not_keep_a_dead_producer_alive():
-    from wan_nb import stale_files
+    from wan_nb.relay import stale_files
 
     me = os.getpid()
     assert stale_files.pid_alive(me)

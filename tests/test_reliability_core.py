@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wan_nb import GenerationCancelled, GenerationError, Generator, InvalidParameter
-from wan_nb.journal import read_events
+from wan_nb.runs.journal import read_events
 
 from _core_helpers import Recorder, stages
 
@@ -45,7 +45,7 @@ class Fault:
         target = {"encode": (pipe, "encode_prompt"), "step": (pipe.transformer, "forward"),
                   "decode": (pipe.vae, "decode")}.get(self.place)
         if self.place == "save":
-            import wan_nb.video as video
+            import wan_nb.models.video_io as video
             target = (video, "write_mp4")
         self.owner, self.name = target
         self.had_attr = self.name in vars(self.owner)
@@ -175,7 +175,7 @@ values = st.one_of(st.none(), st.integers(-10**6, 10**6), st.floats(allow_nan=Tr
 def test_fuzzed_parameters_are_accepted_or_refused_clearly(tmp_path, prompt, height, width, num_frames, steps,
                                                            guidance_scale, seed):
     fresh = Generator(model="tiny", runs_dir=tmp_path / "fuzz", previews=False)
-    from wan_nb.params import build_params
+    from wan_nb.core.params import build_params
 
     kwargs = dict(height=height, width=width, num_frames=num_frames, steps=steps,
                   guidance_scale=guidance_scale, seed=seed)

@@ -400,8 +400,8 @@ FULL_DISK_PRODUCER = r"""
 import resource, signal, sys, time
 from pathlib import Path
 from wan_nb import relay
-from wan_nb.bus import EventBus
-from wan_nb.journal import Journal, write_task_file
+from wan_nb.core.bus import EventBus
+from wan_nb.runs.journal import Journal, write_task_file
 
 runs, task_id = Path(sys.argv[1]), sys.argv[2]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails (EFBIG) instead

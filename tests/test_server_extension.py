@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from wan_nb.events import Event
-from wan_nb.snapshot import TaskSnapshot
+from wan_nb.protocol.events import Event
+from wan_nb.protocol.snapshot import TaskSnapshot
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from wan_nb.bus import EventBus
-from wan_nb.journal import Journal
+from wan_nb.core.bus import EventBus
+from wan_nb.runs.journal import Journal
 from wan_nb.server.hub import Hub, Producer
 
 TASK = "late-1"

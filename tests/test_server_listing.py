@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_history import fake_run  # noqa: E402
 
-from wan_nb import history  # noqa: E402
+from wan_nb.runs import history  # noqa: E402
 from wan_nb.server import listing as listing_module  # noqa: E402
 from wan_nb.server.listing import RunListing  # noqa: E402
 

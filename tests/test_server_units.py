@@ -11,13 +11,13 @@ import threading
 
 import pytest
 
-from wan_nb.bus import EventBus
-from wan_nb.events import Event
-from wan_nb.journal import Journal, repair_torn_tail
+from wan_nb.core.bus import EventBus
+from wan_nb.protocol.events import Event
+from wan_nb.runs.journal import Journal, repair_torn_tail
 from wan_nb.relay import protocol
 from wan_nb.server.hub import Hub, parse_seq
 from wan_nb.server.store import valid_task_id
-from wan_nb.state import PROMPT_CAP, TaskState
+from wan_nb.protocol.state import PROMPT_CAP, TaskState
 
 
 def frame(task_id: str, seq: int, type_: str, **data) -> bytes:

@@ -10,7 +10,7 @@ import torch
 import wan_nb
 from _weights_helpers import tiny_transformer, write_gguf, write_safetensors
 from wan_nb import Generator
-from wan_nb.single_file import CheckpointError, detect, inspect
+from wan_nb.weights.single_file import CheckpointError, detect, inspect
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def reference():
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, reference):
     from diffusers import WanTransformer3DModel
-    from wan_nb.tiny import transformer_config
+    from wan_nb.models.tiny import transformer_config
 
     folder = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(3)
@@ -46,7 +46,7 @@ def test_a_transformer_file_replaces_the_folders_weights(layout, files, referenc
         result = gen.generate("a red fox running through snow", seed=0, progress=False)
         assert result.video_path.is_file()
         assert _same_weights(gen.pipeline.transformer, reference)  # every tensor renamed back exactly
-        recorded = wan_nb.recipe(result)
+        recorded = wan_nb.runs.recipe(result)
         assert recorded["files"]["transformer"]["path"] == str(files[layout])
         assert "quant" not in recorded or recorded["quant"] is None
 
@@ -107,7 +107,7 @@ def test_transformer_argument_shapes(files, runs_dir):
 
 
 def test_int8_of_a_single_file_is_quantized(files, runs_dir):
-    from wan_nb.quant import storage_kind
+    from wan_nb.weights.quant import storage_kind
 
     with Generator(model="tiny", transformer=files["original"], quant={"transformer": "int8"}, dtype="bf16",
                    runs_dir=runs_dir, previews=False) as gen:

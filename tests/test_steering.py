@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from wan_nb import GenerationCancelled, Generator, TaskNotQueued
-from wan_nb.events import validate
-from wan_nb.video import read_frames
+from wan_nb.protocol.events import validate
+from wan_nb.models.video_io import read_frames
 
 from _core_helpers import stages
 
@@ -222,12 +222,12 @@ class _ManualClock:
 
 
 def test_the_time_remaining_leaves_the_paused_time_out(gen, recorder, monkeypatch):
-    import wan_nb._run
-    import wan_nb.eta
+    import wan_nb.core.run
+    import wan_nb.core.eta
 
     clock = _ManualClock()
-    monkeypatch.setattr(wan_nb.eta, "time", clock)
-    monkeypatch.setattr(wan_nb._run, "time", clock)
+    monkeypatch.setattr(wan_nb.core.eta, "time", clock)
+    monkeypatch.setattr(wan_nb.core.run, "time", clock)
 
     def one_second_a_step(task, step, *_):
         clock.now += 1.0
@@ -255,8 +255,8 @@ def test_the_time_remaining_leaves_the_paused_time_out(gen, recorder, monkeypatc
 def test_text_progress_says_when_a_task_holds():
     import io
 
-    from wan_nb.console import TextProgress
-    from wan_nb.events import Event, utc_now
+    from wan_nb.cli.console import TextProgress
+    from wan_nb.protocol.events import Event, utc_now
 
     out = io.StringIO()
     progress = TextProgress(out, live=False)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from wan_nb import Generator, Scene, Storyboard
-from wan_nb.events import validate
-from wan_nb.journal import read_events
-from wan_nb.stitch import stitch
+from wan_nb.protocol.events import validate
+from wan_nb.runs.journal import read_events
+from wan_nb.storyboard.stitch import stitch
 from wan_nb.storyboard import StoryboardCancelled, StoryboardError, split_story
-from wan_nb.video import frame_count, read_frames
+from wan_nb.models.video_io import frame_count, read_frames
 
 from _storyboard_helpers import Recorder, assert_seed_order
 

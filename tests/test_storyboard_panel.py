@@ -82,7 +82,7 @@ def test_an_event_arriving_during_a_timed_redraw_does_not_deadlock(gen):
     import threading
     import time
 
-    from wan_nb.events import Event, utc_now
+    from wan_nb.protocol.events import Event, utc_now
 
     board = Storyboard(gen, ["one"], seed=0, num_frames=5, steps=2)
     panel = StoryboardPanel(board)

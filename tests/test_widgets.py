@@ -13,8 +13,8 @@ import pytest
 
 import wan_nb
 import wan_nb.previews
-from wan_nb.bus import EventBus
-from wan_nb.events import EventType
+from wan_nb.core.bus import EventBus
+from wan_nb.protocol.events import EventType
 from wan_nb.widgets import gallery, show_result, show_task, widgets_available
 from wan_nb.widgets._throttle import Throttle
 from wan_nb.widgets.grid import Gallery, SweepView, differing_labels, format_label

@@ -1,17 +1,17 @@
 """Generator: run a diffusers Wan pipeline and say what it is doing.
 
 The Generator is a facade. It checks arguments, writes each task's run folder, journal and
-queue entry, and hands the task to its **engine** (``wan_nb.engine``): here, one worker thread
-with one pipeline (``wan_nb.local_engine``); with ``cluster=``, Ray actors
+queue entry, and hands the task to its **engine** (``wan_nb.core.engine``): here, one worker thread
+with one pipeline (``wan_nb.core.local_engine``); with ``cluster=``, Ray actors
 (``wan_nb.cluster``). Every run goes through the stages
 
     initializing -> [downloading_model] -> [loading_model] -> preparing_inputs -> [applying_lora]
     -> generating -> post_processing -> saving -> completed | failed | cancelled
 
-and publishes typed events (``wan_nb.events``) on the generator's bus; widgets, the CLI, the
+and publishes typed events (``wan_nb.protocol.events``) on the generator's bus; widgets, the CLI, the
 run journal and the relay to Jupyter servers all read that one stream. How one run goes is in
-``wan_nb._run``; the handles (Task, Result, Sweep) are in ``wan_nb.task``. Work built on a
-generator (sweeps, grids, storyboards, reruns) sees it as ``wan_nb.surface.GeneratorSurface``.
+``wan_nb.core.run``; the handles (Task, Result, Sweep) are in ``wan_nb.core.task``. Work built on a
+generator (sweeps, grids, storyboards, reruns) sees it as ``wan_nb.core.surface.GeneratorSurface``.
 
 Other work that publishes here (a storyboard) uses the public hooks: :meth:`Generator.open_task`
 for a task with its own id, journal and steering, :meth:`add_sink`, :meth:`add_step_hook`.
@@ -25,19 +25,27 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import eta, fast_path, frontend, inputs, journal, models, relay, run_record, weights
-from ._loras import LoraRegistry
-from ._queue import QueueFile, queue_entry, resubmit
-from ._run import RunContext, estimate_duration, event_params
-from .bus import EventBus, Unsubscribe
-from .engine import Engine, LoadOptions
-from .errors import GenerationCancelled, GenerationError, TaskNotQueued  # noqa: F401 (re-exported)
-from .events import Event
-from .holder import PipelineHolder
-from .local_engine import LocalEngine
-from .params import build_params, public_params
-from .rerun import generator_rerun
-from .task import Handle, Result, Sweep, Task, new_task_id, steer  # noqa: F401 (re-exported)
+from . import relay
+from wan_nb.core import eta
+from wan_nb.fast import options as fast_path
+from wan_nb.protocol import frontend
+from wan_nb.models import user_inputs as inputs
+from wan_nb.runs import journal
+from wan_nb.models import specs as models
+from wan_nb.core import recorder as run_record
+from wan_nb.weights import options as weights
+from wan_nb.core.lora_registry import LoraRegistry
+from wan_nb.core.queue import QueueFile, queue_entry, resubmit
+from wan_nb.core.run import RunContext, estimate_duration, event_params
+from wan_nb.core.bus import EventBus, Unsubscribe
+from wan_nb.core.engine import Engine, LoadOptions
+from wan_nb.protocol.errors import GenerationCancelled, GenerationError, TaskNotQueued  # noqa: F401 (re-exported)
+from wan_nb.protocol.events import Event
+from wan_nb.core.holder import PipelineHolder
+from wan_nb.core.local_engine import LocalEngine
+from wan_nb.core.params import build_params, public_params
+from wan_nb.compose.rerun import generator_rerun
+from wan_nb.core.task import Handle, Result, Sweep, Task, new_task_id, steer  # noqa: F401 (re-exported)
 
 __all__ = ["Generator", "Task", "Result", "GenerationError", "GenerationCancelled", "Sweep", "HostedTask"]
 
@@ -64,14 +72,14 @@ class Generator:
                  defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
                  workers: int | None = None, quant: Any = None, transformer: Any = None,
                  plan: str | None = None, attention: str | None = None, compile: bool = False) -> None:
-        if pipeline is not None:  # see from_pipeline (quant= / transformer=: see wan_nb.weights)
+        if pipeline is not None:  # see from_pipeline (quant= / transformer=: see wan_nb.weights.options)
             self.weights = weights.refuse_for_pipeline(quant, transformer)
             spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
-        else:  # cheap: an unknown model, quant mode or unfitting file is refused here (wan_nb.weights)
+        else:  # cheap: an unknown model, quant mode or unfitting file is refused here (wan_nb.weights.options)
             spec, self.weights = weights.resolve(model, quant=quant, transformer=transformer, device=device)
         self.model = spec.name
         # Every pipeline-loading option in one value (engines, workers and recipes read it).
-        # wan_nb.fast_path: plan="auto" picks the offload (and a quant if none is given); attention checked.
+        # wan_nb.fast.options: plan="auto" picks the offload (and a quant if none is given); attention checked.
         fast = fast_path.configure(spec, device=device, offload=offload, vae_tiling=vae_tiling, plan=plan,
                                    attention=attention, compile=compile)
         self.memory_plan = fast.plan  # the wan_nb.plan(...) that plan="auto" applied, else None
@@ -158,8 +166,8 @@ class Generator:
 
     def grid(self, prompt: str, x: Any, y: Any = None, z: Any = None, *, refresh: bool = False,
              **fixed: Any) -> Any:
-        """A comparison grid (:class:`wan_nb.grid.Grid`) over ``(name, values)`` axes; see :mod:`wan_nb.grid`."""
-        from .grid import build_grid  # when called: Pillow and the grid stay out of ``import wan_nb``
+        """A comparison grid (:class:`wan_nb.compose.grid.Grid`) over ``(name, values)`` axes; see :mod:`wan_nb.compose.grid`."""
+        from wan_nb.compose.grid import build_grid  # when called: Pillow and the grid stay out of ``import wan_nb``
 
         return build_grid(self, prompt, x, y, z, refresh=refresh, **fixed)
 
@@ -170,7 +178,7 @@ class Generator:
         ``loras`` a list of dicts is an axis. Returns a :class:`Sweep` whose labels hold only the
         parameters that vary. ``retries``: on a cluster, re-runs of a cell whose worker died.
         """
-        from .sweep import submit_sweep
+        from wan_nb.compose.sweep import submit_sweep
 
         return submit_sweep(self, axes, retries=retries)
 
@@ -178,7 +186,7 @@ class Generator:
         """The full parameter set ``submit(prompt, **kwargs)`` would run; raises what it would raise."""
         return build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
 
-    rerun = generator_rerun  # gen.rerun(source, **overrides): see wan_nb.rerun
+    rerun = generator_rerun  # gen.rerun(source, **overrides): see wan_nb.compose.rerun
 
     @property
     def tasks(self) -> list[Task]:
@@ -194,7 +202,7 @@ class Generator:
 
     @property
     def engine(self) -> Engine:
-        """Where the tasks run (``wan_nb.engine.Engine``): a LocalEngine, or a RayEngine with cluster=."""
+        """Where the tasks run (``wan_nb.core.engine.Engine``): a LocalEngine, or a RayEngine with cluster=."""
         return self._engine
 
     def task(self, task_id: str) -> Task:

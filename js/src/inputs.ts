@@ -35,7 +35,7 @@ export function parseInputs(raw: unknown): IInputs {
   return out;
 }
 
-/** What the player calls an input (as wan_nb.run_inputs.label does): `video` is the source of
+/** What the player calls an input (as wan_nb.runs.kept_inputs.label does): `video` is the source of
  * a video-to-video run and the control video of a VACE run (one with a mask or reference
  * images); `image` is the first frame, or the character of an Animate run (one with a pose). */
 export function inputLabel(name: string, names: Iterable<string>): string {

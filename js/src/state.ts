@@ -2,7 +2,7 @@ import { IInputs, parseInputs, sameInputs } from './inputs.js'; // with .js: nod
 
 /**
  * One task's state in the browser, fed by the server's snapshots and by event frames
- * (`{type, seq, task_id, data}`). Mirrors the server's reducer (wan_nb/snapshot.py) so a
+ * (`{type, seq, task_id, data}`). Mirrors the server's reducer (wan_nb/protocol/snapshot.py) so a
  * row shows the same status the REST API reports; no DOM here.
  */
 
@@ -220,7 +220,7 @@ export class TaskState {
         return true;
       case 'generation_started':
         // Says what will run, not that it runs: a task waiting behind another stays queued
-        // until the worker's generation_stage (as wan_nb/state.py folds it).
+        // until the worker's generation_stage (as wan_nb/protocol/state.py folds it).
         this._applyStarted(data);
         return true;
     }

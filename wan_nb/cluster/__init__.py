@@ -10,7 +10,7 @@ What runs where:
   writes the run folders, journals and relays every event, and holds the queue
   (:class:`~wan_nb.cluster.backend.RayEngine`, the generator's engine);
 * each **worker** (:mod:`wan_nb.cluster.worker`) is a Ray actor with one GPU (or one CPU on a
-  cluster without GPUs) hosting a :class:`~wan_nb.local_engine.LocalEngine`, whose events
+  cluster without GPUs) hosting a :class:`~wan_nb.core.local_engine.LocalEngine`, whose events
   stream back with their seq.
 
 Ray schedules the actors and carries every byte; wan_nb adds no transport of its own.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import ClusterUnavailable
+from wan_nb.protocol.errors import ClusterUnavailable
 
 __all__ = ["attach", "connect", "ClusterUnavailable"]
 
@@ -60,7 +60,7 @@ def connect(cluster: str) -> Any:
 def attach(ctx: Any, *, cluster: str, workers: int | None, model: Any, worker_options: dict[str, Any],
            resubmit: Callable[..., Any]) -> Any:
     """Connect and build the engine (:class:`~wan_nb.cluster.backend.RayEngine`) that runs a
-    generator's tasks on Ray workers; ``ctx`` is the generator's ``wan_nb._run.RunContext``."""
+    generator's tasks on Ray workers; ``ctx`` is the generator's ``wan_nb.core.run.RunContext``."""
     from .backend import RayEngine  # imports Ray's side of wan_nb only when cluster= is used
 
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):

@@ -1,6 +1,6 @@
 """The driver side of a cluster Generator: the Ray engine (queue, dispatch, event relay, faults).
 
-:class:`RayEngine` implements :class:`wan_nb.engine.Engine`. ``Generator.submit`` makes the task
+:class:`RayEngine` implements :class:`wan_nb.core.engine.Engine`. ``Generator.submit`` makes the task
 and its run folder as always, then hands it here; the task is announced at once
 (``generation_started`` with ``worker: null``, then ``generation_queued``) and waits on the
 driver. A dispatcher thread gives each queued task to the best free worker
@@ -25,12 +25,12 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from .._run import RunContext, event_params
-from ..engine import Engine, queue_fields
-from ..errors import ClusterUnavailable, GenerationCancelled, GenerationError, TaskNotQueued
-from ..events import Event, EventType, Stage
-from ..params import public_params
-from ..task import Result, Task
+from wan_nb.core.run import RunContext, event_params
+from wan_nb.core.engine import Engine, queue_fields
+from wan_nb.protocol.errors import ClusterUnavailable, GenerationCancelled, GenerationError, TaskNotQueued
+from wan_nb.protocol.events import Event, EventType, Stage
+from wan_nb.core.params import public_params
+from wan_nb.core.task import Result, Task
 from .loras import LoraShipper
 from .pool import Slot, WorkerPool, actor_class, control
 from .worker import BATCH_INTERVAL, generation_kwargs

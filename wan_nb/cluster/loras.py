@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from .._loras import LoraRegistry
+from wan_nb.core.lora_registry import LoraRegistry
 
 __all__ = ["LoraShipper"]
 

@@ -1,7 +1,7 @@
 """The Ray actor side: one pipeline worker, hosting a local engine (no Generator of its own).
 
 A worker (:class:`WorkerHost` inside :class:`PipelineWorker`) holds the pipeline (loaded once,
-kept between tasks), the LoRAs the driver shipped, and a :class:`~wan_nb.local_engine.LocalEngine`
+kept between tasks), the LoRAs the driver shipped, and a :class:`~wan_nb.core.local_engine.LocalEngine`
 that runs one task at a time under the driver's task id. It streams that task's events back
 with Ray's streaming generators: each ``yield`` of :meth:`PipelineWorker.run` is one batch of
 event frames, at most one per ``interval`` seconds, so a fast step rate costs the driver one Ray
@@ -28,16 +28,18 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import eta, models, previews
-from .._loras import LoraRegistry
-from .._run import RunContext
-from ..bus import EventBus, Unsubscribe
-from ..engine import LoadOptions
-from ..events import Event, EventType, Stage
-from ..holder import PipelineHolder
-from ..local_engine import LocalEngine
-from ..params import GENERATION_ARGS, build_params
-from ..task import Task
+from .. import previews
+from wan_nb.core import eta
+from wan_nb.models import specs as models
+from wan_nb.core.lora_registry import LoraRegistry
+from wan_nb.core.run import RunContext
+from wan_nb.core.bus import EventBus, Unsubscribe
+from wan_nb.core.engine import LoadOptions
+from wan_nb.protocol.events import Event, EventType, Stage
+from wan_nb.core.holder import PipelineHolder
+from wan_nb.core.local_engine import LocalEngine
+from wan_nb.core.params import GENERATION_ARGS, build_params
+from wan_nb.core.task import Task
 
 __all__ = ["PipelineWorker", "WorkerHost", "BATCH_INTERVAL", "generation_kwargs"]
 
@@ -75,7 +77,7 @@ class _Outbox:
 class WorkerHost:
     """A worker's pipeline, LoRAs and engine, and the bus its tasks publish on.
 
-    ``options``: ``load`` (the driver's :class:`~wan_nb.engine.LoadOptions` as a dict),
+    ``options``: ``load`` (the driver's :class:`~wan_nb.core.engine.LoadOptions` as a dict),
     ``monitor_interval``, ``previews``, ``preview_every``. Nothing here is relayed to Jupyter
     servers or journaled: the driver does that, under the same task ids.
     """

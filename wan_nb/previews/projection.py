@@ -118,7 +118,7 @@ def _safe_name(name: str) -> str:
 
 
 def _fit_cache_dir() -> Path:
-    from ..models import cache_dir
+    from wan_nb.models.specs import cache_dir
 
     return cache_dir() / "previews"
 

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import stale_files
+from wan_nb.relay import stale_files
 
 from . import protocol
 from .protocol import PRODUCER_PREFIX, ring_doorbells, runtime_dir

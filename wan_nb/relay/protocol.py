@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..atomic import replace_text
+from wan_nb.runs.atomic import replace_text
 
 __all__ = ["PRODUCER_PREFIX", "SERVER_PREFIX", "API_ROOT", "CONTROL_OPS", "STEER_ACTIONS",
            "runtime_dir", "producer_files", "read_producer_file", "check_producer_info",

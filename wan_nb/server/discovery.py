@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import stale_files
+from wan_nb.relay import stale_files
 from ..relay import protocol
 from .store import Store, valid_task_id
 

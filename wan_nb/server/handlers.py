@@ -19,9 +19,9 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web, websocket
 from tornado.ioloop import IOLoop
 
-from ..state import TASK_STATUSES
+from wan_nb.protocol.state import TASK_STATUSES
 
-from ..events import dumps
+from wan_nb.protocol.events import dumps
 from ..relay.protocol import API_ROOT
 from . import _tornado_compat as compat
 from .hub import Hub, Subscriber, TaskEntry, parse_seq, valid_task_id

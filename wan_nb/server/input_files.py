@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tornado import web
 
-from .. import run_inputs
+from wan_nb.runs import kept_inputs as run_inputs
 from ..relay.protocol import API_ROOT
 from .handlers import TASK, VideoHandler
 from .inputs import servable_input

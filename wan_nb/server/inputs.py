@@ -3,7 +3,7 @@
 
 What a run used (first and last frames, a source or control video, masks, reference images)
 is kept in its run folder's ``inputs/`` and listed in its ``task.json`` (see
-:mod:`wan_nb.run_inputs`). The route serves a file only when that task's own ``task.json``
+:mod:`wan_nb.runs.kept_inputs`). The route serves a file only when that task's own ``task.json``
 lists it: the request's file name is looked up in that list, never joined onto a path, and the
 file must be a regular ``.png`` or ``.mp4`` inside ``<run>/inputs/`` (symlinks resolved), owned
 by this user and writable by no one else, as its folder and ``task.json`` are. Served with the
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import run_inputs
+from wan_nb.runs import kept_inputs as run_inputs
 from ..relay.protocol import API_ROOT
 from .store import trusted
 
@@ -33,7 +33,7 @@ def input_url(base_url: str, task_id: str, file: str) -> str:
 
 
 def listed_inputs(folder: Path | None) -> dict[str, dict[str, Any]]:
-    """The inputs ``folder``'s ``task.json`` lists (see :func:`wan_nb.run_inputs.listed`); empty
+    """The inputs ``folder``'s ``task.json`` lists (see :func:`wan_nb.runs.kept_inputs.listed`); empty
     for a folder or ``task.json`` that others could have written."""
     if folder is None or not trusted(folder):
         return {}
@@ -95,6 +95,6 @@ def servable_input(folder: Path | None, file: str) -> Path | None:
 
 def listing_inputs(base_url: str, task_id: str, raw: Any) -> dict[str, dict[str, Any]]:
     """The ``inputs`` of a run listed from the history index: ``raw`` is the index line's copy of
-    its ``task.json`` ``"inputs"`` (judged by :func:`wan_nb.run_inputs.listed`; the route still
+    its ``task.json`` ``"inputs"`` (judged by :func:`wan_nb.runs.kept_inputs.listed`; the route still
     checks the ``task.json`` itself before serving anything)."""
     return _with_urls(base_url, task_id, run_inputs.listed({"inputs": raw}))

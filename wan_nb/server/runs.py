@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..events import TERMINAL_STATUS as _ENDINGS, is_terminal
-from ..journal import JOURNAL_NAME, TASK_FILE
-from ..state import PRODUCER_LOST, capped_params, cap_text
+from wan_nb.protocol.events import TERMINAL_STATUS as _ENDINGS, is_terminal
+from wan_nb.runs.journal import JOURNAL_NAME, TASK_FILE
+from wan_nb.protocol.state import PRODUCER_LOST, capped_params, cap_text
 from .inputs import listing_inputs
 from .store import trusted, valid_task_id
 from .wire import video_urls
@@ -54,7 +54,7 @@ def pid_of(run_folder: Path) -> int | None:
 
 
 def process_alive(pid: int | None) -> bool:
-    from .. import stale_files
+    from wan_nb.relay import stale_files
 
     return bool(pid) and stale_files.pid_alive(pid, None)
 
@@ -123,10 +123,10 @@ def _iso(value: Any) -> str | None:
 
 
 def _from_history(directory: Path) -> list[dict[str, Any]] | None:
-    """The runs of ``directory`` from ``wan_nb.history``'s index where that module exists
+    """The runs of ``directory`` from ``wan_nb.runs.history``'s index where that module exists
     (None otherwise, or if it fails: then the folders are read here)."""
     try:
-        from .. import history
+        from wan_nb.runs import history
     except ImportError:
         return None
     try:
@@ -156,7 +156,7 @@ def _from_history(directory: Path) -> list[dict[str, Any]] | None:
 
 
 def run_from_index(directory: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    """A run of ``directory`` from its line in the history index (``wan_nb.history``'s format),
+    """A run of ``directory`` from its line in the history index (``wan_nb.runs.history``'s format),
     in the shape :func:`summary` takes."""
     params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
     video = entry.get("video")

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..events import COALESCIBLE_TYPES, dumps, is_terminal, utc_now
-from ..journal import JOURNAL_NAME
-from ..snapshot import PRODUCER_LOST, TaskSnapshot
-from ..state import PROMPT_CAP, capped_params
+from wan_nb.protocol.events import COALESCIBLE_TYPES, dumps, is_terminal, utc_now
+from wan_nb.runs.journal import JOURNAL_NAME
+from wan_nb.protocol.snapshot import PRODUCER_LOST, TaskSnapshot
+from wan_nb.protocol.state import PROMPT_CAP, capped_params
 
 log = logging.getLogger(__name__)
 

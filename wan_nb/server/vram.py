@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from ..events import dumps, utc_now
+from wan_nb.protocol.events import dumps, utc_now
 from ._tornado_compat import ws_text_frame
 from .outbox import Outbox
 
@@ -57,7 +57,7 @@ class VramMonitor:
             return self.latest
         sampler = self._sampler
         if sampler is None:
-            from .. import monitor
+            from wan_nb.protocol import monitor
 
             sampler = monitor.sample
         reading = await IOLoop.current().run_in_executor(self._executor, sampler)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..events import TERMINAL_STATUS as _TERMINAL, dumps
+from wan_nb.protocol.events import TERMINAL_STATUS as _TERMINAL, dumps
 from ..relay.protocol import video_path
-from ..state import PRODUCER_LOST, queued_message
+from wan_nb.protocol.state import PRODUCER_LOST, queued_message
 from ._tornado_compat import ws_text_frame
 
 

@@ -11,7 +11,7 @@
 ``folder``: the run folder's layout. Built on the Generator's public surface only.
 """
 
-from ..errors import StoryboardCancelled, StoryboardError
+from wan_nb.protocol.errors import StoryboardCancelled, StoryboardError
 from .folder import scene_url, video_url
 from .plan import Scene, Storyboard, split_story
 from .run import STEPS, StoryboardResult, StoryboardRun

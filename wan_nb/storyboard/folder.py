@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..events import dumps
-from ..params import public_params
+from wan_nb.protocol.events import dumps
+from wan_nb.core.params import public_params
 
 __all__ = ["video_url", "scene_url", "scene_path", "final_path"]
 
@@ -53,7 +53,7 @@ def task_info(board: Any) -> dict[str, Any]:
 
 def reusable_scenes(board: Any) -> list[bool]:
     """Which scene videos on disk were made with exactly the parameters asked for now."""
-    from ..video import frame_count
+    from wan_nb.models.video_io import frame_count
 
     reusable = []
     for index, params in enumerate(board.scene_params, 1):

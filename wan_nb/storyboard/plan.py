@@ -15,12 +15,12 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .. import frontend
+from wan_nb.protocol import frontend
 from ..generator import Generator  # only to make the default generator of from_story
-from ..kinds import REQUIRES, TAKES
-from ..surface import GeneratorSurface
-from ..params import GENERATION_ARGS, InvalidParameter, build_params, public_params
-from ..stitch import check_transition, stitched_frame_count
+from wan_nb.models.kinds import REQUIRES, TAKES
+from wan_nb.core.surface import GeneratorSurface
+from wan_nb.core.params import GENERATION_ARGS, InvalidParameter, build_params, public_params
+from wan_nb.storyboard.stitch import check_transition, stitched_frame_count
 from . import folder as layout
 from .run import StoryboardResult, StoryboardRun
 
@@ -110,7 +110,7 @@ def _stand_in_frame(previous: dict[str, Any]) -> Any:
 def _check_image_source(index: int, image: Any) -> None:
     if image is None:
         return
-    from .. import models
+    from wan_nb.models import specs as models
 
     try:  # cheap: a path must exist, an array must have a picture's shape (no decoding here)
         models.check_image(image)

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import frontend
-from ..errors import GenerationCancelled, StoryboardCancelled, StoryboardError
-from ..events import Event, EventType
-from ..params import GENERATION_ARGS
-from ..stitch import stitch
-from ..task import Handle, Result
+from wan_nb.protocol import frontend
+from wan_nb.protocol.errors import GenerationCancelled, StoryboardCancelled, StoryboardError
+from wan_nb.protocol.events import Event, EventType
+from wan_nb.core.params import GENERATION_ARGS
+from wan_nb.storyboard.stitch import stitch
+from wan_nb.core.task import Handle, Result
 from . import folder as layout
 
 __all__ = ["StoryboardRun", "StoryboardResult", "STEPS"]
@@ -260,7 +260,7 @@ class StoryboardRun(Handle):
         self._emit("stitch", "in_progress", _VIDEOS_END + 2, f"Stitching {n} scene(s) with {how}...")
         final = stitch(self.scene_videos, board.final_path, fps=board.fps, transition=board.transition,
                        crossfade=board.crossfade)
-        from ..video import frame_count
+        from wan_nb.models.video_io import frame_count
 
         total_frames = frame_count(final)
         self._emit("stitch", "completed", 98, f"Stitched the final video: {total_frames} frames, "
@@ -280,7 +280,7 @@ class StoryboardRun(Handle):
         params = dict(board.scene_params[index - 1])
         kwargs = {k: params[k] for k in GENERATION_ARGS if k in params}
         if board.continuity in ("last_frame", "flf2v") and index > 1 and board.scenes[index - 1].image is None:
-            from ..video import read_frames
+            from wan_nb.models.video_io import read_frames
 
             kwargs["image"] = read_frames(self.scene_videos[index - 2])[-1]
         return kwargs

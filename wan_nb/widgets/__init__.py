@@ -1,9 +1,9 @@
 """Notebook front end: progress panel, memory chart, video player, gallery.
 
-The core reaches these through ``wan_nb.frontend.show(kind, obj)`` (``Task._ipython_display_`` →
+The core reaches these through ``wan_nb.protocol.frontend.show(kind, obj)`` (``Task._ipython_display_`` →
 :func:`show_task` …), never by importing this package. Each ``show_*``
 displays a widget when the code runs in a Jupyter kernel, and falls back to plain text progress
-(``wan_nb.console``) in a terminal or plain IPython, where widgets cannot render.
+(``wan_nb.cli.console``) in a terminal or plain IPython, where widgets cannot render.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def show_task(task: Any, stream: TextIO | None = None) -> Any:
         from .panel import ProgressPanel
 
         return _display(ProgressPanel(task))
-    from ..console import follow_in_background
+    from wan_nb.cli.console import follow_in_background
 
     return follow_in_background(task, stream)
 
@@ -40,7 +40,7 @@ def show_progress(task: Any, mode: str | bool = "auto") -> Any:
     """
     if mode is False or mode == "none":
         return None
-    from ..console import follow_in_background
+    from wan_nb.cli.console import follow_in_background
 
     if mode == "text":
         return follow_in_background(task)

@@ -1,5 +1,5 @@
 """What a progress panel knows about one task (no widgets here): the core reducer's state
-(:mod:`wan_nb.state`) plus the panel's own timeline and timing.
+(:mod:`wan_nb.protocol.state`) plus the panel's own timeline and timing.
 
 Kept apart from the widgets so it is plain Python, testable without a front end.
 """
@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import Event, EventType
-from ..state import TaskState as CoreState
+from wan_nb.protocol.events import Event, EventType
+from wan_nb.protocol.state import TaskState as CoreState
 
 __all__ = ["TaskState", "parse_timestamp", "TIMELINE"]
 
@@ -29,7 +29,7 @@ def parse_timestamp(stamp: str) -> float:
 
 @dataclass
 class TaskState:
-    """The panel's view of a task: :class:`wan_nb.state.TaskState` (the one reducer) plus what
+    """The panel's view of a task: :class:`wan_nb.protocol.state.TaskState` (the one reducer) plus what
     only a panel draws — the stage timeline, step timing and its own wording."""
 
     task_id: str | None = None

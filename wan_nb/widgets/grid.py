@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import ipywidgets as w
 
-from ..events import Event
+from wan_nb.protocol.events import Event
 from .panel import ProgressPanel
 from .video import ResultView
 

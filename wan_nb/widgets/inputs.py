@@ -3,7 +3,7 @@ frame, reference images, a character) and the videos that steered it (source, co
 mask) playing in a loop.
 
 The files come from the run folder (``<run>/inputs/``, listed in ``task.json``; see
-:mod:`wan_nb.run_inputs`), so a live task, a finished :class:`~wan_nb.Result` and a past run of
+:mod:`wan_nb.runs.kept_inputs`), so a live task, a finished :class:`~wan_nb.Result` and a past run of
 the history show the same thing. Like the result video, each file is sent to the browser once as
 a widget buffer: no server route is needed.
 """
@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import ipywidgets as w
 
-from .. import run_inputs
+from wan_nb.runs import kept_inputs as run_inputs
 from .player import MAX_EMBED_BYTES, VideoPlayer
 
 __all__ = ["InputsView", "inputs_of"]

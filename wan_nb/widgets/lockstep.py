@@ -16,7 +16,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..events import EventType
+from wan_nb.protocol.events import EventType
 from ._throttle import Throttle
 from .vram_plot import STATIC
 
@@ -27,7 +27,7 @@ _STATUS = {EventType.GENERATION_COMPLETED: "completed", EventType.GENERATION_FAI
 
 
 def _cell_recipe(grid: Any, cell: Any) -> dict[str, Any]:
-    from ..params import public_params
+    from wan_nb.core.params import public_params
 
     return {"task_id": cell.task.id, "model": grid.generator.model, "reused": cell.reused,
             **public_params(dict(cell.task.params))}

@@ -22,8 +22,8 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..console import format_seconds
-from ..events import Event, EventType
+from wan_nb.cli.console import format_seconds
+from wan_nb.protocol.events import Event, EventType
 from ._state import OPTIONAL_STAGES, TIMELINE, TaskState, parse_timestamp
 from ._throttle import Throttle
 from .cancel_button import CancelButton

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import ipywidgets as w
 
-from ..events import Event, EventType
+from wan_nb.protocol.events import Event, EventType
 from ._throttle import Throttle
 from .cancel_button import CancelButton
 from .video import VideoPlayer

@@ -1,0 +1,1 @@
+"""Many runs as one: sweeps, grids (axes, reuse, the labelled film) and reruns."""

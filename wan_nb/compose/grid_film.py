@@ -1,0 +1,324 @@
+"""A grid as one labelled film (``to_mp4``) or as one page with the lockstep player (``to_html``).
+
+``to_mp4`` tiles each z page's clips with ffmpeg's ``xstack`` and lays the tiles over a canvas
+whose margins carry the axis names and values (drawn with Pillow): the x values above the
+columns, the y values left of the rows, the page's z value above both. Pages follow each other
+in time. A clip shorter than the longest of its page holds its last frame; clips of another
+frame rate are resampled to the film's (the highest of the page). Small clips are scaled up by
+a whole factor to at least ``min_tile`` pixels, so the labels stay readable next to them;
+the whole film is kept within ``max_width`` x ``max_height`` by shrinking the tiles (the labels
+keep their size). The grid's recipe travels in the MP4's ``comment`` tag as JSON, written by
+``wan_nb.runs.recipe.embed`` like a single run's (:func:`read_recipe` gets it back).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["Layout", "layout", "to_mp4", "to_html", "read_recipe", "probe"]
+
+GAP = 4            # pixels between tiles
+PAD = 6            # pixels around label text
+FONT_SIZE = 14
+BACKGROUND = (24, 24, 24)
+TEXT = (235, 235, 235)
+DIM = (150, 150, 150)
+
+
+def _ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def probe(path: Path) -> dict[str, Any]:
+    """width, height, fps and frame count of a video (decoded count: exact, unlike the header's)."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    try:
+        meta = next(reader)
+    finally:
+        reader.close()
+    frames = imageio_ffmpeg.count_frames_and_secs(str(path))[0]
+    width, height = meta["size"]
+    return {"width": width, "height": height, "fps": float(meta["fps"]), "frames": int(frames)}
+
+
+def _font(size: int = FONT_SIZE):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _wrap(text: str, font: Any, width: int, max_lines: int = 3) -> list[str]:
+    """Greedy word wrap to ``width`` pixels; an over-long last line ends in an ellipsis."""
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        candidate = f"{line} {word}".strip()
+        if font.getlength(candidate) <= width or not line:
+            line = candidate
+        else:
+            lines.append(line)
+            line = word
+    lines.append(line)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] += " …"
+    for i, text_line in enumerate(lines):
+        while font.getlength(text_line) > width and len(text_line) > 1:
+            text_line = text_line[:-2] + "…"
+        lines[i] = text_line
+    return lines
+
+
+def _even(value: float) -> int:
+    return max(2, int(math.ceil(value / 2.0)) * 2)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything sits in the film, in pixels: margins, tiles, the whole frame."""
+
+    columns: int
+    rows: int
+    tile_width: int
+    tile_height: int
+    left: int          # the margin holding the y labels
+    top: int           # the margin holding the z title, the x axis name and the x labels
+    gap: int
+    width: int
+    height: int
+
+    def tile(self, x: int, y: int) -> tuple[int, int]:
+        return self.left + x * (self.tile_width + self.gap), self.top + y * (self.tile_height + self.gap)
+
+
+def _line_height(font: Any) -> int:
+    box = font.getbbox("Ag")
+    return box[3] - box[1] + 4
+
+
+def layout(grid: Any, clips: Sequence[dict[str, Any]], *, min_tile: int = 128, max_width: int = 1920,
+           max_height: int = 1080) -> Layout:
+    """The film's geometry for ``grid`` whose clips measure ``clips`` (see :func:`probe`)."""
+    for name, value in (("max_width", max_width), ("max_height", max_height), ("min_tile", min_tile)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 16:
+            raise ValueError(f"{name}={value!r}: give a whole number of pixels >= 16")
+    _, rows, columns = grid.shape
+    width = max(c["width"] for c in clips)
+    height = max(c["height"] for c in clips)
+    factor = max(1, math.ceil(min_tile / min(width, height)))
+    tile_w, tile_h = width * factor, height * factor
+    font = _font()
+    line = _line_height(font)
+    y_texts = list(grid.y.labels) if grid.y else []
+    left = 0
+    if grid.y:
+        widest = max([font.getlength(t) for t in y_texts] + [font.getlength(grid.y.name)])
+        left = _even(min(widest, 220) + 2 * PAD)
+    top_lines = (1 if grid.z else 0) + 1 + (1 if grid.x else 0)   # z title, x axis name, x values (up to 3 lines)
+    x_lines = max((len(_wrap(t, font, tile_w - 2 * PAD)) for t in grid.x.labels), default=1)
+    top = _even(top_lines * line + (x_lines - 1) * line + 2 * PAD)
+    frame_w = left + columns * tile_w + (columns - 1) * GAP
+    frame_h = top + rows * tile_h + (rows - 1) * GAP
+    if frame_w > max_width or frame_h > max_height:
+        shrink = min((max_width - left - (columns - 1) * GAP) / (columns * tile_w),
+                     (max_height - top - (rows - 1) * GAP) / (rows * tile_h))
+        if shrink * min(tile_w, tile_h) < 16:
+            raise ValueError(f"a {columns}x{rows} grid does not fit in {max_width}x{max_height} pixels with its "
+                             "labels; raise max_width= / max_height= or split the grid")
+        tile_w, tile_h = _even(tile_w * shrink - 1), _even(tile_h * shrink - 1)
+        frame_w = left + columns * tile_w + (columns - 1) * GAP
+        frame_h = top + rows * tile_h + (rows - 1) * GAP
+    # Even sizes throughout: H.264 in yuv420p needs them.
+    tile_w, tile_h = _even(tile_w), _even(tile_h)
+    frame_w = _even(left + columns * tile_w + (columns - 1) * GAP)
+    frame_h = _even(top + rows * tile_h + (rows - 1) * GAP)
+    return Layout(columns, rows, tile_w, tile_h, left, top, GAP, frame_w, frame_h)
+
+
+def _canvas(grid: Any, geometry: Layout, page: int, path: Path) -> Path:
+    """The page's still background: dark tiles' frame plus every label."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (geometry.width, geometry.height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    font = _font()
+    bold = _font(FONT_SIZE + 1)
+    line = _line_height(font)
+    y_pos = PAD
+    if grid.z:
+        draw.text((PAD, y_pos), f"{grid.z.name}: {grid.z.labels[page]}", font=bold, fill=TEXT)
+        y_pos += line
+    draw.text((geometry.left + PAD, y_pos), grid.x.name, font=font, fill=DIM)
+    y_pos += line
+    for column, text in enumerate(grid.x.labels):
+        x0, _ = geometry.tile(column, 0)
+        for n, text_line in enumerate(_wrap(text, font, geometry.tile_width - 2 * PAD)):
+            draw.text((x0 + PAD, y_pos + n * line), text_line, font=font, fill=TEXT)
+    if grid.y:
+        draw.text((PAD, y_pos), grid.y.name, font=font, fill=DIM)
+        for row, text in enumerate(grid.y.labels):
+            _, y0 = geometry.tile(0, row)
+            for n, text_line in enumerate(_wrap(text, font, geometry.left - 2 * PAD, max_lines=6)):
+                draw.text((PAD, y0 + PAD + n * line), text_line, font=font, fill=TEXT)
+    image.save(path)
+    return path
+
+
+def _run(command: list[str], out: Path) -> None:
+    done = subprocess.run(command, capture_output=True)
+    if done.returncode != 0 or not out.is_file():
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
+        raise OSError(f"ffmpeg could not write {out}: {reason[-1] if reason else 'no output'} "
+                      f"(exit {done.returncode})")
+
+
+def _page_film(grid: Any, geometry: Layout, page: int, clips: list[dict[str, Any]], fps: float,
+               work: Path) -> tuple[Path, int]:
+    """One z page as an MP4 in ``work``; returns (path, frame count)."""
+    cells = [c for row in grid.page(page) for c in row]
+    frames = max(math.ceil(clip["frames"] * fps / clip["fps"] - 1e-6) for clip in clips)
+    background = _canvas(grid, geometry, page, work / f"page{page}.png")
+    command = [_ffmpeg(), "-y", "-loglevel", "error", "-loop", "1", "-framerate", f"{fps:g}", "-i", str(background)]
+    for cell in cells:
+        command += ["-i", str(cell.task.result().video_path)]
+    tw, th = geometry.tile_width, geometry.tile_height
+    chains, names, positions = [], [], []
+    for i, (cell, clip) in enumerate(zip(cells, clips), start=1):
+        scaler = "neighbor" if tw % clip["width"] == 0 and th % clip["height"] == 0 else "bicubic"
+        chains.append(f"[{i}:v]fps={fps:g},scale={tw}:{th}:force_original_aspect_ratio=decrease:flags={scaler},"
+                      f"pad={tw}:{th}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,"
+                      f"tpad=stop_mode=clone:stop=-1[c{i}]")
+        names.append(f"[c{i}]")
+        x, y = geometry.tile(cell.x, cell.y)
+        positions.append(f"{x - geometry.left}_{y - geometry.top}")
+    if len(cells) > 1:
+        chains.append(f"{''.join(names)}xstack=inputs={len(cells)}:layout={'|'.join(positions)}:fill=black[tiles]")
+    else:
+        chains.append("[c1]null[tiles]")
+    chains.append(f"[0:v][tiles]overlay={geometry.left}:{geometry.top}:shortest=0,format=yuv420p[out]")
+    out = work / f"page{page}.mp4"
+    command += ["-filter_complex", ";".join(chains), "-map", "[out]", "-frames:v", str(frames), "-an",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-r", f"{fps:g}", str(out)]
+    _run(command, out)
+    return out, frames
+
+
+def to_mp4(grid: Any, path: Any, *, min_tile: int = 128, max_width: int = 1920, max_height: int = 1080,
+           timeout: float | None = None) -> Path:
+    """Write the grid as one labelled MP4 at ``path`` (waits for its cells first); returns the path."""
+    results = grid.results(timeout)   # a failed cell raises here, before any ffmpeg work
+    clips_by_task = {}
+    for result in results:
+        if result.task_id not in clips_by_task:
+            clips_by_task[result.task_id] = probe(Path(result.video_path))
+    clips = [clips_by_task[c.task.result().task_id] for c in grid.cells]
+    geometry = layout(grid, clips, min_tile=min_tile, max_width=max_width, max_height=max_height)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pages, rows, columns = grid.shape
+    per_page = rows * columns
+    with tempfile.TemporaryDirectory(prefix="wan_nb-grid-") as tmp:
+        work = Path(tmp)
+        films = []
+        for page in range(pages):
+            page_clips = clips[page * per_page:(page + 1) * per_page]
+            fps = max(c["fps"] for c in page_clips)
+            films.append(_page_film(grid, geometry, page, page_clips, fps, work)[0])
+        listing = work / "pages.txt"
+        listing.write_text("".join(f"file '{f}'\n" for f in films))
+        joined = path.with_name(path.name + ".part.mp4")   # beside the target: the rename is atomic
+        _run([_ffmpeg(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
+              "-c", "copy", "-metadata", f"title=wan_nb grid: {grid.prompt}", str(joined)], joined)
+        # Where a single run keeps its recipe (the comment tag), written the same way.
+        from wan_nb.runs.recipe import embed
+
+        embed(joined, json.loads(json.dumps(grid.recipe(), default=str)))
+        joined.replace(path)
+    return path
+
+
+def read_recipe(path: Any) -> dict[str, Any] | None:
+    """The grid recipe embedded by :func:`to_mp4` (None if the file carries none)."""
+    from wan_nb.runs.recipe import METADATA_TAG, parse_ffmetadata
+
+    done = subprocess.run([_ffmpeg(), "-loglevel", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+                          capture_output=True)
+    text = parse_ffmetadata(done.stdout.decode("utf-8", "replace")).get(METADATA_TAG)
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) and found.get("kind") == "wan_nb.compose.grid" else None
+
+
+def to_html(grid: Any, path: Any, *, inline: bool = False, tile_width: int = 192,
+            timeout: float | None = None) -> Path:
+    """One page with the lockstep player. The videos go in ``<name>_files/`` beside it, or into
+    the page itself with ``inline=True`` (one file to send, base64: a third larger)."""
+    from wan_nb.widgets.lockstep import STATIC, grid_state
+
+    grid.results(timeout)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    urls: list[str] = []
+    folder = path.with_name(path.stem + "_files")
+    for cell in grid.cells:
+        video = Path(cell.task.result().video_path)
+        if inline:
+            urls.append("data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode("ascii"))
+        else:
+            folder.mkdir(exist_ok=True)
+            target = folder / f"{cell.task.id}.mp4"
+            if not target.exists():
+                shutil.copyfile(video, target)
+            urls.append(f"{folder.name}/{target.name}")
+    state = grid_state(grid)
+    state.update(videos=urls, interactive=False, tile_width=tile_width)
+    script = (STATIC / "lockstep.js").read_text()
+    css = (STATIC / "lockstep.css").read_text()
+    page = _PAGE.format(title=_escape(f"wan_nb grid: {grid.prompt}"), css=css,
+                        state=json.dumps(state, default=str).replace("</", "<\\/"),
+                        script=script.replace("</", "<\\/"))
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+# The player is the notebook widget's own module, given a small stand-in for anywidget's model.
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:16px;background:#fff;color:#222}}{css}</style></head>
+<body><div id="wan-nb-grid"></div>
+<script type="application/json" id="wan-nb-grid-state">{state}</script>
+<script type="text/plain" id="wan-nb-grid-player">{script}</script>
+<script type="module">
+const state = JSON.parse(document.getElementById("wan-nb-grid-state").textContent);
+const handlers = {{}};
+const model = {{
+  get: (k) => state[k],
+  set: (k, v) => {{ state[k] = v; (handlers["change:" + k] || []).forEach((f) => f()); }},
+  save_changes: () => {{}}, send: () => {{}},
+  on: (name, f) => {{ (handlers[name] = handlers[name] || []).push(f); }},
+  off: (name, f) => {{ handlers[name] = (handlers[name] || []).filter((g) => g !== f); }},
+}};
+const source = document.getElementById("wan-nb-grid-player").textContent;
+const player = await import(URL.createObjectURL(new Blob([source], {{ type: "text/javascript" }})));
+player.default.render({{ model, el: document.getElementById("wan-nb-grid") }});
+</script></body></html>
+"""

@@ -1,0 +1,80 @@
+"""The generator's LoRA registry: adapters by name, read once, attached once the model is loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+@dataclass
+class _Lora:
+    source: str
+    weight: float
+    state: Any
+    attached: bool = False
+
+
+class LoraRegistry:
+    """The generator's LoRAs by adapter name; attached to the pipeline once it is loaded."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Lora] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def weights(self) -> dict[str, float]:
+        return {n: entry.weight for n, entry in self.entries.items()}
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return {n: {"source": entry.source, "weight": entry.weight} for n, entry in self.entries.items()}
+
+    def load(self, path_or_repo: Any, name: str | None, weight: float, pipe: Any, *,
+             experts: str | None = None, model_experts: tuple[str, ...] = ()) -> str:
+        import math
+
+        from wan_nb.models import lora_files as lora
+
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
+            raise ValueError(f"weight={weight!r}: give a finite number, e.g. weight=0.8")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError(f"name={name!r}: give a non-empty adapter name, or leave it out to use the file's")
+        pair = isinstance(path_or_repo, (tuple, list))
+        name = name or lora.default_name(path_or_repo[0] if pair and path_or_repo else path_or_repo)
+        if name in self.entries:
+            raise ValueError(f"a LoRA named {name!r} is already loaded; unload_lora({name!r}) first or "
+                             "pass another name=")
+        # state: {component: LoraState}, one per expert the adapter goes into (lora.read_for_experts)
+        entry = _Lora(source=" + ".join(map(str, path_or_repo)) if pair else str(path_or_repo),
+                      weight=float(weight), state=lora.read_for_experts(path_or_repo, experts, model_experts))
+        if pipe is not None:
+            lora.attach_targets(pipe, name, entry.state)
+            entry.attached = True
+        self.entries[name] = entry
+        return name
+
+    def unload(self, name: str | None, pipe: Any) -> None:
+        from wan_nb.models import lora_files as lora
+
+        names = list(self.entries) if name is None else [name]
+        for n in names:
+            if n not in self.entries:
+                raise KeyError(f"no LoRA named {n!r} is loaded (loaded: {sorted(self.entries) or 'none'})")
+        for n in names:
+            entry = self.entries.pop(n)
+            if entry.attached and pipe is not None:
+                lora.detach(pipe, n)
+
+    def activate(self, pipe: Any, weights: Mapping[str, float]) -> None:
+        """Attach what is not attached yet, then set this run's weights."""
+        from wan_nb.models import lora_files as lora
+
+        for name, entry in list(self.entries.items()):
+            if not entry.attached:
+                try:
+                    lora.attach_targets(pipe, name, entry.state)
+                except Exception:
+                    self.entries.pop(name, None)  # a LoRA that cannot attach must not break later runs
+                    raise
+                entry.attached = True
+        lora.activate(pipe, dict(weights))

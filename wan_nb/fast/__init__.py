@@ -1,0 +1,1 @@
+"""Running faster or smaller: the memory/time planner, cache modes, attention backends, compile options."""

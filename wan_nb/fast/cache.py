@@ -1,0 +1,313 @@
+"""Cache acceleration per run: diffusers' cache hooks on the transformer(s), on for one run only.
+
+``gen.generate(..., cache="first-block")`` (or ``"mag"``, ``"taylorseer"``, ``"faster"``,
+``"pab"``; ``cache_threshold=`` for the two adaptive ones) enables the matching diffusers hook
+(``FirstBlockCacheConfig``, ``MagCacheConfig``, ``TaylorSeerCacheConfig``, ``FasterCacheConfig``,
+``PyramidAttentionBroadcastConfig``) right before the denoising loop and disables it right after,
+also when the run fails or is cancelled, so the next run (another grid cell) starts clean.
+
+Whether a step was computed or reused is counted, not guessed: a forward hook on each block's
+self-attention query projection counts the blocks whose attention really ran; a step with fewer
+than (blocks x transformer passes) reused some of its work (``step_reused`` in its progress event;
+the step clock keeps computed and reused steps apart, so the time left stays honest).
+
+MagCache needs the model's magnitude-ratio curve. diffusers ships none for Wan, so the first
+``cache="mag"`` run of a model measures it (every step computed, the curve kept in
+``<cache>/mag_ratios.json``) and later runs use it; the first run's message says so.
+
+PAB and FasterCache keep one state per attention layer, which Wan's separate conditional and
+unconditional passes would share (the unconditional pass reusing the conditional attention):
+here each pass gets its own state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import numbers
+import threading
+from typing import Any, Mapping
+
+from wan_nb.runs.atomic import replace_text
+from wan_nb.protocol.errors import InvalidParameter
+from wan_nb.models.specs import cache_dir
+
+__all__ = ["CACHE_MODES", "check_cache", "RunCache", "cache_for_run", "forget_ratios"]
+
+log = logging.getLogger(__name__)
+
+CACHE_MODES = ("first-block", "mag", "taylorseer", "faster", "pab")
+# Thresholds of the adaptive modes: ParaAttention's first-block cache skips the other blocks while
+# the first block's residual changes less than this (relative L1); MagCache while the accumulated
+# magnitude-ratio error stays below it (its paper's default 0.06).
+DEFAULT_THRESHOLDS = {"first-block": 0.08, "mag": 0.06}
+THRESHOLD_RANGE = (1e-4, 1.0)
+_RATIOS_FILE = "mag_ratios.json"
+_ratios_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------------------------------------
+# checking, at submit
+# ---------------------------------------------------------------------------------------------
+def check_cache(mode: Any, threshold: Any, *, two_experts: bool = False,
+                pipeline: Any = None) -> tuple[str | None, float | None]:
+    """``(mode, threshold)`` validated before anything is loaded; raises ``InvalidParameter``."""
+    if mode is None or mode is False or mode == "none":
+        if threshold is not None:
+            raise InvalidParameter("cache_threshold", threshold, "applies to a cache mode; pass "
+                                   "cache='first-block' or cache='mag' with it, or drop it")
+        return None, None
+    if not isinstance(mode, str) or mode.lower() not in CACHE_MODES:
+        raise InvalidParameter("cache", mode, f"choose one of {', '.join(map(repr, CACHE_MODES))} or None "
+                               "(e.g. cache='first-block')")
+    mode = mode.lower()
+    if threshold is not None:
+        if mode not in DEFAULT_THRESHOLDS:
+            raise InvalidParameter("cache_threshold", threshold, f"cache={mode!r} reuses on a fixed "
+                                   "schedule and takes no threshold; drop cache_threshold, or use "
+                                   "cache='first-block' or 'mag' to tune one")
+        low, high = THRESHOLD_RANGE
+        if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool) or not math.isfinite(threshold) \
+                or not low <= threshold <= high:
+            raise InvalidParameter("cache_threshold", threshold, f"must be a number from {low:g} to {high:g}; "
+                                   f"the default for {mode!r} is {DEFAULT_THRESHOLDS[mode]}")
+        threshold = float(threshold)
+    if mode == "mag" and two_experts:
+        raise InvalidParameter("cache", mode, "MagCache's ratio curve is per transformer and the two "
+                               "experts split the steps between them; use cache='first-block' or "
+                               "'taylorseer' on two-expert models")
+    if pipeline is not None:
+        transformer = getattr(pipeline, "transformer", None) or getattr(pipeline, "transformer_2", None)
+        if transformer is None or not hasattr(transformer, "enable_cache"):
+            raise InvalidParameter("cache", mode, f"this pipeline's transformer ({type(transformer).__name__}) "
+                                   "has no diffusers cache hooks (CacheMixin); drop cache=, or use a "
+                                   "diffusers WanTransformer3DModel")
+        if mode in ("faster", "pab") and not hasattr(pipeline, "current_timestep"):
+            raise InvalidParameter("cache", mode, f"{type(pipeline).__name__} does not expose "
+                                   "current_timestep, which PAB and FasterCache need; use "
+                                   "cache='first-block'")
+    return mode, threshold
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+# ---------------------------------------------------------------------------------------------
+def _transformers(pipe: Any) -> list[Any]:
+    return [t for t in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if t is not None]
+
+
+def _config(mode: str, threshold: float | None, pipe: Any, steps: int, ratios: list[float] | None) -> Any:
+    import torch
+    from diffusers.hooks import (FasterCacheConfig, FirstBlockCacheConfig, MagCacheConfig,
+                                 PyramidAttentionBroadcastConfig, TaylorSeerCacheConfig)
+
+    timestep = lambda: pipe.current_timestep  # noqa: E731 (read at every layer call)
+    if mode == "first-block":
+        return FirstBlockCacheConfig(threshold=threshold or DEFAULT_THRESHOLDS[mode])
+    if mode == "mag":
+        return MagCacheConfig(threshold=threshold or DEFAULT_THRESHOLDS[mode], num_inference_steps=steps,
+                              mag_ratios=list(ratios))
+    if mode == "taylorseer":
+        # diffusers' default patterns ("^blocks.*attn") match no Wan module name in full, so the
+        # attention and feed-forward layers are named here; first-order prediction, refresh every 3.
+        return TaylorSeerCacheConfig(cache_interval=3, disable_cache_before_step=3, max_order=1,
+                                     taylor_factors_dtype=torch.float32,
+                                     cache_identifiers=[r"blocks\.\d+\.(attn1|attn2|ffn)"])
+    if mode == "faster":
+        # Wan runs its two guidance passes separately (batch 1), so FasterCache's batched
+        # unconditional-branch skip does not apply: attention reuse only.
+        return FasterCacheConfig(spatial_attention_block_skip_range=2, current_timestep_callback=timestep,
+                                 attention_weight_callback=lambda _: 0.5, is_guidance_distilled=True,
+                                 tensor_format="BCFHW")
+    return PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=2,
+                                           spatial_attention_timestep_skip_range=(100, 900),
+                                           current_timestep_callback=timestep)
+
+
+class _PerPassStates:
+    """Give each guidance pass ("cond", "uncond") its own PAB / FasterCache layer states."""
+
+    _HOOKS = ("pyramid_attention_broadcast", "faster_cache_block", "faster_cache_denoiser")
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+        self.hooks = [registry.hooks[name] for module in transformer.modules()
+                      for registry in [getattr(module, "_diffusers_hook", None)] if registry is not None
+                      for name in self._HOOKS if name in registry.hooks and hasattr(registry.hooks[name], "state")]
+        self.saved: dict[str, list[Any]] = {}
+        self.current: str | None = None
+        original = transformer.cache_context
+
+        @contextlib.contextmanager
+        def cache_context(name: str, **kwargs: Any):
+            self.switch(name)
+            with original(name, **kwargs):
+                yield
+
+        transformer.cache_context = cache_context  # the instance attribute shadows the method
+
+    def switch(self, name: str) -> None:
+        if name == self.current:
+            return
+        if self.current is not None:
+            self.saved[self.current] = [hook.state for hook in self.hooks]
+        fresh = self.saved.get(name)
+        for index, hook in enumerate(self.hooks):
+            hook.state = fresh[index] if fresh is not None else type(hook.state)() if self.current else hook.state
+        self.current = name
+
+    def close(self) -> None:
+        self.transformer.__dict__.pop("cache_context", None)
+
+
+class RunCache:
+    """The cache of one run: enabled on construction, counting per step, :meth:`close` disables it."""
+
+    def __init__(self, pipe: Any, mode: str, threshold: float | None, *, steps: int, passes: int,
+                 model: str) -> None:
+        self.mode, self.passes, self.model, self.steps = mode, passes, model, steps
+        self.transformers = _transformers(pipe)
+        self.full = max(len(t.blocks) for t in self.transformers) * passes
+        self.count = 0
+        self.reused_steps = 0
+        self._handles: list[Any] = []
+        self._passes: list[_PerPassStates] = []
+        self._enabled: list[Any] = []
+        self.calibrating = mode == "mag" and _load_ratios(model) is None
+        self._calibration: list[float] = []
+        self._residual: list[Any] = [None, None, 0]  # block-0 input, previous residual, passes this step
+        try:
+            for transformer in self.transformers:
+                for block in transformer.blocks:
+                    self._handles.append(block.attn1.to_q.register_forward_hook(self._counted))
+                if self.calibrating:
+                    self._measure_ratios(transformer)
+                    continue
+                transformer.enable_cache(_config(mode, threshold, pipe, steps, _load_ratios(model)))
+                self._enabled.append(transformer)
+                if mode in ("faster", "pab"):
+                    self._passes.append(_PerPassStates(transformer))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def message(self) -> str:
+        if self.calibrating:
+            return (f"MagCache: measuring {self.model}'s magnitude ratios on this run (every step computed); "
+                    "later cache='mag' runs reuse steps")
+        return f"cache={self.mode!r}"
+
+    def _counted(self, module: Any, args: Any, output: Any) -> None:
+        self.count += 1
+
+    def step_end(self) -> bool:
+        """True if the step that just ended reused part of its transformer work."""
+        reused = self.count < self.full
+        self.count = 0
+        self.reused_steps += reused
+        self._residual[2] = 0
+        return reused
+
+    # -- MagCache calibration ----------------------------------------------------------------
+    def _measure_ratios(self, transformer: Any) -> None:
+        """Record mean(|residual_t| / |residual_t-1|) per step on the first (conditional) pass, as
+        MagCache's calibration defines it; residual = last block's output - first block's input."""
+        import torch
+
+        state = self._residual
+
+        def before(module: Any, args: Any) -> None:
+            state[2] += 1
+            state[0] = args[0] if state[2] == 1 else None
+
+        def after(module: Any, args: Any, output: Any) -> None:
+            if state[0] is None:
+                return
+            residual = (output - state[0]).float()
+            previous = state[1]
+            ratio = 1.0 if previous is None else float(
+                (torch.linalg.norm(residual, dim=-1) / (torch.linalg.norm(previous, dim=-1) + 1e-8)).mean())
+            self._calibration.append(ratio)
+            state[1], state[0] = residual, None
+
+        self._handles.append(transformer.blocks[0].register_forward_pre_hook(before))
+        self._handles.append(transformer.blocks[-1].register_forward_hook(after))
+
+    def close(self, completed: bool = False) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for per_pass in self._passes:
+            per_pass.close()
+        self._passes.clear()
+        for transformer in self._enabled:
+            try:
+                transformer.disable_cache()
+            except Exception:  # never leave a run's failure hidden behind the cleanup's
+                log.debug("disable_cache failed", exc_info=True)
+        self._enabled.clear()
+        if completed and self.calibrating and len(self._calibration) == self.steps:
+            _save_ratios(self.model, self._calibration)
+
+
+@contextlib.contextmanager
+def cache_for_run(pipe: Any, params: Mapping[str, Any], model: str):
+    """``with cache_for_run(pipe, params, model) as run_cache:`` around the denoising call; yields
+    None when the run has no cache mode."""
+    mode = params.get("cache")
+    if not mode:
+        yield None
+        return
+    passes = 2 if params["guidance_scale"] > 1.0 else 1
+    run_cache = RunCache(pipe, mode, params.get("cache_threshold"), steps=params["steps"], passes=passes,
+                         model=model)
+    completed = False
+    try:
+        yield run_cache
+        completed = True
+    finally:
+        run_cache.close(completed=completed)
+
+
+# ---------------------------------------------------------------------------------------------
+# MagCache ratio curves, per model
+# ---------------------------------------------------------------------------------------------
+def _ratios_path():
+    return cache_dir() / _RATIOS_FILE
+
+
+def _load_ratios(model: str) -> list[float] | None:
+    try:
+        curve = json.loads(_ratios_path().read_text()).get(model)
+    except (OSError, ValueError):
+        return None
+    return [float(x) for x in curve] if isinstance(curve, list) and len(curve) >= 2 else None
+
+
+def forget_ratios(model: str) -> None:
+    """Drop ``model``'s MagCache curve: its next ``cache="mag"`` run measures it again."""
+    with _ratios_lock:
+        try:
+            known = json.loads(_ratios_path().read_text())
+        except (OSError, ValueError):
+            return
+        if known.pop(model, None) is not None:
+            replace_text(_ratios_path(), json.dumps(known))
+
+
+def _save_ratios(model: str, ratios: list[float]) -> None:
+    with _ratios_lock:
+        path = _ratios_path()
+        try:
+            known = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            known = {}
+        known[model] = [round(r, 5) for r in ratios]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            replace_text(path, json.dumps(known))
+        except OSError:
+            log.debug("could not save MagCache ratios", exc_info=True)

@@ -1,0 +1,145 @@
+"""The Generator's fast-path options: ``plan="auto"``, ``attention=``, ``compile=``.
+
+:func:`configure` runs in ``Generator.__init__`` before the :class:`~wan_nb.core.engine.LoadOptions`
+are made, and checks everything before any download: ``plan="auto"`` is computed and becomes the
+offload (and VAE tiling, and quantization where this build's LoadOptions carry one); a missing
+attention kernel is refused. The attention backend and ``compile`` travel in the LoadOptions (so
+Ray workers get them too). :func:`prepare` runs on the worker once the pipeline exists (loaded
+or given): the few-step variant's LoRA, the attention backend and the compiled blocks, each
+applied once per pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FastConfig", "configure", "prepare", "recipe_fields", "check_recipe", "machine_memory_gb"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FastConfig:
+    """What :func:`configure` decided: LoadOptions keywords, and the plan it applied (if any)."""
+
+    load: dict[str, Any] = field(default_factory=dict)
+    plan: Any = None               # the wan_nb.fast.planner.Plan applied, if plan="auto" found one
+
+
+def machine_memory_gb(device: str = "auto") -> tuple[float | None, float | None]:
+    """(GPU memory of the device in use, host RAM) in GB; the GPU part is None without CUDA."""
+    ram = None
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        pass
+    if str(device).startswith("cpu"):
+        return None, ram
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None, ram
+        index = torch.device(device).index if str(device).startswith("cuda:") else 0
+        return torch.cuda.get_device_properties(index or 0).total_memory / 1e9, ram
+    except Exception:
+        return None, ram
+
+
+def _load_fields() -> set[str]:
+    from wan_nb.core.engine import LoadOptions
+
+    return {f.name for f in dataclasses.fields(LoadOptions)}
+
+
+def configure(spec: Any, *, device: str, offload: str, vae_tiling: bool, plan: Any = None,
+              attention: Any = None, compile: Any = False) -> FastConfig:
+    """Check the fast-path options (before anything is loaded); the LoadOptions keywords they make."""
+    if plan not in (None, "auto"):
+        raise ValueError(f"plan={plan!r}: pass plan='auto' (the fastest offload/quantization that fits "
+                         "this machine; see wan_nb.plan(model)) or None")
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile={compile!r}: pass True (compile the repeated transformer blocks) or False")
+    from wan_nb.fast.attention import check_attention
+
+    config = FastConfig(load={"offload": offload, "vae_tiling": vae_tiling,
+                              "attention": check_attention(attention, device=device), "compile": compile})
+    if plan == "auto":
+        if offload != "none":
+            raise ValueError(f"plan='auto' chooses the offload itself; drop offload={offload!r}, or drop plan=")
+        config.plan = _apply_plan(spec, device, config.load)
+    return config
+
+
+def _apply_plan(spec: Any, device: str, load: dict[str, Any]) -> Any:
+    from wan_nb.fast.planner import plan as make_plan
+
+    gpu_gb, ram_gb = machine_memory_gb(device)
+    if gpu_gb is None:
+        log.info("plan='auto': no CUDA GPU in use, nothing to plan; running as configured")
+        return None
+    try:
+        found = make_plan(spec.name, gpu_gb=gpu_gb, ram_gb=ram_gb or 64.0)
+    except ValueError as exc:
+        raise ValueError(f"plan='auto': {exc}") from None
+    best = found.best
+    if best is None:
+        raise ValueError(f"plan='auto': no offload x quantization choice fits {spec.name} on this "
+                         f"{gpu_gb:.0f} GB GPU with {ram_gb or 0:.0f} GB RAM; print(wan_nb.plan("
+                         f"{spec.name!r}, gpu_gb={gpu_gb:.0f})) shows the peaks; lower the resolution "
+                         "or frame count, or use a smaller model")
+    quant = found.quant_argument(best)
+    if quant is not None and "quant" not in _load_fields():
+        # This build loads no quantized weights yet: the best row without quantization instead.
+        best = min((r for r in found.rows if r.fits and r.quant is None), key=lambda r: r.speed, default=None)
+        if best is None:
+            raise ValueError(f"plan='auto': {spec.name} fits this GPU only with quantized weights, "
+                             "which this wan_nb cannot load yet; use a smaller model or resolution")
+        quant = None
+    load.update(offload=best.offload, vae_tiling=load["vae_tiling"] or best.vae_tiling)
+    if quant is not None:
+        load["quant"] = quant
+    log.info("plan='auto': offload=%r quant=%r vae_tiling=%s (peak ~%.1f GB of %.0f GB)", best.offload,
+             quant, load["vae_tiling"], best.vram_gb, gpu_gb)
+    return found
+
+
+def prepare(ctx: Any, pipe: Any) -> None:
+    """Once per pipeline, on the worker (``ctx``: the run's RunContext): distilled LoRA, attention
+    backend, compiled blocks."""
+    from wan_nb.models import few_step as fast_presets
+    from wan_nb.models.specs import cache_dir
+
+    fast_presets.attach_lora(ctx.model, ctx.loras, pipe, ctx.holder.spec.experts, cache=cache_dir())
+    options = ctx.holder.options
+    wanted = (getattr(options, "attention", None), bool(getattr(options, "compile", False)))
+    done = getattr(pipe, "_wan_nb_fast", None)
+    if done == wanted:
+        return
+    from wan_nb.fast.attention import apply_attention, compile_blocks
+
+    # None after a backend was set on this pipeline: back to PyTorch SDPA
+    apply_attention(pipe, wanted[0] or ("native" if done and done[0] else None))
+    if wanted[1] and not (done or (None, False))[1]:
+        compile_blocks(pipe)
+    pipe._wan_nb_fast = wanted
+
+
+def check_recipe(generator: Any, recipe: Any) -> None:
+    """A rerun must compute as the recipe did: refuse another attention backend, naming the fix."""
+    recorded = recipe.get("attention")
+    have = getattr(getattr(generator, "load_options", None), "attention", None)
+    if recorded != have:
+        raise ValueError(f"this recipe was made with attention={recorded!r}; this generator uses "
+                         f"attention={have!r}. Use Generator({generator.model!r}, attention={recorded!r}).rerun(...)")
+
+
+def recipe_fields(generator: Any, params: Any) -> dict[str, Any]:
+    """What a recipe records of the fast path (the run's cache, the generator's attention/compile)."""
+    options = getattr(generator, "load_options", None)
+    return {"cache": params.get("cache"), "cache_threshold": params.get("cache_threshold"),
+            "attention": getattr(options, "attention", None), "compile": bool(getattr(options, "compile", False))}

@@ -1,0 +1,385 @@
+"""The pictures and videos a generation is given: read once, checked, hashed, kept with the run.
+
+Every media argument (``image``, ``last_image``, ``reference_images``, ``video``, ``mask``,
+``pose_video``, ``face_video``, ``background_video``) may be a file path, a PIL image, a numpy array
+(or a torch tensor), or for videos a list of pictures or an MP4 path. :func:`read` turns each into
+what the run uses: a PIL image, a list of them, or a :class:`VideoInput` whose frames were decoded
+once (and remembered in this process, so a grid of twenty cells over one MP4 decodes it once).
+
+A video's ``sha256`` is that of its decoded pixels. An in-memory video (or a file that is not an
+MP4) is written as an MP4 with :func:`wan_nb.models.video_io.write_mp4` and read back, and the run uses the
+frames read back: so the MP4 kept in the run folder holds exactly the pixels the run saw, and a
+rerun from it hashes the same. An MP4 the user gives is copied as it is.
+
+:func:`save` writes them into ``<run>/inputs/`` and returns the ``task.json`` record::
+
+    {name: {"kind": "image" | "video" | "images", "files": ["inputs/<file>", ...], "sha256": "..."}}
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from wan_nb.protocol.errors import InvalidParameter
+from wan_nb.models.kinds import IMAGE_ARGS, LIST_ARGS, MEDIA_ARGS, VIDEO_ARGS
+
+__all__ = ["IMAGE_ARGS", "VIDEO_ARGS", "LIST_ARGS", "MEDIA_ARGS", "INPUTS_DIR", "VideoInput", "read",
+           "pixels_sha256", "picture_sha256", "save", "record", "describe", "resume_kwargs"]
+
+INPUTS_DIR = "inputs"
+_MP4 = (".mp4", ".m4v")
+_PICTURE = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# Decoded videos kept for reuse in this process (a 81-frame 832x480 clip is about 100 MB).
+_CACHE_SIZE = 4
+
+
+def _invalid(name: str, value: Any, message: str) -> Exception:
+    shown = str(value) if isinstance(value, (str, os.PathLike)) else f"<{type(value).__name__}>"
+    return InvalidParameter(name, shown, message)
+
+
+@dataclass(eq=False)
+class VideoInput:
+    """A video as a run uses it: uint8 frames (F, H, W, 3), decoded once.
+
+    ``mp4`` is a file holding exactly these pixels (the user's MP4, or the one written for an
+    in-memory video); ``source`` / ``source_sha256`` name the user's file, for a rerun to check.
+    """
+
+    name: str
+    frames: np.ndarray
+    sha256: str
+    mp4: Path
+    source: str | None = None
+    source_sha256: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:   # (width, height), as PIL says it
+        return int(self.frames.shape[2]), int(self.frames.shape[1])
+
+    def first_frame(self):
+        from PIL import Image
+
+        return Image.fromarray(self.frames[0])
+
+    def pictures(self, count: int, height: int | None = None, width: int | None = None) -> list:
+        """The first ``count`` frames as PIL images, center-cropped and resized to the given size."""
+        from PIL import Image
+
+        from wan_nb.models.specs import prepare_image
+
+        out = [Image.fromarray(frame) for frame in self.frames[:count]]
+        if height is not None and width is not None:
+            out = [prepare_image(picture, height, width) for picture in out]
+        return out
+
+    def describe(self) -> str:
+        return self.source or f"<video {len(self)} frames {self.size[0]}x{self.size[1]}>"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes: what says a user's video file is still the one a run used."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pixels_sha256(frames: np.ndarray) -> str:
+    """sha256 of decoded pixels (their shape, then the bytes), the same for any file holding them."""
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    digest = hashlib.sha256(repr(tuple(frames.shape)).encode())
+    digest.update(frames.tobytes())
+    return digest.hexdigest()
+
+
+def picture_sha256(picture: Any) -> str:
+    return pixels_sha256(np.asarray(picture.convert("RGB")))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+_cache: "OrderedDict[Any, VideoInput]" = OrderedDict()
+_cache_lock = threading.Lock()
+_scratch: list[Path] = []
+
+
+def _scratch_dir() -> Path:
+    """Where in-memory videos are written as MP4 before a run copies them (removed at exit)."""
+    with _cache_lock:
+        if not _scratch:
+            folder = Path(tempfile.mkdtemp(prefix="wan_nb-inputs-"))
+            atexit.register(shutil.rmtree, folder, True)
+            _scratch.append(folder)
+        return _scratch[0]
+
+
+def _remember(key: Any, video: VideoInput) -> VideoInput:
+    with _cache_lock:
+        _cache[key] = video
+        _cache.move_to_end(key)
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return video
+
+
+def _cached(key: Any) -> VideoInput | None:
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+        return found
+
+
+def _decode(name: str, path: Path, shown: Any) -> np.ndarray:
+    from wan_nb.models.video_io import read_frames
+
+    try:
+        frames = read_frames(path)
+    except Exception as exc:  # ffmpeg's reason, first line: "Invalid data found when processing input"
+        reason = str(exc).strip().splitlines()
+        raise _invalid(name, shown, f"is not a readable video ({reason[-1] if reason else type(exc).__name__}); "
+                       "pass an MP4 (or any file ffmpeg reads), a list of pictures or a (frames, height, "
+                       "width, 3) array") from None
+    if frames.shape[0] == 0:
+        raise _invalid(name, shown, "holds no frames; pass a video with at least one frame")
+    return frames
+
+
+def _round_trip(name: str, frames: np.ndarray, fps: float) -> VideoInput:
+    """Write ``frames`` as the MP4 the run folder keeps and use the pixels read back from it."""
+    from wan_nb.models.video_io import write_mp4
+
+    key = ("pixels", pixels_sha256(frames), float(fps))
+    found = _cached(key)
+    if found is not None:
+        return VideoInput(name, found.frames, found.sha256, found.mp4)
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise _invalid(name, frames, f"is {frames.shape[2]}x{frames.shape[1]}: an H.264 MP4 needs even sides; "
+                       "crop or resize the frames to an even width and height")
+    target = _scratch_dir() / f"{key[1][:24]}.mp4"
+    write_mp4(frames, target, fps=fps)
+    back = _decode(name, target, target)
+    return _remember(key, VideoInput(name, back, pixels_sha256(back), target))
+
+
+def _frames_from_array(name: str, value: Any) -> np.ndarray:
+    array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = np.moveaxis(array, 1, -1)   # (F, C, H, W), torch style -> (F, H, W, C)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        raise _invalid(name, value, f"an array of shape {tuple(array.shape)} is one picture; a video is (frames, "
+                       "height, width, 3): stack the frames, e.g. np.stack(frames)")
+    if array.ndim == 3:
+        array = array[..., None]            # gray frames
+    if array.ndim != 4 or array.shape[-1] not in (1, 3) or 0 in array.shape:
+        raise _invalid(name, value, f"an array of shape {tuple(array.shape)} is not a video; pass (frames, "
+                       "height, width, 3) RGB or (frames, height, width) gray")
+    if array.dtype.kind == "f":
+        scale = 1.0 if array.max(initial=0) > 1.0 else 255.0   # 0..1 unless clearly 0..255
+        array = np.clip(array * scale, 0, 255).round()
+    elif array.dtype.kind not in "uib":
+        raise _invalid(name, value, f"an array of dtype {array.dtype} is not a video")
+    array = array.astype(np.uint8)
+    return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
+
+
+def _frames_from_pictures(name: str, pictures: Any) -> np.ndarray:
+    from wan_nb.models.specs import load_image
+
+    frames = []
+    for index, picture in enumerate(pictures):
+        try:
+            frames.append(np.asarray(load_image(picture).convert("RGB")))
+        except ValueError as exc:
+            raise _invalid(name, pictures, f"frame {index}: {exc}") from None
+    if not frames:
+        raise _invalid(name, pictures, "is an empty list; pass at least one frame")
+    sizes = {frame.shape for frame in frames}
+    if len(sizes) > 1:
+        raise _invalid(name, pictures, f"frames differ in size ({', '.join(f'{s[1]}x{s[0]}' for s in sorted(sizes))}); "
+                       "give every frame the same width and height")
+    return np.stack(frames)
+
+
+def read_video(name: str, value: Any, fps: float = 16.0) -> VideoInput:
+    """``value`` (a path, a list of pictures, an array) as a :class:`VideoInput`."""
+    if isinstance(value, VideoInput):
+        return value if value.name == name else VideoInput(name, value.frames, value.sha256, value.mp4,
+                                                           value.source, value.source_sha256)
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value).expanduser()
+        if path.is_dir():
+            raise _invalid(name, value, "is a folder; pass the path of one video file (an MP4)")
+        if not path.is_file():
+            raise _invalid(name, value, "no such file; pass the path of a video (an MP4), a list of pictures "
+                           "or an array")
+        stat = path.stat()
+        key = ("file", str(path.resolve()), stat.st_size, stat.st_mtime_ns, float(fps))
+        found = _cached(key)
+        if found is None:
+            frames = _decode(name, path, value)
+            if path.suffix.lower() in _MP4:
+                found = VideoInput(name, frames, pixels_sha256(frames), path.resolve())
+            else:   # a WebM, GIF, MOV...: kept as an MP4, its pixels as read back
+                found = _round_trip(name, frames, fps)
+            found = _remember(key, VideoInput(name, found.frames, found.sha256, found.mp4,
+                                              str(path.resolve()), file_sha256(path)))
+        return VideoInput(name, found.frames, found.sha256, found.mp4, found.source, found.source_sha256)
+    if isinstance(value, (list, tuple)):
+        return _round_trip(name, _frames_from_pictures(name, value), fps)
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return _round_trip(name, _frames_from_array(name, value), fps)
+    raise _invalid(name, value, f"expected an MP4 path, a list of pictures or a (frames, height, width, 3) "
+                   f"array, got {type(value).__name__}")
+
+
+def read_picture(name: str, value: Any):
+    """``value`` as an RGB PIL image; the error names the argument."""
+    from wan_nb.models.specs import load_image
+
+    try:
+        return load_image(value).convert("RGB")
+    except ValueError as exc:
+        raise _invalid(name, value, str(exc).split(": ", 1)[-1] if str(exc).startswith("image") else str(exc)) from None
+
+
+def _is_picture_path(value: Any) -> bool:
+    return isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() in _PICTURE
+
+
+def read(name: str, value: Any, fps: float = 16.0) -> Any:
+    """The form the run uses: a PIL image (images; a mask given as one picture), a list of them
+    (``reference_images``), or a :class:`VideoInput`."""
+    if value is None:
+        return None
+    if name in IMAGE_ARGS:
+        return read_picture(name, value)
+    if name in LIST_ARGS:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            raise _invalid(name, value, "is an empty list; pass one picture or a list of them, or None")
+        return [read_picture(f"{name}[{i}]", item) for i, item in enumerate(items)]
+    if name == "mask" and (_is_picture_path(value) or _is_single_picture(value)):
+        return read_picture(name, value)   # one mask for every frame
+    return read_video(name, value, fps)
+
+
+def _is_single_picture(value: Any) -> bool:
+    if hasattr(value, "convert") and hasattr(value, "size"):   # a PIL image
+        return True
+    shape = tuple(getattr(value, "shape", ()))   # one gray or RGB(A) array
+    return len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder and the recipe
+# ---------------------------------------------------------------------------------------------
+def record(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{name: {"kind", "sha256", ...}} of the media in ``params`` (no files written)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in MEDIA_ARGS:
+        value = params.get(name)
+        if value is None:
+            continue
+        if isinstance(value, VideoInput):
+            out[name] = {"kind": "video", "sha256": value.sha256, "source": value.source,
+                         "source_sha256": value.source_sha256}
+        elif isinstance(value, list):
+            joined = ";".join(picture_sha256(p) for p in value)
+            out[name] = {"kind": "images", "sha256": hashlib.sha256(joined.encode()).hexdigest()}
+        elif hasattr(value, "convert"):
+            out[name] = {"kind": "image", "sha256": picture_sha256(value)}
+    return out
+
+
+def save(run_dir: Path, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Write the media of ``params`` into ``run_dir/inputs/``; return the ``task.json`` record."""
+    found = record(params)
+    if not found:
+        return {}
+    folder = Path(run_dir) / INPUTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, entry in found.items():
+        value = params[name]
+        if entry["kind"] == "video":
+            files = [f"{name}.mp4"]
+            if Path(value.mp4).is_file():
+                shutil.copyfile(value.mp4, folder / files[0])
+            else:   # a Ray worker on another node: the driver's file is not here, its frames are
+                from wan_nb.models.video_io import write_mp4
+
+                write_mp4(value.frames, folder / files[0], fps=float(params.get("fps") or 16.0))
+        elif entry["kind"] == "images":
+            files = [f"{name}_{i}.png" for i in range(len(value))]
+            for picture, file in zip(value, files):
+                picture.save(folder / file)
+        else:
+            files = [f"{name}.png"]
+            value.save(folder / files[0])
+        entry["files"] = [f"{INPUTS_DIR}/{file}" for file in files]
+    return found
+
+
+def describe(value: Any) -> Any:
+    """A JSON-safe word for a media argument (events, task.json params)."""
+    if isinstance(value, VideoInput):
+        return value.describe()
+    if isinstance(value, list):
+        return [describe(v) for v in value]
+    if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+        return str(value)
+    size = getattr(value, "shape", None)
+    if size is None:
+        size = getattr(value, "size", None)
+    return f"<{type(value).__name__} {tuple(size) if isinstance(size, (tuple, list)) else ''}>"
+
+
+def resume_kwargs(run_dir: Path, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``resume_queue`` passes for each kept input: the files in the run folder."""
+    out: dict[str, Any] = {}
+    for name, entry in saved.items():
+        if name == "image":
+            continue   # the queue keeps the image its own way (input.png)
+        files = [str(Path(run_dir) / f) for f in entry.get("files", ())]
+        out[name] = files if entry.get("kind") == "images" else files[0]
+    return out
+
+
+def kept_files(run_dir: Path) -> dict[str, list[Path]]:
+    """``Result.inputs``: each input named in ``run_dir/task.json`` -> the absolute paths of its files."""
+    import json
+
+    try:
+        info = json.loads((Path(run_dir) / "task.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    saved = info.get("inputs") if isinstance(info, dict) else None
+    if not isinstance(saved, dict):
+        return {}
+    return {name: [(Path(run_dir) / f).resolve() for f in entry.get("files", ())]
+            for name, entry in saved.items() if isinstance(entry, dict)}
+
+
+def attach_files(made: dict[str, Any], saved: Mapping[str, Any] | None, run_dir: Path) -> None:
+    """Add to a recipe's ``inputs`` the absolute paths of the copies kept in ``run_dir``."""
+    for name, entry in (saved or {}).items():
+        target = (made.get("inputs") or {}).get(name)
+        if target is not None and isinstance(entry, Mapping):
+            target["files"] = [str((Path(run_dir) / f).resolve()) for f in entry.get("files", ())]

@@ -1,0 +1,1 @@
+"""Run folders on disk: the events journal, history, recipes, a run's kept inputs, atomic writes. Standard library only."""

@@ -1,0 +1,1 @@
+"""How weights are stored: weight options (quant=, transformer=), quantization, single checkpoint files, GGUF."""

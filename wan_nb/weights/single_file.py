@@ -1,0 +1,283 @@
+"""Single-file transformer checkpoints: the ``.safetensors`` / ``.gguf`` files users already have.
+
+Wan's authors, ComfyUI (``model.diffusion_model.`` prefix), Kijai and city96 / QuantStack (GGUF)
+ship one file per transformer in the original Wan layout (``blocks.0.self_attn.q.weight``), in
+bf16, fp16, fp8, or ComfyUI's "fp8_scaled" (each layer's fp8 weight times its ``scale_weight``).
+diffusers reads those with ``WanTransformer3DModel.from_single_file``, renaming the tensors; the
+model's configuration comes from the matching diffusers folder (a preset's, the tiny model's).
+
+Before anything is loaded, :func:`inspect` reads only the file's header (tensor names and shapes)
+and :func:`check` compares its architecture — width, layers, input channels, image
+cross-attention — with the model it is meant for, so a 14B file given to a 1.3B preset, or a text
+encoder given as a transformer, is refused naming the fix instead of failing after minutes of
+reading. :func:`detect` finds the preset a file belongs to (``model="file.safetensors"``).
+
+:func:`original_state_dict` writes a diffusers transformer back in the original layout (how the
+tests and benchmarks make files of the kind users download).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from wan_nb.protocol.errors import CheckpointError
+
+__all__ = ["Architecture", "CheckpointError", "SUFFIXES", "is_checkpoint", "inspect", "check", "detect",
+           "expected", "architecture_of_config", "original_state_dict", "load_transformer", "is_scaled_fp8",
+           "unscaled_state_dict"]
+
+SUFFIXES = (".safetensors", ".gguf")
+PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What decides whether a transformer checkpoint fits a model's configuration."""
+
+    dim: int                 # hidden width (heads x head dim)
+    in_channels: int         # 16 text-to-video, 36 image-to-video (noise + mask + image latents), 48 TI2V-5B
+    num_layers: int
+    ffn_dim: int
+    image_embedding: bool    # Wan 2.1 image-to-video: CLIP image tokens, cross-attended
+
+    def describe(self) -> str:
+        kind = {16: "text-to-video", 36: "image-to-video", 48: "TI2V (48-channel)"}.get(
+            self.in_channels, f"{self.in_channels} input channels")
+        return (f"width {self.dim}, {self.num_layers} blocks, {kind}"
+                + (", CLIP image embedding" if self.image_embedding else ""))
+
+
+# The transformers of the released models, from their diffusers configs (heads x 128 = width).
+# Wan 2.1 T2V-14B and one Wan 2.2 A14B T2V expert have the same shapes, as have the two I2V 14B
+# resolutions: a file alone then picks the first preset listed, and model= names the other.
+_WAN_1_3B = Architecture(1536, 16, 30, 8960, False)
+_WAN_14B = Architecture(5120, 16, 40, 13824, False)
+_WAN_I2V_14B = Architecture(5120, 36, 40, 13824, True)
+PRESET_ARCHITECTURES: dict[str, Architecture] = {
+    "wan2.1-t2v-1.3b": _WAN_1_3B,
+    "wan2.1-t2v-14b": _WAN_14B,
+    "wan2.1-i2v-14b-480p": _WAN_I2V_14B,
+    "wan2.1-i2v-14b-720p": _WAN_I2V_14B,
+    "wan2.2-ti2v-5b": Architecture(3072, 48, 30, 14336, False),
+    "wan2.2-t2v-a14b": _WAN_14B,
+    "wan2.2-i2v-a14b": Architecture(5120, 36, 40, 13824, False),
+}
+
+
+def is_checkpoint(value: Any) -> bool:
+    """Whether ``value`` names a single-file checkpoint (by its suffix; it need not exist)."""
+    return isinstance(value, (str, os.PathLike)) and str(value).lower().endswith(SUFFIXES)
+
+
+def _strip(name: str) -> str:
+    for prefix in PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
+    """Tensor name -> shape (torch order), and the file's metadata; reads the header only."""
+    if path.suffix.lower() == ".gguf":
+        from wan_nb.weights.gguf import read_header
+
+        return read_header(path)
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 2 <= size <= 100 << 20:
+                raise ValueError("bad header size")
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable .safetensors file ({exc}); it may be damaged or "
+                              "still downloading.") from None
+    metadata = header.pop("__metadata__", {}) or {}
+    return {name: tuple(entry["shape"]) for name, entry in header.items()}, metadata
+
+
+def _guess_other(names: list[str]) -> str:
+    joined = " ".join(names[:400])
+    if "enc.blk." in joined or "encoder.block." in joined or "token_embd" in joined:
+        return ("a text encoder (UMT5/T5); pass it as quant={'text_encoder': 'gguf:FILE'}"
+                if any(n.startswith("enc.blk.") for n in names) else "a text encoder (UMT5/T5)")
+    if "decoder.middle." in joined or "decoder.up_blocks" in joined:
+        return "a VAE"
+    if "lora_down" in joined or "lora_A" in joined or "lora_up" in joined:
+        return "a LoRA; load it with gen.load_lora(FILE)"
+    if "double_blocks." in joined or "joint_blocks." in joined or "transformer_blocks." in joined:
+        return "the transformer of another model family (not Wan)"
+    return "not a Wan transformer"
+
+
+def architecture_of_shapes(shapes: Mapping[str, tuple[int, ...]]) -> Architecture | None:
+    """The architecture of a Wan transformer from its tensor shapes (original or diffusers layout)."""
+    plain = {_strip(k): v for k, v in shapes.items()}
+    patch = plain.get("patch_embedding.weight")
+    if patch is None or len(patch) != 5:
+        return None
+    blocks = {int(m.group(1)) for k in plain if (m := re.match(r"blocks\.(\d+)\.", k))}
+    ffn = plain.get("blocks.0.ffn.0.weight") or plain.get("blocks.0.ffn.net.0.proj.weight")
+    if not blocks or ffn is None:
+        return None
+    image = any(k.startswith(("img_emb.", "condition_embedder.image_embedder.")) for k in plain)
+    return Architecture(dim=int(patch[0]), in_channels=int(patch[1]), num_layers=max(blocks) + 1,
+                        ffn_dim=int(ffn[0]), image_embedding=image)
+
+
+def architecture_of_config(config: Mapping[str, Any]) -> Architecture:
+    """The architecture a diffusers ``WanTransformer3DModel`` config describes."""
+    return Architecture(dim=int(config["num_attention_heads"]) * int(config["attention_head_dim"]),
+                        in_channels=int(config["in_channels"]), num_layers=int(config["num_layers"]),
+                        ffn_dim=int(config["ffn_dim"]), image_embedding=config.get("image_dim") is not None)
+
+
+def inspect(path: str | os.PathLike) -> Architecture:
+    """The Wan transformer architecture stored in ``path``; refuses anything else, naming what it is."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file. Pass the path of a Wan transformer checkpoint "
+                              "(.safetensors or .gguf).")
+    if path.suffix.lower() not in SUFFIXES:
+        raise CheckpointError(f"{path}: single-file checkpoints are .safetensors or .gguf files.")
+    shapes, metadata = _shapes(path)
+    declared = metadata.get("general.architecture")
+    found = architecture_of_shapes(shapes)
+    if found is None or (declared not in (None, "wan")):
+        what = f"its GGUF architecture is {declared!r}, " if declared not in (None, "wan") else ""
+        raise CheckpointError(f"{path.name} is {what}{_guess_other(sorted(shapes))}, not a Wan transformer "
+                              "(no patch_embedding / blocks.N tensors). Pass a Wan 2.1/2.2 transformer file "
+                              "(e.g. wan2.1_t2v_1.3B_fp16.safetensors, Wan2.1-T2V-1.3B-Q8_0.gguf).")
+    return found
+
+
+def expected(spec: Any, folder: str | os.PathLike | None = None, component: str = "transformer") -> Architecture | None:
+    """The architecture ``spec``'s transformer has: from the folder's config if there is one, the
+    tiny model's or the preset's otherwise; None when not known before the download."""
+    config_file = Path(folder) / component / "config.json" if folder is not None else None
+    if config_file is None and getattr(spec, "is_local", False) and not getattr(spec, "builder", None):
+        config_file = Path(spec.source) / component / "config.json"
+    if config_file is not None and config_file.is_file():
+        return architecture_of_config(json.loads(config_file.read_text()))
+    if getattr(spec, "builder", None):
+        from wan_nb.models.tiny import transformer_config
+
+        config = transformer_config(spec.builder)
+        return architecture_of_config(config) if config is not None else None
+    return PRESET_ARCHITECTURES.get(getattr(spec, "preset", None) or "")
+
+
+def check(path: str | os.PathLike, spec: Any, *, folder: str | os.PathLike | None = None,
+          component: str = "transformer") -> Architecture:
+    """``path``'s architecture, refused (naming the right model) unless it fits ``spec``'s ``component``."""
+    found = inspect(path)
+    want = expected(spec, folder, component)
+    if want is not None and found != want:
+        fits = [name for name, arch in PRESET_ARCHITECTURES.items() if arch == found]
+        hint = (f"it fits {' / '.join(fits)}: use model={fits[0]!r}" if fits
+                else "no preset has this architecture: pass the diffusers folder it belongs to as model=")
+        raise CheckpointError(f"{Path(path).name} does not fit {spec.name} {component}: the file has "
+                              f"{found.describe()}, the model has {want.describe()}; {hint}.")
+    return found
+
+
+def detect(path: str | os.PathLike) -> str:
+    """The model a checkpoint belongs to (a tiny variant or a preset), for ``model="file"``."""
+    found = inspect(path)
+    from wan_nb.models.tiny import VARIANTS, transformer_config
+
+    for name in VARIANTS:
+        config = transformer_config(name) if name != "tiny-a14b" else None
+        if config is not None and architecture_of_config(config) == found:
+            return name
+    for name, arch in PRESET_ARCHITECTURES.items():
+        if arch == found:
+            if name == "wan2.2-i2v-a14b":
+                break
+            return name
+    if found == PRESET_ARCHITECTURES["wan2.2-i2v-a14b"]:
+        raise CheckpointError(f"{Path(path).name} is one expert of Wan 2.2 I2V A14B; that model needs both: "
+                              "Generator(model='wan2.2-i2v-a14b', transformer=(HIGH_NOISE_FILE, LOW_NOISE_FILE)).")
+    raise CheckpointError(f"{Path(path).name} ({found.describe()}) matches no preset; pass the diffusers "
+                          "folder it belongs to as model= and the file as transformer=.")
+
+
+# diffusers name piece -> original Wan name piece, applied in order (the inverse of diffusers'
+# convert_wan_transformer_to_diffusers). norm2/norm3 swap places between the two layouts.
+_TO_ORIGINAL = (
+    ("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
+    ("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
+    ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
+    ("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
+    ("condition_embedder.time_proj", "time_projection.1"),
+    ("condition_embedder.image_embedder.norm1", "img_emb.proj.0"),
+    ("condition_embedder.image_embedder.ff.net.0.proj", "img_emb.proj.1"),
+    ("condition_embedder.image_embedder.ff.net.2", "img_emb.proj.3"),
+    ("condition_embedder.image_embedder.norm2", "img_emb.proj.4"),
+    ("attn1", "self_attn"), ("attn2", "cross_attn"),
+    (".to_out.0.", ".o."), (".to_q.", ".q."), (".to_k.", ".k."), (".to_v.", ".v."),
+    (".add_k_proj.", ".k_img."), (".add_v_proj.", ".v_img."), (".norm_added_k.", ".norm_k_img."),
+    ("ffn.net.0.proj", "ffn.0"), ("ffn.net.2", "ffn.2"),
+    (".norm2.", ".norm__swap."), (".norm3.", ".norm2."), (".norm__swap.", ".norm3."),
+    ("proj_out", "head.head"),
+)
+
+
+def original_name(name: str) -> str:
+    """A diffusers Wan transformer tensor name in the original Wan layout."""
+    if name == "scale_shift_table":
+        return "head.modulation"
+    if name.endswith(".scale_shift_table"):
+        return name[: -len("scale_shift_table")] + "modulation"
+    for old, new in _TO_ORIGINAL:
+        name = name.replace(old, new)
+    return name
+
+
+def original_state_dict(transformer: Any, prefix: str = "") -> dict[str, Any]:
+    """``transformer``'s weights under original-Wan names (``prefix="model.diffusion_model."``:
+    ComfyUI's), as contiguous CPU tensors ready for ``safetensors.torch.save_file``."""
+    return {prefix + original_name(name): tensor.detach().to("cpu").contiguous()
+            for name, tensor in transformer.state_dict().items()}
+
+
+SCALE_SUFFIXES = (".scale_weight", ".scale_input")
+
+
+def is_scaled_fp8(path: str | os.PathLike) -> bool:
+    """ComfyUI's "fp8_scaled" files (``scaled_fp8`` marker, a ``<layer>.scale_weight`` per layer)."""
+    shapes, _ = _shapes(Path(path).expanduser())
+    return any(_strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES) for name in shapes)
+
+
+def unscaled_state_dict(path: str | os.PathLike, dtype: Any) -> dict[str, Any]:
+    """A scaled-fp8 file's weights times their scales, in ``dtype`` (diffusers would read the
+    fp8 numbers as they are, each layer off by its scale)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(Path(path).expanduser()))
+    out: dict[str, Any] = {}
+    for name, tensor in state.items():
+        if _strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES):
+            continue
+        scale = state.get(name[: -len(".weight")] + ".scale_weight") if name.endswith(".weight") else None
+        value = tensor.to(dtype) if scale is None else (tensor.float() * scale.float()).to(dtype)
+        out[name] = value if tensor.is_floating_point() else tensor
+    return out
+
+
+def load_transformer(path: str | os.PathLike, cls: Any, folder: str | os.PathLike, *, component: str,
+                     dtype: Any, quantization_config: Any = None) -> Any:
+    """Load one transformer from a single file, its configuration from ``folder/component``."""
+    kwargs: dict[str, Any] = {"config": str(folder), "subfolder": component, "torch_dtype": dtype,
+                              "local_files_only": True}
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    source: Any = str(Path(path).expanduser())
+    if is_scaled_fp8(path):
+        source = unscaled_state_dict(path, dtype)
+    return cls.from_single_file(source, **kwargs)
