@@ -145,7 +145,7 @@ def compile_rows(ctx: Any, g: Any) -> list[dict]:
     finally:
         eager.close()
     rows.append({"arch": ARCH, "case": "eager", "steps": steps, **_public(base)})
-    if ctx.smoke:  # inductor on a CPU takes minutes; tests/test_fast_options.py checks compile=True there
+    if ctx.smoke:  # inductor on a CPU takes minutes; tests/fast/test_attention_compile_few_step.py checks compile=True there
         rows.append({"arch": ARCH, "case": "compile=True", "status": "skipped in --smoke"})
         return rows
     gen = ctx.generator(pipe, ARCH, compile=True)

@@ -10,7 +10,7 @@ for each waiting task, ``generation_queued`` again for every task whose place a 
 appears; then it completes and the next task starts. Prints ``ready`` once attached.
 
 This stands in for the generator only until the core's engine publishes these events itself;
-``tests/test_queue_e2e.py`` runs the same checks against a real Generator.
+``tests/lab/test_queue_across_processes.py`` runs the same checks against a real Generator.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Tests of wan_nb/cluster on a real local Ray cluster."""

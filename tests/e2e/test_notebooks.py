@@ -1,0 +1,67 @@
+"""The notebooks run top to bottom and reproduce their stored outputs (nbval, strict mode).
+
+Cells whose output is a live widget or depends on timing carry ``# NBVAL_IGNORE_OUTPUT``; the
+rest must match, after ``notebooks/nbval_sanitize.cfg`` masks ids, paths, timings and memory.
+Each notebook runs in a copy in a temporary folder, so its runs never land in the repository.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _jupyter_helpers import running_jupyter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+OFFLINE = ["01_quickstart.ipynb", "02_prompts_and_loras.ipynb", "03_storyboard.ipynb", "05_history.ipynb"]
+
+
+def run_nbval(notebook: str, tmp_path: Path, env: dict | None = None, timeout: int = 240):
+    shutil.copy(NOTEBOOKS / notebook, tmp_path / notebook)
+    shutil.copy(NOTEBOOKS / "nbval_sanitize.cfg", tmp_path / "nbval_sanitize.cfg")
+    command = [sys.executable, "-m", "pytest", "--nbval", notebook, "--nbval-sanitize-with",
+               "nbval_sanitize.cfg", "--nbval-current-env", "-p", "no:cacheprovider", "-q",
+               "-o", "addopts=", "--rootdir", str(tmp_path), "--nbval-cell-timeout", "180"]
+    # A runtime dir of the test's own: the kernels' relay files stay out of the user's.
+    run_env = {**os.environ, "WAN_NB_RUNS_DIR": str(tmp_path / "wan_nb_runs"),
+               "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), **(env or {})}
+    return subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", OFFLINE)
+def test_notebook_matches_stored_outputs(notebook, tmp_path):
+    done = run_nbval(notebook, tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+@pytest.mark.slow
+def test_server_events_notebook_against_a_running_server(tmp_path):
+    """04_server_events finds the server through the runtime dir it shares with the kernel."""
+    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    with running_jupyter("server", tmp_path, tmp_path, env):
+        done = run_nbval("04_server_events.ipynb", tmp_path, env=env)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+def test_notebooks_mark_every_widget_output_as_ignored():
+    """A widget's stored output is a random model id: its cell must not be compared."""
+    import nbformat
+
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type != "code":
+                continue
+            widget = any("application/vnd.jupyter.widget-view+json" in out.get("data", {}) for out in cell.outputs)
+            if widget:
+                assert "NBVAL_IGNORE_OUTPUT" in cell.source, f"{path.name}: {cell.source[:60]!r}"
+            errors = [out for out in cell.outputs if out.output_type == "error"]
+            assert not errors, f"{path.name} was stored with an error in {cell.source[:60]!r}"

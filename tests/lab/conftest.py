@@ -1,0 +1,1 @@
+"""The JupyterLab extension and notebooks in a real JupyterLab and headless Chromium."""

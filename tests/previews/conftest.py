@@ -1,0 +1,1 @@
+"""Tests of wan_nb/previews: live preview projection, encoding and rate."""

@@ -1,0 +1,1 @@
+"""Tests of wan_nb/protocol: the event vocabulary and its schema."""

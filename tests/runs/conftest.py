@@ -1,0 +1,1 @@
+"""Tests of wan_nb/runs: history, recipes, a run's kept inputs."""

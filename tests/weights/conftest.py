@@ -1,0 +1,1 @@
+"""Tests of wan_nb/weights: quantized weights and single checkpoint files."""

@@ -1,0 +1,1 @@
+"""Tests of wan_nb/widgets (widget state checked in Python, as a browser would be sent it)."""
