@@ -9,7 +9,7 @@ per-write machinery where that is safe. That needs four things tornado does not 
 * the WebSocket frame layout tornado's ``WebSocketProtocol13._write_frame`` writes (server
   frames are unmasked), reproduced by :func:`ws_text_frame` to encode once for every socket.
 
-``tests/test_server_tornado_compat.py`` checks each against the installed tornado and fails
+``tests/server/test_tornado_compat.py`` checks each against the installed tornado and fails
 loudly, naming the private, when an upgrade changes one.
 """
 
