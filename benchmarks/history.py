@@ -1,4 +1,4 @@
-"""History of 10,000 runs: how long ``wan_nb.runs.history()`` takes to list them. Target: under 1 s.
+"""History of 10,000 runs: how long ``wan_nb.history()`` takes to list them. Target: under 1 s.
 
 Writes N run folders as the recorder leaves them (task.json with a full recipe, events journal,
 a video file), then measures, each in a process of its own where a fresh process is the case:
@@ -55,7 +55,7 @@ def make_runs(folder: Path, count: int) -> None:
         params = {"prompt": PROMPTS[i % 5] + f" #{i}", "negative_prompt": WAN_NEGATIVE_PROMPT, "height": 480,
                   "width": 832, "num_frames": 81, "steps": 50, "guidance_scale": 5.0, "guidance_scale_2": None,
                   "seed": i, "image": None, "fps": 16, "loras": {"style": 0.8} if i % 3 == 0 else {}}
-        recipe = {"format": "wan_nb.runs.recipe/1", **{k: v for k, v in params.items() if k not in ("image", "loras")},
+        recipe = {"format": "wan_nb.recipe/1", **{k: v for k, v in params.items() if k not in ("image", "loras")},
                   "flow_shift": 3.0, "model": {"name": "wan2.1-t2v-1.3b", "repo_id": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
                                                "revision": "0" * 40, "kind": "t2v"},
                   "dtype": "bfloat16", "loras": [], "image": None, "versions": {"wan_nb": "0.1.0"},

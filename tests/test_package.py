@@ -34,6 +34,24 @@ def test_public_names_load_on_first_use_and_keep_their_old_homes():
     assert set(wan_nb.__all__) <= set(dir(wan_nb))
 
 
+def test_the_module_paths_design_md_names_still_import_after_the_move_into_layer_folders():
+    """``wan_nb.events``, ``.errors``, ``.task``, ``.recipe``, ``.history``: the very modules, not copies."""
+    code = ("import sys\n"
+            "from wan_nb.events import Event\n"
+            "from wan_nb.errors import GenerationError\n"
+            "from wan_nb.task import Task\n"
+            "import wan_nb.recipe, wan_nb.history\n"
+            "import wan_nb.protocol.events, wan_nb.protocol.errors, wan_nb.core.task, wan_nb.runs.recipe\n"
+            "assert sys.modules['wan_nb.events'] is wan_nb.protocol.events\n"
+            "assert Event is wan_nb.protocol.events.Event and GenerationError is wan_nb.protocol.errors.GenerationError\n"
+            "assert Task is wan_nb.core.task.Task and wan_nb.recipe is wan_nb.runs.recipe\n"
+            "assert wan_nb.protocol.events.__spec__.name == 'wan_nb.protocol.events'\n"
+            "assert callable(wan_nb.recipe) and callable(wan_nb.history)\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
 def test_every_error_the_api_raises_is_in_wan_nb_errors_and_at_the_top():
     from wan_nb import storyboard
     from wan_nb.protocol import errors

@@ -18,12 +18,12 @@ def test_info_remake_with_an_override_and_list(tmp_path):
     info = run_cli("info", str(shared), cwd=tmp_path)
     assert info.returncode == 0, info.stderr
     printed = json.loads(info.stdout)
-    assert printed == wan_nb.runs.recipe(first) and printed["steps"] == 3
+    assert printed == wan_nb.recipe(first) and printed["steps"] == 3
 
     out = tmp_path / "again.mp4"
     again = run_cli("generate", "--from", str(shared), "--seed", "5", "--out", str(out), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    remade = wan_nb.runs.recipe(out)
+    remade = wan_nb.recipe(out)
     # Only the override and the new run's identity differ (created_at has one-second resolution,
     # so two runs in the same second share it).
     assert {"seed", "task_id"} <= {k for k in printed if printed[k] != remade[k]} <= {"seed", "task_id", "created_at"}

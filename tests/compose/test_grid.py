@@ -52,7 +52,7 @@ def test_to_mp4_is_the_tiles_plus_the_label_margins(seed_grid, tmp_path):
     assert frame[:geometry.top, geometry.left:].max() > 200        # text in the top margin
     assert frame[geometry.top:, :geometry.left].max() > 200        # and in the left one
     recipe = grid_video.read_recipe(path)
-    assert recipe["kind"] == "wan_nb.compose.grid" and recipe["x"]["values"] == [0, 1, 2]
+    assert recipe["kind"] == "wan_nb.grid" and recipe["x"]["values"] == [0, 1, 2]
     assert [c["prompt"] for c in recipe["cells"]][3] == "a red owl in the snow"
 
 

@@ -31,7 +31,7 @@ def test_native_attention_is_set_on_every_block(tmp_path):
         backends = gen.run_on_worker(lambda pipe: {b.attn1.processor._attention_backend
                                                    for t in (pipe.transformer, pipe.transformer_2) for b in t.blocks})
     assert backends == {AttentionBackendName.NATIVE}
-    assert wan_nb.runs.recipe(result)["attention"] == "native"
+    assert wan_nb.recipe(result)["attention"] == "native"
 
 
 @pytest.mark.slow
@@ -40,7 +40,7 @@ def test_compile_compiles_the_repeated_blocks(tmp_path):
         result = gen.generate("a fox", seed=0, steps=2, progress=False)
         compiled = gen.run_on_worker(lambda pipe: [b._compiled_call_impl is not None for b in pipe.transformer.blocks])
     assert compiled == [True, True] and result.video_path.is_file()
-    assert wan_nb.runs.recipe(result)["compile"] is True
+    assert wan_nb.recipe(result)["compile"] is True
 
 
 def test_compile_must_be_a_bool(tmp_path):
@@ -74,7 +74,7 @@ def test_tiny_few_step_variant_loads_its_lora_and_its_settings(tmp_path):
         result = fast.generate("a red fox", seed=7, progress=False)
         assert (result.params["steps"], result.params["guidance_scale"], result.params["flow_shift"]) == (2, 1.0, 5.0)
         assert fast.loras == {LORA_NAME: 1.0}
-        recipe = wan_nb.runs.recipe(result)
+        recipe = wan_nb.recipe(result)
         assert recipe["model"]["name"] == "tiny-4step" and recipe["loras"] == []  # the name implies it
         same = plain.generate("a red fox", seed=7, steps=2, flow_shift=5.0, progress=False)
         assert _frames(same) != _frames(result)  # the distilled LoRA changes the video
@@ -84,7 +84,7 @@ def test_tiny_few_step_variant_loads_its_lora_and_its_settings(tmp_path):
         style = tiny.make_lora(plain.pipeline.transformer, tmp_path / "style.safetensors", seed=9)
         fast.load_lora(style, name="style", weight=0.5)
         styled = fast.generate("a red fox", seed=7, loras={"style": 0.5}, progress=False)
-        assert [l["name"] for l in wan_nb.runs.recipe(styled)["loras"]] == ["style"]
+        assert [l["name"] for l in wan_nb.recipe(styled)["loras"]] == ["style"]
         assert _frames(fast.rerun(styled, progress=False)) == _frames(styled)  # distilled LoRA still on
 
 
@@ -116,7 +116,7 @@ def test_a_rerun_computes_with_the_recorded_attention_backend(tmp_path):
     with wan_nb.Generator("tiny", runs_dir=tmp_path, attention="_native_math", previews=False) as made, \
             wan_nb.Generator("tiny", runs_dir=tmp_path, previews=False) as other:
         first = made.generate("a fox", seed=1, progress=False)
-        assert wan_nb.runs.recipe(first)["attention"] == "_native_math"
+        assert wan_nb.recipe(first)["attention"] == "_native_math"
         with pytest.raises(ValueError, match=r"Use Generator\('tiny', attention='_native_math'\)"):
             other.rerun(first, progress=False)
         again = made.rerun(first, progress=False)

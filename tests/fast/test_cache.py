@@ -63,7 +63,7 @@ def test_each_cache_mode_changes_how_many_blocks_run(gen, recorder, mode):
     # the events say exactly which steps reused work, as counted here
     assert [s["step_reused"] for s in steps] == [c < full for c in counts]
     assert all(s["estimated_time_remaining"] is not None for s in steps)
-    assert result.params["cache"] == mode and wan_nb.runs.recipe(result)["cache"] == mode
+    assert result.params["cache"] == mode and wan_nb.recipe(result)["cache"] == mode
     # and nothing of the cache is left on the transformer for the next run
     assert gen.run_on_worker(lambda pipe: pipe.transformer.is_cache_enabled) is False
     again, _, _ = run(gen, recorder)
@@ -103,17 +103,17 @@ def test_cache_is_a_grid_axis(gen):
     grid = gen.grid("a fox in the snow", x=("cache", [None, "first-block"]), seed=2, steps=6)
     results = grid.results()
     assert [r.params["cache"] for r in results] == [None, "first-block"]
-    keys = {wan_nb.runs.recipe(r)["cache"] for r in results}
+    keys = {wan_nb.recipe(r)["cache"] for r in results}
     assert keys == {None, "first-block"}
 
 
 def test_rerun_reproduces_the_cache_mode(gen):
     first = gen.generate("a fox", seed=5, steps=6, cache="first-block", cache_threshold=0.2, progress=False)
-    recipe = wan_nb.runs.recipe(first)
+    recipe = wan_nb.recipe(first)
     assert (recipe["cache"], recipe["cache_threshold"]) == ("first-block", 0.2)
     from wan_nb.runs.recipe import recipe_key
 
-    plain = wan_nb.runs.recipe(gen.generate("a fox", seed=5, steps=6, progress=False))
+    plain = wan_nb.recipe(gen.generate("a fox", seed=5, steps=6, progress=False))
     assert recipe_key(plain) != recipe_key(recipe)
     again = gen.rerun(first, progress=False)
     assert (again.params["cache"], again.params["cache_threshold"]) == ("first-block", 0.2)

@@ -28,8 +28,8 @@ def made(tmp_path_factory):
 
 def test_finished_runs_are_listed_newest_first_from_a_new_process(made):
     runs, first, second = made
-    code = ("import json, sys, wan_nb; from wan_nb.runs.history import run_to_dict; "
-            "print(json.dumps([run_to_dict(r) for r in wan_nb.runs.history(sys.argv[1])]))")
+    code = ("import json, sys, wan_nb; from wan_nb.history import run_to_dict; "
+            "print(json.dumps([run_to_dict(r) for r in wan_nb.history(sys.argv[1])]))")
     done = subprocess.run([sys.executable, "-c", code, str(runs)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
@@ -39,7 +39,7 @@ def test_finished_runs_are_listed_newest_first_from_a_new_process(made):
     assert newest["params"]["steps"] == 2 and newest["prompt"] == "an owl at dusk"
     assert newest["video_path"] == str(second.video_path) and newest["duration_s"] == second.duration_s
     assert newest["created_at"].endswith("Z") and newest["loras"] == {}
-    assert newest["key"] == recipe_key(wan_nb.runs.recipe(second))
+    assert newest["key"] == recipe_key(wan_nb.recipe(second))
 
 
 def test_the_index_is_read_not_the_folders(made):
@@ -48,7 +48,7 @@ def test_the_index_is_read_not_the_folders(made):
     assert {json.loads(l)["task_id"] for l in lines} == {first.task_id, second.task_id}
     listed = history(runs)
     assert isinstance(listed[0], Run) and listed[0].video_path.is_file()
-    assert listed[0].recipe() == wan_nb.runs.recipe(second)
+    assert listed[0].recipe() == wan_nb.recipe(second)
 
 
 def test_a_deleted_index_is_rebuilt_from_the_run_folders(made, tmp_path):
@@ -58,7 +58,7 @@ def test_a_deleted_index_is_rebuilt_from_the_run_folders(made, tmp_path):
     (copy / INDEX_NAME).unlink()
     listed = history(copy)
     assert [r.task_id for r in listed] == [second.task_id, first.task_id]
-    assert listed[0].key == recipe_key(wan_nb.runs.recipe(second))
+    assert listed[0].key == recipe_key(wan_nb.recipe(second))
     rebuilt = [json.loads(l)["task_id"] for l in (copy / INDEX_NAME).read_text().splitlines()]
     assert sorted(rebuilt) == sorted([first.task_id, second.task_id])
     # A deleted run folder is no longer a run.
@@ -179,7 +179,7 @@ def test_runs_appended_by_another_process_show_up(tmp_path):
 
 def test_history_is_standard_library_only():
     """The Jupyter server imports it: nothing beyond the standard library (and no torch at all)."""
-    code = ("import sys, wan_nb; before = set(sys.modules); import wan_nb.runs.history as h; h.history('.'); "
+    code = ("import sys, wan_nb; before = set(sys.modules); import wan_nb.history as h; h.history('.'); "
             "new = [m for m in set(sys.modules) - before if not m.startswith('wan_nb.') "
             "and m.split('.')[0] not in sys.stdlib_module_names]; "
             "print(sorted(new + [m for m in ('torch', 'diffusers', 'wan_nb.generator') if m in sys.modules]))")

@@ -38,7 +38,7 @@ def test_a_video_to_video_run_shows_its_source_video_everywhere(v2v):
     runs, result = v2v
     kept = result.run_dir / "inputs" / "video.mp4"
     assert result.inputs == {"video": [kept]} and kept.is_file()
-    (run,) = [r for r in wan_nb.runs.history(runs) if r.task_id == result.task_id]
+    (run,) = [r for r in wan_nb.history(runs) if r.task_id == result.task_id]
     assert run.inputs == result.inputs
 
     view = ResultView(result)

@@ -58,14 +58,14 @@ def test_the_recipe_is_in_the_mp4_for_any_program_to_read(first):
 
 
 def test_wan_nb_recipe_reads_it_back_from_a_new_process(first):
-    code = ("import json, sys, wan_nb; r = wan_nb.runs.recipe(sys.argv[1]); "
-            "print(json.dumps({'recipe': r, 'key': wan_nb.runs.recipe.recipe_key(r)}))")
+    code = ("import json, sys, wan_nb; r = wan_nb.recipe(sys.argv[1]); "
+            "print(json.dumps({'recipe': r, 'key': wan_nb.recipe.recipe_key(r)}))")
     for source in (first.video_path, first.run_dir):
         done = subprocess.run([sys.executable, "-c", code, str(source)], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         read = json.loads(done.stdout)
-        assert read["recipe"] == wan_nb.runs.recipe(first)
-        assert read["key"] == recipe_key(wan_nb.runs.recipe(first))
+        assert read["recipe"] == wan_nb.recipe(first)
+        assert read["key"] == recipe_key(wan_nb.recipe(first))
 
 
 def test_a_rerun_makes_the_identical_video(gen, first):
@@ -73,12 +73,12 @@ def test_a_rerun_makes_the_identical_video(gen, first):
     assert again.task_id != first.task_id
     assert np.array_equal(read_frames(again.video_path), read_frames(first.video_path))
     assert h264(again.video_path) == h264(first.video_path)
-    assert recipe_key(wan_nb.runs.recipe(again)) == recipe_key(wan_nb.runs.recipe(first))
+    assert recipe_key(wan_nb.recipe(again)) == recipe_key(wan_nb.recipe(first))
 
 
 def test_an_override_changes_only_that_field(gen, first):
     changed = gen.rerun(first, seed=5, progress=False)
-    before, after = wan_nb.runs.recipe(first), wan_nb.runs.recipe(changed)
+    before, after = wan_nb.recipe(first), wan_nb.recipe(changed)
     differ = {k for k in before if before[k] != after[k]}
     # created_at has one-second resolution: two quick runs may share it.
     assert {"seed", "task_id"} <= differ <= {"seed", "task_id", "created_at"}
@@ -89,7 +89,7 @@ def test_an_override_changes_only_that_field(gen, first):
 
 def test_every_kind_of_source_gives_the_same_rerun(gen, first):
     expected = rerun_args(gen, first)
-    for source in (first.video_path, first.run_dir, str(first.video_path), wan_nb.runs.recipe(first)):
+    for source in (first.video_path, first.run_dir, str(first.video_path), wan_nb.recipe(first)):
         assert rerun_args(gen, source) == expected
     prompt, kwargs = expected
     assert prompt == first.params["prompt"] and kwargs["seed"] == 3 and "image" not in kwargs
@@ -99,7 +99,7 @@ def test_every_kind_of_source_gives_the_same_rerun(gen, first):
 
 def test_plan_predicts_the_key_of_the_run_it_would_make(gen, first):
     predicted = plan(gen, "a red fox running through snow", seed=3)
-    assert recipe_key(predicted) == recipe_key(wan_nb.runs.recipe(first))
+    assert recipe_key(predicted) == recipe_key(wan_nb.recipe(first))
     assert recipe_key(plan(gen, "a red fox running through snow", seed=4)) != recipe_key(predicted)
 
 
@@ -125,18 +125,18 @@ def test_no_recipe_and_no_file_are_clear_errors(tmp_path, first):
     subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(first.video_path), "-map_metadata", "-1",
                     "-c", "copy", str(plain)], check=True)
     with pytest.raises(RecipeError, match="holds no wan_nb recipe"):
-        wan_nb.runs.recipe(plain)
+        wan_nb.recipe(plain)
     with pytest.raises(FileNotFoundError, match="gone.mp4"):
-        wan_nb.runs.recipe(tmp_path / "gone.mp4")
+        wan_nb.recipe(tmp_path / "gone.mp4")
     with pytest.raises(RecipeError, match="not a wan_nb recipe"):
-        wan_nb.runs.recipe({"prompt": "x"})
+        wan_nb.recipe({"prompt": "x"})
     # Embedding is what makes a video carry one.
-    embed(plain, wan_nb.runs.recipe(first))
-    assert wan_nb.runs.recipe(plain) == wan_nb.runs.recipe(first)
+    embed(plain, wan_nb.recipe(first))
+    assert wan_nb.recipe(plain) == wan_nb.recipe(first)
 
 
 def test_a_recipe_of_another_model_is_refused(gen, first):
-    other = {**wan_nb.runs.recipe(first), "model": {"name": "tiny-i2v"}}
+    other = {**wan_nb.recipe(first), "model": {"name": "tiny-i2v"}}
     with pytest.raises(RecipeError, match="made with model 'tiny-i2v'.*Generator\\(model='tiny-i2v'\\)"):
         gen.rerun(other)
 
@@ -149,7 +149,7 @@ def test_loras_are_reloaded_and_a_missing_or_changed_file_is_named_before_any_wo
         styled = gen.generate("a lantern at night", seed=1, progress=False)
     finally:
         gen.unload_lora(name)
-    stored = wan_nb.runs.recipe(styled.video_path)
+    stored = wan_nb.recipe(styled.video_path)
     assert [(l["name"], l["weight"]) for l in stored["loras"]] == [("ink", 0.7)]
     assert len(stored["loras"][0]["sha256"]) == 64
 
@@ -179,7 +179,7 @@ def test_an_image_to_video_rerun_is_identical_and_a_missing_image_is_named(tmp_p
     Image.fromarray(pixels).save(picture)
     with Generator(model="tiny-i2v", runs_dir=tmp_path / "runs", previews=False) as gen:
         made = gen.generate("a boat", image=str(picture), seed=2, progress=False)
-        stored = wan_nb.runs.recipe(made.video_path)
+        stored = wan_nb.recipe(made.video_path)
         assert len(stored["image"]["sha256"]) == 64 and stored["image"]["path"].endswith("input.png")
         again = gen.rerun(made.video_path, progress=False)
         assert np.array_equal(read_frames(again.video_path), read_frames(made.video_path))
@@ -205,14 +205,14 @@ def test_a_writer_that_did_not_add_the_recipe_is_caught_up_and_a_failure_there_l
 
     monkeypatch.setattr(gen._recorder, "mp4_tags", lambda task_id: {})  # as if written without tags
     caught_up = gen.generate("a moth near a lamp", seed=8, progress=False)
-    assert ffmetadata_comment(caught_up.video_path) == wan_nb.runs.recipe(caught_up)
+    assert ffmetadata_comment(caught_up.video_path) == wan_nb.recipe(caught_up)
 
     monkeypatch.setattr(recipe_module, "_ffmpeg", lambda: "/bin/false")
     result = gen.generate("a moth near a lamp", seed=9, progress=False)
     assert "could not write the recipe" in caplog.text
     assert json.loads((result.run_dir / "task.json").read_text())["status"] == "completed"
-    assert wan_nb.runs.recipe(result)["seed"] == 9                    # from task.json
-    assert wan_nb.runs.history(gen.runs_dir, limit=1)[0].task_id == result.task_id
+    assert wan_nb.recipe(result)["seed"] == 9                    # from task.json
+    assert wan_nb.history(gen.runs_dir, limit=1)[0].task_id == result.task_id
 
 
 def test_a_plan_made_before_the_model_is_loaded_has_the_key_of_the_run(tmp_path):
@@ -220,8 +220,8 @@ def test_a_plan_made_before_the_model_is_loaded_has_the_key_of_the_run(tmp_path)
         assert fresh.pipeline is None
         key = recipe_key(plan(fresh, "a kite over dunes", seed=4, steps=2))
         made = fresh.generate("a kite over dunes", seed=4, steps=2, progress=False)
-        assert recipe_key(wan_nb.runs.recipe(made)) == key
-        assert wan_nb.runs.history.find_by_key(tmp_path, key).task_id == made.task_id
+        assert recipe_key(wan_nb.recipe(made)) == key
+        assert wan_nb.history.find_by_key(tmp_path, key).task_id == made.task_id
 
 
 def test_two_expert_loras_a_pair_and_one_expert_only_are_remade_alike(tmp_path):
@@ -233,12 +233,12 @@ def test_two_expert_loras_a_pair_and_one_expert_only_are_remade_alike(tmp_path):
         gen.load_lora((high, low), name="duo", weight=0.9)
         gen.load_lora(ink, name="ink", weight=0.5, experts="low")
         made = gen.generate("a lighthouse", seed=5, steps=4, progress=False)
-        duo, late = sorted(wan_nb.runs.recipe(made)["loras"], key=lambda l: l["name"])
+        duo, late = sorted(wan_nb.recipe(made)["loras"], key=lambda l: l["name"])
         assert duo["targets"] == ["transformer", "transformer_2"] and set(duo["files"]) == set(duo["targets"])
         assert late["targets"] == ["transformer_2"] and late["path"].endswith("ink.safetensors")
         gen.unload_lora()
         again = gen.rerun(made.video_path, progress=False)
-        assert sorted(wan_nb.runs.recipe(again)["loras"], key=lambda l: l["name"]) == [duo, late]
+        assert sorted(wan_nb.recipe(again)["loras"], key=lambda l: l["name"]) == [duo, late]
         assert np.array_equal(read_frames(again.video_path), read_frames(made.video_path))
         gen.unload_lora()
         low.unlink()

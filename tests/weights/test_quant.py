@@ -71,7 +71,7 @@ def test_cpu_modes_store_quantized_weights_and_stay_close_to_bf16(mode, stored, 
         assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
         error = relative_error(noise_prediction(pipe.transformer), bf16_prediction)
         assert error < TOLERANCE[mode], f"{mode}: {error:.4f}"
-        recorded = wan_nb.runs.recipe(result)
+        recorded = wan_nb.recipe(result)
         assert recorded["quant"] == {"transformer": mode, "text_encoder": mode}
     finally:
         gen.close()
@@ -95,11 +95,11 @@ def test_gguf_file_loads_through_generator_end_to_end(gguf_file, runs_dir, bf16_
         assert type(weight).__name__ == "GGUFParameter" and weight.quant_type.name == "Q8_0"
         assert weight.dtype == torch.uint8  # the raw Q8_0 blocks, dequantized only inside the layer
         assert relative_error(noise_prediction(gen.pipeline.transformer), bf16_prediction) < TOLERANCE["gguf"]
-        recorded = wan_nb.runs.recipe(result)
+        recorded = wan_nb.recipe(result)
         assert recorded["quant"] == {"transformer": "gguf"}
         assert recorded["files"]["transformer"] == {"path": str(gguf_file), "sha256": file_sha256(gguf_file)}
         again = gen.rerun(result, progress=False)   # the recipe reproduces the run
-        assert wan_nb.runs.recipe(again)["files"] == recorded["files"]
+        assert wan_nb.recipe(again)["files"] == recorded["files"]
     finally:
         gen.close()
     with Generator(model="tiny", runs_dir=runs_dir, previews=False) as plain:
@@ -195,7 +195,7 @@ def test_a_umt5_gguf_loads_as_the_text_encoder(tmp_path, runs_dir, gguf_file):
     with Generator(model="tiny", quant={"text_encoder": f"gguf:{encoder_file}"}, dtype="bf16", runs_dir=runs_dir,
                    previews=False) as gen:
         result = gen.generate("a red fox", seed=0, progress=False)
-        assert wan_nb.runs.recipe(result)["quant"] == {"text_encoder": "gguf"}
+        assert wan_nb.recipe(result)["quant"] == {"text_encoder": "gguf"}
         encoder = gen.pipeline.text_encoder
         q = encoder.encoder.block[0].layer[0].SelfAttention.q.weight
         assert type(q).__name__ == "GGUFParameter" and q.quant_type.name == "Q8_0"

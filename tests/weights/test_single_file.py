@@ -46,7 +46,7 @@ def test_a_transformer_file_replaces_the_folders_weights(layout, files, referenc
         result = gen.generate("a red fox running through snow", seed=0, progress=False)
         assert result.video_path.is_file()
         assert _same_weights(gen.pipeline.transformer, reference)  # every tensor renamed back exactly
-        recorded = wan_nb.runs.recipe(result)
+        recorded = wan_nb.recipe(result)
         assert recorded["files"]["transformer"]["path"] == str(files[layout])
         assert "quant" not in recorded or recorded["quant"] is None
 

@@ -25,7 +25,7 @@ def made(tmp_path_factory):
 
 def test_history_displays_as_a_gallery_of_its_runs(made):
     runs, gen, results = made
-    listed = wan_nb.runs.history(runs)
+    listed = wan_nb.history(runs)
     assert isinstance(listed, RunList) and hasattr(listed, "_ipython_display_")
     gallery = HistoryGallery(listed, generator=gen)
     assert [card.run.task_id for card in gallery.cards] == [r.task_id for r in reversed(results)]
@@ -37,7 +37,7 @@ def test_history_displays_as_a_gallery_of_its_runs(made):
 
 def test_filters_query_the_runs_folder_again(made):
     runs, gen, results = made
-    gallery = HistoryGallery(wan_nb.runs.history(runs), generator=gen)
+    gallery = HistoryGallery(wan_nb.history(runs), generator=gen)
     gallery.prompt.value = "FOX"
     assert [c.run.seed for c in gallery.cards] == [3, 1]
     gallery.status.value = "failed"
@@ -49,13 +49,13 @@ def test_filters_query_the_runs_folder_again(made):
     gallery.since.value = dt.date.today() - dt.timedelta(days=1)
     assert len(gallery.cards) == 2
     # Started from a filtered history, the gallery shows (and keeps) that filter.
-    owl = HistoryGallery(wan_nb.runs.history(runs, prompt="owl"), generator=gen)
+    owl = HistoryGallery(wan_nb.history(runs, prompt="owl"), generator=gen)
     assert owl.prompt.value == "owl" and [c.run.seed for c in owl.cards] == [2]
 
 
 def test_pages(made):
     runs, gen, results = made
-    gallery = HistoryGallery(wan_nb.runs.history(runs), generator=gen, page_size=2)
+    gallery = HistoryGallery(wan_nb.history(runs), generator=gen, page_size=2)
     assert len(gallery.cards) == 2 and gallery.previous.disabled and not gallery.next.disabled
     gallery.next.click()
     assert [c.run.seed for c in gallery.cards] == [1] and gallery.next.disabled
@@ -64,7 +64,7 @@ def test_pages(made):
 
 def test_rerun_from_a_card_makes_the_same_video(made):
     runs, gen, results = made
-    gallery = HistoryGallery(wan_nb.runs.history(runs, prompt="owl"), generator=gen)
+    gallery = HistoryGallery(wan_nb.history(runs, prompt="owl"), generator=gen)
     gallery.cards[0].children[2].click()
     assert len(gallery.tasks) == 1
     again = gallery.tasks[0].result(timeout=120)
@@ -74,7 +74,7 @@ def test_rerun_from_a_card_makes_the_same_video(made):
 
 def test_a_rerun_that_cannot_run_says_why_in_the_gallery(made, tmp_path):
     runs, gen, results = made
-    gallery = HistoryGallery(wan_nb.runs.history(runs), generator=gen)
+    gallery = HistoryGallery(wan_nb.history(runs), generator=gen)
     card = gallery.cards[0]
     (card.run.run_dir / "task.json").write_text("{}")   # recipe gone from both places
     card.run.video_path.unlink()
@@ -85,6 +85,6 @@ def test_a_rerun_that_cannot_run_says_why_in_the_gallery(made, tmp_path):
 def test_outside_a_notebook_history_prints_a_table(made):
     runs, gen, results = made
     out = io.StringIO()
-    show_history(wan_nb.runs.history(runs, limit=2), stream=out)
+    show_history(wan_nb.history(runs, limit=2), stream=out)
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and lines[0].startswith("created") and "tiny" in lines[1]

@@ -53,7 +53,7 @@ def test_the_run_folder_keeps_and_lists_the_inputs(made):
 
 def test_history_entries_name_their_inputs(made):
     runs, _, result, plain = made
-    by_id = {run.task_id: run for run in wan_nb.runs.history(runs)}
+    by_id = {run.task_id: run for run in wan_nb.history(runs)}
     assert by_id[result.task_id].inputs == run_inputs.paths(result.run_dir)
     assert by_id[plain.task_id].inputs == {}
     as_json = run_to_dict(by_id[result.task_id])["inputs"]
@@ -81,7 +81,7 @@ def test_the_result_view_shows_the_inputs_before_the_video(made):
 
 def test_the_history_gallery_shows_each_runs_inputs(made):
     runs, gen, result, plain = made
-    gallery = HistoryGallery(wan_nb.runs.history(runs), generator=gen)
+    gallery = HistoryGallery(wan_nb.history(runs), generator=gen)
     cards = {card.run.task_id: card for card in gallery.cards}
     strip = cards[result.task_id].children[1]
     assert isinstance(strip, InputsView) and list(_tiles(strip)) == ["image", "last_image", "reference_images", "video"]

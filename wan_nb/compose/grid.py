@@ -106,7 +106,7 @@ class Grid(Sweep):
             return None if a is None else {"name": a.name, "labels": list(a.labels),
                                             "values": [public_params({a.name: v})[a.name] for v in a.values]}
 
-        return {"kind": "wan_nb.compose.grid", "model": self.generator.model, "prompt": self.prompt,
+        return {"kind": "wan_nb.grid", "model": self.generator.model, "prompt": self.prompt,
                 "x": axis(self.x), "y": axis(self.y), "z": axis(self.z),
                 "fixed": public_params(self.fixed),   # pictures and videos described, not embedded
                 "cells": [{"x": c.x, "y": c.y, "z": c.z, "task_id": c.task.id, "reused": c.reused,

@@ -8,7 +8,7 @@ frame rate are resampled to the film's (the highest of the page). Small clips ar
 a whole factor to at least ``min_tile`` pixels, so the labels stay readable next to them;
 the whole film is kept within ``max_width`` x ``max_height`` by shrinking the tiles (the labels
 keep their size). The grid's recipe travels in the MP4's ``comment`` tag as JSON, written by
-``wan_nb.runs.recipe.embed`` like a single run's (:func:`read_recipe` gets it back).
+``wan_nb.recipe.embed`` like a single run's (:func:`read_recipe` gets it back).
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ def read_recipe(path: Any) -> dict[str, Any] | None:
         found = json.loads(text) if text else None
     except ValueError:
         return None
-    return found if isinstance(found, dict) and found.get("kind") == "wan_nb.compose.grid" else None
+    return found if isinstance(found, dict) and found.get("kind") == "wan_nb.grid" else None
 
 
 def to_html(grid: Any, path: Any, *, inline: bool = False, tile_width: int = 192,

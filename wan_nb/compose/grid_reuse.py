@@ -1,11 +1,11 @@
 """Finding a run with the same full recipe as a grid cell, so the cell reuses its video.
 
-Two runs match when their ``wan_nb.runs.recipe.recipe_key`` does: the generation arguments (the seed
+Two runs match when their ``wan_nb.recipe.recipe_key`` does: the generation arguments (the seed
 included), the model and dtype, the LoRA files' hashes and weights (a weight of 0 counts as no
 LoRA), the input image's pixels. Two places are searched: this generator's own tasks (queued,
 running or done — a grid widened while the first one still runs shares those tasks; their keys
 are the ones recorded in their ``task.json`` when they were queued), then the finished runs of
-its runs dir through the history index (``wan_nb.runs.history.find_by_key``), so runs of earlier
+its runs dir through the history index (``wan_nb.history.find_by_key``), so runs of earlier
 processes count too.
 """
 

@@ -78,7 +78,7 @@ class Run:
         return self.task_id
 
     def recipe(self) -> dict[str, Any]:
-        """The full recipe (``wan_nb.runs.recipe.recipe(run)``)."""
+        """The full recipe (``wan_nb.recipe.recipe(run)``)."""
         from wan_nb.runs.recipe import recipe
 
         return recipe(self)
@@ -466,7 +466,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
 
 
 class _CallableModule(types.ModuleType):
-    """``wan_nb.runs.history(...)`` calls :func:`history`; ``wan_nb.runs.history.find_by_key`` still works."""
+    """``wan_nb.history(...)`` calls :func:`history`; ``wan_nb.history.find_by_key`` still works."""
 
     def __call__(self, runs_dir: str | os.PathLike | None = None, **filters: Any) -> RunList:
         return history(runs_dir, **filters)

@@ -2,7 +2,7 @@
 
 A recipe is a JSON-ready dict::
 
-    {"format": "wan_nb.runs.recipe/1",
+    {"format": "wan_nb.recipe/1",
      "prompt", "negative_prompt", "seed", "steps", "height", "width", "num_frames", "fps",
      "guidance_scale", "guidance_scale_2", "flow_shift",          # generation arguments
      "model": {"name", "repo_id", "revision", "kind"}, "dtype",
@@ -48,7 +48,7 @@ __all__ = ["recipe", "recipe_key", "weights_key", "build", "plan", "lora_entry",
 
 log = logging.getLogger(__name__)
 
-FORMAT = "wan_nb.runs.recipe/1"
+FORMAT = "wan_nb.recipe/1"
 PARAM_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "height", "width", "num_frames", "fps",
                 "guidance_scale", "guidance_scale_2", "flow_shift", "strength", "mode")
 # Fields a recipe holds only when a run used them, so keys of the runs made before them stay the same.
@@ -288,7 +288,7 @@ def plan(generator: Any, prompt: str, **kwargs: Any) -> dict[str, Any]:
     """The recipe ``generator.submit(prompt, **kwargs)`` would record, without running anything.
 
     With a fixed ``seed``, ``recipe_key(plan(...))`` finds an earlier identical run
-    (``wan_nb.runs.history.find_by_key``).
+    (``wan_nb.history.find_by_key``).
     """
     from wan_nb.models.specs import prepare_image
 
@@ -410,7 +410,7 @@ def recipe(source: Any) -> dict[str, Any]:
     if isinstance(source, Mapping):
         if source.get("format") != FORMAT:
             raise RecipeError(f"this dict is not a wan_nb recipe (no \"format\": {FORMAT!r}); get one with "
-                              "wan_nb.runs.recipe(result_or_mp4)")
+                              "wan_nb.recipe(result_or_mp4)")
         return json.loads(json.dumps(source))  # a deep copy the caller may change
     run_dir = getattr(source, "run_dir", None)
     if run_dir is not None:
@@ -438,7 +438,7 @@ def created_at_iso(ts: float) -> str:
 
 
 class _CallableModule(types.ModuleType):
-    """``wan_nb.runs.recipe(source)`` calls :func:`recipe`; ``wan_nb.runs.recipe.recipe_key`` still works."""
+    """``wan_nb.recipe(source)`` calls :func:`recipe`; ``wan_nb.recipe.recipe_key`` still works."""
 
     def __call__(self, source: Any) -> dict[str, Any]:
         return recipe(source)

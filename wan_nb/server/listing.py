@@ -6,7 +6,7 @@ runs, on the IOLoop). Now each runs folder has a cursor: the history index
 read stopped, and each new run is inserted into sorted lists (all runs, and one per status).
 The folder itself is looked at only when its mtime says a run folder was added or removed, or
 while runs in it have not ended yet (at most every :data:`RESCAN_S`): then
-``wan_nb.runs.history`` indexes what it does not know yet (runs of an older wan_nb, runs whose
+``wan_nb.history`` indexes what it does not know yet (runs of an older wan_nb, runs whose
 process died) and deleted folders drop out.
 
 The disk work runs on a worker thread, one refresh at a time (concurrent requests share it),
@@ -83,7 +83,7 @@ class _FolderCursor:
         return changes
 
     def _index_unknown_folders(self) -> None:
-        """``wan_nb.runs.history`` appends to the index every ended run it finds unindexed; what it
+        """``wan_nb.history`` appends to the index every ended run it finds unindexed; what it
         returns here are the runs still going (not indexed until they end)."""
         try:
             going = history.history(self.directory, status=_IN_PROGRESS)

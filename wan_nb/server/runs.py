@@ -123,7 +123,7 @@ def _iso(value: Any) -> str | None:
 
 
 def _from_history(directory: Path) -> list[dict[str, Any]] | None:
-    """The runs of ``directory`` from ``wan_nb.runs.history``'s index where that module exists
+    """The runs of ``directory`` from ``wan_nb.history``'s index where that module exists
     (None otherwise, or if it fails: then the folders are read here)."""
     try:
         from wan_nb.runs import history
@@ -156,7 +156,7 @@ def _from_history(directory: Path) -> list[dict[str, Any]] | None:
 
 
 def run_from_index(directory: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    """A run of ``directory`` from its line in the history index (``wan_nb.runs.history``'s format),
+    """A run of ``directory`` from its line in the history index (``wan_nb.history``'s format),
     in the shape :func:`summary` takes."""
     params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
     video = entry.get("video")

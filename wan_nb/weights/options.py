@@ -226,7 +226,7 @@ def recipe_fields(options: WeightOptions | None) -> dict[str, Any]:
 
 
 def key_fields(recipe: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What of the weights decides the video (see :func:`wan_nb.runs.recipe.weights_key`)."""
+    """What of the weights decides the video (see :func:`wan_nb.recipe.weights_key`)."""
     from wan_nb.runs.recipe import weights_key
 
     return weights_key(recipe)

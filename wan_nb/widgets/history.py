@@ -1,6 +1,6 @@
 """Past runs as a browsable gallery: filter by prompt text, model, status and date; rerun any card.
 
-``wan_nb.runs.history()`` returns a list that displays itself through :func:`show_history`. The
+``wan_nb.history()`` returns a list that displays itself through :func:`show_history`. The
 gallery queries the runs folder's index again whenever a filter changes (milliseconds), so runs
 finished since it was shown appear on the next change or on Refresh. Only the cards of the
 current page load their videos.
@@ -121,7 +121,7 @@ class HistoryGallery(w.VBox):
                 picker.value = value
 
     def filters(self) -> dict[str, Any]:
-        """The current filters, as ``wan_nb.runs.history`` takes them."""
+        """The current filters, as ``wan_nb.history`` takes them."""
         out: dict[str, Any] = {}
         if self.prompt.value.strip():
             out["prompt"] = self.prompt.value.strip()
