@@ -190,6 +190,59 @@ def private_accesses() -> list[str]:
     return found
 
 
+def _class_privates(tree: ast.AST) -> dict[str, set[str]]:
+    """Class name -> the private names it defines on itself (methods, class attributes, ``self._x = ``)."""
+    out: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        names = out.setdefault(node.name, set())
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(item.name)
+            elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+                targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Attribute) and isinstance(inner.ctx, ast.Store) \
+                    and isinstance(inner.value, ast.Name) and inner.value.id in ("self", "cls"):
+                names.add(inner.attr)
+        out[node.name] = {name for name in names if _private(name)}
+    return out
+
+
+def _reads_with_their_class(tree: ast.AST):
+    """Every ``obj._name`` read (obj not self/cls) with the class whose body it is in (None: none)."""
+    def walk(node: ast.AST, enclosing: str | None):
+        for child in ast.iter_child_nodes(node):
+            inside = child.name if isinstance(child, ast.ClassDef) else enclosing
+            if isinstance(child, ast.Attribute) and _private(child.attr) \
+                    and not (isinstance(child.value, ast.Name) and child.value.id in ("self", "cls")):
+                yield child, enclosing
+            yield from walk(child, inside)
+    yield from walk(tree, None)
+
+
+def same_module_private_reads() -> list[str]:
+    """A class's privates read from outside that class in its own module: a method exiled as a
+    function (or into another class) that still reaches into the object it came from."""
+    found = []
+    for module, tree in TREES.items():
+        owners = _class_privates(tree)
+        where = MODULES[module].relative_to(ROOT)
+        for node, enclosing in _reads_with_their_class(tree):
+            classes = sorted(c for c, names in owners.items() if node.attr in names)
+            if classes and enclosing not in classes:
+                outside = f"class {enclosing}" if enclosing else "a module-level function"
+                found.append(f"{where}:{node.lineno} reads .{node.attr} of {', '.join(classes)} from {outside}")
+    return found
+
+
+def test_no_class_reads_another_classes_privates_in_its_own_module():
+    found = same_module_private_reads()
+    assert found == [], "private access across classes of one module:\n  " + "\n  ".join(found)
+
+
 def test_no_module_reads_another_modules_privates():
     found = private_accesses()
     assert found == [], "cross-module private access:\n  " + "\n  ".join(found)
@@ -214,4 +267,20 @@ def test_the_checks_see_what_they_look_for(tmp_path, monkeypatch):
     assert len(cycles) == 1 and cycles[0][0] == "wan_nb.a" and len(cycles[0]) == 3, cycles
     assert imports_of("wan_nb.c") == {"wan_nb.a": 4}   # the TYPE_CHECKING import is left out
     assert private_accesses() == ["wan_nb/e.py:2 reads ._secret (a private of wan_nb.d)"]
+
+
+def test_the_same_module_check_sees_an_exiled_method(tmp_path, monkeypatch):
+    code = ("class Run:\n    def __init__(self):\n        self._lock = None\n"
+            "    def same(self, other):\n        return other._lock\n"
+            "def exiled(run):\n    return run._lock\n"
+            "class Other:\n    def peek(self, run):\n        return run._lock\n")
+    path = tmp_path / "wan_nb" / "m.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(code)
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    monkeypatch.setitem(globals(), "MODULES", {"wan_nb.m": path})
+    monkeypatch.setitem(globals(), "TREES", {"wan_nb.m": ast.parse(code)})
+    assert same_module_private_reads() == [
+        "wan_nb/m.py:7 reads ._lock of Run from a module-level function",
+        "wan_nb/m.py:10 reads ._lock of Run from class Other"]
 

@@ -41,10 +41,10 @@ def test_the_module_paths_design_md_names_still_import_after_the_move_into_layer
             "from wan_nb.errors import GenerationError\n"
             "from wan_nb.task import Task\n"
             "import wan_nb.recipe, wan_nb.history\n"
-            "import wan_nb.protocol.events, wan_nb.protocol.errors, wan_nb.core.task, wan_nb.runs.recipe\n"
+            "import wan_nb.protocol.events, wan_nb.protocol.errors, wan_nb.core.task, wan_nb.core.recipes\n"
             "assert sys.modules['wan_nb.events'] is wan_nb.protocol.events\n"
             "assert Event is wan_nb.protocol.events.Event and GenerationError is wan_nb.protocol.errors.GenerationError\n"
-            "assert Task is wan_nb.core.task.Task and wan_nb.recipe is wan_nb.runs.recipe\n"
+            "assert Task is wan_nb.core.task.Task and wan_nb.recipe is wan_nb.core.recipes\n"
             "assert wan_nb.protocol.events.__spec__.name == 'wan_nb.protocol.events'\n"
             "assert callable(wan_nb.recipe) and callable(wan_nb.history)\n"
             "print('ok')\n")

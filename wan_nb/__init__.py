@@ -35,7 +35,7 @@ _LAZY = {
 # layer's folder: ``import wan_nb.events`` gives the very module object of wan_nb.protocol.events.
 _MOVED_MODULES = {
     "events": "protocol.events", "errors": "protocol.errors", "task": "core.task",
-    "recipe": "runs.recipe", "history": "runs.history",
+    "recipe": "core.recipes", "history": "runs.history",
 }
 
 

@@ -11,7 +11,8 @@ import pytest
 import wan_nb
 from wan_nb import Generator
 from wan_nb.runs.history import INDEX_NAME, Run, find_by_key, history
-from wan_nb.runs.recipe import plan, recipe_key
+from wan_nb.core.recipes import plan
+from wan_nb.runs.recipe import recipe_key
 
 from _runs_helpers import fake_run
 

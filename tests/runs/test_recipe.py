@@ -10,7 +10,8 @@ import pytest
 import wan_nb
 from wan_nb import Generator
 from wan_nb.models import tiny
-from wan_nb.runs.recipe import FORMAT, RecipeError, embed, plan, recipe_key
+from wan_nb.core.recipes import plan
+from wan_nb.runs.recipe import FORMAT, RecipeError, embed, recipe_key
 from wan_nb.compose.rerun import rerun_args
 from wan_nb.models.video_io import read_frames
 

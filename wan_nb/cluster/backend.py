@@ -51,8 +51,10 @@ class RemoteTask(Task):
         super().__init__(generator, *args, **kwargs)
         self.retry: RemoteTask | None = None
         self.worker: dict[str, Any] | None = None
-        self._slot: Slot | None = None
-        self._retries_left = 0
+        # The engine's bookkeeping, kept on the task it is about: the worker slot running it (None
+        # while it waits) and how many more times a lost worker's task is submitted again.
+        self.slot: Slot | None = None
+        self.retries_left = 0
 
     def _cancelled(self) -> None:
         """On its worker the step callback sees the cancel within one denoising step."""
@@ -122,7 +124,7 @@ class RayEngine(Engine):
 
     # -- Engine --------------------------------------------------------------------------------
     def submit(self, task: RemoteTask, *, retries: int = 0, started: dict[str, Any] | None = None) -> RemoteTask:
-        task._retries_left = int(retries)
+        task.retries_left = int(retries)
         sink = self.ctx.sink
         with self._wake:
             self._active[task.id] = task
@@ -139,7 +141,7 @@ class RayEngine(Engine):
     @property
     def running(self) -> list[RemoteTask]:
         with self._lock:
-            return [t for t in self._active.values() if t._slot is not None]
+            return [t for t in self._active.values() if t.slot is not None]
 
     def pause(self) -> None:
         with self._wake:
@@ -179,7 +181,7 @@ class RayEngine(Engine):
                 waiting = True
                 self._announce_positions()
             else:
-                waiting, slot = False, task._slot
+                waiting, slot = False, task.slot
         if waiting:
             self._end_here(task, "cancelled", None)
         elif slot is not None:
@@ -190,7 +192,7 @@ class RayEngine(Engine):
     def steer(self, task: RemoteTask, action: str, **kw: Any) -> bool:
         """Pause or resume a task on its worker; the worker's answer (False where it cannot)."""
         with self._lock:
-            slot = task._slot
+            slot = task.slot
         if slot is None or task.done():
             return False
         try:
@@ -256,7 +258,7 @@ class RayEngine(Engine):
             slot = self.pool.acquire(signature, cancelled=lambda: task.cancel_requested or self._closed)
             with self._lock:
                 self._dispatching = None
-                task._slot = slot
+                task.slot = slot
             if slot is None:
                 self._end_here(task, "cancelled", None)
                 with self._lock:
@@ -295,7 +297,7 @@ class RayEngine(Engine):
             else:
                 self.pool.release(slot, loaded=task.status == "completed", loras=signature)
             with self._lock:
-                task._slot = None
+                task.slot = None
                 self._drivers.discard(threading.current_thread())
                 self._announce_positions()
 
@@ -361,8 +363,8 @@ class RayEngine(Engine):
                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
         self.pool.replace(slot)
         extra: dict[str, Any] = {}
-        if task._retries_left > 0 and not self._closed and not task.cancel_requested:
-            retry = self._resubmit(task.prompt, parent_id=task.parent_id, retries=task._retries_left - 1,
+        if task.retries_left > 0 and not self._closed and not task.cancel_requested:
+            retry = self._resubmit(task.prompt, parent_id=task.parent_id, retries=task.retries_left - 1,
                                    **generation_kwargs(task.params))
             task.retry = retry
             extra["retry_task_id"] = retry.id

@@ -79,7 +79,7 @@ def _result_of(run: Any) -> Any:
 def finder(generator: Any) -> Callable[[dict[str, Any]], tuple[str | None, Any]]:
     """``find(params) -> (key, task or None)`` for cells of ``generator`` (params: ``generator.check``'s)."""
     from wan_nb.runs import history
-    from wan_nb.runs import recipe
+    from wan_nb.core import recipes as recipe
     from wan_nb.models.specs import prepare_image
 
     live: dict[str, Any] = {}

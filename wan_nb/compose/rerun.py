@@ -16,7 +16,8 @@ from wan_nb.fast import options as fast_path
 from wan_nb.models import few_step as fast_presets
 from wan_nb.models import user_inputs as inputs
 from wan_nb.models.lora_files import EXPERTS, looks_like_repo  # the one rule for "org/name" vs a path
-from wan_nb.runs.recipe import PARAM_FIELDS, RecipeError, file_sha256, lora_entry, recipe
+from wan_nb.core.recipes import lora_entry
+from wan_nb.runs.recipe import PARAM_FIELDS, RecipeError, file_sha256, recipe
 
 __all__ = ["rerun", "rerun_args", "generator_rerun"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from wan_nb.runs import history
 from wan_nb.runs import journal
-from wan_nb.runs import recipe as _recipe
+from wan_nb.core import recipes
 from wan_nb.protocol.events import TERMINAL_STATUS, Event, EventType
 from wan_nb.models.user_inputs import attach_files
 
@@ -47,7 +47,7 @@ class Recorder:
             if made is None:
                 return {}
             self._embedded.add(task_id)
-        return {_recipe.METADATA_TAG: _recipe.dumps(made)}
+        return {recipes.METADATA_TAG: recipes.dumps(made)}
 
     def __call__(self, event: Event) -> None:
         if event.type == EventType.GENERATION_STAGE:
@@ -84,15 +84,15 @@ class Recorder:
             pass
         return {"task_id": task.id, "model": self.generator.model, "prompt": task.prompt,
                 "params": {k: v for k, v in task.params.items() if k != "image"}, "seed": task.seed,
-                "created_at": _recipe.created_at_iso(task.created_at)}
+                "created_at": recipes.created_at_iso(task.created_at)}
 
     def _queued(self, task: Any) -> None:
         info = self._read(task)
-        image_path = task.run_dir / _recipe.IMAGE_NAME if task.params.get("image") is not None else None
-        made = _recipe.build(self.generator, task.params, image_path=image_path, task_id=task.id,
-                             created_at=info.get("created_at") or _recipe.created_at_iso(task.created_at))
+        image_path = task.run_dir / recipes.IMAGE_NAME if task.params.get("image") is not None else None
+        made = recipes.build(self.generator, task.params, image_path=image_path, task_id=task.id,
+                             created_at=info.get("created_at") or recipes.created_at_iso(task.created_at))
         attach_files(made, info.get("inputs"), task.run_dir)  # where the run keeps each input
-        info.update(status="queued", created_ts=task.created_at, recipe=made, recipe_key=_recipe.recipe_key(made))
+        info.update(status="queued", created_ts=task.created_at, recipe=made, recipe_key=recipes.recipe_key(made))
         with self._lock:
             self._recipes[task.id] = made
         journal.write_task_file(task.run_dir, info)
@@ -111,7 +111,7 @@ class Recorder:
             video = output.name
             if isinstance(made, dict) and not embedded:  # a writer that did not ask mp4_tags
                 try:
-                    _recipe.embed(output, made)
+                    recipes.embed(output, made)
                 except OSError as exc:  # the video and task.json still record the run
                     log.warning("wan_nb: could not write the recipe into %s: %s", output, exc)
         info.update(status=status, finished_at=event.timestamp, created_ts=task.created_at,

@@ -20,31 +20,27 @@ It is written into the MP4's ``comment`` tag (``ffmpeg -i video.mp4 -f ffmetadat
 it), so a video copied anywhere still says how it was made. :func:`recipe_key` hashes only what
 decides the pixels, so two runs with the same key made the same video.
 
-Imports only the standard library at module level; ffmpeg (``imageio_ffmpeg``), PIL and the
-model code are loaded where needed.
+This module reads and writes recipes and imports only the standard library (ffmpeg through
+``imageio_ffmpeg`` where needed), so the server can read them without torch. Building one from a
+generator is :mod:`wan_nb.core.recipes`, which is also the public ``wan_nb.recipe``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
-import types
 from pathlib import Path
 from typing import Any, Mapping
 
-from wan_nb.fast import options as fast_path  # light: no torch at import
-from wan_nb.models import few_step as fast_presets
 
-__all__ = ["recipe", "recipe_key", "weights_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
-           "PARAM_FIELDS", "RecipeError"]
+__all__ = ["recipe", "recipe_key", "weights_key", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
+           "PARAM_FIELDS", "OPTIONAL_FIELDS", "RecipeError"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +48,7 @@ FORMAT = "wan_nb.recipe/1"
 PARAM_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "height", "width", "num_frames", "fps",
                 "guidance_scale", "guidance_scale_2", "flow_shift", "strength", "mode")
 # Fields a recipe holds only when a run used them, so keys of the runs made before them stay the same.
-_WHEN_SET = ("strength", "mode")
+OPTIONAL_FIELDS = ("strength", "mode")
 _INTS = ("seed", "steps", "height", "width", "num_frames")
 # The fast path's fields: in the key only when set, so recipes made before them keep their keys.
 FAST_FIELDS = ("cache", "cache_threshold", "attention", "compile")
@@ -98,12 +94,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return value
 
 
-def _png(picture: Any) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")  # PNG of the same pixels is the same bytes: a stable hash
-    return buffer.getvalue()
-
-
 def _normal(recipe: Mapping[str, Any], field: str) -> Any:
     value = recipe.get(field)
     if field == "negative_prompt":
@@ -133,7 +123,7 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
     loras = sorted((l.get("sha256"), float(l.get("weight", 1.0)), l.get("targets")) for l in recipe.get("loras") or ()
                    if float(l.get("weight", 1.0)) != 0.0)
     image = recipe.get("image")
-    params = {f: _normal(recipe, f) for f in PARAM_FIELDS if f not in _WHEN_SET or recipe.get(f) is not None}
+    params = {f: _normal(recipe, f) for f in PARAM_FIELDS if f not in OPTIONAL_FIELDS or recipe.get(f) is not None}
     decisive = {"params": params,
                 "model": [model.get("repo_id") or model.get("name"), model.get("revision")],
                 "dtype": recipe.get("dtype"), "loras": loras,
@@ -147,156 +137,6 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
         decisive["weights"] = weights
     text = json.dumps(decisive, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-# ---------------------------------------------------------------------------------------------
-# Building a recipe from a generator
-# ---------------------------------------------------------------------------------------------
-_versions: dict[str, str | None] = {}
-
-
-def versions() -> dict[str, str | None]:
-    if not _versions:
-        from importlib import metadata
-
-        from wan_nb._version import __version__
-
-        _versions["wan_nb"] = __version__
-        for name in ("diffusers", "torch"):
-            try:
-                _versions[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                _versions[name] = None
-    return dict(_versions)
-
-
-def _revision(generator: Any) -> str | None:
-    spec = generator.spec
-    if spec.builder:  # built-in tiny models are versioned by wan_nb itself
-        from wan_nb.models.tiny import TINY_VERSION
-
-        return f"tiny-v{TINY_VERSION}"
-    folder = getattr(generator.pipeline, "_wan_nb_folder", None)
-    if folder is None and not spec.is_local:
-        try:
-            from wan_nb.models.download import cached_snapshot
-
-            folder = cached_snapshot(spec.source)
-        except Exception:
-            folder = None
-    found = re.search(r"[/\\]snapshots[/\\]([0-9a-f]{40})", str(folder or ""))
-    return found.group(1) if found else None
-
-
-def _model(generator: Any) -> dict[str, Any]:
-    spec = generator.spec
-    return {"name": generator.model, "repo_id": None if spec.is_local else spec.source,
-            "revision": _revision(generator), "kind": spec.kind}
-
-
-def _dtype(generator: Any) -> str | None:
-    pipe = generator.pipeline
-    module = None if pipe is None else (getattr(pipe, "transformer", None) or getattr(pipe, "transformer_2", None))
-    if module is not None:
-        return str(module.dtype).replace("torch.", "")
-    try:
-        from wan_nb.models.specs import resolve_device_dtype
-
-        return str(resolve_device_dtype(generator.device_request, generator.dtype_request)[1]).replace("torch.", "")
-    except Exception:
-        return None
-
-
-def _flow_shift(generator: Any, params: Mapping[str, Any]) -> float | None:
-    """The shift asked for, else the preset's; None means the model's own scheduler setting (fixed
-    by its revision). Not read from the loaded scheduler: a recipe planned before the model is
-    loaded must equal the one recorded after."""
-    value = params.get("flow_shift")
-    if value is None:
-        value = generator.spec.defaults.get("flow_shift")
-    return None if value is None else float(value)
-
-
-def lora_entry(name: str, entry: Any, weight: float) -> dict[str, Any]:
-    """One adapter as a recipe holds it: its file (or, for a pair on a two-expert model, one file
-    per expert under ``files``), the sha256 that identifies it, and the transformers it goes into."""
-    state = entry.state
-    targets = dict(state) if isinstance(state, Mapping) else {"transformer": state}
-    files = {component: {"path": str(Path(getattr(read, "path", None) or entry.source).resolve()),
-                         "sha256": file_sha256(getattr(read, "path", None) or entry.source)}
-             for component, read in sorted(targets.items())}
-    out: dict[str, Any] = {"name": name, "weight": float(weight), "source": entry.source, "targets": list(files)}
-    if len({f["path"] for f in files.values()}) == 1:
-        first = next(iter(files.values()))
-        out.update(path=first["path"], sha256=first["sha256"])
-    else:
-        joined = ";".join(f"{component}:{f['sha256']}" for component, f in files.items())
-        out.update(path=None, sha256=hashlib.sha256(joined.encode()).hexdigest(), files=files)
-    return out
-
-
-def _loras(generator: Any, requested: Mapping[str, float]) -> list[dict[str, Any]]:
-    """The adapters a run uses: the requested ones, or (none requested) every loaded one."""
-    loaded = generator.lora_registry.entries
-    weights = dict(requested) if requested else {n: entry.weight for n, entry in loaded.items()}
-    # A few-step variant's distilled LoRA is part of the model: its name says it, a rerun reloads it.
-    return [lora_entry(name, loaded[name], weight) for name, weight in weights.items()
-            if name in loaded and not fast_presets.implied(generator.model, name)]
-
-
-def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.PathLike | None = None,
-          task_id: str | None = None, created_at: str | None = None) -> dict[str, Any]:
-    """The recipe of a run of ``generator`` with the full parameter set ``params``.
-
-    With an image, ``image_path`` is where its PNG is written (its hash is taken either way).
-    """
-    out: dict[str, Any] = {"format": FORMAT}
-    for field in PARAM_FIELDS:
-        out[field] = params.get(field)
-    out["flow_shift"] = _flow_shift(generator, params)
-    out["model"] = _model(generator)
-    out["dtype"] = _dtype(generator)
-    out["loras"] = _loras(generator, params.get("loras") or {})
-    out.update(fast_path.recipe_fields(generator, params))  # cache, attention, compile
-    out["image"] = None
-    picture = params.get("image")
-    if picture is not None:
-        data = _png(picture)
-        out["image"] = {"sha256": hashlib.sha256(data).hexdigest(), "path": None}
-        if image_path is not None:
-            target = Path(image_path)
-            target.write_bytes(data)
-            out["image"]["path"] = str(target.resolve())
-    for field in _WHEN_SET:
-        if out.get(field) is None:
-            del out[field]
-    from wan_nb.models.user_inputs import record
-
-    found = record(params)   # every input: kind, sha256 of its pixels, the user's file
-    if found:
-        out["inputs"] = found
-    weights = getattr(generator, "weights", None)  # wan_nb.weights.options.WeightOptions: quant=, transformer=
-    if weights:
-        out.update(weights.recipe_fields())
-    out["versions"] = versions()
-    out["task_id"] = task_id
-    out["created_at"] = created_at
-    return out
-
-
-def plan(generator: Any, prompt: str, **kwargs: Any) -> dict[str, Any]:
-    """The recipe ``generator.submit(prompt, **kwargs)`` would record, without running anything.
-
-    With a fixed ``seed``, ``recipe_key(plan(...))`` finds an earlier identical run
-    (``wan_nb.history.find_by_key``).
-    """
-    from wan_nb.models.specs import prepare_image
-
-    params = generator.check(prompt, **kwargs)
-    for name in ("image", "last_image"):
-        if params.get(name) is not None:
-            params[name] = prepare_image(params[name], params["height"], params["width"])
-    return build(generator, params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,13 +275,3 @@ def recipe(source: Any) -> dict[str, Any]:
 
 def created_at_iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-class _CallableModule(types.ModuleType):
-    """``wan_nb.recipe(source)`` calls :func:`recipe`; ``wan_nb.recipe.recipe_key`` still works."""
-
-    def __call__(self, source: Any) -> dict[str, Any]:
-        return recipe(source)
-
-
-sys.modules[__name__].__class__ = _CallableModule
