@@ -137,6 +137,95 @@ def _one_cycle(part: list[str], graph: dict[str, dict[str, int]]) -> list[str]:
     return part
 
 
+# Which layer (a folder of wan_nb, or a top-level module) may import which. Read it from the
+# bottom: the vocabulary first, then run folders, then what a model is, ..., the front ends last.
+# A layer always may import itself and ``_version``. Function-local imports count: they run.
+LAYERS: dict[str, set[str]] = {
+    "protocol": set(),                                   # events, state, errors: standard library only
+    "runs": {"protocol"},                                # run folders on disk
+    "relay": {"protocol", "runs"},                       # process -> Jupyter servers
+    "server": {"protocol", "runs", "relay"},             # the Jupyter extension: never torch, never the generator
+    "models": {"protocol", "runs"},
+    "weights": {"protocol", "runs", "models"},
+    "fast": {"protocol", "runs", "models", "weights"},
+    "previews": {"protocol", "models"},
+    "core": {"protocol", "runs", "relay", "models", "weights", "fast", "previews"},
+    "compose": {"protocol", "runs", "models", "weights", "fast", "core"},
+    "cluster": {"protocol", "runs", "models", "weights", "fast", "previews", "core"},
+    "generator": {"protocol", "runs", "relay", "models", "weights", "fast", "previews", "core", "compose", "cluster"},
+    "storyboard": {"protocol", "runs", "models", "core", "compose", "generator"},
+    # Outside Jupyter the widgets fall back to the terminal's text progress (cli/console.py).
+    "widgets": {"protocol", "runs", "models", "core", "compose", "generator", "storyboard", "cli"},
+    "cli": {"protocol", "runs", "models", "weights", "fast", "core", "compose", "generator"},
+    "__init__": {"protocol", "models", "fast", "core", "runs", "generator", "storyboard", "server"},
+}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return "__init__" if len(parts) == 1 else parts[1]
+
+
+def layer_violations() -> list[str]:
+    found = []
+    for module in MODULES:
+        mine = layer_of(module)
+        allowed = LAYERS.get(mine)
+        for target, line in imports_of(module).items():
+            theirs = layer_of(target)
+            if theirs in (mine, "_version"):
+                continue
+            if allowed is None or theirs not in allowed:
+                where = MODULES[module].relative_to(ROOT)
+                found.append(f"{where}:{line} imports {target} ({mine} may not import {theirs})")
+    return found
+
+
+def test_every_module_belongs_to_a_layer_of_the_table():
+    """Only __init__, _version and the generator facade sit at the top; the rest is in a layer folder."""
+    unknown = sorted({layer_of(m) for m in MODULES} - set(LAYERS) - {"_version"})
+    assert unknown == [], f"add these to LAYERS (or move them into a layer's folder): {unknown}"
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    found = layer_violations()
+    assert found == [], "imports against the layer table:\n  " + "\n  ".join(found)
+
+
+HEAVY_LIBRARIES = ("torch", "diffusers", "transformers", "accelerate", "peft", "ray")
+
+
+def closure(start: list[str]) -> set[str]:
+    """Every wan_nb module ``start`` can end up importing, function-local imports included."""
+    seen, todo = set(), list(start)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(imports_of(module))
+    return seen
+
+
+def heavy_imports(module: str) -> list[str]:
+    found = []
+    for node in _nodes(TREES[module]):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        found += [f"{MODULES[module].relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
+                  if n.split(".")[0] in HEAVY_LIBRARIES]
+    return found
+
+
+def test_the_servers_import_closure_never_reaches_torch_or_the_generator():
+    """Not only at import time (tests/test_package.py checks that): no code path of the server,
+    however lazy, imports torch, diffusers or the generator."""
+    reached = closure([m for m in MODULES if layer_of(m) == "server"])
+    assert not any(layer_of(m) in ("generator", "core", "models", "weights", "fast") for m in reached), \
+        sorted(m for m in reached if layer_of(m) not in ("server", "protocol", "runs", "relay"))
+    found = [line for module in sorted(reached) for line in heavy_imports(module)]
+    assert found == [], "the server can reach:\n  " + "\n  ".join(found)
+
+
 def test_there_is_no_import_circle():
     cycles = import_cycles()
     assert cycles == [], "import circles:\n" + "\n".join("  " + "\n    -> ".join(c) for c in cycles)

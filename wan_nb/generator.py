@@ -42,6 +42,7 @@ from wan_nb.core.engine import Engine, LoadOptions
 from wan_nb.protocol.errors import GenerationCancelled, GenerationError, TaskNotQueued  # noqa: F401 (re-exported)
 from wan_nb.protocol.events import Event
 from wan_nb.core.holder import PipelineHolder
+from wan_nb.core.hosting import HostedTask, HostedTasks  # noqa: F401 (HostedTask re-exported)
 from wan_nb.core.local_engine import LocalEngine
 from wan_nb.core.params import build_params, public_params
 from wan_nb.compose.rerun import generator_rerun
@@ -98,7 +99,7 @@ class Generator:
         self._bus.add_sink(self._journal)
         self._recorder = run_record.attach(self)  # recipes into task.json and the MP4; the history index
         self._tasks: dict[str, Task] = {}
-        self._hosted: dict[str, Handle] = {}  # handles of hosted tasks (storyboards), by id
+        self._hosted = HostedTasks(self._bus, self._journal)  # storyboards, by id
         self._queue_file = QueueFile(self.runs_dir)
         self._holder = PipelineHolder(spec, self.load_options, pipeline)
         self._loras = LoraRegistry()
@@ -108,7 +109,7 @@ class Generator:
             loras=self._loras, monitor_interval=monitor_interval,
             mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended)
         self._previewer = _previewer(self) if previews else None  # live latent previews
-        self._engine = _make_engine(self, cluster, workers, self.model)  # before the relay: refusals first
+        self._engine = _make_engine(self, self._context, self._queue_file, cluster, workers)  # refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
                                           steer=self.steer)   # servers' pause/resume/move too
@@ -286,7 +287,7 @@ class Generator:
         """Host a task that is not a generation (a storyboard) under ``handle.id``: writes
         ``folder/task.json`` from ``info``, journals its events to ``folder`` (seq going on from the
         journal there, so a resumed task's ids stay unique), lets :meth:`steer` reach ``handle``."""
-        return HostedTask(self, handle, folder, info)
+        return self._hosted.open(handle, folder, info)
 
     # -- LoRA --------------------------------------------------------------------------------
     def load_lora(self, path_or_repo: Any, name: str | None = None, weight: float = 1.0, *,
@@ -358,31 +359,6 @@ class Generator:
         task.mark_done()
 
 
-class HostedTask:
-    """What :meth:`Generator.open_task` returns: publish under the task's id, then close."""
-
-    def __init__(self, gen: Generator, handle: Handle, folder: Path, info: Mapping[str, Any]) -> None:
-        self._gen, self._handle, self.task_id = gen, handle, handle.id
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            journal.write_task_file(folder, dict(info))
-            _continue_numbering(gen._bus, handle.id, folder / journal.JOURNAL_NAME)
-            gen._journal.open(handle.id, folder)
-        except OSError as exc:
-            raise OSError(f"cannot write the run folder {folder}: {exc}. Pass the Generator a writable "
-                          "runs_dir= (or set WAN_NB_RUNS_DIR).") from exc
-        gen._hosted[handle.id] = handle
-
-    def publish(self, type: str, **data: Any) -> Event:
-        return self._gen._bus.publish(self.task_id, type, **data)
-
-    def close(self) -> None:
-        """Stop journaling and steering it (after its last event)."""
-        if self._gen._hosted.get(self.task_id) is self._handle:
-            del self._gen._hosted[self.task_id]
-        self._gen._journal.close(self.task_id)
-
-
 def _check_engine_args(cluster: str | None, workers: int | None, pipeline: Any) -> None:
     if cluster is None and workers is not None:
         raise ValueError("workers= counts Ray workers; pass cluster='ray' (or a Ray address) too")
@@ -391,14 +367,14 @@ def _check_engine_args(cluster: str | None, workers: int | None, pipeline: Any) 
                          "repo id or folder that every worker can load")
 
 
-def _make_engine(gen: Generator, cluster: str | None, workers: int | None, model: Any) -> Engine:
+def _make_engine(gen: Generator, context: RunContext, queue_file: QueueFile, cluster: str | None,
+                 workers: int | None) -> Engine:
     """The engine: this process's worker thread, or (``cluster=``) Ray workers (imports Ray)."""
     if cluster is None:
-        return LocalEngine(gen._context, gen, name=f"wan_nb-generator-{gen.model}",
-                           on_reorder=gen._queue_file.reorder)
+        return LocalEngine(context, gen, name=f"wan_nb-generator-{gen.model}", on_reorder=queue_file.reorder)
     from .cluster import attach
 
-    return attach(gen._context, cluster=cluster, workers=workers, model=model,
+    return attach(context, cluster=cluster, workers=workers, model=gen.model,
                   worker_options={"monitor_interval": gen.monitor_interval, "previews": gen.previews,
                                   "preview_every": gen.preview_every},
                   resubmit=gen.submit)
@@ -426,12 +402,3 @@ def _open_run_folder(task: Task, info: dict[str, Any], run_journal: journal.Jour
 def _check_retries(retries: Any) -> None:
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries={retries!r}: give a whole number >= 0")
-
-
-def _continue_numbering(bus: EventBus, task_id: str, journal_file: Path) -> None:
-    """Resuming in a new process: go on from the journal's last seq, so ids stay unique."""
-    if bus.last_seq(task_id) or not journal_file.is_file():
-        return
-    last = max((event.seq for event in journal.read_events(journal_file)), default=0)
-    if last:
-        bus.continue_seq(task_id, last)
