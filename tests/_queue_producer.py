@@ -2,7 +2,7 @@
 
 ``python tests/_queue_producer.py --runs-dir D --prefix P --queued N`` publishes, through a real
 ``EventBus``, run journal and relay (as a Generator's process does), the events the contract
-gives a generator's queue (DESIGN.md, wave 3): ``generation_started`` then ``generation_queued``
+gives a generator's queue (DESIGN.md): ``generation_started`` then ``generation_queued``
 for each waiting task, ``generation_queued`` again for every task whose place a move changes,
 ``generation_stage(initializing, "Starting")`` when one is taken. It answers the server's steering
 (pause, resume, move, cancel) the way ``Generator.steer`` does and notes each request in

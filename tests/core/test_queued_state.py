@@ -1,4 +1,4 @@
-"""Queued is a state every client sees (DESIGN.md, wave 3): a task waiting behind another reads
+"""Queued is a state every client sees (DESIGN.md): a task waiting behind another reads
 ``queued``, with its place, in the one reducer and so in every snapshot, the all-tasks list, the
 widgets' state and the console, until the worker takes it."""
 

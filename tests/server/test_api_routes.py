@@ -176,8 +176,8 @@ def test_openapi_is_shipped_and_served(env):
         assert path in paths
 
 
-# -- SSE, the 002 seed's client ------------------------------------------------------------------
-def test_seed_002_client_sees_every_step_then_the_stream_ends(env):
+# -- SSE, an EventSource client of one task ----------------------------------------------------------------
+def test_an_eventsource_client_sees_every_step_then_the_stream_ends(env):
     server = env[0]
     task_id = run_task(env, steps=30, interval=0.02)
     source = EventSourceClient(server.api(f"progress/{task_id}"), server.headers)
@@ -284,8 +284,8 @@ def test_all_tasks_stream_is_named_and_resumable(env):
     assert all(i.split("-")[0] == boot for i, _ in got)
 
 
-# -- WebSocket, the 000 seed's client ------------------------------------------------------------
-def test_seed_000_client_subscribes_and_switches_on_type(env):
+# -- WebSocket, a topic subscriber --------------------------------------------------------------------
+def test_a_websocket_client_subscribes_and_switches_on_type(env):
     server = env[0]
     ws = ws_connect(server)
     ws.send(json.dumps({"action": "subscribe", "topic": "generation_progress"}))

@@ -1,4 +1,4 @@
-"""The server under faults and bad input (issue 8): a reconnect storm loses and repeats nothing,
+"""The server under faults and bad input: a reconnect storm loses and repeats nothing,
 fuzzed WebSocket messages get error frames on a connection that stays up, and the shipped
 OpenAPI document, fuzzed by schemathesis against a real server, never gets a 5xx or a hang.
 

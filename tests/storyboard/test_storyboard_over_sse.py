@@ -1,5 +1,5 @@
-"""A real storyboard rendered by a script, watched through a real Jupyter server as the ``002``
-seed's client watches it: ``EventSource(wan-nb/api/progress/<id>)``, then the video players."""
+"""A real storyboard rendered by a script, watched through a real Jupyter server the way a browser
+page watches it: ``EventSource(wan-nb/api/progress/<id>)``, then the video players."""
 from __future__ import annotations
 
 import json

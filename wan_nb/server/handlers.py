@@ -207,7 +207,7 @@ class _SSEHandler(WanNbAPIHandler):
 
 
 class TaskProgressHandler(_SSEHandler):
-    """``GET wan-nb/api/progress/{id}``: the 002 seed's stream for one task."""
+    """``GET wan-nb/api/progress/{id}``: one task's progress as Server-Sent Events (what an ``EventSource`` reads)."""
 
     @web.authenticated
     @authorized
@@ -322,7 +322,7 @@ class VideoHandler(JupyterHandler, web.StaticFileHandler):
 
 # -- WebSocket -------------------------------------------------------------------------------
 class EventsSocketHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandler):
-    """``WS wan-nb/api/ws``: the 000 seed's subscribe/unsubscribe protocol."""
+    """``WS wan-nb/api/ws``: subscribe/unsubscribe to topics, frames pushed as they happen."""
 
     auth_resource = AUTH_RESOURCE
     outbox: Outbox | None = None

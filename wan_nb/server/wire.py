@@ -1,4 +1,4 @@
-"""Byte encodings of one event for each kind of stream, and the ``002`` seed's message shape.
+"""Byte encodings of one event for each kind of stream, and the per-task SSE message shape.
 
 Every encoding is computed once per event and shared by all the connections that want it.
 """
@@ -46,7 +46,7 @@ def video_urls(base_url: str, task_id: str, scene_count: int) -> tuple[str, list
 
 def seed_message(frame: Mapping[str, Any], progress: float, stage: str | None,
                  base_url: str) -> dict[str, Any]:
-    """The ``002`` seed's update ``{step, status, progress, message, data}`` plus the event's
+    """The per-task SSE update ``{step, status, progress, message, data}`` plus the event's
     identity (type, task_id, seq, timestamp).
 
     ``progress``/``stage`` are the task's overall state after this event (the snapshot's), so
