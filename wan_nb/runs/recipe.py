@@ -42,6 +42,7 @@ from typing import Any, Mapping
 
 from wan_nb.fast import options as fast_path  # light: no torch at import
 from wan_nb.models import few_step as fast_presets
+from wan_nb.post import options as post_options  # light: decode, interpolate, upscale (recorded when set)
 
 __all__ = ["recipe", "recipe_key", "weights_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
            "PARAM_FIELDS", "RecipeError"]
@@ -142,6 +143,7 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
     if media:  # video, last image, masks...: their pixels (the image is keyed above, as before)
         decisive["inputs"] = media
     decisive.update({f: recipe[f] for f in FAST_FIELDS if recipe.get(f) not in (None, False)})  # set only
+    decisive.update(post_options.recipe_fields(recipe))  # set only: earlier recipes keep their keys
     weights = weights_key(recipe)
     if weights is not None:  # only then: earlier recipes keep their keys
         decisive["weights"] = weights
@@ -258,6 +260,7 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
     out["dtype"] = _dtype(generator)
     out["loras"] = _loras(generator, params.get("loras") or {})
     out.update(fast_path.recipe_fields(generator, params))  # cache, attention, compile
+    out.update(post_options.recipe_fields(params))  # decode, interpolate, fps_out, upscale, upscaler, previews
     out["image"] = None
     picture = params.get("image")
     if picture is not None:
