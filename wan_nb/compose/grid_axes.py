@@ -32,7 +32,7 @@ TEXT_AXES = ("prompt", "prompt_sr", "negative_prompt", "mode")
 LIST_AXES = ("image", "loras", "cache", "video", "last_image", "reference_images", "mask", "pose_video",
              "face_video", "background_video")
 # Post-processing and previews (wan_nb.post.options): values as a list or a comma string ("1, 2", "vae, taehv").
-POST_AXES = ("previews", "decode", "interpolate", "fps_out", "upscale", "upscaler")
+POST_AXES = ("previews", "decode", "interpolate", "fps_out", "interpolator", "upscale", "upscaler")
 MAX_VALUES = 1000
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"

@@ -186,6 +186,9 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
     pipelines.check_frames(spec, p, MAX_STEPS)
     p["cache"], p["cache_threshold"] = check_cache(p["cache"], p["cache_threshold"], two_experts=len(spec.experts) >= 2)
     check_post(p, kwargs)  # wan_nb.post: after fps, size and frames are known (the output size limit needs them)
+    from wan_nb.post.checkpoints import check_post_files  # reads a named RIFE file (torch): only when one is named
+
+    check_post_files(p)
     return p
 
 

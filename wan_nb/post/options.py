@@ -4,6 +4,8 @@
 ``interpolate``  ``1`` (off), ``2`` or ``4`` (frames between each pair: 81 frames x2 -> 161), or
                  ``"ffmpeg"`` (ffmpeg's motion-compensated interpolation, no weights; x2 or to ``fps_out``)
 ``fps_out``      the frame rate wanted; alone it means ``interpolate`` by fps_out / fps (2 or 4), else ffmpeg
+``interpolator`` for x2 / x4: a RIFE 4.6 checkpoint (path or ``owner/repo/file``); None: ffmpeg's
+                 motion interpolation at that factor (checked by :mod:`.checkpoints`, which reads the file)
 ``upscale``      ``1`` (off) to ``4``: output height and width times this
 ``upscaler``     ``"lanczos"`` (default, no weights), or a super-resolution file (``.pth`` / ``.safetensors``,
                  loaded through spandrel) given as a path or ``owner/repo/file`` on the Hub
@@ -26,8 +28,8 @@ from wan_nb.protocol.errors import InvalidParameter
 __all__ = ["POST_ARGS", "POST_DEFAULTS", "MAX_OUTPUT_SIDE", "check_post", "recipe_fields", "post_steps",
            "interpolation_factor", "output_fps", "output_size", "is_post_default", "PREVIEW_MODES"]
 
-POST_DEFAULTS: dict[str, Any] = {"decode": "vae", "interpolate": 1, "fps_out": None, "upscale": 1,
-                                 "upscaler": None, "previews": None}
+POST_DEFAULTS: dict[str, Any] = {"decode": "vae", "interpolate": 1, "fps_out": None, "interpolator": None,
+                                 "upscale": 1, "upscaler": None, "previews": None}
 POST_ARGS = tuple(POST_DEFAULTS)
 INTERPOLATE_FACTORS = (1, 2, 4)
 MAX_UPSCALE = 4
@@ -84,6 +86,21 @@ def _check_interpolation(p: dict[str, Any]) -> None:
             raise InvalidParameter("fps_out", fps_out, f"interpolate={p['interpolate']} makes {fps * p['interpolate']:g} "
                                    f"fps; drop fps_out, or pass interpolate='ffmpeg' for {fps_out:g} fps")
         p["fps_out"] = float(fps_out)
+    interpolator = p["interpolator"]
+    if interpolator is not None:
+        if not isinstance(interpolator, (str, os.PathLike)):
+            raise InvalidParameter("interpolator", interpolator, "give the path of a RIFE 4.6 checkpoint, "
+                                   "'owner/repo/file' on the Hub, or None (ffmpeg's motion interpolation)")
+        if p["interpolate"] not in (2, 4):
+            raise InvalidParameter("interpolator", str(interpolator), "is for interpolate=2 or 4; pass one "
+                                   "of them, or drop interpolator")
+        local = Path(str(interpolator)).expanduser()
+        if _is_local(str(interpolator)):
+            if not local.is_file():
+                raise InvalidParameter("interpolator", str(interpolator), f"no such file ({local.absolute()}); "
+                                       "give a RIFE 4.6 checkpoint, or interpolator=None (ffmpeg's motion "
+                                       "interpolation, no weights)")
+            p["interpolator"] = str(local.absolute())
     frames = interpolated_frames(p)
     if frames > MAX_OUTPUT_FRAMES:
         raise InvalidParameter("interpolate", p["interpolate"], f"would make {frames} frames, more than "
@@ -111,7 +128,7 @@ def _check_upscale(p: dict[str, Any], spandrel_available: bool | None) -> None:
     if p["upscale"] == 1:
         raise InvalidParameter("upscaler", text, "is set but upscale=1; pass upscale=2 (or the model's factor)")
     local = Path(text).expanduser()
-    if text.startswith(("/", "~", ".")) or text.count("/") < 2 or local.exists():
+    if _is_local(text):
         if not local.is_file():
             raise InvalidParameter("upscaler", text, f"no such file ({local.absolute()}); give the path of a "
                                    "super-resolution checkpoint (.pth/.safetensors), 'owner/repo/file' on the "
@@ -127,6 +144,11 @@ def _check_upscale(p: dict[str, Any], spandrel_available: bool | None) -> None:
     if not spandrel_available:
         raise InvalidParameter("upscaler", text, "model files are loaded through spandrel, which is not "
                                "installed: pip install spandrel (or use upscaler='lanczos')")
+
+
+def _is_local(text: str) -> bool:
+    """A file on this machine (as opposed to ``owner/repo/file`` on the Hub)."""
+    return text.startswith(("/", "~", ".")) or text.count("/") < 2 or Path(text).expanduser().exists()
 
 
 def interpolation_factor(p: Mapping[str, Any]) -> float:

@@ -10,6 +10,7 @@ A cancel is honoured between pairs / frames.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,9 +79,23 @@ def _interpolate(run: Any, frames: np.ndarray, p: dict[str, Any], report: _Repor
 
     factor = options.interpolation_factor(p)
     report(0, max(0, len(frames) - 1))
-    # x2 / x4 and "ffmpeg" both go through ffmpeg's motion-compensated interpolation today: the
-    # RIFE network is not in wan_nb yet (docs/postprocessing.md says what is missing).
+    if p.get("interpolator"):  # RIFE 4.6 on the pipeline's device, pair by pair
+        from .interpolation import interpolate_pairs
+        from .rife import load_rife
+
+        path = p["interpolator"]
+        if not Path(path).is_file():
+            from wan_nb.models.download import fetch_file
+
+            owner, repo, filename = path.split("/", 2)
+            path = fetch_file(f"{owner}/{repo}", filename, run.load_report(), what="RIFE interpolator")
+        model = load_rife(path, device=_device(run))
+        return interpolate_pairs(frames, int(factor), model.middle, report=report)
     return interpolate_ffmpeg(frames, float(p["fps"]), float(p["fps"]) * factor, report=report)
+
+
+def _device(run: Any) -> Any:
+    return run.holder.execution_device(run.holder.pipe) if run.holder.pipe is not None else "cpu"
 
 
 def _upscale(run: Any, frames: np.ndarray, p: dict[str, Any], report: _Reporter) -> np.ndarray:
@@ -91,5 +106,4 @@ def _upscale(run: Any, frames: np.ndarray, p: dict[str, Any], report: _Reporter)
     if p.get("upscaler") in (None, "lanczos"):
         return upscale_lanczos(frames, size, report=report)
     model = load_upscaler(p["upscaler"], run.load_report())
-    device = run.holder.execution_device(run.holder.pipe) if run.holder.pipe is not None else "cpu"
-    return upscale_with_model(frames, model, size, device=device, report=report)
+    return upscale_with_model(frames, model, size, device=_device(run), report=report)
