@@ -41,6 +41,7 @@ from wan_nb.protocol.events import EventType, Stage
 from wan_nb.core.holder import PipelineHolder
 from wan_nb.core.params import public_params
 from wan_nb.core.task import Result, Task
+from wan_nb.post.stage import fetch_post_files
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,9 @@ class TaskRun:
             ctx.on_ended(task)
 
     def load_pipeline(self) -> Any:
-        return self.holder.load(self.load_report())
+        pipe = self.holder.load(self.load_report())
+        fetch_post_files(self, pipe)  # wan_nb.post: decode="taehv"'s file, fetched before the denoising
+        return pipe
 
     def load_report(self) -> Callable[..., None]:
         """The loader's ``report(kind, **fields)``, as this task's stages and loading progress."""

@@ -17,10 +17,28 @@ import numpy as np
 
 from . import options
 
-__all__ = ["DECODE_SHARE", "decode_share", "run_post", "PostResult"]
+__all__ = ["DECODE_SHARE", "decode_share", "run_post", "PostResult", "fetch_post_files"]
 
 DECODE_SHARE = 0.4
 _REPORT_EVERY_S = 0.2   # progress events at most five a second (an 81-frame clip has 80 pairs)
+
+
+def fetch_post_files(run: Any, pipe: Any) -> None:
+    """The weight files the run's post-processing needs, downloaded (with the loading stages' progress)
+    right after the model loads, so a missing file fails the run before its denoising, not after."""
+    p = run.task.params
+    if p.get("decode") == "taehv":
+        from wan_nb.previews.taehv_files import resolve_file
+
+        channels = int(getattr(getattr(getattr(pipe, "vae", None), "config", None), "z_dim", 16) or 16)
+        resolve_file(run.ctx.taehv_source, channels, run.load_report())
+    for name, what in (("interpolator", "RIFE interpolator"), ("upscaler", "upscaler")):
+        source = p.get(name)
+        if source and source != "lanczos" and not Path(source).is_file():
+            from wan_nb.models.download import fetch_file
+
+            owner, repo, filename = source.split("/", 2)
+            fetch_file(f"{owner}/{repo}", filename, run.load_report(), what=what)
 
 
 def decode_share(params: dict[str, Any]) -> float:
