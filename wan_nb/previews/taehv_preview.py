@@ -67,6 +67,8 @@ class TaehvPreview:
         decoder = self.decoder(device)
         height, width = preview_size(*size, max_size=max_size)
         stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        if stream is not None:  # the latents were made on the denoiser's stream: start after it
+            stream.wait_stream(torch.cuda.current_stream(device))
         pieces = []
         with torch.no_grad(), (torch.cuda.stream(stream) if stream is not None else nullcontext()):
             first = latents[:1].detach()
