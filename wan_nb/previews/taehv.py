@@ -14,7 +14,7 @@ layout gives it (parameter-free blocks included: they hold the numbering). The d
 
 A *memory block* sees its input frame and the input frame before it (zeros before the first):
 that is the decoder's whole notion of time, which is why it can run a clip in chunks of frames
-with only the last frame of each block carried over (:meth:`TinyVideoDecoder.decode`): bounded
+with only the last frame of each block carried over (:meth:`TinyVideoAutoencoder.decode`): bounded
 memory for any clip length. A *temporal grow* turns each frame into ``stride`` frames; Wan's
 decoders grow time in stages 1 and 2 (x4), and the first three frames out are warm-up frames
 that the Wan VAE does not produce (4k+1 frames from k+1 latent frames).
@@ -33,7 +33,7 @@ from torch import nn
 
 from .taehv_layout import ENCODER_WIDTH, WIDTHS, TaehvLayout
 
-__all__ = ["TaehvLayout", "TinyVideoDecoder", "MemoryBlock", "TemporalGrow", "TemporalPool",
+__all__ = ["TaehvLayout", "TinyVideoAutoencoder", "MemoryBlock", "TemporalGrow", "TemporalPool",
            "WIDTHS", "build", "load_state"]
 
 def _conv3(n_in: int, n_out: int, **kw: Any) -> nn.Conv2d:
@@ -109,7 +109,7 @@ def _encoder(layout: TaehvLayout) -> nn.Sequential:
     return nn.Sequential(*blocks)
 
 
-class TinyVideoDecoder(nn.Module):
+class TinyVideoAutoencoder(nn.Module):
     """A TAEHV (encoder and decoder, the published key layout); decodes Wan latents to frames."""
 
     def __init__(self, layout: TaehvLayout = TaehvLayout()) -> None:
@@ -180,11 +180,11 @@ class TinyVideoDecoder(nn.Module):
         return self._run(self.encoder, x, {}).transpose(0, 1).unsqueeze(0)
 
 
-def build(layout: TaehvLayout) -> TinyVideoDecoder:
-    return TinyVideoDecoder(layout)
+def build(layout: TaehvLayout) -> TinyVideoAutoencoder:
+    return TinyVideoAutoencoder(layout)
 
 
-def load_state(model: TinyVideoDecoder, state: Mapping[str, Any]) -> TinyVideoDecoder:
+def load_state(model: TinyVideoAutoencoder, state: Mapping[str, Any]) -> TinyVideoAutoencoder:
     """Load a checkpoint's tensors (checked by :func:`wan_nb.previews.taehv_files.layout_of`).
 
     A published decoder may carry a stride-2 temporal grow where the layout has stride 1 (one
