@@ -10,7 +10,10 @@ Two measurements:
    preview on this machine, and the share at the default rate for a range of stated step times,
    by running the real rate limiter over a simulated step clock with real preview work.
 
-    .venv/bin/python benchmarks/previews.py [--runs 3] [--steps 10] [--quick]
+3. TAEHV previews at the same realistic sizes (random weights in the published layout: the cost
+   does not depend on the weights), through the same rate limiter.
+
+    .venv/bin/python benchmarks/previews.py [--runs 3] [--steps 10] [--quick] [--only-taehv | --no-taehv]
 """
 from __future__ import annotations
 
@@ -111,7 +114,7 @@ def synthetic(args) -> list[dict]:
 
         def one_preview(sigma: float) -> float:
             latents = (1 - sigma) * clean + sigma * noise
-            state = SimpleNamespace(projection=None, previous=None)
+            state = SimpleNamespace(projection=None, previous=None, kind="latent2rgb", fallback=None)
             started = time.perf_counter()
             previewer.make_preview(task, 1, args.real_steps, latents, pipe, state)
             return time.perf_counter() - started
@@ -142,6 +145,54 @@ def synthetic(args) -> list[dict]:
     return rows
 
 
+def taehv_rows(args) -> list[dict]:
+    """TAEHV previews at the real latent sizes, with a TAEHV of random weights in the published layout
+    (the cost does not depend on the weights). The decode goes a few latent frames at a time and its
+    cost is linear in the frames, so one preview is timed on ``--taehv-frames`` latent frames at the
+    full height and width and scaled to the clip (said in the row); then the real rate limiter runs
+    over the stated step times with that cost."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _taehv_helpers import write_taehv
+    from wan_nb.previews import Previewer, RateLimiter
+    from wan_nb.previews.taehv_preview import TaehvPreview
+
+    cases = [("TAEHV Wan 2.1 480x832, 81 frames", (1, 16, 21, 60, 104), 480, 832, 16, 1),
+             ("TAEHV Wan 2.2 TI2V 704x1280, 121 fr", (1, 48, 31, 44, 80), 704, 1280, 24, 2)]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, shape, height, width, fps, patch in cases:
+            path = write_taehv(Path(tmp) / f"taehv{shape[1]}.safetensors", shape[1], patch)
+            preview = TaehvPreview(path, shape[1])
+            task = SimpleNamespace(id="bench", params=dict(steps=args.real_steps, height=height, width=width, fps=fps))
+            previewer = Previewer(lambda t, fields: None)
+            state = SimpleNamespace(projection=None, previous=None, kind="taehv", taehv=preview, fallback=None)
+            pipe = SimpleNamespace(vae_scale_factor_temporal=4, scheduler=None)
+            part = min(shape[2], args.taehv_frames)
+            latents = torch.randn(shape[0], shape[1], part, *shape[3:], generator=torch.Generator().manual_seed(0))
+            previewer.make_preview(task, 1, args.real_steps, latents[:, :, :1, :8, :8], pipe, state)  # warm-up
+            started = time.perf_counter()
+            previewer.make_preview(task, 1, args.real_steps, latents, pipe, state)
+            cost = (time.perf_counter() - started) * shape[2] / part
+            for step_s in STATED_STEP_S:
+                clock = SimpleNamespace(now=0.0)
+                limiter = RateLimiter(clock=lambda: clock.now)
+                for step in range(1, args.real_steps + 1):
+                    clock.now += step_s
+                    if limiter.due(step, args.real_steps, cost):
+                        clock.now += cost
+                        limiter.spent(cost)
+                rows.append(dict(case=name, latents=str(shape).replace(" ", ""), step_s=step_s,
+                                 step_source="stated", preview_s=cost, per_preview=cost / step_s,
+                                 default_count=limiter.count,
+                                 default_share=limiter.spent_s / (args.real_steps * step_s),
+                                 note=f"timed on {part} of {shape[2]} latent frames, scaled"))
+                if args.quick:
+                    break
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -151,11 +202,15 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--real-steps", type=int, default=50, help="steps of the simulated realistic runs")
     parser.add_argument("--quick", action="store_true", help="one stated step time per realistic case")
+    parser.add_argument("--taehv-frames", type=int, default=1, help="latent frames a TAEHV preview is timed on")
+    parser.add_argument("--no-taehv", action="store_true", help="leave out the TAEHV rows")
+    parser.add_argument("--only-taehv", action="store_true", help="only the TAEHV rows")
     args = parser.parse_args(argv)
 
     from wan_nb import previews
 
-    rows = tiny_model(args) + synthetic(args)
+    rows = [] if args.only_taehv else tiny_model(args) + synthetic(args)
+    rows += [] if args.no_taehv else taehv_rows(args)
     print(f"preview format: {'animated WebP' if previews.webp_supported() else 'GIF'}, "
           f"<= {previews.MAX_SIZE} px, <= {previews.MAX_BYTES} bytes; default rate: adaptive "
           f"(<= 1/s, <= {previews.DEFAULT_BUDGET:.0%} of step time)")
@@ -166,7 +221,7 @@ def main(argv=None) -> list[dict]:
     for r in rows:
         print(f"{r['case']:<40} {r['latents']:<20} {r['step_s']:>8.3f} {r['step_source']:>8} "
               f"{r['preview_s']:>9.4f} {r['per_preview']:>13.1%} {r['default_count']:>10} "
-              f"{r['default_share']:>7.2%}")
+              f"{r['default_share']:>7.2%}" + (f"  ({r['note']})" if r.get("note") else ""))
     sizes = [r["bytes"] for r in rows if "bytes" in r]
     if sizes:
         print(f"largest realistic preview: {max(sizes)} bytes")

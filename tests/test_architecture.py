@@ -148,15 +148,17 @@ LAYERS: dict[str, set[str]] = {
     "models": {"protocol", "runs"},
     "weights": {"protocol", "runs", "models"},
     "fast": {"protocol", "runs", "models", "weights"},
-    "previews": {"protocol", "models"},
-    "core": {"protocol", "runs", "relay", "models", "weights", "fast", "previews"},
-    "compose": {"protocol", "runs", "models", "weights", "fast", "core"},
-    "cluster": {"protocol", "runs", "models", "weights", "fast", "previews", "core"},
-    "generator": {"protocol", "runs", "relay", "models", "weights", "fast", "previews", "core", "compose", "cluster"},
+    "previews": {"protocol", "runs", "models"},
+    "post": {"protocol", "runs", "models", "previews"},  # after the decode: interpolation, upscaling
+    "core": {"protocol", "runs", "relay", "models", "weights", "fast", "previews", "post"},
+    "compose": {"protocol", "runs", "models", "weights", "fast", "post", "core"},
+    "cluster": {"protocol", "runs", "models", "weights", "fast", "previews", "post", "core"},
+    "generator": {"protocol", "runs", "relay", "models", "weights", "fast", "previews", "post", "core",
+                  "compose", "cluster"},
     "storyboard": {"protocol", "runs", "models", "core", "compose", "generator"},
     # Outside Jupyter the widgets fall back to the terminal's text progress (cli/console.py).
     "widgets": {"protocol", "runs", "models", "core", "compose", "generator", "storyboard", "cli"},
-    "cli": {"protocol", "runs", "models", "weights", "fast", "core", "compose", "generator"},
+    "cli": {"protocol", "runs", "models", "weights", "fast", "post", "core", "compose", "generator"},
     "__init__": {"protocol", "models", "fast", "core", "runs", "generator", "storyboard", "server"},
 }
 

@@ -68,7 +68,7 @@ class Generator:
     def __init__(self, model: str | os.PathLike = "tiny", device: str = "auto", dtype: Any = "auto",
                  runs_dir: str | os.PathLike | None = None, *, offload: str = "none",
                  vae_tiling: bool = False, vae_slicing: bool = False,
-                 monitor_interval: float = 1.0, previews: bool = True,
+                 monitor_interval: float = 1.0, previews: Any = "auto",
                  preview_every: float | None = None, pipeline: Any = None,
                  defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
                  workers: int | None = None, quant: Any = None, transformer: Any = None,
@@ -108,7 +108,7 @@ class Generator:
             holder=self._holder, sink=self._bus, timings=eta.TimingStore(models.cache_dir() / "timings.json"),
             loras=self._loras, monitor_interval=monitor_interval,
             mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended)
-        self._previewer = _previewer(self) if previews else None  # live latent previews
+        self._previewer, self._context.taehv_source = _previews(self, previews, spec)  # live previews, TAEHV file
         self._engine = _make_engine(self, self._context, self._queue_file, cluster, workers)  # refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
@@ -380,11 +380,18 @@ def _make_engine(gen: Generator, context: RunContext, queue_file: QueueFile, clu
                   resubmit=gen.submit)
 
 
-def _previewer(gen: Generator) -> Any:
-    """A Previewer on ``gen``'s steps; validates preview_every first, so a bad value attaches nothing."""
+def _previews(gen: Generator, previews: Any, spec: Any) -> tuple[Any, str | None]:
+    """(a Previewer on ``gen``'s steps or None, the TAEHV file given): ``previews`` ("auto" | "taehv" |
+    "latent2rgb" | False | a TAEHV file) checked first, a given file read now (wan_nb.previews.choice);
+    preview_every validated before anything attaches."""
+    from .previews.choice import choose  # no torch at import
+
+    choice = choose(previews, spec)
+    if not choice.enabled:
+        return None, choice.source
     from .previews import install  # numpy at import; torch only when a preview is made
 
-    return install(gen.bus, gen.add_step_hook, gen.preview_every, model=gen.model)
+    return install(gen.bus, gen.add_step_hook, gen.preview_every, model=gen.model, choice=choice), choice.source
 
 
 def _open_run_folder(task: Task, info: dict[str, Any], run_journal: journal.Journal) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from wan_nb.cli import fast_flags as cli_fast
+from wan_nb.cli import post_flags as cli_post
 
 __all__ = ["main"]
 
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--runs-dir", type=Path)
     gen.add_argument("--json", action="store_true", help="print one event per line (the WebSocket frame)")
     cli_fast.add_generate_flags(gen)  # --plan --cache --cache-threshold --attention --compile
+    cli_post.add_post_flags(gen)  # --previews --decode --interpolate --fps-out --upscale --upscaler
     cli_fast.add_plan_command(commands)
     commands.add_parser("presets", help="list model presets")
     info = commands.add_parser("info", help="print the recipe a video was made with")
@@ -124,6 +126,7 @@ def _generate(args: argparse.Namespace) -> int:
                                              *INPUT_ARGS)
               if getattr(args, k) is not None}
     kwargs.update(cli_fast.run_options(args))
+    kwargs.update(cli_post.post_run_options(args))
     if args.out is not None and args.out.suffix.lower() != ".mp4":
         return _fail(f"--out {args.out}: the output is an MP4; give a path ending in .mp4", 2)
     if args.prompt is None and args.from_ is None:
@@ -137,7 +140,8 @@ def _generate(args: argparse.Namespace) -> int:
         model = args.model or (made["model"]["name"] if made else "tiny")
         gen = Generator(model=model, device=args.device, dtype=args.dtype, runs_dir=args.runs_dir,
                         offload=args.offload, vae_tiling=args.vae_tiling, vae_slicing=args.vae_slicing,
-                        previews=False, **_weight_args(args, made), **cli_fast.generator_options(args, made))
+                        previews=cli_post.previews_option(args), **_weight_args(args, made),
+                        **cli_fast.generator_options(args, made))
         lora_weights = {}
         for path, weight in args.lora:
             lora_weights[gen.load_lora(path, weight=weight, experts=args.lora_experts)] = weight

@@ -31,6 +31,8 @@ TEXT_AXES = ("prompt", "prompt_sr", "negative_prompt", "mode")
 # Only as a list: no text form says "an image" (cache: None too). The inputs of wan_nb.models.pipelines are axes too.
 LIST_AXES = ("image", "loras", "cache", "video", "last_image", "reference_images", "mask", "pose_video",
              "face_video", "background_video")
+# Post-processing and previews (wan_nb.post.options): values as a list or a comma string ("1, 2", "vae, taehv").
+POST_AXES = ("previews", "decode", "interpolate", "fps_out", "interpolator", "upscale", "upscaler")
 MAX_VALUES = 1000
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -71,7 +73,9 @@ def _kind(name: str) -> str:
         return "text"
     if name in LIST_AXES:
         return "list"
-    valid = ", ".join(INT_AXES + FLOAT_AXES + TEXT_AXES + LIST_AXES + ("lora:<name>",))
+    if name in POST_AXES:
+        return "choice"
+    valid = ", ".join(INT_AXES + FLOAT_AXES + TEXT_AXES + LIST_AXES + POST_AXES + ("lora:<name>",))
     raise AxisError(f"axis {name!r} is not something a grid can vary; choose one of: {valid}")
 
 
@@ -149,7 +153,21 @@ def _check_number(name: str, value: Any, integer: bool) -> float | int:
     return float(value)
 
 
+def _choice(text: str) -> Any:
+    """A post-processing value written as text: a number stays a number, "false" turns previews off."""
+    text = text.strip()
+    if text.lower() in ("false", "off", "none"):
+        return False if text.lower() == "false" else None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() else number
+
+
 def _label(name: str, value: Any, index: int) -> str:
+    if name in POST_AXES:
+        return f"{name} {Path(value).name if isinstance(value, str) and '/' in value else value}"
     if name == "loras":
         return ", ".join(f"{n} {w:g}" for n, w in value.items()) or "no LoRA"
     if name == "cache":
@@ -180,7 +198,10 @@ def parse_axis(spec: Any, role: str, loaded_loras: Sequence[str] = ()) -> Axis:
             raise AxisError(f"{role}: axis {name!r} takes a list, e.g. "
                             + {"loras": "[{}, {'style': 1.0}]", "cache": "[None, 'first-block', 'mag']"}.get(
                                 name, "['a.png', 'b.png']"))
-        values: list[Any] = _split_text(raw) if kind == "text" else parse_range(raw, kind == "int", name)
+        if kind == "choice":
+            values: list[Any] = [_choice(v) for v in _split_text(raw)]
+        else:
+            values = _split_text(raw) if kind == "text" else parse_range(raw, kind == "int", name)
     elif isinstance(raw, (list, tuple, range)):
         values = list(raw)
     else:

@@ -114,6 +114,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
     check has passed).
     """
     from wan_nb.core.params import GENERATION_ARGS, build_params
+    from wan_nb.post.options import POST_ARGS  # decode / interpolate / upscale: redone as recorded
 
     found = recipe(source)
     allowed = set(GENERATION_ARGS) | {"prompt"}
@@ -147,8 +148,8 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
         to_load[name] = _lora_load_args(entry, two_experts)
 
     prompt = overrides.get("prompt", found["prompt"])
-    kwargs = {f: found.get(f) for f in (*PARAM_FIELDS, "cache", "cache_threshold") if f != "prompt" and f in GENERATION_ARGS
-              and found.get(f) is not None}
+    kwargs = {f: found.get(f) for f in (*PARAM_FIELDS, "cache", "cache_threshold", *POST_ARGS)
+              if f != "prompt" and f in GENERATION_ARGS and found.get(f) is not None}
     kwargs.update({k: v for k, v in overrides.items() if k not in ("prompt", "loras")})
     if found.get("image") and "image" not in overrides:
         kwargs["image"] = _check_image(found)

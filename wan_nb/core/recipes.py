@@ -19,7 +19,8 @@ from typing import Any, Mapping
 from wan_nb.fast import options as fast_path  # light: no torch at import
 from wan_nb.models import few_step as fast_presets
 from wan_nb.runs.recipe import (FORMAT, IMAGE_NAME, METADATA_TAG, OPTIONAL_FIELDS, PARAM_FIELDS, RecipeError,  # noqa: F401
-                                created_at_iso, dumps, embed, file_sha256, parse_ffmetadata, read_mp4, recipe,
+                                created_at_iso, dumps, embed, file_sha256, parse_ffmetadata, post_recipe_fields,
+                                read_mp4, recipe,
                                 recipe_key, weights_key)
 
 __all__ = ["recipe", "recipe_key", "weights_key", "build", "plan", "lora_entry", "versions", "read_mp4",
@@ -138,6 +139,7 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
     out["dtype"] = _dtype(generator)
     out["loras"] = _loras(generator, params.get("loras") or {})
     out.update(fast_path.recipe_fields(generator, params))  # cache, attention, compile
+    out.update(post_recipe_fields(params))  # decode, interpolate, fps_out, upscale, upscaler, previews
     out["image"] = None
     picture = params.get("image")
     if picture is not None:

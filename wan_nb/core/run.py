@@ -41,6 +41,7 @@ from wan_nb.protocol.events import EventType, Stage
 from wan_nb.core.holder import PipelineHolder
 from wan_nb.core.params import public_params
 from wan_nb.core.task import Result, Task
+from wan_nb.post.stage import fetch_post_files
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class RunContext:
     mp4_tags: Callable[[str], dict[str, str]] = lambda task_id: {}
     #: called once a task's last event is published (journal closed, queue file updated, done)
     on_ended: Callable[[Task], None] = Task.mark_done
+    #: the TAEHV file (path or "owner/repo/file") for decode="taehv"; None: the published one for the latents
+    taehv_source: str | None = None
 
     @property
     def model(self) -> str:
@@ -142,6 +145,7 @@ class TaskRun:
         self.key = eta.shape_key(ctx.model, task.params)
         self.expert: str | None = None
         self.run_cache: Any = None
+        self.post: Any = None  # wan_nb.post.stage.PostResult once decoded
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -176,7 +180,9 @@ class TaskRun:
             ctx.on_ended(task)
 
     def load_pipeline(self) -> Any:
-        return self.holder.load(self.load_report())
+        pipe = self.holder.load(self.load_report())
+        fetch_post_files(self, pipe)  # wan_nb.post: decode="taehv"'s file, fetched before the denoising
+        return pipe
 
     def load_report(self) -> Callable[..., None]:
         """The loader's ``report(kind, **fields)``, as this task's stages and loading progress."""
@@ -313,19 +319,34 @@ class TaskRun:
         decoded = pipelines.decoded_frames(latents)  # Animate decodes inside, segment by segment
         if decoded is None:
             self.finite.check(latents, self.task.params["steps"])  # models: fail before decoding garbage
-        self.enter(Stage.POST_PROCESSING, "Decoding latents with the VAE", self.clock.tail())
-        frames = decode_latents(pipe, latents) if decoded is None else decoded
+        from wan_nb.post import stage as post  # draft decode, interpolation, upscaling (wan_nb.post)
+
+        draft, share = self.task.params.get("decode") == "taehv", post.decode_share(self.task.params)
+        self.enter(Stage.POST_PROCESSING, f"Decoding latents with {'TAEHV (draft)' if draft else 'the VAE'}",
+                   self.clock.tail())
+        if draft and decoded is None:
+            from wan_nb.post.draft_decode import decode_with_taehv
+
+            frames = decode_with_taehv(self, pipe, latents, self.ctx.taehv_source, share)
+        else:
+            frames = decode_latents(pipe, latents) if decoded is None else decoded
         models.release(pipe)  # models: the decode ran after the pipeline call freed its hooks
-        self.progress(f"Decoded {frames.shape[0]} frames", fraction=1.0,
+        self.progress(f"Decoded {frames.shape[0]} frames", fraction=share,
                       remaining=self.ctx.timings.get(self.key).get("saving"))
-        return frames
+        self.post = post.run_post(self, frames)  # the original frames kept beside the processed ones
+        return self.post.frames
 
     def save(self, frames: Any) -> Any:
         from wan_nb.models.video_io import write_mp4
 
         self.enter(Stage.SAVING, "Writing MP4", self.ctx.timings.get(self.key).get("saving"))
         video_path = self.task.run_dir / "video.mp4"
-        write_mp4(frames, video_path, fps=self.task.params["fps"], metadata=self.ctx.mp4_tags(self.task.id))
+        post = self.post
+        if post is not None and post.original is not None:  # interpolated/upscaled: the original stays beside it
+            write_mp4(post.original, self.task.run_dir / "original.mp4", fps=self.task.params["fps"],
+                      metadata=self.ctx.mp4_tags(self.task.id))
+        write_mp4(frames, video_path, fps=post.fps if post is not None else self.task.params["fps"],
+                  metadata=self.ctx.mp4_tags(self.task.id))
         self.progress(f"Saved {video_path.name}", fraction=1.0, remaining=0.0)
         self.durations[Stage.SAVING.value] = time.perf_counter() - self.stage_started
         return video_path

@@ -42,6 +42,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from .choice import PreviewChoice, choose
 from .encoding import MAX_BYTES, encode, frame_durations, webp_supported
 from .projection import (MAX_SIZE, WAN21, WAN22, Projection, fit_projection, preview_size, project,
                          projection_for)
@@ -51,7 +52,7 @@ __all__ = [
     "MAX_SIZE", "MAX_BYTES", "DEFAULT_BUDGET", "DEFAULT_MIN_INTERVAL",
     "Projection", "WAN21", "WAN22", "projection_for", "fit_projection", "preview_size",
     "project", "encode", "frame_durations", "RateLimiter", "Previewer", "install",
-    "latest_preview", "preview_bytes", "webp_supported",
+    "latest_preview", "preview_bytes", "webp_supported", "PreviewChoice", "choose",
 ]
 
 
@@ -61,6 +62,10 @@ class _RunState:
     limiter: RateLimiter
     previous: Any = None  # latents after the previous step (for the x0 estimate)
     projection: Projection | None = None
+    kind: str = "latent2rgb"        # what this run's previews are made with: "latent2rgb" | "taehv" | "off"
+    taehv: Any = None               # a TaehvPreview when kind is "taehv"
+    fallback: str | None = None     # why a run that asked for TAEHV gets latent2rgb
+    cost_key: str = ""              # the TAEHV cost model this run uses (per file and device)
 
 
 class Previewer:
@@ -68,14 +73,17 @@ class Previewer:
 
     def __init__(self, publish: Callable[..., Any], every: int | float | None = None, *,
                  budget: float = DEFAULT_BUDGET, min_interval: float = DEFAULT_MIN_INTERVAL,
-                 max_size: int = MAX_SIZE, max_bytes: int = MAX_BYTES, model: str | None = None) -> None:
+                 max_size: int = MAX_SIZE, max_bytes: int = MAX_BYTES, model: str | None = None,
+                 choice: PreviewChoice | None = None) -> None:
         self.publish = publish
+        self.choice = choice or PreviewChoice("latent2rgb")
         self.every = check_every(every)
         self.budget, self.min_interval = budget, min_interval
         self.max_size, self.max_bytes = max_size, max_bytes
         self.model = model
         self._state: _RunState | None = None  # one worker thread runs one task at a time
         self._cost = CostModel()  # learned across this generator's runs (sizes rarely change)
+        self._taehv_costs: dict[str, CostModel] = {}  # per TAEHV file: its own calibration and pace
 
     def __call__(self, task: Any, step: int, timestep: Any, latents: Any, pipe: Any) -> None:
         if latents is None:
@@ -85,17 +93,21 @@ class Previewer:
         if state is None or state.task_id != task.id or step == 1:
             state = self._state = _RunState(task.id, RateLimiter(
                 self.every, budget=self.budget, min_interval=self.min_interval))
+            self.choose_kind(state, task.params.get("previews"), latents)
         p = task.params
         out_h, out_w = preview_size(int(p["height"]), int(p["width"]), self.max_size)
         lat_frames = int(latents.shape[2])
-        pixels = lat_frames * out_h * out_w
-        expected = self._cost.predict(pixels) if state.limiter.mode == "adaptive" else 0.0
+        if state.kind == "taehv":  # the decoder's work grows with the latent cells, not the preview's pixels
+            cost_model, pixels = self._taehv_costs[state.cost_key], int(latents[0, 0].numel())
+        else:
+            cost_model, pixels = self._cost, lat_frames * out_h * out_w
+        expected = cost_model.predict(pixels) if state.limiter.mode == "adaptive" and state.kind != "off" else 0.0
         try:
-            if state.limiter.due(step, total, expected):
+            if state.kind != "off" and state.limiter.due(step, total, expected):
                 started = time.perf_counter()
                 self.make_preview(task, step, total, latents, pipe, state)
                 cost = time.perf_counter() - started
-                self._cost.learn(pixels, cost)
+                cost_model.learn(pixels, cost)
                 state.limiter.spent(cost)
         finally:
             # Keep this step's latents for the next step's x0 estimate (a copy: a scheduler may
@@ -104,21 +116,57 @@ class Previewer:
             if step >= total:
                 self._state = None
 
+    def choose_kind(self, state: _RunState, asked: Any, latents: Any) -> None:
+        """What this run's previews are made with: its own ``previews=`` or the generator's choice;
+        TAEHV only from a file that is here already (see :mod:`.choice`)."""
+        mode = self.choice.mode if asked is None else asked
+        channels = int(latents.shape[1])
+        if mode is False:
+            state.kind = "off"
+            return
+        if mode not in ("auto", "taehv"):
+            return
+        path = PreviewChoice(mode, self.choice.source).taehv_file(channels)
+        if path is None:
+            if mode == "taehv":
+                state.fallback = ("no TAEHV checkpoint is cached for these latents; Generator(previews='taehv') "
+                                  "downloads it once, before any run")
+            return
+        try:
+            from .taehv_preview import TaehvPreview
+
+            state.taehv = TaehvPreview(path, channels)
+        except (ValueError, OSError) as exc:  # another architecture, or latents of another model
+            state.fallback = str(exc)
+            return
+        state.kind = "taehv"
+        preview, device = state.taehv, state.taehv.device_for(latents)
+        state.cost_key = f"{path}@{device}"
+        if state.cost_key not in self._taehv_costs:  # calibrated on the device its previews will use
+            self._taehv_costs[state.cost_key] = CostModel(lambda: preview.calibration(device))
+
     def make_preview(self, task: Any, step: int, total: int, latents: Any, pipe: Any,
                      state: _RunState) -> dict[str, Any]:
-        if state.projection is None:
-            state.projection = projection_for(pipe, channels=int(latents.shape[1]), model=self.model)
         clean = estimate_clean(latents, state.previous, pipe)
         p = task.params
-        frames = project(clean, state.projection, size=(int(p["height"]), int(p["width"])),
-                         max_size=self.max_size)
-        temporal = int(getattr(pipe, "vae_scale_factor_temporal", 4) or 4)
+        size = (int(p["height"]), int(p["width"]))
+        if state.kind == "taehv":
+            frames = state.taehv.frames(clean, size, self.max_size)
+            name = f"taehv:{state.taehv.path.stem}"
+        else:
+            if state.projection is None:
+                state.projection = projection_for(pipe, channels=int(latents.shape[1]), model=self.model)
+            frames = project(clean, state.projection, size=size, max_size=self.max_size)
+            name = state.projection.name
+        # a projected latent frame stands for `temporal` video frames; TAEHV gives every video frame
+        temporal = 1 if state.kind == "taehv" else int(getattr(pipe, "vae_scale_factor_temporal", 4) or 4)
         data, mime, (height, width) = encode(frames, frame_durations(len(frames), p.get("fps") or 16, temporal),
                                              max_bytes=self.max_bytes)
         fields = {"step": step, "total_steps": total, "mime": mime,
                   "data_b64": base64.b64encode(data).decode("ascii"), "frames": len(frames),
-                  "width": width, "height": height, "bytes": len(data),
-                  "projection": state.projection.name}
+                  "width": width, "height": height, "bytes": len(data), "projection": name}
+        if state.fallback:
+            fields["fallback"] = state.fallback
         self.publish(task, fields)
         return fields
 
@@ -145,14 +193,14 @@ def estimate_clean(latents: Any, previous: Any, pipe: Any) -> Any:
 
 
 def install(sink: Any, add_step_hook: Callable[[Any], Any], every: int | float | None = None, *,
-            model: str | None = None) -> Previewer:
+            model: str | None = None, choice: PreviewChoice | None = None) -> Previewer:
     """A :class:`Previewer` publishing ``preview`` events into ``sink`` (a bus), added with
     ``add_step_hook`` (``Generator(previews=True)`` does this; so does a Ray worker)."""
 
     def publish(task: Any, fields: Mapping[str, Any]) -> None:
         sink.publish(task.id, "preview", **fields)
 
-    previewer = Previewer(publish, every, model=model)
+    previewer = Previewer(publish, every, model=model, choice=choice)
     add_step_hook(previewer)
     return previewer
 

@@ -105,8 +105,10 @@ class CostModel:
     _calibrated: tuple[float, float] | None = None  # (overhead s, s per pixel), per process
     _lock = threading.Lock()
 
-    def __init__(self) -> None:
+    def __init__(self, calibrate: Callable[[], tuple[float, float]] | None = None) -> None:
         self.per_pixel: float | None = None
+        # another preview kind's one-off calibration (TAEHV: its own decoder, per latent cell)
+        self.calibrate = calibrate
 
     @classmethod
     def calibration(cls) -> tuple[float, float]:
@@ -134,7 +136,7 @@ class CostModel:
     def predict(self, pixels: int) -> float:
         if self.per_pixel is not None:
             return self.per_pixel * pixels
-        overhead, per_pixel = self.calibration()
+        overhead, per_pixel = self.calibrate() if self.calibrate is not None else self.calibration()
         return self.SAFETY * (overhead + per_pixel * pixels)
 
     def learn(self, pixels: int, seconds: float) -> None:

@@ -52,6 +52,10 @@ OPTIONAL_FIELDS = ("strength", "mode")
 _INTS = ("seed", "steps", "height", "width", "num_frames")
 # The fast path's fields: in the key only when set, so recipes made before them keep their keys.
 FAST_FIELDS = ("cache", "cache_threshold", "attention", "compile")
+# Post-processing a recipe records (wan_nb.post checks them), with the value that means "none":
+# a field is recorded only when it differs, so recipes and keys made before these stay the same.
+POST_DEFAULTS: dict[str, Any] = {"decode": "vae", "interpolate": 1, "fps_out": None, "interpolator": None,
+                                 "upscale": 1, "upscaler": None, "previews": None}
 IMAGE_NAME = "input.png"
 METADATA_TAG = "comment"
 
@@ -112,6 +116,15 @@ def weights_key(recipe: Mapping[str, Any]) -> dict[str, Any] | None:
             "files": {name: entry.get("sha256") for name, entry in sorted(files.items())}}
 
 
+def is_post_default(name: str, value: Any) -> bool:
+    return value is None or value == POST_DEFAULTS.get(name) or (name == "upscaler" and value == "lanczos")
+
+
+def post_recipe_fields(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a recipe records of post-processing: only what differs from the defaults."""
+    return {name: params.get(name) for name in POST_DEFAULTS if not is_post_default(name, params.get(name))}
+
+
 def recipe_key(recipe: Mapping[str, Any]) -> str:
     """A stable hash of what decides the video: the generation arguments, the model (repo id or
     name, revision), the dtype, the LoRA files' hashes and weights, the image's hash.
@@ -132,6 +145,7 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
     if media:  # video, last image, masks...: their pixels (the image is keyed above, as before)
         decisive["inputs"] = media
     decisive.update({f: recipe[f] for f in FAST_FIELDS if recipe.get(f) not in (None, False)})  # set only
+    decisive.update(post_recipe_fields(recipe))  # set only: earlier recipes keep their keys
     weights = weights_key(recipe)
     if weights is not None:  # only then: earlier recipes keep their keys
         decisive["weights"] = weights
