@@ -31,6 +31,7 @@ from wan_nb.fast import options as fast_path
 from wan_nb.protocol import frontend
 from wan_nb.models import user_inputs as inputs
 from wan_nb.runs import journal
+from wan_nb.runs.layout import default_runs_dir
 from wan_nb.models import specs as models
 from wan_nb.core import recorder as run_record
 from wan_nb.weights import options as weights
@@ -50,10 +51,6 @@ from wan_nb.core.task import Handle, Result, Sweep, Task, new_task_id, steer  # 
 __all__ = ["Generator", "Task", "Result", "GenerationError", "GenerationCancelled", "Sweep", "HostedTask"]
 
 log = logging.getLogger(__name__)
-
-
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("WAN_NB_RUNS_DIR") or (Path.cwd() / "wan_nb_runs"))
 
 
 class Generator:

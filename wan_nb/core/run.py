@@ -40,6 +40,7 @@ from wan_nb.protocol.errors import GenerationCancelled, GenerationError
 from wan_nb.protocol.events import EventType, Stage
 from wan_nb.core.holder import PipelineHolder
 from wan_nb.core.params import public_params
+from wan_nb.runs.layout import VIDEO_NAME
 from wan_nb.core.task import Result, Task
 
 log = logging.getLogger(__name__)
@@ -324,7 +325,7 @@ class TaskRun:
         from wan_nb.models.video_io import write_mp4
 
         self.enter(Stage.SAVING, "Writing MP4", self.ctx.timings.get(self.key).get("saving"))
-        video_path = self.task.run_dir / "video.mp4"
+        video_path = self.task.run_dir / VIDEO_NAME
         write_mp4(frames, video_path, fps=self.task.params["fps"], metadata=self.ctx.mp4_tags(self.task.id))
         self.progress(f"Saved {video_path.name}", fraction=1.0, remaining=0.0)
         self.durations[Stage.SAVING.value] = time.perf_counter() - self.stage_started
