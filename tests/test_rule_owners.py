@@ -100,7 +100,7 @@ def test_the_steering_actions_are_listed_once():
 
 # -- the run folder's file names ----------------------------------------------------------------
 LAYOUT_OWNER = "wan_nb/runs/layout.py"
-RUN_FILE_NAMES = {"task.json", "events.jsonl", "video.mp4", "index.jsonl", "queue.json", "wan_nb_runs",
+RUN_FILE_NAMES = {"task.json", "events.jsonl", "video.mp4", "index.jsonl", "queue.json", "input.png", "wan_nb_runs",
                   "WAN_NB_RUNS_DIR"}
 # Strings equal to a run file's name that are not about run folders.
 NOT_RUN_FOLDERS = {

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from wan_nb.protocol.processes import pid_alive, process_start_time
 from wan_nb.runs.atomic import replace_text
-from wan_nb.runs.layout import QUEUE_FILE_NAME
+from wan_nb.runs.layout import IMAGE_NAME, QUEUE_FILE_NAME
 from wan_nb.core.params import GENERATION_ARGS, public_params
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def queue_entry(model: str, task: Any, given_image: Any) -> dict[str, Any]:
         if isinstance(given_image, (str, os.PathLike)):
             kwargs["image"] = str(Path(given_image).resolve())
         else:  # an in-memory picture: keep the prepared first frame beside the run
-            path = task.run_dir / "input.png"
+            path = task.run_dir / IMAGE_NAME
             task.params["image"].save(path)
             kwargs["image"] = str(path)
     return {"model": model, "prompt": task.prompt, "kwargs": kwargs, "parent_id": task.parent_id,

@@ -10,6 +10,7 @@ A runs folder (``Generator(runs_dir=)``) holds one folder per task and two share
         events.jsonl          every event, one frame a line (wan_nb.runs.journal)
         video.mp4             the result (a storyboard's scenes beside it)
         inputs/               copies of the images and videos the run was given (wan_nb.runs.kept_inputs)
+        input.png             the first frame of an image-to-video run, as the model got it
 
 Standard library only: the Jupyter server reads run folders too.
 """
@@ -19,13 +20,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["TASK_FILE", "JOURNAL_NAME", "VIDEO_NAME", "INPUTS_DIR", "INDEX_NAME", "QUEUE_FILE_NAME",
+__all__ = ["TASK_FILE", "JOURNAL_NAME", "VIDEO_NAME", "INPUTS_DIR", "IMAGE_NAME", "INDEX_NAME", "QUEUE_FILE_NAME",
            "RUNS_DIR_ENV", "RUNS_DIR_NAME", "default_runs_dir"]
 
 TASK_FILE = "task.json"
 JOURNAL_NAME = "events.jsonl"
 VIDEO_NAME = "video.mp4"
 INPUTS_DIR = "inputs"
+IMAGE_NAME = "input.png"
 INDEX_NAME = "index.jsonl"
 QUEUE_FILE_NAME = "queue.json"
 

@@ -41,7 +41,7 @@ from typing import Any, Mapping
 
 from wan_nb.fast import options as fast_path  # light: no torch at import
 from wan_nb.runs.file_digest import file_sha256
-from wan_nb.runs.layout import TASK_FILE, VIDEO_NAME
+from wan_nb.runs.layout import IMAGE_NAME, TASK_FILE, VIDEO_NAME
 from wan_nb.models import few_step as fast_presets
 
 __all__ = ["recipe", "recipe_key", "weights_key", "build", "plan", "lora_entry", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
@@ -57,7 +57,6 @@ _WHEN_SET = ("strength", "mode")
 _INTS = ("seed", "steps", "height", "width", "num_frames")
 # The fast path's fields: in the key only when set, so recipes made before them keep their keys.
 FAST_FIELDS = ("cache", "cache_threshold", "attention", "compile")
-IMAGE_NAME = "input.png"
 METADATA_TAG = "comment"
 
 
