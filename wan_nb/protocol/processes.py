@@ -54,8 +54,15 @@ def _linux_boot_time() -> float:
     return _boot_time
 
 
-def _uses_proc() -> bool:
-    return os.path.isfile(f"{_PROC}/self/stat")
+_HAS_PROC = os.path.isfile(f"{_PROC}/self/stat")
+
+
+def _started(fields: list[bytes]) -> float | None:
+    try:
+        # field 22 of stat, "starttime": clock ticks after boot
+        return _linux_boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def process_start_time(pid: int) -> float | None:
@@ -63,13 +70,9 @@ def process_start_time(pid: int) -> float | None:
     be read. What a writer records beside its pid, so a reader can tell a reused pid apart."""
     if not _valid(pid):
         return None
-    if _uses_proc():
+    if _HAS_PROC:
         fields = _proc_stat(pid)
-        try:
-            # field 22 of stat, "starttime": clock ticks after boot
-            return _linux_boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK") if fields else None
-        except (OSError, ValueError, IndexError):
-            return None
+        return _started(fields) if fields else None
     try:
         import psutil
 
@@ -83,13 +86,13 @@ def pid_alive(pid: Any, create_time: float | None = None) -> bool:
     that started then. Anything but a positive int is no process: False."""
     if not _valid(pid):
         return False
-    if _uses_proc():
+    if _HAS_PROC:
         fields = _proc_stat(pid)
         if fields is None:
             return _exists_unreadable(pid)
         if fields[0] in (b"Z", b"X"):   # zombie, dead
             return False
-        started = process_start_time(pid) if create_time is not None else None
+        started = _started(fields) if create_time is not None else None
         return started is None or abs(started - create_time) < _SAME_START_S
     return _psutil_alive(pid, create_time)
 
