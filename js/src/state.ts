@@ -15,6 +15,8 @@ export type Status =
   | 'cancelled'
   | 'lost';
 
+// The statuses a task never leaves: wan_nb/protocol/statuses.py owns them (FINISHED there);
+// tests/test_rule_owners.py holds this copy and the Status type above to it.
 export const FINISHED: ReadonlySet<string> = new Set([
   'completed',
   'failed',
