@@ -36,3 +36,20 @@ def test_load_options_carry_the_resolved_weight_options_and_pickle(gguf_file, ru
         assert not plain.load_options.weights   # the model's weights as it ships them
         assert pickle.loads(pickle.dumps(plain.load_options)) == plain.load_options
 
+
+
+def test_the_quant_plan_auto_chooses_is_resolved_with_the_rest_and_a_users_choice_stands(tmp_path, monkeypatch):
+    """plan="auto" only plans on a CUDA GPU; this CPU machine says it has a 12 GB one (the planner
+    test does the same). The plan picks nf4 for a 14B model there, and the Generator resolves it
+    with the other weight options, before anything loads: here that resolution refuses nf4, which
+    needs bitsandbytes' CUDA kernels (on a real GPU it is accepted). A quant= the user gave
+    stands instead of the plan's."""
+    from wan_nb.fast import options as fast_path
+
+    monkeypatch.setattr(fast_path, "machine_memory_gb", lambda device="auto": (12.0, 24.0))
+    with pytest.raises(ValueError, match="quant='nf4' needs a CUDA GPU"):
+        Generator("wan2.1-t2v-14b", runs_dir=tmp_path, plan="auto", previews=False)
+    with Generator("wan2.1-t2v-14b", runs_dir=tmp_path, plan="auto", quant="int8", previews=False) as gen:
+        assert gen.memory_plan.best.quant == "nf4"
+        assert set(gen.load_options.weights.modes.values()) == {"int8"} and gen.load_options.weights is gen.weights
+        assert gen.pipeline is None   # planned and resolved, nothing loaded
