@@ -45,6 +45,7 @@ class TaskEngine(Protocol):
 
     def cancel(self, task: "Task") -> None: ...
 
+
 def new_task_id() -> str:
     """A fresh task id: sortable by creation time, unique across processes."""
     return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:8]
