@@ -6,22 +6,13 @@ module; tests/test_rule_owners.py keeps them from asking their own way again.
 import os
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from wan_nb.protocol.processes import pid_alive, process_start_time
 
-
-def _zombie():
-    """A child that has exited and that nobody has reaped yet (Popen reaps only when asked)."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    deadline = time.monotonic() + 30
-    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "the child did not exit"
-        time.sleep(0.02)
-    return child
+from _process_helpers import zombie
 
 
 def test_this_process_is_alive_and_its_start_time_is_the_one_psutil_reports():
@@ -47,7 +38,7 @@ def test_an_exited_and_reaped_child_is_dead():
 def test_a_zombie_is_dead():
     """Exited but not reaped: ``os.kill(pid, 0)`` still succeeds (how the history and the queue
     used to ask), yet the process will never write again."""
-    child = _zombie()
+    child = zombie()
     try:
         os.kill(child.pid, 0)   # what made it look alive
         assert not pid_alive(child.pid)

@@ -4,32 +4,19 @@ cases the separate answers got wrong: an exited child nobody reaped yet (a zombi
 another program now holds."""
 import json
 import os
-import subprocess
-import sys
-import time
-
-import psutil
 
 from wan_nb.core.queue import QueueFile
 from wan_nb.protocol.processes import process_start_time
 from wan_nb.runs.history import history
 
+from _process_helpers import zombie
 from _runs_helpers import fake_run
-
-
-def _zombie():
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    deadline = time.monotonic() + 30
-    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "the child did not exit"
-        time.sleep(0.02)
-    return child
 
 
 def test_a_run_whose_process_exited_unreaped_is_listed_lost_not_running(tmp_path):
     """The history asked ``os.kill(pid, 0)``, which a zombie answers: its run read ``running``
     forever (until the parent reaped it, which a crashed kernel's parent may never do)."""
-    child = _zombie()
+    child = zombie()
     try:
         fake_run(tmp_path, "20260101-000001-aaaaaaaa", status="running", pid=child.pid)
         fake_run(tmp_path, "20260101-000002-bbbbbbbb", status="running", pid=os.getpid())
@@ -50,7 +37,7 @@ def _queue_with(runs_dir, owners):
 def test_queued_tasks_of_an_unreaped_process_are_orphans(tmp_path):
     """The queue checked the pid with ``os.kill`` and its start time, both of which a zombie still
     has: ``resume_queue`` left its tasks waiting for a process that will never run them."""
-    child = _zombie()
+    child = zombie()
     try:
         queue = _queue_with(tmp_path / "runs", [{"pid": child.pid, "create_time": process_start_time(child.pid)}])
         taken = queue.take_orphans(lambda entry: True)
