@@ -31,6 +31,7 @@ from wan_nb.fast import options as fast_path
 from wan_nb.protocol import frontend
 from wan_nb.models import user_inputs as inputs
 from wan_nb.runs import journal
+from wan_nb.runs.layout import default_runs_dir
 from wan_nb.models import specs as models
 from wan_nb.core import recorder as run_record
 from wan_nb.weights import options as weights
@@ -53,10 +54,6 @@ __all__ = ["Generator", "Task", "Result", "GenerationError", "GenerationCancelle
 log = logging.getLogger(__name__)
 
 
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("WAN_NB_RUNS_DIR") or (Path.cwd() / "wan_nb_runs"))
-
-
 class Generator:
     """Runs Wan generations and publishes their progress.
 
@@ -76,19 +73,19 @@ class Generator:
         if pipeline is not None:  # see from_pipeline (quant= / transformer=: see wan_nb.weights.options)
             self.weights = weights.refuse_for_pipeline(quant, transformer)
             spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
-        else:  # cheap: an unknown model, quant mode or unfitting file is refused here (wan_nb.weights.options)
-            spec, self.weights = weights.resolve(model, quant=quant, transformer=transformer, device=device)
+        else:  # cheap: an unknown model (or a file that is no Wan transformer) is refused here
+            spec, transformer = weights.model_spec(model, transformer)
         self.model = spec.name
-        # Every pipeline-loading option in one value (engines, workers and recipes read it).
         # wan_nb.fast.options: plan="auto" picks the offload (and a quant if none is given); attention checked.
         fast = fast_path.configure(spec, device=device, offload=offload, vae_tiling=vae_tiling, plan=plan,
                                    attention=attention, compile=compile)
         self.memory_plan = fast.plan  # the wan_nb.plan(...) that plan="auto" applied, else None
-        planned_quant = fast.load.pop("quant", None)
-        if planned_quant is not None and quant is None and transformer is None and pipeline is None:
-            spec, self.weights = weights.resolve(model, quant=planned_quant, device=device)
+        if pipeline is None:  # resolved once, the plan applied: a bad quant mode or unfitting file is refused here
+            quant = fast.quant if quant is None and transformer is None else quant
+            self.weights = weights.for_model(spec, quant=quant, transformer=transformer, device=device)
+        # Every pipeline-loading option in one value (engines, workers and recipes read it).
         self.load_options = LoadOptions(device=device, dtype=dtype, vae_slicing=vae_slicing, **fast.load,
-                                        **self.weights.as_arguments())
+                                        weights=self.weights)
         _check_engine_args(cluster, workers, pipeline)
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every

@@ -15,6 +15,8 @@ export type Status =
   | 'cancelled'
   | 'lost';
 
+// The statuses a task never leaves: wan_nb/protocol/statuses.py owns them (FINISHED there);
+// tests/test_rule_owners.py holds this copy and the Status type above to it.
 export const FINISHED: ReadonlySet<string> = new Set([
   'completed',
   'failed',
@@ -180,6 +182,10 @@ export class TaskState {
     }
     this.lastSeq = frame.seq;
     this.applied++;
+    if (data.timestamp) {
+      this.createdAt = this.createdAt || data.timestamp;
+      this.updatedAt = data.timestamp;
+    }
     if (frame.type === 'preview') {
       this.preview = {
         src: `data:${data.mime};base64,${data.data_b64}`,
@@ -188,10 +194,6 @@ export class TaskState {
         height: data.height ?? 0
       };
       return !this.finished;
-    }
-    if (data.timestamp) {
-      this.createdAt = this.createdAt || data.timestamp;
-      this.updatedAt = data.timestamp;
     }
     if (this.finished) {
       return true; // nothing after a terminal event changes the outcome
@@ -213,10 +215,7 @@ export class TaskState {
         this.status = 'queued';
         this.queuePosition = wholeOrNull(data.queue_position);
         this.queueAhead = wholeOrNull(data.ahead);
-        this.message = queuedLabel(this.queuePosition);
-        return true;
-      case 'generation_paused':
-        this.status = 'paused';
+        this.message = queuedMessage(this.queuePosition, this.queueAhead);
         return true;
       case 'generation_started':
         // Says what will run, not that it runs: a task waiting behind another stays queued
@@ -244,6 +243,11 @@ export class TaskState {
         this.model = data.model_type || this.model;
         this.message = data.status || this.message;
         break;
+      case 'generation_paused':
+        this.status = 'paused';
+        this.step = data.current_step ?? this.step;
+        this.message = `Paused during ${data.stage || this.stage}`;
+        break;
       case 'generation_completed':
         this.status = 'completed';
         this.stage = 'completed';
@@ -251,6 +255,7 @@ export class TaskState {
         this.eta = 0;
         this.outputPath = data.output_path ?? this.outputPath;
         this.durationS = data.duration_s ?? this.durationS;
+        this.seed = data.seed ?? this.seed; // a seed left to chance is known only now
         this.message = 'Generation complete';
         break;
       case 'generation_failed':
@@ -333,6 +338,13 @@ export class TaskState {
 
 function wholeOrNull(value: unknown): number | null {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : null;
+}
+
+/** What a waiting task's message reads, word for word as the server's snapshot has it
+ * (wan_nb.protocol.state.queued_message): "Queued (#2): 1 task ahead". */
+export function queuedMessage(position: number | null, ahead: number | null): string {
+  const text = queuedLabel(position);
+  return ahead ? `${text}: ${ahead} task${ahead !== 1 ? 's' : ''} ahead` : text;
 }
 
 /** "Queued (#1)" for the task that runs next (position 0), "Queued" where it is not known. */

@@ -29,6 +29,7 @@ def made(tmp_path_factory):
 
 def test_finished_runs_are_listed_newest_first_from_a_new_process(made):
     runs, first, second = made
+    # The contract's names (wan_nb.history, the module and the call), as a user's script has them.
     code = ("import json, sys, wan_nb; from wan_nb.history import run_to_dict; "
             "print(json.dumps([run_to_dict(r) for r in wan_nb.history(sys.argv[1])]))")
     done = subprocess.run([sys.executable, "-c", code, str(runs)], capture_output=True, text=True, timeout=60)

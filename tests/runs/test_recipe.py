@@ -59,6 +59,7 @@ def test_the_recipe_is_in_the_mp4_for_any_program_to_read(first):
 
 
 def test_wan_nb_recipe_reads_it_back_from_a_new_process(first):
+    # The contract's name (wan_nb.recipe), as a user's script calls it: nothing else imported first.
     code = ("import json, sys, wan_nb; r = wan_nb.recipe(sys.argv[1]); "
             "print(json.dumps({'recipe': r, 'key': wan_nb.recipe.recipe_key(r)}))")
     for source in (first.video_path, first.run_dir):

@@ -30,6 +30,7 @@ from wan_nb.core.engine import Engine, queue_fields
 from wan_nb.protocol.errors import ClusterUnavailable, GenerationCancelled, GenerationError, TaskNotQueued
 from wan_nb.protocol.events import Event, EventType, Stage
 from wan_nb.core.params import public_params
+from wan_nb.runs.layout import VIDEO_NAME
 from wan_nb.core.task import Result, Task
 from .loras import LoraShipper
 from .pool import Slot, WorkerPool, actor_class, control
@@ -305,7 +306,7 @@ class RayEngine(Engine):
     def _absorb(self, task: RemoteTask, slot: Slot, batch: dict[str, Any]) -> None:
         local_video = None
         if batch.get("video") is not None:
-            local_video = task.run_dir / "video.mp4"
+            local_video = task.run_dir / VIDEO_NAME
             partial = local_video.with_name("video.mp4.part")
             partial.write_bytes(batch["video"])
             partial.replace(local_video)

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from wan_nb.runs.layout import TASK_FILE
+
 __all__ = ["finder", "ReusedTask"]
 
 
@@ -60,7 +62,7 @@ class ReusedTask:
 def _recorded_key(run_dir: Path) -> str | None:
     """The recipe key written into a run's task.json when it was queued."""
     try:
-        info = json.loads((Path(run_dir) / "task.json").read_text(encoding="utf-8"))
+        info = json.loads((Path(run_dir) / TASK_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     key = info.get("recipe_key") if isinstance(info, dict) else None

@@ -25,6 +25,7 @@ from typing import Any, Callable, Protocol
 
 from wan_nb.protocol.events import Event
 from wan_nb.core.task import Task
+from wan_nb.weights.options import NONE as AS_SHIPPED, WeightOptions
 
 __all__ = ["Engine", "EventSink", "LoadOptions", "OFFLOAD_MODES", "queue_fields"]
 
@@ -42,10 +43,9 @@ class LoadOptions:
     vae_slicing: bool = False
     attention: str | None = None    # diffusers attention backend (wan_nb.fast.attention), checked by the facade
     compile: bool = False           # compile the repeated transformer blocks once loaded
-    # Quantized / single-file weights as Generator(quant=, transformer=) takes them, normalized
-    # (wan_nb.weights.options.WeightOptions.as_arguments); the holder resolves them against the model.
-    quant: Any = None
-    transformer: Any = None
+    # Quantized / single-file weights: Generator(quant=, transformer=) resolved once, when the
+    # Generator was made (wan_nb.weights.options.for_model); frozen, so it pickles to Ray workers.
+    weights: WeightOptions = AS_SHIPPED
 
     def __post_init__(self) -> None:
         if self.offload not in OFFLOAD_MODES:
@@ -57,8 +57,9 @@ class LoadOptions:
         return self.offload != "none" or self.vae_tiling or self.vae_slicing
 
     def as_kwargs(self) -> dict[str, Any]:
-        """The options as ``Generator(**kwargs)`` / ``LoadOptions(**kwargs)`` take them (for other processes)."""
-        return dataclasses.asdict(self)
+        """The options as ``LoadOptions(**kwargs)`` takes them (for other processes): the fields
+        themselves, ``weights`` still a WeightOptions (``dataclasses.asdict`` would make it a dict)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 class EventSink(Protocol):

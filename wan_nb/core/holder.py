@@ -69,11 +69,9 @@ class PipelineHolder:
         started = time.perf_counter()
         # The loader announces downloading_model / loading_model itself: only it knows whether
         # the files are already cached.
-        from wan_nb.weights.options import for_options
-
         pipe = models.load_pipeline(self.spec, device=device, dtype=dtype, report=report, offload=options.offload,
                                     vae_tiling=options.vae_tiling, vae_slicing=options.vae_slicing,
-                                    weights=for_options(self.spec, options))
+                                    weights=options.weights or None)
         log.debug("loaded %s in %.2fs", self.spec.name, time.perf_counter() - started)
         self.pipe = pipe
         self.spec = models.refine(self.spec, pipe)  # a repo id guessed by name: now read from its files

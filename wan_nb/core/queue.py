@@ -23,12 +23,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from wan_nb.protocol.processes import pid_alive, process_start_time
 from wan_nb.runs.atomic import replace_text
+from wan_nb.runs.layout import IMAGE_NAME, QUEUE_FILE_NAME
 from wan_nb.core.params import GENERATION_ARGS, public_params
 
 log = logging.getLogger(__name__)
-
-QUEUE_FILE_NAME = "queue.json"
 
 
 class WorkerCall:
@@ -139,27 +139,12 @@ class WorkQueue:
 
 
 # -- on disk --------------------------------------------------------------------------------
-def _process_start(pid: int) -> str | None:
-    """An id of process ``pid``'s lifetime (its start time), so a reused pid is not mistaken for it."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(owner: dict[str, Any]) -> bool:
-    pid = owner.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # someone else's process with that pid: alive, but not ours to judge by start time
-    started = owner.get("started")
-    return started is None or _process_start(pid) in (None, started)
+def _owner_alive(owner: Any) -> bool:
+    """Whether the process that queued an entry still runs (then the entry is its, not an orphan).
+    Entries written before the start time was recorded as ``create_time`` are judged by pid."""
+    owner = owner if isinstance(owner, dict) else {}
+    create_time = owner.get("create_time")
+    return pid_alive(owner.get("pid"), create_time if isinstance(create_time, (int, float)) else None)
 
 
 class QueueFile:
@@ -167,7 +152,7 @@ class QueueFile:
 
     def __init__(self, runs_dir: Path) -> None:
         self.path = Path(runs_dir) / QUEUE_FILE_NAME
-        self.owner = {"pid": os.getpid(), "started": _process_start(os.getpid())}
+        self.owner = {"pid": os.getpid(), "create_time": process_start_time(os.getpid())}
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
@@ -223,7 +208,7 @@ class QueueFile:
         taken = []
         with self._locked() as state:
             for task_id, entry in sorted(state["tasks"].items(), key=lambda kv: kv[1].get("order", 0)):
-                if not _alive(entry.get("owner") or {}) and accept(entry):
+                if not _owner_alive(entry.get("owner")) and accept(entry):
                     taken.append((task_id, state["tasks"].pop(task_id)))
         return taken
 
@@ -253,7 +238,7 @@ def queue_entry(model: str, task: Any, given_image: Any) -> dict[str, Any]:
         if isinstance(given_image, (str, os.PathLike)):
             kwargs["image"] = str(Path(given_image).resolve())
         else:  # an in-memory picture: keep the prepared first frame beside the run
-            path = task.run_dir / "input.png"
+            path = task.run_dir / IMAGE_NAME
             task.params["image"].save(path)
             kwargs["image"] = str(path)
     return {"model": model, "prompt": task.prompt, "kwargs": kwargs, "parent_id": task.parent_id,

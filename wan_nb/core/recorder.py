@@ -19,7 +19,9 @@ from typing import Any
 from wan_nb.runs import history
 from wan_nb.runs import journal
 from wan_nb.core import recipes
+from wan_nb.runs.layout import TASK_FILE, VIDEO_NAME
 from wan_nb.protocol.events import TERMINAL_STATUS, Event, EventType
+from wan_nb.protocol.statuses import ENDING_STAGES
 from wan_nb.models.user_inputs import attach_files
 
 __all__ = ["Recorder", "attach"]
@@ -65,7 +67,7 @@ class Recorder:
                 self._queued(task)
             elif event.type == EventType.GENERATION_STAGE:
                 self._running.add(task.id)
-                if event.data.get("stage") not in ("completed", "failed", "cancelled"):
+                if event.data.get("stage") not in ENDING_STAGES:
                     info = self._read(task)
                     info["status"] = "running"
                     journal.write_task_file(task.run_dir, info)
@@ -77,7 +79,7 @@ class Recorder:
 
     def _read(self, task: Any) -> dict[str, Any]:
         try:
-            info = json.loads((task.run_dir / journal.TASK_FILE).read_text(encoding="utf-8"))
+            info = json.loads((task.run_dir / TASK_FILE).read_text(encoding="utf-8"))
             if isinstance(info, dict):
                 return info
         except (OSError, ValueError):
@@ -107,7 +109,7 @@ class Recorder:
             self._embedded.discard(task.id)
         video = None
         if status == "completed":
-            output = Path(event.data.get("output_path") or task.run_dir / "video.mp4")
+            output = Path(event.data.get("output_path") or task.run_dir / VIDEO_NAME)
             video = output.name
             if isinstance(made, dict) and not embedded:  # a writer that did not ask mp4_tags
                 try:

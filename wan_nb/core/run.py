@@ -40,6 +40,7 @@ from wan_nb.protocol.errors import GenerationCancelled, GenerationError
 from wan_nb.protocol.events import EventType, Stage
 from wan_nb.core.holder import PipelineHolder
 from wan_nb.core.params import public_params
+from wan_nb.runs.layout import VIDEO_NAME
 from wan_nb.core.task import Result, Task
 from wan_nb.post.stage import fetch_post_files
 
@@ -340,7 +341,7 @@ class TaskRun:
         from wan_nb.models.video_io import write_mp4
 
         self.enter(Stage.SAVING, "Writing MP4", self.ctx.timings.get(self.key).get("saving"))
-        video_path = self.task.run_dir / "video.mp4"
+        video_path = self.task.run_dir / VIDEO_NAME
         post = self.post
         if post is not None and post.original is not None:  # interpolated/upscaled: the original stays beside it
             write_mp4(post.original, self.task.run_dir / "original.mp4", fps=self.task.params["fps"],

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, runtime_che
 from wan_nb.protocol import frontend
 from wan_nb.protocol.errors import TaskNotQueued
 from wan_nb.protocol.events import Event, Stage
+from wan_nb.protocol.steering import STEER_ACTIONS
+from wan_nb.runs import kept_inputs
 
 if TYPE_CHECKING:
     from wan_nb.core.bus import EventBus
@@ -42,8 +44,6 @@ class TaskEngine(Protocol):
     def move(self, task: "Task", index: int) -> None: ...
 
     def cancel(self, task: "Task") -> None: ...
-
-STEER_ACTIONS = ("cancel", "pause", "resume", "move")
 
 
 def new_task_id() -> str:
@@ -169,9 +169,7 @@ class Result:
     @property
     def inputs(self) -> dict[str, list[Path]]:
         """Each input the run used (image, video, mask, ...) -> its files in ``<run>/inputs/``."""
-        from wan_nb.models.user_inputs import kept_files
-
-        return kept_files(self.run_dir)
+        return kept_inputs.paths(self.run_dir)
 
     def _ipython_display_(self) -> None:
         frontend.show("result", self)

@@ -2,7 +2,8 @@
 
 :func:`configure` runs in ``Generator.__init__`` before the :class:`~wan_nb.core.engine.LoadOptions`
 are made, and checks everything before any download: ``plan="auto"`` is computed and becomes the
-offload (and VAE tiling, and quantization where this build's LoadOptions carry one); a missing
+offload, the VAE tiling and (:attr:`FastConfig.quant`) a quantization the Generator resolves
+with the rest of its weight options, once; a missing
 attention kernel is refused. The attention backend and ``compile`` travel in the LoadOptions (so
 Ray workers get them too). :func:`prepare` runs on the worker once the pipeline exists (loaded
 or given): the few-step variant's LoRA, the attention backend and the compiled blocks, each
@@ -11,7 +12,6 @@ applied once per pipeline.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -28,6 +28,9 @@ class FastConfig:
 
     load: dict[str, Any] = field(default_factory=dict)
     plan: Any = None               # the wan_nb.fast.planner.Plan applied, if plan="auto" found one
+    # The quant= that plan chose, as a user writes it; the Generator resolves it with the rest of
+    # its weight options, once (unless quant= or transformer= was given: the user's choice stands).
+    quant: Any = None
 
 
 def machine_memory_gb(device: str = "auto") -> tuple[float | None, float | None]:
@@ -50,12 +53,6 @@ def machine_memory_gb(device: str = "auto") -> tuple[float | None, float | None]
         return None, ram
 
 
-def _load_fields() -> set[str]:
-    from wan_nb.core.engine import LoadOptions
-
-    return {f.name for f in dataclasses.fields(LoadOptions)}
-
-
 def configure(spec: Any, *, device: str, offload: str, vae_tiling: bool, plan: Any = None,
               attention: Any = None, compile: Any = False) -> FastConfig:
     """Check the fast-path options (before anything is loaded); the LoadOptions keywords they make."""
@@ -71,17 +68,18 @@ def configure(spec: Any, *, device: str, offload: str, vae_tiling: bool, plan: A
     if plan == "auto":
         if offload != "none":
             raise ValueError(f"plan='auto' chooses the offload itself; drop offload={offload!r}, or drop plan=")
-        config.plan = _apply_plan(spec, device, config.load)
+        config.plan, config.quant = _apply_plan(spec, device, config.load)
     return config
 
 
-def _apply_plan(spec: Any, device: str, load: dict[str, Any]) -> Any:
+def _apply_plan(spec: Any, device: str, load: dict[str, Any]) -> tuple[Any, Any]:
+    """(the plan, its quant=) after putting its offload and VAE tiling into ``load``."""
     from wan_nb.fast.planner import plan as make_plan
 
     gpu_gb, ram_gb = machine_memory_gb(device)
     if gpu_gb is None:
         log.info("plan='auto': no CUDA GPU in use, nothing to plan; running as configured")
-        return None
+        return None, None
     try:
         found = make_plan(spec.name, gpu_gb=gpu_gb, ram_gb=ram_gb or 64.0)
     except ValueError as exc:
@@ -93,19 +91,10 @@ def _apply_plan(spec: Any, device: str, load: dict[str, Any]) -> Any:
                          f"{spec.name!r}, gpu_gb={gpu_gb:.0f})) shows the peaks; lower the resolution "
                          "or frame count, or use a smaller model")
     quant = found.quant_argument(best)
-    if quant is not None and "quant" not in _load_fields():
-        # This build loads no quantized weights yet: the best row without quantization instead.
-        best = min((r for r in found.rows if r.fits and r.quant is None), key=lambda r: r.speed, default=None)
-        if best is None:
-            raise ValueError(f"plan='auto': {spec.name} fits this GPU only with quantized weights, "
-                             "which this wan_nb cannot load yet; use a smaller model or resolution")
-        quant = None
     load.update(offload=best.offload, vae_tiling=load["vae_tiling"] or best.vae_tiling)
-    if quant is not None:
-        load["quant"] = quant
     log.info("plan='auto': offload=%r quant=%r vae_tiling=%s (peak ~%.1f GB of %.0f GB)", best.offload,
              quant, load["vae_tiling"], best.vram_gb, gpu_gb)
-    return found
+    return found, quant
 
 
 def prepare(ctx: Any, pipe: Any) -> None:

@@ -33,11 +33,13 @@ import numpy as np
 
 from wan_nb.protocol.errors import InvalidParameter
 from wan_nb.models.kinds import IMAGE_ARGS, LIST_ARGS, MEDIA_ARGS, VIDEO_ARGS
+from wan_nb.runs import kept_inputs
+from wan_nb.runs.file_digest import file_sha256  # noqa: F401 (the one owner; callers read it here too)
+from wan_nb.runs.layout import INPUTS_DIR
 
 __all__ = ["IMAGE_ARGS", "VIDEO_ARGS", "LIST_ARGS", "MEDIA_ARGS", "INPUTS_DIR", "VideoInput", "read",
            "pixels_sha256", "picture_sha256", "save", "record", "describe", "resume_kwargs"]
 
-INPUTS_DIR = "inputs"
 _MP4 = (".mp4", ".m4v")
 _PICTURE = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # Decoded videos kept for reuse in this process (a 81-frame 832x480 clip is about 100 MB).
@@ -89,15 +91,6 @@ class VideoInput:
 
     def describe(self) -> str:
         return self.source or f"<video {len(self)} frames {self.size[0]}x{self.size[1]}>"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes: what says a user's video file is still the one a run used."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pixels_sha256(frames: np.ndarray) -> str:
@@ -353,33 +346,15 @@ def describe(value: Any) -> Any:
 
 def resume_kwargs(run_dir: Path, saved: Mapping[str, Any]) -> dict[str, Any]:
     """What ``resume_queue`` passes for each kept input: the files in the run folder."""
-    out: dict[str, Any] = {}
-    for name, entry in saved.items():
-        if name == "image":
-            continue   # the queue keeps the image its own way (input.png)
-        files = [str(Path(run_dir) / f) for f in entry.get("files", ())]
-        out[name] = files if entry.get("kind") == "images" else files[0]
-    return out
-
-
-def kept_files(run_dir: Path) -> dict[str, list[Path]]:
-    """``Result.inputs``: each input named in ``run_dir/task.json`` -> the absolute paths of its files."""
-    import json
-
-    try:
-        info = json.loads((Path(run_dir) / "task.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    saved = info.get("inputs") if isinstance(info, dict) else None
-    if not isinstance(saved, dict):
-        return {}
-    return {name: [(Path(run_dir) / f).resolve() for f in entry.get("files", ())]
-            for name, entry in saved.items() if isinstance(entry, dict)}
+    kinds = {name: entry.get("kind") for name, entry in saved.items() if isinstance(entry, Mapping)}
+    # "image" is not here: the queue keeps the image its own way (input.png)
+    return {name: [str(f) for f in files] if kinds[name] == "images" else str(files[0])
+            for name, files in kept_inputs.paths(run_dir, saved).items() if name != "image"}
 
 
 def attach_files(made: dict[str, Any], saved: Mapping[str, Any] | None, run_dir: Path) -> None:
     """Add to a recipe's ``inputs`` the absolute paths of the copies kept in ``run_dir``."""
-    for name, entry in (saved or {}).items():
+    for name, files in kept_inputs.paths(run_dir, saved or {}).items():
         target = (made.get("inputs") or {}).get(name)
-        if target is not None and isinstance(entry, Mapping):
-            target["files"] = [str((Path(run_dir) / f).resolve()) for f in entry.get("files", ())]
+        if target is not None:
+            target["files"] = [str(f) for f in files]

@@ -11,11 +11,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from wan_nb.protocol.events import TERMINAL_STATUS as _ENDINGS, is_terminal
+from wan_nb.protocol.statuses import FINISHED, TASK_STATUSES
 
 __all__ = ["TaskState", "TASK_STATUSES", "FINISHED", "PRODUCER_LOST", "PROMPT_CAP", "queued_message"]
-
-TASK_STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "lost")
-FINISHED = frozenset({"completed", "failed", "cancelled", "lost"})
 
 # error_type of the terminal event a server adds for a task whose producing process died.
 PRODUCER_LOST = "ProducerLost"

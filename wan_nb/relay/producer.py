@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from wan_nb.protocol.processes import process_start_time
 from wan_nb.relay import stale_files
 
 from . import protocol
@@ -52,15 +53,6 @@ _PUB_HWM = 100_000          # events queued for a slow server before zmq drops (
 
 Cancel = Callable[[str], bool]
 Steer = Callable[..., bool]   # steer(task_id, action, **arguments) -> bool
-
-
-def _process_start_time(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:
-        return None
 
 
 class _Attachment:
@@ -174,7 +166,7 @@ class _Producer:
         with self.state_lock:
             return {
                 "pid": self.pid,
-                "create_time": _process_start_time(self.pid),
+                "create_time": process_start_time(self.pid),
                 "pub": self.pub_endpoint,
                 "control": self.control_endpoint,
                 "key": self.key,

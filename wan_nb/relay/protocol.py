@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
+from wan_nb.protocol.steering import STEER_ACTIONS
 from wan_nb.runs.atomic import replace_text
 
 __all__ = ["PRODUCER_PREFIX", "SERVER_PREFIX", "API_ROOT", "CONTROL_OPS", "STEER_ACTIONS",
@@ -25,7 +26,6 @@ PRODUCER_PREFIX = "wan_nb-producer-"
 SERVER_PREFIX = "wan_nb-server-"    # a server's doorbell: producers ring it when their file changes
 IPC_PATH_MAX = 100                   # sun_path is 104-108 bytes depending on the platform
 API_ROOT = "wan-nb/api"              # the server's routes, relative to its base_url
-STEER_ACTIONS = ("cancel", "pause", "resume", "move")
 CONTROL_OPS = ("ping", "steer") + STEER_ACTIONS
 
 

@@ -18,6 +18,8 @@ import re
 import time
 from pathlib import Path
 
+from wan_nb.protocol.processes import pid_alive
+
 log = logging.getLogger(__name__)
 
 __all__ = ["pid_alive", "sweep"]
@@ -25,20 +27,6 @@ __all__ = ["pid_alive", "sweep"]
 GRACE_S = 60.0
 # wan_nb-producer-<pid>.json, wan_nb-server-<pid>.json, and the ipc sockets wan_nb-<pid>-<hex>.<kind>
 _NAMES = re.compile(r"^wan_nb-(?:producer-|server-)?(\d+)(?:-[0-9a-f]+)?\.(json|pub|ctl|bell|tmp)$")
-
-
-def pid_alive(pid: int, create_time: float | None = None) -> bool:
-    """True if process ``pid`` runs and (when given) started at ``create_time`` — a reused pid
-    of another program does not count."""
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(process.create_time() - create_time) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, ValueError):
-        return False
 
 
 def _create_time(path: Path) -> float | None:

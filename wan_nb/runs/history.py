@@ -29,25 +29,18 @@ from typing import Any, Iterable
 from wan_nb.protocol import frontend  # standard library only, like this module
 from wan_nb.runs import kept_inputs as run_inputs
 from wan_nb.runs.atomic import replace_text  # standard library only, like this module
+from wan_nb.runs.layout import INDEX_NAME, JOURNAL_NAME, TASK_FILE, VIDEO_NAME, default_runs_dir
 from wan_nb.protocol.events import TERMINAL_STATUS, is_terminal  # standard library only, like this module
 from wan_nb.protocol.state import PRODUCER_LOST
+from wan_nb.protocol.processes import pid_alive
+from wan_nb.protocol.statuses import FINISHED
 
 __all__ = ["Run", "RunList", "history", "find_by_key", "record", "default_runs_dir", "INDEX_NAME",
            "FINISHED"]
 
-INDEX_NAME = "index.jsonl"
-TASK_FILE = "task.json"
-JOURNAL_NAME = "events.jsonl"
-VIDEO_NAME = "video.mp4"
-FINISHED = ("completed", "failed", "cancelled", "lost")  # in progress: "queued", "running"
 _STATUS_EVENT = {v: k for k, v in TERMINAL_STATUS.items()}
 _YOUNG_S = 10.0  # a folder this new without task.json is being created, not broken
 _FILTERS = ("status", "model", "prompt", "since", "until", "limit", "offset", "key")
-
-
-def default_runs_dir() -> Path:
-    """``WAN_NB_RUNS_DIR`` if set, else ``./wan_nb_runs`` (where a Generator writes by default)."""
-    return Path(os.environ.get("WAN_NB_RUNS_DIR") or (Path.cwd() / "wan_nb_runs"))
 
 
 @dataclass(frozen=True)
@@ -202,20 +195,6 @@ def _journal_end(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 def read_folder(runs_dir: Path, name: str) -> tuple[dict[str, Any], bool]:
     """(index line, finished?) for one run folder; raises ValueError/OSError if it is unreadable."""
     folder = runs_dir / name
@@ -240,7 +219,7 @@ def read_folder(runs_dir: Path, name: str) -> tuple[dict[str, Any], bool]:
                 else Path(output).name if output else VIDEO_NAME
         return entry_from_task(info, name, status=status, video=video, duration_s=data.get("duration_s"),
                                finished_at=data.get("timestamp"), error=data.get("error")), True
-    if _pid_alive(info.get("pid")):
+    if pid_alive(info.get("pid")):
         return entry_from_task(info, name, status="queued" if status == "queued" else "running"), False
     return entry_from_task(info, name, status="lost", error="the producing process ended before the run did"), True
 

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from wan_nb.runs.atomic import replace_text
+from wan_nb.runs.layout import JOURNAL_NAME, TASK_FILE
 from wan_nb.protocol.events import Event, EventType, dumps
 
 __all__ = ["Journal", "read_events", "repair_torn_tail", "write_task_file", "JOURNAL_NAME", "TASK_FILE"]
-
-JOURNAL_NAME = "events.jsonl"
-TASK_FILE = "task.json"
 
 
 class Journal:

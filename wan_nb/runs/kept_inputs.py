@@ -19,16 +19,16 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from wan_nb.runs.layout import INPUTS_DIR, TASK_FILE
+
 __all__ = ["INPUT_NAMES", "INPUTS_DIR", "KINDS", "MEDIA_TYPES", "listed", "read", "paths", "label",
            "file_name_ok"]
 
 # In the order front ends show them: what the video starts from, then what steers it.
 INPUT_NAMES = ("image", "last_image", "reference_images", "video", "mask", "pose_video", "face_video",
                "background_video")
-INPUTS_DIR = "inputs"
 KINDS = ("image", "video", "images")
 MEDIA_TYPES = {".png": "image/png", ".mp4": "video/mp4"}
-TASK_FILE = "task.json"
 MAX_FILES = 64   # per input: reference images are a handful; a listing is not a file index
 _FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")

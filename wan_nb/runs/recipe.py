@@ -31,13 +31,13 @@ import hashlib
 import json
 import logging
 import os
-import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from wan_nb.runs.file_digest import file_sha256
+from wan_nb.runs.layout import IMAGE_NAME, TASK_FILE, VIDEO_NAME
 
 __all__ = ["recipe", "recipe_key", "weights_key", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
            "PARAM_FIELDS", "OPTIONAL_FIELDS", "RecipeError"]
@@ -56,7 +56,6 @@ FAST_FIELDS = ("cache", "cache_threshold", "attention", "compile")
 # a field is recorded only when it differs, so recipes and keys made before these stay the same.
 POST_DEFAULTS: dict[str, Any] = {"decode": "vae", "interpolate": 1, "fps_out": None, "interpolator": None,
                                  "upscale": 1, "upscaler": None, "previews": None}
-IMAGE_NAME = "input.png"
 METADATA_TAG = "comment"
 
 
@@ -67,35 +66,6 @@ class RecipeError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Hashes
 # ---------------------------------------------------------------------------------------------
-_hash_cache: dict[tuple[str, int, int], str] = {}
-_hash_lock = threading.Lock()
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) for this process.
-
-    A file in the Hugging Face cache is a link to ``blobs/<sha256>`` (for LFS files): that name
-    is the hash, so a multi-GB LoRA from the Hub costs nothing to identify.
-    """
-    real = os.path.realpath(path)
-    stat = os.stat(real)
-    name = os.path.basename(real)
-    if _HEX64.match(name) and os.path.basename(os.path.dirname(real)) == "blobs":
-        return name
-    key = (real, stat.st_size, stat.st_mtime_ns)
-    with _hash_lock:
-        known = _hash_cache.get(key)
-    if known is not None:
-        return known
-    digest = hashlib.sha256()
-    with open(real, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    with _hash_lock:
-        _hash_cache[key] = value
-    return value
 
 
 def _normal(recipe: Mapping[str, Any], field: str) -> Any:
@@ -239,7 +209,7 @@ def read_mp4(video: str | os.PathLike) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------
 def _from_task_file(folder: Path) -> dict[str, Any] | None:
     try:
-        info = json.loads((folder / "task.json").read_text(encoding="utf-8"))
+        info = json.loads((folder / TASK_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     found = info.get("recipe") if isinstance(info, dict) else None
@@ -249,7 +219,7 @@ def _from_task_file(folder: Path) -> dict[str, Any] | None:
 def _from_folder(folder: Path, video: Path | None = None) -> dict[str, Any] | None:
     found = _from_task_file(folder)
     if found is None:
-        video = video if video is not None else folder / "video.mp4"
+        video = video if video is not None else folder / VIDEO_NAME
         if video.is_file():
             found = read_mp4(video)
     return found
@@ -275,7 +245,7 @@ def recipe(source: Any) -> dict[str, Any]:
         if where.is_dir():
             found = _from_folder(where)
         elif where.is_file():
-            found = _from_task_file(where.parent) if where.name == "task.json" else read_mp4(where)
+            found = _from_task_file(where.parent) if where.name == TASK_FILE else read_mp4(where)
         else:
             raise FileNotFoundError(f"{where}: no such file or run folder")
     else:

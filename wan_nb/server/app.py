@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop
-import os
 from pathlib import Path
 
 from traitlets import Float, Int, List, TraitError, Unicode, default, validate
+
+from wan_nb.runs.layout import default_runs_dir
 
 from . import input_files
 from .handlers import handlers
@@ -53,11 +54,7 @@ class WanNbExtension(ExtensionApp):
 
     @default("runs_dirs")
     def _default_runs_dirs(self):
-        env = os.environ.get("WAN_NB_RUNS_DIR")
-        if env:
-            return [env]
-        root = getattr(self.serverapp, "root_dir", None) or os.getcwd()
-        return [str(Path(root).expanduser() / "wan_nb_runs")]
+        return [str(default_runs_dir(getattr(self.serverapp, "root_dir", None) or None))]
 
     producer_dir = Unicode("", config=True,
                            help="Where producers advertise themselves (default: the Jupyter "

@@ -16,7 +16,9 @@ from typing import Any, Iterable
 
 from wan_nb.protocol.events import TERMINAL_STATUS as _ENDINGS, is_terminal
 from wan_nb.runs.journal import JOURNAL_NAME, TASK_FILE
+from wan_nb.protocol.processes import pid_alive as process_alive  # noqa: F401 (hub reads it here)
 from wan_nb.protocol.state import PRODUCER_LOST, capped_params, cap_text
+from wan_nb.protocol.statuses import FINISHED
 from .inputs import listing_inputs
 from .store import trusted, valid_task_id
 from .wire import video_urls
@@ -25,7 +27,6 @@ log = logging.getLogger(__name__)
 
 _TAIL_BYTES = 16 * 1024
 _cache: dict[Path, tuple[tuple[int, int], dict[str, Any] | None]] = {}
-_FINISHED = frozenset({"completed", "failed", "cancelled", "lost"})
 
 
 def servable_video(folder: Path, candidate: Any) -> Path | None:
@@ -51,12 +52,6 @@ def pid_of(run_folder: Path) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
-
-
-def process_alive(pid: int | None) -> bool:
-    from wan_nb.relay import stale_files
-
-    return bool(pid) and stale_files.pid_alive(pid, None)
 
 
 def _last_event(journal: Path) -> dict[str, Any] | None:
@@ -138,7 +133,7 @@ def _from_history(directory: Path) -> list[dict[str, Any]] | None:
     for record in records:
         task_id = getattr(record, "task_id", None)
         status = getattr(record, "status", None)
-        if not valid_task_id(task_id) or status not in _FINISHED or not trusted(directory / task_id):
+        if not valid_task_id(task_id) or status not in FINISHED or not trusted(directory / task_id):
             continue
         params = getattr(record, "params", None) or {}
         video = getattr(record, "video_path", None)

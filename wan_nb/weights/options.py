@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from wan_nb.weights import quant as _quant
 from wan_nb.weights import single_file
 
-__all__ = ["WeightOptions", "resolve", "for_options", "refuse_for_pipeline", "recipe_fields", "generator_args", "key_fields", "check_rerun",
+__all__ = ["WeightOptions", "resolve", "model_spec", "for_model", "for_options", "refuse_for_pipeline", "recipe_fields", "generator_args", "key_fields", "check_rerun",
            "NONE"]
 
 EXPERTS = ("transformer", "transformer_2")
@@ -62,7 +62,7 @@ class WeightOptions:
 
     def recipe_fields(self) -> dict[str, Any]:
         """``quant`` ({component: mode}) and ``files`` ({component: {path, sha256}}) for a recipe."""
-        from wan_nb.runs.recipe import file_sha256
+        from wan_nb.runs.file_digest import file_sha256
 
         return {"quant": dict(self.modes) or None,
                 "files": {name: {"path": str(path), "sha256": file_sha256(path)}
@@ -146,7 +146,14 @@ def _transformer_files(transformer: Any, two_experts: bool) -> dict[str, Path]:
 
 
 def resolve(model: Any, *, quant: Any = None, transformer: Any = None, device: Any = "auto") -> tuple[Any, WeightOptions]:
-    """(ModelSpec, WeightOptions) for a new Generator; every check that needs no loading is done here."""
+    """(ModelSpec, WeightOptions) in one call: :func:`model_spec`, then :func:`for_model`."""
+    spec, transformer = model_spec(model, transformer)
+    return spec, for_model(spec, quant=quant, transformer=transformer, device=device)
+
+
+def model_spec(model: Any, transformer: Any = None) -> tuple[Any, Any]:
+    """(ModelSpec, transformer=) for ``model=``; a transformer file given as the model names its
+    preset by its shapes and becomes the ``transformer=``."""
     from wan_nb.models import specs as models
 
     if single_file.is_checkpoint(model):
@@ -155,7 +162,12 @@ def resolve(model: Any, *, quant: Any = None, transformer: Any = None, device: A
                              "pass model=PRESET with transformer=FILE, or the file alone as model=")
         transformer = model
         model = single_file.detect(model)  # also refuses a file that is no Wan transformer
-    spec = models.resolve(model)
+    return models.resolve(model), transformer
+
+
+def for_model(spec: Any, *, quant: Any = None, transformer: Any = None, device: Any = "auto") -> WeightOptions:
+    """The WeightOptions of ``quant=`` / ``transformer=`` for ``spec``: the one resolution a Generator
+    makes (after plan="auto" chose its quant); every check that needs no loading is done here."""
     two_experts = len(spec.experts) >= 2
     files = _transformer_files(transformer, two_experts)
     modes = _quant.parse(quant, two_experts=two_experts)
@@ -181,8 +193,8 @@ def resolve(model: Any, *, quant: Any = None, transformer: Any = None, device: A
             check_text_encoder(path, _text_encoder_config(spec))
         else:
             single_file.check(path, spec, component=name)
-    return spec, WeightOptions(modes=dict(sorted(modes.items())), files=dict(sorted(files.items())),
-                               two_experts=two_experts)
+    return WeightOptions(modes=dict(sorted(modes.items())), files=dict(sorted(files.items())),
+                         two_experts=two_experts)
 
 
 def _text_encoder_config(spec: Any) -> Mapping[str, Any] | None:
@@ -210,11 +222,10 @@ def refuse_for_pipeline(quant: Any, transformer: Any) -> WeightOptions:
 
 
 def for_options(spec: Any, options: Any) -> WeightOptions | None:
-    """The weights a :class:`~wan_nb.core.engine.LoadOptions` asks for (None: the model as it ships).
-    Resolved again where the pipeline loads (a Ray worker too): file headers are re-read, cheaply."""
-    if getattr(options, "quant", None) is None and getattr(options, "transformer", None) is None:
-        return None
-    return resolve(spec, quant=options.quant, transformer=options.transformer, device=options.device)[1]
+    """The weights a :class:`~wan_nb.core.engine.LoadOptions` carries (None: the model as it ships).
+    Resolved once, when the Generator was made; nothing is parsed again here (``spec``: unused,
+    kept for callers of the earlier signature)."""
+    return getattr(options, "weights", None) or None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import ipywidgets as w
 
+from wan_nb.protocol.statuses import FINISHED_STATUSES
 from wan_nb.runs.history import RunList, format_table, history
 from .inputs import InputsView
 from .video import VideoPlayer
@@ -24,7 +25,7 @@ from .video import VideoPlayer
 __all__ = ["HistoryGallery", "show_history"]
 
 ALL = "all"
-STATUSES = (ALL, "completed", "failed", "cancelled", "lost", "running", "queued")
+STATUSES = (ALL, *FINISHED_STATUSES, "running", "queued")
 STATUS_COLOR = {"completed": "#2e7d32", "failed": "#c62828", "cancelled": "#e65100", "lost": "#777",
                 "running": "#0072b2", "queued": "#777"}
 

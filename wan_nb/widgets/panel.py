@@ -24,6 +24,8 @@ import ipywidgets as w
 
 from wan_nb.cli.console import format_seconds
 from wan_nb.protocol.events import Event, EventType
+from wan_nb.protocol.statuses import ENDING_STAGES
+from wan_nb.runs.layout import TASK_FILE
 from ._state import OPTIONAL_STAGES, TIMELINE, TaskState, parse_timestamp
 from ._throttle import Throttle
 from .cancel_button import CancelButton
@@ -246,7 +248,7 @@ class ProgressPanel(w.VBox):
         """Show the followed task's inputs: read again only when its ``task.json`` changed."""
         run_dir = getattr(self._task, "run_dir", None)
         try:
-            version = (Path(run_dir) / "task.json").stat().st_mtime_ns if run_dir is not None else None
+            version = (Path(run_dir) / TASK_FILE).stat().st_mtime_ns if run_dir is not None else None
         except OSError:
             version = None
         key = (self.state.task_id, version)
@@ -304,10 +306,10 @@ class ProgressPanel(w.VBox):
                 continue
             label = STAGE_LABEL.get(stage, stage)
             if stage in seen:
-                current = stage == s.stage and not (s.finished and stage not in ("completed", "failed", "cancelled"))
+                current = stage == s.stage and not (s.finished and stage not in ENDING_STAGES)
                 duration = seen[stage]
                 extra = f" {duration:.1f}s" if duration is not None and duration >= 0.05 else ""
-                ending = stage in ("completed", "failed", "cancelled")
+                ending = stage in ENDING_STAGES
                 color = {"failed": "#c62828", "cancelled": "#e65100"}.get(stage, "#2e7d32" if ending or not current else "#0072b2")
                 mark = {"failed": "✗", "cancelled": "■"}.get(stage, "✓" if ending or not current else "▶")
                 weight = "bold" if current or ending else "normal"
@@ -324,7 +326,7 @@ class ProgressPanel(w.VBox):
         for stage, at in self.state.stages:
             if bands and bands[-1]["end"] is None:
                 bands[-1]["end"] = at
-            if stage not in ("completed", "failed", "cancelled"):
+            if stage not in ENDING_STAGES:
                 bands.append({"stage": stage, "start": at, "end": None})
         return bands
 
