@@ -93,11 +93,37 @@ def _shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
             if not 2 <= size <= 100 << 20:
                 raise ValueError("bad header size")
             header = json.loads(handle.read(size))
-    except (OSError, ValueError) as exc:
+        return _header_shapes(header)
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise CheckpointError(f"{path} is not a readable .safetensors file ({exc}); it may be damaged or "
                               "still downloading.") from None
-    metadata = header.pop("__metadata__", {}) or {}
-    return {name: tuple(entry["shape"]) for name, entry in header.items()}, metadata
+
+
+# A dimension beyond this is no real tensor (and would overflow int64 in torch).
+_MAX_DIMENSION = 1 << 62
+
+
+def _header_shapes(header: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
+    """Shapes and metadata of a parsed safetensors header, every field checked: the JSON can be
+    valid and still the wrong shape (a list, a shape of strings, a float dimension), and each
+    of those must read as "not a readable file", never as a TypeError deep in the shape checks."""
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is a JSON {type(header).__name__}, not an object of tensors")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError(f"__metadata__ is a JSON {type(metadata).__name__}, not an object")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(
+                type(n) is int and 0 <= n <= _MAX_DIMENSION for n in shape):
+            raise ValueError(f"tensor {name[:80]!r} has no valid shape (a list of non-negative integers)")
+        if not isinstance(entry.get("dtype"), str):
+            raise ValueError(f"tensor {name[:80]!r} has no dtype")
+        shapes[name] = tuple(shape)
+    return shapes, metadata
 
 
 def _guess_other(names: list[str]) -> str:
@@ -122,7 +148,7 @@ def architecture_of_shapes(shapes: Mapping[str, tuple[int, ...]]) -> Architectur
         return None
     blocks = {int(m.group(1)) for k in plain if (m := re.match(r"blocks\.(\d+)\.", k))}
     ffn = plain.get("blocks.0.ffn.0.weight") or plain.get("blocks.0.ffn.net.0.proj.weight")
-    if not blocks or ffn is None:
+    if not blocks or not ffn:
         return None
     image = any(k.startswith(("img_emb.", "condition_embedder.image_embedder.")) for k in plain)
     return Architecture(dim=int(patch[0]), in_channels=int(patch[1]), num_layers=max(blocks) + 1,
