@@ -88,6 +88,7 @@ class Generator:
             spec, self.weights = weights.resolve(model, quant=planned_quant, device=device)
         self.load_options = LoadOptions(device=device, dtype=dtype, vae_slicing=vae_slicing, **fast.load,
                                         **self.weights.as_arguments())
+        weights.check_offload(self.weights, self.load_options.offload)  # GGUF + sequential: before loading
         _check_engine_args(cluster, workers, pipeline)
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from wan_nb.weights import quant as _quant
 from wan_nb.weights import single_file
 
-__all__ = ["WeightOptions", "resolve", "for_options", "refuse_for_pipeline", "recipe_fields", "generator_args", "key_fields", "check_rerun",
+__all__ = ["WeightOptions", "resolve", "for_options", "check_offload", "refuse_for_pipeline", "recipe_fields", "generator_args", "key_fields", "check_rerun",
            "NONE"]
 
 EXPERTS = ("transformer", "transformer_2")
@@ -98,6 +98,25 @@ class WeightOptions:
 
 
 NONE = WeightOptions()
+
+
+def check_offload(weights: WeightOptions | None, offload: str) -> None:
+    """Refuse an offload mode these weights cannot be placed with, before anything is loaded.
+
+    ``sequential`` is accelerate's ``cpu_offload``: it re-creates every parameter as
+    ``type(param)(data, requires_grad=...)`` when it moves it, and a diffusers ``GGUFParameter``
+    made that way has lost its quant type, so the first forward fails after every weight was read
+    (``KeyError: None`` on a GPU; diffusers #14691). ``group`` and ``model`` move whole modules
+    and keep the parameters as they are.
+    """
+    if offload != "sequential" or not weights:
+        return
+    gguf = [f"{name} ({weights.files[name].name})" if name in weights.files else name
+            for name, mode in weights.modes.items() if mode == "gguf"]
+    if gguf:
+        raise ValueError(f"offload='sequential' cannot place GGUF weights ({', '.join(gguf)}): accelerate "
+                         "rebuilds each parameter layer by layer and drops its GGUF quant type (diffusers "
+                         "#14691). Use offload='group' (about as little GPU memory) or offload='model'.")
 
 
 @dataclass(frozen=True)
@@ -214,7 +233,9 @@ def for_options(spec: Any, options: Any) -> WeightOptions | None:
     Resolved again where the pipeline loads (a Ray worker too): file headers are re-read, cheaply."""
     if getattr(options, "quant", None) is None and getattr(options, "transformer", None) is None:
         return None
-    return resolve(spec, quant=options.quant, transformer=options.transformer, device=options.device)[1]
+    weights = resolve(spec, quant=options.quant, transformer=options.transformer, device=options.device)[1]
+    check_offload(weights, getattr(options, "offload", "none"))  # a worker's options were never checked here
+    return weights
 
 
 # ---------------------------------------------------------------------------------------------
