@@ -29,7 +29,7 @@ from wan_nb.protocol.errors import CheckpointError
 
 __all__ = ["Architecture", "CheckpointError", "SUFFIXES", "is_checkpoint", "inspect", "check", "detect",
            "expected", "architecture_of_config", "original_state_dict", "load_transformer", "is_scaled_fp8",
-           "unscaled_state_dict"]
+           "unscaled_state_dict", "check_quant_layout", "quant_layer_formats"]
 
 SUFFIXES = (".safetensors", ".gguf")
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
@@ -171,6 +171,7 @@ def inspect(path: str | os.PathLike) -> Architecture:
     if path.suffix.lower() not in SUFFIXES:
         raise CheckpointError(f"{path}: single-file checkpoints are .safetensors or .gguf files.")
     shapes, metadata = _shapes(path)
+    check_quant_layout(path, shapes, metadata)
     declared = metadata.get("general.architecture")
     found = architecture_of_shapes(shapes)
     if found is None or (declared not in (None, "wan")):
@@ -271,28 +272,85 @@ def original_state_dict(transformer: Any, prefix: str = "") -> dict[str, Any]:
             for name, tensor in transformer.state_dict().items()}
 
 
-SCALE_SUFFIXES = (".scale_weight", ".scale_input")
+# ComfyUI's two scaled-fp8 layouts. The first ("fp8_scaled"): a ``scaled_fp8`` marker tensor and a
+# ``<layer>.scale_weight`` (+ ``scale_input``) per layer. The current one (comfy/quant_ops.py): a
+# ``<layer>.weight_scale`` (+ ``input_scale``, and in some files a ``<layer>.comfy_quant`` JSON tensor)
+# per quantized layer, and which layer has which format in ``_quantization_metadata`` (a JSON string
+# in the safetensors metadata). Either way each fp8 weight is to be multiplied by its scale; read
+# as plain fp8 every layer is off by its own factor.
+WEIGHT_SCALES = (".scale_weight", ".weight_scale")
+SCALE_SUFFIXES = WEIGHT_SCALES + (".scale_input", ".input_scale", ".comfy_quant")
+QUANT_METADATA = "_quantization_metadata"
+# Layer formats whose weights are fp8 numbers times one scale: the ones read here.
+FP8_FORMATS = ("float8_e4m3fn", "float8_e5m2")
+# Scales that mean a format read otherwise (NVFP4's double scaling, AWQ-style smoothing).
+_OTHER_SCALES = (".weight_scale_2", ".pre_quant_scale")
+
+
+def _is_scale(name: str) -> bool:
+    return _strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES)
+
+
+def quant_layer_formats(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Layer -> format from ComfyUI's ``_quantization_metadata`` ({} when there is none)."""
+    raw = metadata.get(QUANT_METADATA)
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+        layers = parsed.get("layers", {}) if isinstance(parsed, dict) else None
+        if not isinstance(layers, dict):
+            raise ValueError("no 'layers' object")
+        return {str(name): str(entry.get("format")) if isinstance(entry, dict) else "?"
+                for name, entry in layers.items()}
+    except (ValueError, RecursionError, AttributeError) as exc:
+        raise CheckpointError(f"this file's {QUANT_METADATA} is not readable ({exc}); it may be damaged") from None
+
+
+def check_quant_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, Any]) -> None:
+    """Refuse, by name, a ComfyUI quantized layout whose numbers are not fp8 times one scale."""
+    others = sorted({f for f in quant_layer_formats(metadata).values() if f not in FP8_FORMATS})
+    extra = sorted(n for n in shapes if n.endswith(_OTHER_SCALES))
+    if others or extra:
+        what = ", ".join(others) if others else f"double-scaled ({extra[0]})"
+        raise CheckpointError(f"{path.name} is ComfyUI's quantized layout with {what} layers, which wan_nb "
+                              f"cannot read (it reads {' / '.join(FP8_FORMATS)} with weight_scale); use the "
+                              "file's bf16/fp16 or fp8_scaled release, or a GGUF, with quant= for wan_nb's own "
+                              "fp8 / int8 / nf4.")
 
 
 def is_scaled_fp8(path: str | os.PathLike) -> bool:
-    """ComfyUI's "fp8_scaled" files (``scaled_fp8`` marker, a ``<layer>.scale_weight`` per layer)."""
-    shapes, _ = _shapes(Path(path).expanduser())
-    return any(_strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES) for name in shapes)
+    """Either of ComfyUI's scaled-fp8 layouts (see :data:`WEIGHT_SCALES`)."""
+    shapes, metadata = _shapes(Path(path).expanduser())
+    return QUANT_METADATA in metadata or any(_is_scale(name) for name in shapes)
 
 
 def unscaled_state_dict(path: str | os.PathLike, dtype: Any) -> dict[str, Any]:
     """A scaled-fp8 file's weights times their scales, in ``dtype`` (diffusers would read the
     fp8 numbers as they are, each layer off by its scale)."""
-    from safetensors.torch import load_file
+    import torch
+    from safetensors import safe_open
 
-    state = load_file(str(Path(path).expanduser()))
+    path = Path(path).expanduser()
+    shapes, metadata = _shapes(path)
+    check_quant_layout(path, shapes, metadata)
+    formats = quant_layer_formats(metadata)
     out: dict[str, Any] = {}
-    for name, tensor in state.items():
-        if _strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES):
-            continue
-        scale = state.get(name[: -len(".weight")] + ".scale_weight") if name.endswith(".weight") else None
-        value = tensor.to(dtype) if scale is None else (tensor.float() * scale.float()).to(dtype)
-        out[name] = value if tensor.is_floating_point() else tensor
+    with safe_open(str(path), framework="pt") as handle:
+        for name in handle.keys():
+            if _is_scale(name):
+                continue
+            tensor = handle.get_tensor(name)
+            layer = name[: -len(".weight")] if name.endswith(".weight") else None
+            scale_name = next((layer + s for s in WEIGHT_SCALES if layer and layer + s in shapes), None)
+            if scale_name is not None and tensor.dtype == torch.uint8:
+                # fp8 bytes in a uint8 container: the layer's format says which fp8
+                fmt = formats.get(layer) or formats.get(_strip(layer)) or FP8_FORMATS[0]
+                tensor = tensor.view(getattr(torch, fmt))
+            if scale_name is None:
+                out[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+            else:
+                out[name] = (tensor.float() * handle.get_tensor(scale_name).float()).to(dtype)
     return out
 
 
