@@ -86,9 +86,8 @@ class Generator:
         planned_quant = fast.load.pop("quant", None)
         if planned_quant is not None and quant is None and transformer is None and pipeline is None:
             spec, self.weights = weights.resolve(model, quant=planned_quant, device=device)
-        self.load_options = LoadOptions(device=device, dtype=dtype, vae_slicing=vae_slicing, **fast.load,
-                                        **self.weights.as_arguments())
-        weights.check_offload(self.weights, self.load_options.offload)  # GGUF + sequential: before loading
+        self.load_options = weights.placeable(self.weights, LoadOptions(  # GGUF + sequential: refused here
+            device=device, dtype=dtype, vae_slicing=vae_slicing, **fast.load, **self.weights.as_arguments()))
         _check_engine_args(cluster, workers, pipeline)
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every

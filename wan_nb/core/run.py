@@ -151,9 +151,9 @@ class TaskRun:
             task.status = "running"                                    # 1. start
             self.stage(Stage.INITIALIZING, "Starting")
             self.progress("Starting")
-            self.sampler = monitor.Sampler(
+            self.sampler = monitor.Sampler(  # the generator's own device (cuda:1), not the current one
                 lambda reading: self.publish(EventType.VRAM_MONITORING, **reading),
-                interval=ctx.monitor_interval).start()
+                interval=ctx.monitor_interval, read=lambda: monitor.sample(self.holder.device)).start()
             with self.holder.lock:
                 pipe = self.load_pipeline()                            # 2. load
                 self.check_cancel()

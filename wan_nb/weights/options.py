@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from wan_nb.weights import quant as _quant
 from wan_nb.weights import single_file
 
-__all__ = ["WeightOptions", "resolve", "for_options", "check_offload", "refuse_for_pipeline", "recipe_fields", "generator_args", "key_fields", "check_rerun",
+__all__ = ["WeightOptions", "resolve", "for_options", "check_offload", "placeable", "refuse_for_pipeline", "recipe_fields", "generator_args", "key_fields", "check_rerun",
            "NONE"]
 
 EXPERTS = ("transformer", "transformer_2")
@@ -98,6 +98,13 @@ class WeightOptions:
 
 
 NONE = WeightOptions()
+
+
+def placeable(weights: WeightOptions | None, load_options: Any) -> Any:
+    """``load_options`` (a :class:`~wan_nb.core.engine.LoadOptions`), once its offload mode can place
+    ``weights`` (:func:`check_offload`)."""
+    check_offload(weights, load_options.offload)
+    return load_options
 
 
 def check_offload(weights: WeightOptions | None, offload: str) -> None:
