@@ -121,7 +121,9 @@ def load_transformer(path: str | os.PathLike, cls: Any, folder: str | os.PathLik
     """A diffusers transformer whose linear weights stay GGUF-quantized, its config from ``folder``."""
     from diffusers import GGUFQuantizationConfig
 
-    return cls.from_single_file(state_dict(path), config=str(folder), subfolder=component, torch_dtype=dtype,
+    from wan_nb.weights.variant_names import restore_names
+
+    return cls.from_single_file(restore_names(state_dict(path)), config=str(folder), subfolder=component, torch_dtype=dtype,
                                 local_files_only=True,
                                 quantization_config=GGUFQuantizationConfig(compute_dtype=dtype))
 

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from wan_nb.protocol.errors import CheckpointError
+from wan_nb.weights.variant_names import (FLF2V_DIFFUSERS, FLF2V_ORIGINAL, VARIANT_NAMES, VARIANT_TENSORS,
+                                          restore_names)
 
 __all__ = ["Architecture", "CheckpointError", "SUFFIXES", "is_checkpoint", "inspect", "check", "detect",
            "expected", "architecture_of_config", "original_state_dict", "load_transformer", "is_scaled_fp8",
@@ -44,12 +46,19 @@ class Architecture:
     num_layers: int
     ffn_dim: int
     image_embedding: bool    # Wan 2.1 image-to-video: CLIP image tokens, cross-attended
+    # The extra weights of the other pipelines' transformers (VARIANT_TENSORS): "vace" (control
+    # blocks), "flf2v" (a position per CLIP token of two frames), "animate" (pose, motion and face
+    # encoders); None for a plain transformer. Loaded as a plain one, they would be dropped.
+    variant: str | None = None
 
     def describe(self) -> str:
         kind = {16: "text-to-video", 36: "image-to-video", 48: "TI2V (48-channel)"}.get(
             self.in_channels, f"{self.in_channels} input channels")
         return (f"width {self.dim}, {self.num_layers} blocks, {kind}"
-                + (", CLIP image embedding" if self.image_embedding else ""))
+                + (", CLIP image embedding" if self.image_embedding else "")
+                + (f", {VARIANT_NAMES[self.variant]}" if self.variant else ""))
+
+
 
 
 # The transformers of the released models, from their diffusers configs (heads x 128 = width).
@@ -66,6 +75,12 @@ PRESET_ARCHITECTURES: dict[str, Architecture] = {
     "wan2.2-ti2v-5b": Architecture(3072, 48, 30, 14336, False),
     "wan2.2-t2v-a14b": _WAN_14B,
     "wan2.2-i2v-a14b": Architecture(5120, 36, 40, 13824, False),
+    # The other pipelines' transformers (Comfy-Org repackages them as single files too):
+    # VACE adds control blocks, FLF2V a position embedding, Animate its encoders, to these shapes.
+    "wan2.1-vace-1.3b": Architecture(1536, 16, 30, 8960, False, "vace"),
+    "wan2.1-vace-14b": Architecture(5120, 16, 40, 13824, False, "vace"),
+    "wan2.1-flf2v-14b-720p": Architecture(5120, 36, 40, 13824, True, "flf2v"),
+    "wan2.2-animate-14b": Architecture(5120, 36, 40, 13824, True, "animate"),
 }
 
 
@@ -151,15 +166,19 @@ def architecture_of_shapes(shapes: Mapping[str, tuple[int, ...]]) -> Architectur
     if not blocks or not ffn:
         return None
     image = any(k.startswith(("img_emb.", "condition_embedder.image_embedder.")) for k in plain)
+    variant = next((v for v, prefixes in VARIANT_TENSORS.items() if any(k.startswith(prefixes) for k in plain)), None)
     return Architecture(dim=int(patch[0]), in_channels=int(patch[1]), num_layers=max(blocks) + 1,
-                        ffn_dim=int(ffn[0]), image_embedding=image)
+                        ffn_dim=int(ffn[0]), image_embedding=image, variant=variant)
 
 
 def architecture_of_config(config: Mapping[str, Any]) -> Architecture:
     """The architecture a diffusers ``WanTransformer3DModel`` config describes."""
+    variant = ("vace" if config.get("vace_layers") else "animate" if config.get("motion_encoder_size")
+               else "flf2v" if config.get("pos_embed_seq_len") else None)
     return Architecture(dim=int(config["num_attention_heads"]) * int(config["attention_head_dim"]),
                         in_channels=int(config["in_channels"]), num_layers=int(config["num_layers"]),
-                        ffn_dim=int(config["ffn_dim"]), image_embedding=config.get("image_dim") is not None)
+                        ffn_dim=int(config["ffn_dim"]), image_embedding=config.get("image_dim") is not None,
+                        variant=variant)
 
 
 def inspect(path: str | os.PathLike) -> Architecture:
@@ -186,7 +205,8 @@ def expected(spec: Any, folder: str | os.PathLike | None = None, component: str 
     """The architecture ``spec``'s transformer has: from the folder's config if there is one, the
     tiny model's or the preset's otherwise; None when not known before the download."""
     config_file = Path(folder) / component / "config.json" if folder is not None else None
-    if config_file is None and getattr(spec, "is_local", False) and not getattr(spec, "builder", None):
+    if config_file is None and getattr(spec, "is_local", False):
+        # a tiny model once built has its folder too (the only record of a VACE / Animate one's shape)
         config_file = Path(spec.source) / component / "config.json"
     if config_file is not None and config_file.is_file():
         return architecture_of_config(json.loads(config_file.read_text()))
@@ -222,9 +242,7 @@ def detect(path: str | os.PathLike) -> str:
         if config is not None and architecture_of_config(config) == found:
             return name
     for name, arch in PRESET_ARCHITECTURES.items():
-        if arch == found:
-            if name == "wan2.2-i2v-a14b":
-                break
+        if arch == found and name != "wan2.2-i2v-a14b":   # one expert alone: refused below
             return name
     if found == PRESET_ARCHITECTURES["wan2.2-i2v-a14b"]:
         raise CheckpointError(f"{Path(path).name} is one expert of Wan 2.2 I2V A14B; that model needs both: "
@@ -256,6 +274,10 @@ _TO_ORIGINAL = (
 
 def original_name(name: str) -> str:
     """A diffusers Wan transformer tensor name in the original Wan layout."""
+    if name == FLF2V_DIFFUSERS:
+        return FLF2V_ORIGINAL
+    if name.startswith("vace_blocks."):   # a VACE block's in/out projections (before its generic names)
+        name = name.replace(".proj_in.", ".before_proj.").replace(".proj_out.", ".after_proj.")
     if name == "scale_shift_table":
         return "head.modulation"
     if name.endswith(".scale_shift_table"):
@@ -364,4 +386,10 @@ def load_transformer(path: str | os.PathLike, cls: Any, folder: str | os.PathLik
     source: Any = str(Path(path).expanduser())
     if is_scaled_fp8(path):
         source = unscaled_state_dict(path, dtype)
+    elif any(_strip(name) == FLF2V_ORIGINAL for name in _shapes(Path(source))[0]):
+        from safetensors.torch import load_file
+
+        source = load_file(source)   # as from_single_file would read it, then one name restored
+    if isinstance(source, dict):
+        source = restore_names(source)
     return cls.from_single_file(source, **kwargs)
