@@ -92,6 +92,15 @@ def test_one_field_of_a_real_header_replaced(name, field, value, position):
     assert isinstance(outcome, (Architecture, CheckpointError)), outcome
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=json_values, encoded=st.booleans())
+def test_any_quantization_metadata(value, encoded):
+    """ComfyUI's _quantization_metadata (a JSON string in the metadata, per its format) of any shape."""
+    header = {**VALID, "__metadata__": {"_quantization_metadata": json.dumps(value) if encoded else value}}
+    outcome = _read(json.dumps(header))
+    assert isinstance(outcome, (Architecture, CheckpointError)), outcome
+
+
 def test_the_scaled_fp8_probe_refuses_the_same_headers(tmp_path):
     path = _write(json.dumps({**VALID, "blocks.0.ffn.0.weight": {"dtype": "F32", "shape": ["a"]}}), tmp_path)
     with pytest.raises(CheckpointError, match="not a readable .safetensors"):

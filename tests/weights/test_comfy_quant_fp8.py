@@ -98,5 +98,5 @@ def test_unreadable_quantization_metadata_is_a_checkpoint_error(reference, tmp_p
 
     path = tmp_path / "broken_meta.safetensors"
     save_file(original_state_dict(reference, prefix=PREFIX), str(path), metadata={"_quantization_metadata": "{["})
-    with pytest.raises(CheckpointError, match="_quantization_metadata is not readable"):
+    with pytest.raises(CheckpointError, match="broken_meta.safetensors: its _quantization_metadata is not readable"):
         Generator(model="tiny", transformer=path, runs_dir=runs_dir, previews=False)

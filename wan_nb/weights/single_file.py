@@ -313,7 +313,7 @@ def _is_scale(name: str) -> bool:
     return _strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES)
 
 
-def quant_layer_formats(metadata: Mapping[str, Any]) -> dict[str, str]:
+def quant_layer_formats(metadata: Mapping[str, Any], path: Path | None = None) -> dict[str, str]:
     """Layer -> format from ComfyUI's ``_quantization_metadata`` ({} when there is none)."""
     raw = metadata.get(QUANT_METADATA)
     if raw is None:
@@ -326,12 +326,13 @@ def quant_layer_formats(metadata: Mapping[str, Any]) -> dict[str, str]:
         return {str(name): str(entry.get("format")) if isinstance(entry, dict) else "?"
                 for name, entry in layers.items()}
     except (ValueError, RecursionError, AttributeError) as exc:
-        raise CheckpointError(f"this file's {QUANT_METADATA} is not readable ({exc}); it may be damaged") from None
+        where = path.name if path is not None else "this file"
+        raise CheckpointError(f"{where}: its {QUANT_METADATA} is not readable ({exc}); it may be damaged") from None
 
 
 def check_quant_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, Any]) -> None:
     """Refuse, by name, a ComfyUI quantized layout whose numbers are not fp8 times one scale."""
-    others = sorted({f for f in quant_layer_formats(metadata).values() if f not in FP8_FORMATS})
+    others = sorted({f for f in quant_layer_formats(metadata, path).values() if f not in FP8_FORMATS})
     extra = sorted(n for n in shapes if n.endswith(_OTHER_SCALES))
     if others or extra:
         what = ", ".join(others) if others else f"double-scaled ({extra[0]})"
@@ -356,7 +357,7 @@ def unscaled_state_dict(path: str | os.PathLike, dtype: Any) -> dict[str, Any]:
     path = Path(path).expanduser()
     shapes, metadata = _shapes(path)
     check_quant_layout(path, shapes, metadata)
-    formats = quant_layer_formats(metadata)
+    formats = quant_layer_formats(metadata, path)
     out: dict[str, Any] = {}
     with safe_open(str(path), framework="pt") as handle:
         for name in handle.keys():
