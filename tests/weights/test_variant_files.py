@@ -158,3 +158,21 @@ def test_an_flf2v_file_keeps_its_position_embedding(kind, tmp_path, runs_dir):
         assert torch.equal(loaded.float(), reference.condition_embedder.image_embedder.pos_embed.float())
     with pytest.raises(CheckpointError, match="does not fit tiny-i2v transformer.*first-last-frame position"):
         Generator(model="tiny-i2v", transformer=path, runs_dir=runs_dir, previews=False)
+
+
+def test_an_animate_file_in_the_original_layout_loads_its_encoders(tmp_path, runs_dir):
+    from safetensors import safe_open
+
+    reference = _transformer("tiny-animate")
+    path = write_safetensors(reference, tmp_path / "wan2.2_animate_tiny.safetensors", prefix=P)
+    with safe_open(str(path), "pt") as handle:
+        names = set(handle.keys())
+    # The authors' names, which diffusers' converter reads: stacked key/value, numbered convolutions.
+    assert {P + "face_adapter.fuser_blocks.0.linear1_kv.weight", P + "motion_encoder.dec.direction.weight",
+            P + "motion_encoder.enc.net_app.convs.1.conv1.1.bias", P + "face_encoder.conv1_local.conv.weight"} <= names
+    assert inspect(path).variant == "animate"
+    with Generator(model="tiny-animate", transformer=path, runs_dir=runs_dir, previews=False) as gen:
+        gen.run_on_worker(lambda pipe: None)
+        assert _same_weights(gen.pipeline.transformer, reference)   # no encoder dropped or left random
+    with pytest.raises(CheckpointError, match="does not fit tiny-i2v transformer.*Animate pose/motion/face"):
+        Generator(model="tiny-i2v", transformer=path, runs_dir=runs_dir, previews=False)

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from wan_nb.protocol.errors import CheckpointError
 from wan_nb.weights.variant_names import (FLF2V_DIFFUSERS, FLF2V_ORIGINAL, VARIANT_NAMES, VARIANT_TENSORS,
-                                          restore_names)
+                                          animate_original, restore_names)
 
 __all__ = ["Architecture", "CheckpointError", "SUFFIXES", "is_checkpoint", "inspect", "check", "detect",
            "expected", "architecture_of_config", "original_state_dict", "load_transformer", "is_scaled_fp8",
@@ -290,8 +290,12 @@ def original_name(name: str) -> str:
 def original_state_dict(transformer: Any, prefix: str = "") -> dict[str, Any]:
     """``transformer``'s weights under original-Wan names (``prefix="model.diffusion_model."``:
     ComfyUI's), as contiguous CPU tensors ready for ``safetensors.torch.save_file``."""
-    return {prefix + original_name(name): tensor.detach().to("cpu").contiguous()
-            for name, tensor in transformer.state_dict().items()}
+    state = transformer.state_dict()
+    encoders = animate_original(state)   # Wan Animate's motion / face encoders: names and shapes of their own
+    named = {original_name(name): tensor for name, tensor in state.items()
+             if not name.startswith(VARIANT_TENSORS["animate"]) or name.startswith("pose_patch_embedding.")}
+    named.update(encoders)
+    return {prefix + name: tensor.detach().to("cpu").contiguous() for name, tensor in named.items()}
 
 
 # ComfyUI's two scaled-fp8 layouts. The first ("fp8_scaled"): a ``scaled_fp8`` marker tensor and a
