@@ -123,7 +123,8 @@ def check_offload(weights: WeightOptions | None, offload: str) -> None:
     if gguf:
         raise ValueError(f"offload='sequential' cannot place GGUF weights ({', '.join(gguf)}): accelerate "
                          "rebuilds each parameter layer by layer and drops its GGUF quant type (diffusers "
-                         "#14691). Use offload='group' (about as little GPU memory) or offload='model'.")
+                         "#14691). Use offload='group' (about as little GPU memory) or offload='model' (where "
+                         "plan='auto' chose sequential, pass offload='group' in its place).")
 
 
 @dataclass(frozen=True)
