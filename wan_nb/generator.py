@@ -84,8 +84,8 @@ class Generator:
             quant = fast.quant if quant is None and transformer is None else quant
             self.weights = weights.for_model(spec, quant=quant, transformer=transformer, device=device)
         # Every pipeline-loading option in one value (engines, workers and recipes read it).
-        self.load_options = LoadOptions(device=device, dtype=dtype, vae_slicing=vae_slicing, **fast.load,
-                                        weights=self.weights)
+        self.load_options = weights.placeable(self.weights, LoadOptions(  # GGUF + sequential: refused here
+            device=device, dtype=dtype, vae_slicing=vae_slicing, **fast.load, weights=self.weights))
         _check_engine_args(cluster, workers, pipeline)
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every

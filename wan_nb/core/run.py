@@ -89,7 +89,8 @@ def estimate_duration(ctx: RunContext, params: dict[str, Any]) -> float | None:
     if not all(k in known for k in ("step", "post_processing", "saving")):
         return None
     loading = 0.0 if ctx.holder.loaded else known.get("loading_model", 0.0)
-    return round(known["step"] * params["steps"] + known["post_processing"] + known["saving"] + loading, 2)
+    steps = pipelines.total_steps(params)   # Animate: segments x steps
+    return round(known["step"] * steps + known["post_processing"] + known["saving"] + loading, 2)
 
 
 def cancel_before_start(ctx: RunContext, task: Task) -> None:
@@ -147,6 +148,10 @@ class TaskRun:
         self.expert: str | None = None
         self.run_cache: Any = None
         self.post: Any = None  # wan_nb.post.stage.PostResult once decoded
+        # Every step the run makes: steps x the pipeline's passes (Animate denoises clip by clip,
+        # its step index starting again at 0 in each); what total_steps and the ETA count.
+        self.total_steps = pipelines.total_steps(task.params) if task.params.get("steps") else 0
+        self.steps_done = 0
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -156,9 +161,9 @@ class TaskRun:
             task.status = "running"                                    # 1. start
             self.stage(Stage.INITIALIZING, "Starting")
             self.progress("Starting")
-            self.sampler = monitor.Sampler(
+            self.sampler = monitor.Sampler(  # the generator's own device (cuda:1), not the current one
                 lambda reading: self.publish(EventType.VRAM_MONITORING, **reading),
-                interval=ctx.monitor_interval).start()
+                interval=ctx.monitor_interval, read=lambda: monitor.sample(self.holder.device)).start()
             with self.holder.lock:
                 pipe = self.load_pipeline()                            # 2. load
                 self.check_cancel()
@@ -245,9 +250,11 @@ class TaskRun:
         self.experts = experts if any(experts) else None
         passes = 2 if cfg else 1
         timings = self.ctx.timings
-        self.clock = eta.StepClock(steps, timings.tail_seconds(self.key), self.experts,
+        self.clock = eta.StepClock(self.total_steps, timings.tail_seconds(self.key), self.experts,
                                    tail_reference=timings.reference(self.key), passes=passes)
-        self.enter(Stage.GENERATING, f"Denoising: {steps} steps")
+        segments = self.total_steps // steps
+        self.enter(Stage.GENERATING, f"Denoising: {segments} clips x {steps} steps" if segments > 1
+                   else f"Denoising: {steps} steps")
         call: dict[str, Any] = dict(
             prompt_embeds=embeds[0], negative_prompt_embeds=embeds[1] if cfg else None,
             height=p["height"], width=p["width"], num_frames=p["num_frames"], num_inference_steps=steps,
@@ -266,14 +273,15 @@ class TaskRun:
             latents = runner(**call).frames
         if self.reference_frames:  # VACE: the reference images' latent frames come first
             latents = latents[:, :, self.reference_frames:]
-        step = (time.perf_counter() - denoise_started - self.paused_s) / steps
+        step = (time.perf_counter() - denoise_started - self.paused_s) / self.total_steps
         self.durations["step"] = step
         self.durations["step_unit"] = step / passes  # per transformer pass: comparable across guidance
         return latents
 
     def on_step_end(self, pipeline: Any, index: int, timestep: Any, callback_kwargs: dict) -> dict:
         """The pipeline's step callback: time, cancel, report, run the step hooks, pause."""
-        task, steps, step = self.task, self.task.params["steps"], index + 1
+        self.steps_done += 1
+        task, steps, step = self.task, self.total_steps, self.steps_done
         reused = self.run_cache.step_end() if self.run_cache is not None else None  # computed or reused
         self.clock.step_done(step, reused=reused)
         self.finite.observe(step, callback_kwargs.get("latents"))  # models: on the device, no sync
@@ -293,7 +301,7 @@ class TaskRun:
                 hook(task, step, timestep, callback_kwargs.get("latents"), pipeline)
             except Exception:
                 log.debug("step hook failed", exc_info=True)
-        self.progress(message, fraction=step / steps, remaining=self.clock.remaining(), step=step, **extra)
+        self.progress(message, fraction=min(step / steps, 1.0), remaining=self.clock.remaining(), step=step, **extra)
         if task.pause_requested:
             self.hold(pipeline)
         return callback_kwargs
@@ -364,7 +372,7 @@ class TaskRun:
         task.progress = self.scale.complete()
         self.publish(EventType.DETAILED_GENERATION_PROGRESS, stage=Stage.COMPLETED.value, progress=100.0,
                      message="Done", estimated_time_remaining=0.0, current_step=task.current_step,
-                     total_steps=task.params["steps"])
+                     total_steps=self.total_steps)
         self.publish(EventType.GENERATION_COMPLETED, output_path=str(video_path), duration_s=total,
                      params=event_params(task), seed=task.seed)
 
@@ -421,7 +429,7 @@ class TaskRun:
             task.current_step = step
         self.publish(EventType.DETAILED_GENERATION_PROGRESS, stage=task.stage, progress=task.progress,
                      message=message, estimated_time_remaining=None if remaining is None else round(remaining, 3),
-                     current_step=task.current_step, total_steps=task.params["steps"], **extra)
+                     current_step=task.current_step, total_steps=self.total_steps, **extra)
 
     def stop_sampler(self) -> None:
         if self.sampler is not None:

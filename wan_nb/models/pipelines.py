@@ -18,7 +18,16 @@ from wan_nb.models.user_inputs import VideoInput
 from wan_nb.models.kinds import DEFAULT_STRENGTH, VIDEO_ARGS
 from wan_nb.models.specs import pipeline_for_inputs, prepare_image, size_for_image
 
-__all__ = ["fill_from_video", "check_frames", "schedule_steps", "prepare_call", "decoded_frames"]
+__all__ = ["fill_from_video", "check_frames", "schedule_steps", "prepare_call", "decoded_frames",
+           "animate_segment_frames", "animate_segments", "denoising_passes", "total_steps",
+           "ANIMATE_SEGMENT_FRAMES"]
+
+# Wan Animate generates a long pose video clip by clip: each clip of this many frames starts from
+# the last ANIMATE_CONDITIONING_FRAMES frames of the one before (the Wan authors' clip_len, and
+# diffusers' segment_frame_length default). One clip of every frame would be a sequence the model
+# never saw in training, with attention cost growing as its square.
+ANIMATE_SEGMENT_FRAMES = 77
+ANIMATE_CONDITIONING_FRAMES = 1
 
 
 def _invalid(name: str, value: Any, message: str) -> Exception:
@@ -110,7 +119,8 @@ def prepare_call(pipe: Any, p: Mapping[str, Any], call: dict[str, Any]) -> tuple
         call.pop("num_frames")
         call.update(image=p["image"], pose_video=p["pose_video"].pictures(frames, height, width),
                     face_video=p["face_video"].pictures(frames), mode=p.get("mode") or "animate",
-                    segment_frame_length=frames, prev_segment_conditioning_frames=1, output_type="np")
+                    segment_frame_length=animate_segment_frames(frames),
+                    prev_segment_conditioning_frames=ANIMATE_CONDITIONING_FRAMES, output_type="np")
         if call["mode"] == "replace":
             call["background_video"] = p["background_video"].pictures(frames, height, width)
             call["mask_video"] = _mask(p["mask"], frames, height, width)
@@ -136,6 +146,30 @@ def prepare_call(pipe: Any, p: Mapping[str, Any], call: dict[str, Any]) -> tuple
     if p.get("last_image") is not None:
         call["last_image"] = prepare_image(p["last_image"], height, width)
     return pipeline_for_inputs(pipe, p.get("image")), 0
+
+
+def animate_segment_frames(frames: int) -> int:
+    """The clip length an Animate run of ``frames`` frames uses (a short run is one clip of its own length)."""
+    return min(frames, ANIMATE_SEGMENT_FRAMES)
+
+
+def animate_segments(frames: int) -> int:
+    """How many clips WanAnimatePipeline denoises for ``frames`` frames: as it counts them, the
+    frames after the first clip's conditioning frame, in steps of (clip - conditioning), rounded up."""
+    step = animate_segment_frames(frames) - ANIMATE_CONDITIONING_FRAMES
+    return max(1, -(-(frames - ANIMATE_CONDITIONING_FRAMES) // step))
+
+
+def denoising_passes(p: Mapping[str, Any]) -> int:
+    """How many times the pipeline runs its whole schedule: once, or once per Animate clip."""
+    if p.get("pose_video") is None or not p.get("num_frames"):
+        return 1
+    return animate_segments(int(p["num_frames"]))
+
+
+def total_steps(p: Mapping[str, Any]) -> int:
+    """Every denoising step a run makes: ``steps`` per pass (segments x steps for Animate)."""
+    return int(p["steps"]) * denoising_passes(p)
 
 
 def _mask(mask: Any, frames: int, height: int, width: int) -> list:

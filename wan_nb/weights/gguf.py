@@ -121,7 +121,9 @@ def load_transformer(path: str | os.PathLike, cls: Any, folder: str | os.PathLik
     """A diffusers transformer whose linear weights stay GGUF-quantized, its config from ``folder``."""
     from diffusers import GGUFQuantizationConfig
 
-    return cls.from_single_file(state_dict(path), config=str(folder), subfolder=component, torch_dtype=dtype,
+    from wan_nb.weights.variant_names import restore_names
+
+    return cls.from_single_file(restore_names(state_dict(path)), config=str(folder), subfolder=component, torch_dtype=dtype,
                                 local_files_only=True,
                                 quantization_config=GGUFQuantizationConfig(compute_dtype=dtype))
 
@@ -227,6 +229,8 @@ def load_text_encoder(path: str | os.PathLike, cls: Any, folder: str | os.PathLi
 
     ``wo`` is dequantized: T5's feed-forward casts its input to ``wo.weight.dtype`` before the call,
     which for GGUF blocks would be uint8. So is the token embedding (a lookup, no GGUF kernel).
+    Under float16 ``wo`` stays float32, as transformers keeps it (``_keep_in_fp32_modules``): UMT5-XXL's
+    feed-forward outputs exceed float16's 65504 and saturate (what ``dtype="auto"`` picks on a T4 / V100).
     """
     import torch
     from accelerate import init_empty_weights
@@ -253,9 +257,22 @@ def load_text_encoder(path: str | os.PathLike, cls: Any, folder: str | os.PathLi
             continue
         if isinstance(value, GGUFParameter):
             value = dequantize_gguf_tensor(value)
-        module._parameters[leaf] = torch.nn.Parameter(value.to(dtype), requires_grad=False)
+        module._parameters[leaf] = torch.nn.Parameter(value.to(_stored_dtype(cls, name, dtype)),
+                                                      requires_grad=False)
     model.encoder.embed_tokens = model.shared
     return model.eval()
+
+
+def _stored_dtype(cls: Any, name: str, dtype: Any) -> Any:
+    """The dtype transformers' ``from_pretrained`` gives parameter ``name`` of ``cls`` at ``dtype``:
+    ``_keep_in_fp32_modules`` stay float32 under float16, ``_keep_in_fp32_modules_strict`` under
+    float16 and bfloat16 (transformers' ``_get_dtype_plan``)."""
+    import torch
+
+    keep = set(getattr(cls, "_keep_in_fp32_modules", None) or ()) if dtype == torch.float16 else set()
+    if dtype in (torch.float16, torch.bfloat16):
+        keep |= set(getattr(cls, "_keep_in_fp32_modules_strict", None) or ())
+    return torch.float32 if keep.intersection(name.split(".")) else dtype
 
 
 def text_encoder_state_dict(encoder: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from wan_nb.weights import quant as _quant
 from wan_nb.weights import single_file
 
-__all__ = ["WeightOptions", "resolve", "model_spec", "for_model", "for_options", "refuse_for_pipeline", "recipe_fields", "generator_args", "key_fields", "check_rerun",
+__all__ = ["WeightOptions", "resolve", "model_spec", "for_model", "for_options", "check_offload", "placeable", "refuse_for_pipeline", "recipe_fields", "generator_args", "key_fields", "check_rerun",
            "NONE"]
 
 EXPERTS = ("transformer", "transformer_2")
@@ -98,6 +98,33 @@ class WeightOptions:
 
 
 NONE = WeightOptions()
+
+
+def placeable(weights: WeightOptions | None, load_options: Any) -> Any:
+    """``load_options`` (a :class:`~wan_nb.core.engine.LoadOptions`), once its offload mode can place
+    ``weights`` (:func:`check_offload`)."""
+    check_offload(weights, load_options.offload)
+    return load_options
+
+
+def check_offload(weights: WeightOptions | None, offload: str) -> None:
+    """Refuse an offload mode these weights cannot be placed with, before anything is loaded.
+
+    ``sequential`` is accelerate's ``cpu_offload``: it re-creates every parameter as
+    ``type(param)(data, requires_grad=...)`` when it moves it, and a diffusers ``GGUFParameter``
+    made that way has lost its quant type, so the first forward fails after every weight was read
+    (``KeyError: None`` on a GPU; diffusers #14691). ``group`` and ``model`` move whole modules
+    and keep the parameters as they are.
+    """
+    if offload != "sequential" or not weights:
+        return
+    gguf = [f"{name} ({weights.files[name].name})" if name in weights.files else name
+            for name, mode in weights.modes.items() if mode == "gguf"]
+    if gguf:
+        raise ValueError(f"offload='sequential' cannot place GGUF weights ({', '.join(gguf)}): accelerate "
+                         "rebuilds each parameter layer by layer and drops its GGUF quant type (diffusers "
+                         "#14691). Use offload='group' (about as little GPU memory) or offload='model' (where "
+                         "plan='auto' chose sequential, pass offload='group' in its place).")
 
 
 @dataclass(frozen=True)
@@ -224,8 +251,11 @@ def refuse_for_pipeline(quant: Any, transformer: Any) -> WeightOptions:
 def for_options(spec: Any, options: Any) -> WeightOptions | None:
     """The weights a :class:`~wan_nb.core.engine.LoadOptions` carries (None: the model as it ships).
     Resolved once, when the Generator was made; nothing is parsed again here (``spec``: unused,
-    kept for callers of the earlier signature)."""
-    return getattr(options, "weights", None) or None
+    kept for callers of the earlier signature). The offload check runs again: a Ray worker's
+    options were never checked in its own process."""
+    weights = getattr(options, "weights", None) or None
+    check_offload(weights, getattr(options, "offload", "none"))
+    return weights
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from wan_nb.protocol.errors import CheckpointError
+from wan_nb.weights.variant_names import (FLF2V_DIFFUSERS, FLF2V_ORIGINAL, VARIANT_NAMES, VARIANT_TENSORS,
+                                          animate_original, restore_names)
 
 __all__ = ["Architecture", "CheckpointError", "SUFFIXES", "is_checkpoint", "inspect", "check", "detect",
            "expected", "architecture_of_config", "original_state_dict", "load_transformer", "is_scaled_fp8",
-           "unscaled_state_dict"]
+           "unscaled_state_dict", "check_quant_layout", "quant_layer_formats"]
 
 SUFFIXES = (".safetensors", ".gguf")
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
@@ -44,12 +46,19 @@ class Architecture:
     num_layers: int
     ffn_dim: int
     image_embedding: bool    # Wan 2.1 image-to-video: CLIP image tokens, cross-attended
+    # The extra weights of the other pipelines' transformers (VARIANT_TENSORS): "vace" (control
+    # blocks), "flf2v" (a position per CLIP token of two frames), "animate" (pose, motion and face
+    # encoders); None for a plain transformer. Loaded as a plain one, they would be dropped.
+    variant: str | None = None
 
     def describe(self) -> str:
         kind = {16: "text-to-video", 36: "image-to-video", 48: "TI2V (48-channel)"}.get(
             self.in_channels, f"{self.in_channels} input channels")
         return (f"width {self.dim}, {self.num_layers} blocks, {kind}"
-                + (", CLIP image embedding" if self.image_embedding else ""))
+                + (", CLIP image embedding" if self.image_embedding else "")
+                + (f", {VARIANT_NAMES[self.variant]}" if self.variant else ""))
+
+
 
 
 # The transformers of the released models, from their diffusers configs (heads x 128 = width).
@@ -66,6 +75,12 @@ PRESET_ARCHITECTURES: dict[str, Architecture] = {
     "wan2.2-ti2v-5b": Architecture(3072, 48, 30, 14336, False),
     "wan2.2-t2v-a14b": _WAN_14B,
     "wan2.2-i2v-a14b": Architecture(5120, 36, 40, 13824, False),
+    # The other pipelines' transformers (Comfy-Org repackages them as single files too):
+    # VACE adds control blocks, FLF2V a position embedding, Animate its encoders, to these shapes.
+    "wan2.1-vace-1.3b": Architecture(1536, 16, 30, 8960, False, "vace"),
+    "wan2.1-vace-14b": Architecture(5120, 16, 40, 13824, False, "vace"),
+    "wan2.1-flf2v-14b-720p": Architecture(5120, 36, 40, 13824, True, "flf2v"),
+    "wan2.2-animate-14b": Architecture(5120, 36, 40, 13824, True, "animate"),
 }
 
 
@@ -93,11 +108,37 @@ def _shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
             if not 2 <= size <= 100 << 20:
                 raise ValueError("bad header size")
             header = json.loads(handle.read(size))
-    except (OSError, ValueError) as exc:
+        return _header_shapes(header)
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise CheckpointError(f"{path} is not a readable .safetensors file ({exc}); it may be damaged or "
                               "still downloading.") from None
-    metadata = header.pop("__metadata__", {}) or {}
-    return {name: tuple(entry["shape"]) for name, entry in header.items()}, metadata
+
+
+# A dimension beyond this is no real tensor (and would overflow int64 in torch).
+_MAX_DIMENSION = 1 << 62
+
+
+def _header_shapes(header: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
+    """Shapes and metadata of a parsed safetensors header, every field checked: the JSON can be
+    valid and still the wrong shape (a list, a shape of strings, a float dimension), and each
+    of those must read as "not a readable file", never as a TypeError deep in the shape checks."""
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is a JSON {type(header).__name__}, not an object of tensors")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError(f"__metadata__ is a JSON {type(metadata).__name__}, not an object")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(
+                type(n) is int and 0 <= n <= _MAX_DIMENSION for n in shape):
+            raise ValueError(f"tensor {name[:80]!r} has no valid shape (a list of non-negative integers)")
+        if not isinstance(entry.get("dtype"), str):
+            raise ValueError(f"tensor {name[:80]!r} has no dtype")
+        shapes[name] = tuple(shape)
+    return shapes, metadata
 
 
 def _guess_other(names: list[str]) -> str:
@@ -122,18 +163,22 @@ def architecture_of_shapes(shapes: Mapping[str, tuple[int, ...]]) -> Architectur
         return None
     blocks = {int(m.group(1)) for k in plain if (m := re.match(r"blocks\.(\d+)\.", k))}
     ffn = plain.get("blocks.0.ffn.0.weight") or plain.get("blocks.0.ffn.net.0.proj.weight")
-    if not blocks or ffn is None:
+    if not blocks or not ffn:
         return None
     image = any(k.startswith(("img_emb.", "condition_embedder.image_embedder.")) for k in plain)
+    variant = next((v for v, prefixes in VARIANT_TENSORS.items() if any(k.startswith(prefixes) for k in plain)), None)
     return Architecture(dim=int(patch[0]), in_channels=int(patch[1]), num_layers=max(blocks) + 1,
-                        ffn_dim=int(ffn[0]), image_embedding=image)
+                        ffn_dim=int(ffn[0]), image_embedding=image, variant=variant)
 
 
 def architecture_of_config(config: Mapping[str, Any]) -> Architecture:
     """The architecture a diffusers ``WanTransformer3DModel`` config describes."""
+    variant = ("vace" if config.get("vace_layers") else "animate" if config.get("motion_encoder_size")
+               else "flf2v" if config.get("pos_embed_seq_len") else None)
     return Architecture(dim=int(config["num_attention_heads"]) * int(config["attention_head_dim"]),
                         in_channels=int(config["in_channels"]), num_layers=int(config["num_layers"]),
-                        ffn_dim=int(config["ffn_dim"]), image_embedding=config.get("image_dim") is not None)
+                        ffn_dim=int(config["ffn_dim"]), image_embedding=config.get("image_dim") is not None,
+                        variant=variant)
 
 
 def inspect(path: str | os.PathLike) -> Architecture:
@@ -145,6 +190,7 @@ def inspect(path: str | os.PathLike) -> Architecture:
     if path.suffix.lower() not in SUFFIXES:
         raise CheckpointError(f"{path}: single-file checkpoints are .safetensors or .gguf files.")
     shapes, metadata = _shapes(path)
+    check_quant_layout(path, shapes, metadata)
     declared = metadata.get("general.architecture")
     found = architecture_of_shapes(shapes)
     if found is None or (declared not in (None, "wan")):
@@ -159,7 +205,8 @@ def expected(spec: Any, folder: str | os.PathLike | None = None, component: str 
     """The architecture ``spec``'s transformer has: from the folder's config if there is one, the
     tiny model's or the preset's otherwise; None when not known before the download."""
     config_file = Path(folder) / component / "config.json" if folder is not None else None
-    if config_file is None and getattr(spec, "is_local", False) and not getattr(spec, "builder", None):
+    if config_file is None and getattr(spec, "is_local", False):
+        # a tiny model once built has its folder too (the only record of a VACE / Animate one's shape)
         config_file = Path(spec.source) / component / "config.json"
     if config_file is not None and config_file.is_file():
         return architecture_of_config(json.loads(config_file.read_text()))
@@ -195,9 +242,7 @@ def detect(path: str | os.PathLike) -> str:
         if config is not None and architecture_of_config(config) == found:
             return name
     for name, arch in PRESET_ARCHITECTURES.items():
-        if arch == found:
-            if name == "wan2.2-i2v-a14b":
-                break
+        if arch == found and name != "wan2.2-i2v-a14b":   # one expert alone: refused below
             return name
     if found == PRESET_ARCHITECTURES["wan2.2-i2v-a14b"]:
         raise CheckpointError(f"{Path(path).name} is one expert of Wan 2.2 I2V A14B; that model needs both: "
@@ -229,6 +274,10 @@ _TO_ORIGINAL = (
 
 def original_name(name: str) -> str:
     """A diffusers Wan transformer tensor name in the original Wan layout."""
+    if name == FLF2V_DIFFUSERS:
+        return FLF2V_ORIGINAL
+    if name.startswith("vace_blocks."):   # a VACE block's in/out projections (before its generic names)
+        name = name.replace(".proj_in.", ".before_proj.").replace(".proj_out.", ".after_proj.")
     if name == "scale_shift_table":
         return "head.modulation"
     if name.endswith(".scale_shift_table"):
@@ -241,32 +290,94 @@ def original_name(name: str) -> str:
 def original_state_dict(transformer: Any, prefix: str = "") -> dict[str, Any]:
     """``transformer``'s weights under original-Wan names (``prefix="model.diffusion_model."``:
     ComfyUI's), as contiguous CPU tensors ready for ``safetensors.torch.save_file``."""
-    return {prefix + original_name(name): tensor.detach().to("cpu").contiguous()
-            for name, tensor in transformer.state_dict().items()}
+    state = transformer.state_dict()
+    encoders = animate_original(state)   # Wan Animate's motion / face encoders: names and shapes of their own
+    named = {original_name(name): tensor for name, tensor in state.items()
+             if not name.startswith(VARIANT_TENSORS["animate"]) or name.startswith("pose_patch_embedding.")}
+    named.update(encoders)
+    return {prefix + name: tensor.detach().to("cpu").contiguous() for name, tensor in named.items()}
 
 
-SCALE_SUFFIXES = (".scale_weight", ".scale_input")
+# ComfyUI's two scaled-fp8 layouts. The first ("fp8_scaled"): a ``scaled_fp8`` marker tensor and a
+# ``<layer>.scale_weight`` (+ ``scale_input``) per layer. The current one (comfy/quant_ops.py): a
+# ``<layer>.weight_scale`` (+ ``input_scale``, and in some files a ``<layer>.comfy_quant`` JSON tensor)
+# per quantized layer, and which layer has which format in ``_quantization_metadata`` (a JSON string
+# in the safetensors metadata). Either way each fp8 weight is to be multiplied by its scale; read
+# as plain fp8 every layer is off by its own factor.
+WEIGHT_SCALES = (".scale_weight", ".weight_scale")
+SCALE_SUFFIXES = WEIGHT_SCALES + (".scale_input", ".input_scale", ".comfy_quant")
+QUANT_METADATA = "_quantization_metadata"
+# Layer formats whose weights are fp8 numbers times one scale: the ones read here.
+FP8_FORMATS = ("float8_e4m3fn", "float8_e5m2")
+# Scales that mean a format read otherwise (NVFP4's double scaling, AWQ-style smoothing).
+_OTHER_SCALES = (".weight_scale_2", ".pre_quant_scale")
+
+
+def _is_scale(name: str) -> bool:
+    return _strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES)
+
+
+def quant_layer_formats(metadata: Mapping[str, Any], path: Path | None = None) -> dict[str, str]:
+    """Layer -> format from ComfyUI's ``_quantization_metadata`` ({} when there is none)."""
+    raw = metadata.get(QUANT_METADATA)
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+        layers = parsed.get("layers", {}) if isinstance(parsed, dict) else None
+        if not isinstance(layers, dict):
+            raise ValueError("no 'layers' object")
+        return {str(name): str(entry.get("format")) if isinstance(entry, dict) else "?"
+                for name, entry in layers.items()}
+    except (ValueError, RecursionError, AttributeError) as exc:
+        where = path.name if path is not None else "this file"
+        raise CheckpointError(f"{where}: its {QUANT_METADATA} is not readable ({exc}); it may be damaged") from None
+
+
+def check_quant_layout(path: Path, shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, Any]) -> None:
+    """Refuse, by name, a ComfyUI quantized layout whose numbers are not fp8 times one scale."""
+    others = sorted({f for f in quant_layer_formats(metadata, path).values() if f not in FP8_FORMATS})
+    extra = sorted(n for n in shapes if n.endswith(_OTHER_SCALES))
+    if others or extra:
+        what = ", ".join(others) if others else f"double-scaled ({extra[0]})"
+        raise CheckpointError(f"{path.name} is ComfyUI's quantized layout with {what} layers, which wan_nb "
+                              f"cannot read (it reads {' / '.join(FP8_FORMATS)} with weight_scale); use the "
+                              "file's bf16/fp16 or fp8_scaled release, or a GGUF, with quant= for wan_nb's own "
+                              "fp8 / int8 / nf4.")
 
 
 def is_scaled_fp8(path: str | os.PathLike) -> bool:
-    """ComfyUI's "fp8_scaled" files (``scaled_fp8`` marker, a ``<layer>.scale_weight`` per layer)."""
-    shapes, _ = _shapes(Path(path).expanduser())
-    return any(_strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES) for name in shapes)
+    """Either of ComfyUI's scaled-fp8 layouts (see :data:`WEIGHT_SCALES`)."""
+    shapes, metadata = _shapes(Path(path).expanduser())
+    return QUANT_METADATA in metadata or any(_is_scale(name) for name in shapes)
 
 
 def unscaled_state_dict(path: str | os.PathLike, dtype: Any) -> dict[str, Any]:
     """A scaled-fp8 file's weights times their scales, in ``dtype`` (diffusers would read the
     fp8 numbers as they are, each layer off by its scale)."""
-    from safetensors.torch import load_file
+    import torch
+    from safetensors import safe_open
 
-    state = load_file(str(Path(path).expanduser()))
+    path = Path(path).expanduser()
+    shapes, metadata = _shapes(path)
+    check_quant_layout(path, shapes, metadata)
+    formats = quant_layer_formats(metadata, path)
     out: dict[str, Any] = {}
-    for name, tensor in state.items():
-        if _strip(name) == "scaled_fp8" or name.endswith(SCALE_SUFFIXES):
-            continue
-        scale = state.get(name[: -len(".weight")] + ".scale_weight") if name.endswith(".weight") else None
-        value = tensor.to(dtype) if scale is None else (tensor.float() * scale.float()).to(dtype)
-        out[name] = value if tensor.is_floating_point() else tensor
+    with safe_open(str(path), framework="pt") as handle:
+        for name in handle.keys():
+            if _is_scale(name):
+                continue
+            tensor = handle.get_tensor(name)
+            layer = name[: -len(".weight")] if name.endswith(".weight") else None
+            scale_name = next((layer + s for s in WEIGHT_SCALES if layer and layer + s in shapes), None)
+            if scale_name is not None and tensor.dtype == torch.uint8:
+                # fp8 bytes in a uint8 container: the layer's format says which fp8
+                fmt = formats.get(layer) or formats.get(_strip(layer)) or FP8_FORMATS[0]
+                tensor = tensor.view(getattr(torch, fmt))
+            if scale_name is None:
+                out[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+            else:
+                out[name] = (tensor.float() * handle.get_tensor(scale_name).float()).to(dtype)
     return out
 
 
@@ -280,4 +391,10 @@ def load_transformer(path: str | os.PathLike, cls: Any, folder: str | os.PathLik
     source: Any = str(Path(path).expanduser())
     if is_scaled_fp8(path):
         source = unscaled_state_dict(path, dtype)
+    elif any(_strip(name) == FLF2V_ORIGINAL for name in _shapes(Path(source))[0]):
+        from safetensors.torch import load_file
+
+        source = load_file(source)   # as from_single_file would read it, then one name restored
+    if isinstance(source, dict):
+        source = restore_names(source)
     return cls.from_single_file(source, **kwargs)
