@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from wan_nb.core import eta
+from wan_nb.core import resume as checkpoints
 from wan_nb.fast import options as fast_path
 from wan_nb.models import few_step as fast_presets
 from wan_nb.models import specs as models
@@ -61,6 +62,8 @@ class RunContext:
     mp4_tags: Callable[[str], dict[str, str]] = lambda task_id: {}
     #: called once a task's last event is published (journal closed, queue file updated, done)
     on_ended: Callable[[Task], None] = Task.mark_done
+    #: denoising checkpoints: "auto" (paced by cost), N (every N steps) or False (wan_nb.core.checkpoint)
+    checkpoints: Any = "auto"
 
     @property
     def model(self) -> str:
@@ -142,6 +145,7 @@ class TaskRun:
         self.key = eta.shape_key(ctx.model, task.params)
         self.expert: str | None = None
         self.run_cache: Any = None
+        self.checkpoints: Any = checkpoints.NO_CHECKPOINTS
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -241,10 +245,11 @@ class TaskRun:
         self.clock = eta.StepClock(steps, timings.tail_seconds(self.key), self.experts,
                                    tail_reference=timings.reference(self.key), passes=passes)
         self.enter(Stage.GENERATING, f"Denoising: {steps} steps")
+        self.generator = torch.Generator("cpu").manual_seed(p["seed"])  # its state goes into checkpoints
         call: dict[str, Any] = dict(
             prompt_embeds=embeds[0], negative_prompt_embeds=embeds[1] if cfg else None,
             height=p["height"], width=p["width"], num_frames=p["num_frames"], num_inference_steps=steps,
-            guidance_scale=p["guidance_scale"], generator=torch.Generator("cpu").manual_seed(p["seed"]),
+            guidance_scale=p["guidance_scale"], generator=self.generator,
             output_type="latent", callback_on_step_end=self.on_step_end)
         if p.get("guidance_scale_2") is not None:
             call["guidance_scale_2"] = p["guidance_scale_2"]
@@ -252,7 +257,8 @@ class TaskRun:
         # and Wan 2.2 TI2V's image-to-video, else the model as loaded (wan_nb.models.pipelines).
         runner, self.reference_frames = pipelines.prepare_call(pipe, p, call)
         denoise_started = time.perf_counter()
-        with cache_for_run(runner, p, self.ctx.model) as self.run_cache:  # on for this run only, off after
+        with cache_for_run(runner, p, self.ctx.model) as self.run_cache, \
+                checkpoints.for_run(self, runner, call) as self.checkpoints:  # (resumes from one, if asked)
             if self.run_cache is not None:
                 self.progress(self.run_cache.message)
             self.clock.start()
@@ -270,10 +276,13 @@ class TaskRun:
         reused = self.run_cache.step_end() if self.run_cache is not None else None  # computed or reused
         self.clock.step_done(step, reused=reused)
         self.finite.observe(step, callback_kwargs.get("latents"))  # models: on the device, no sync
-        self.check_cancel()
         expert = self.experts[index] if self.experts else None
+        saved = self.checkpoints.step_end(step, pipeline, callback_kwargs.get("latents"), expert,
+                                          self.generator)  # before a cancel: cancel(keep=True) keeps this step
+        self.check_cancel()
         message = f"Step {step}/{steps}"
         extra: dict[str, Any] = {} if reused is None else {"step_reused": reused}
+        extra.update(saved)
         if reused:
             message += " (reused)"
         if expert is not None:
@@ -287,6 +296,8 @@ class TaskRun:
             except Exception:
                 log.debug("step hook failed", exc_info=True)
         self.progress(message, fraction=step / steps, remaining=self.clock.remaining(), step=step, **extra)
+        if self.checkpoints.stopped_at == step:  # stop_after=k: checkpoint and x0 preview kept
+            raise _StopRequested()
         if task.pause_requested:
             self.hold(pipeline)
         return callback_kwargs
@@ -336,6 +347,7 @@ class TaskRun:
         result = Result(task_id=task.id, video_path=video_path, params=public_params(task.params),
                         seed=task.seed, model=ctx.model, duration_s=total, run_dir=task.run_dir)
         self.stop_sampler()
+        self.checkpoints.discard()  # the video is saved: nothing left to resume
         ctx.timings.record(self.key, {k: v for k, v in self.durations.items() if k in _TIMED})
         task.set_outcome("completed", result=result)
         self.stage(Stage.COMPLETED, "Done", stage_progress=100.0)
@@ -351,9 +363,13 @@ class TaskRun:
         self.stop_sampler()
         self.holder.release_hooks()  # models: offload hooks back to rest, GPU memory given back
         stage = task.stage
-        task.set_outcome("cancelled", error=GenerationCancelled(task.id, stage, task.current_step))
-        self.stage(Stage.CANCELLED, f"Cancelled during {stage}")
-        self.publish(EventType.GENERATION_CANCELLED, stage=stage, current_step=task.current_step)
+        kept = self.checkpoints.ending()  # resumable? (stop_after, cancel(keep=True)): wan_nb.core.resume
+        if kept.get("stopped_after"):
+            task.set_outcome("stopped", result=checkpoints.stopped_result(self, kept))
+        else:
+            task.set_outcome("cancelled", error=GenerationCancelled(task.id, stage, task.current_step))
+        self.stage(Stage.CANCELLED, f"Stopped after step {task.current_step}" if kept else f"Cancelled during {stage}")
+        self.publish(EventType.GENERATION_CANCELLED, stage=stage, current_step=task.current_step, **kept)
 
     def failed(self, exc: BaseException) -> None:
         task = self.task
