@@ -246,6 +246,8 @@ def for_run(run: Any, runner: Any, call: dict[str, Any]) -> Iterator[Any]:
     if point is not None:
         device = run.holder.execution_device(runner)
         call["latents"] = point.state["latents"].to(device)
+        if type(runner).__name__ == "WanVideoToVideoPipeline":
+            call.pop("video")  # it takes latents or a video: the video's part is in the latents now
         call["generator"].set_state(point.state["rng_state"])
         skip = SkipDoneSteps(runner, point.step, point.state["scheduler"], device)
         skip.install()
