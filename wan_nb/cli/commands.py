@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from wan_nb.cli import fast_flags as cli_fast
+from wan_nb.cli import resume_command as cli_resume
 
 __all__ = ["main"]
 
@@ -78,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print one event per line (the WebSocket frame)")
     cli_fast.add_generate_flags(gen)  # --plan --cache --cache-threshold --attention --compile
     cli_fast.add_plan_command(commands)
+    cli_resume.add_stop_after_flag(gen)
+    cli_resume.add_resume_command(commands)  # wan-nb resume ID
     commands.add_parser("presets", help="list model presets")
     info = commands.add_parser("info", help="print the recipe a video was made with")
     info.add_argument("file", help="an MP4 made by wan_nb, or its run folder")
@@ -124,6 +127,8 @@ def _generate(args: argparse.Namespace) -> int:
                                              *INPUT_ARGS)
               if getattr(args, k) is not None}
     kwargs.update(cli_fast.run_options(args))
+    if args.stop_after is not None:
+        kwargs["stop_after"] = args.stop_after
     if args.out is not None and args.out.suffix.lower() != ".mp4":
         return _fail(f"--out {args.out}: the output is an MP4; give a path ending in .mp4", 2)
     if args.prompt is None and args.from_ is None:
@@ -164,8 +169,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     previous = signal.getsignal(signal.SIGINT)
 
-    def interrupt(signum, frame) -> None:  # first Ctrl-C cancels cleanly, a second one kills
-        task.cancel()
+    def interrupt(signum, frame) -> None:  # first Ctrl-C cancels (keeping a checkpoint), a second one kills
+        task.cancel(keep=True)
         signal.signal(signal.SIGINT, previous)
 
     signal.signal(signal.SIGINT, interrupt)
@@ -240,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _info(args)
     if args.command == "history":
         return _history(args)
+    if args.command == "resume":
+        return cli_resume.resume_command(args)
     if args.command == "plan":
         return cli_fast.plan_command(args)
     return 2
