@@ -28,7 +28,6 @@ the run computes exactly what the interrupted one would have.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -321,9 +320,9 @@ class RunCheckpoints:
                    "scheduler": {"class": latest["scheduler_class"], "config": latest["scheduler_config"],
                                  "state": {k: _to_saved(v, k) for k, v in latest["scheduler"].items()}},
                    "rng_state": latest["rng"], "recipe_key": self.recipe_key, "reason": reason}
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)  # serialised first: a failing disk never sees a half-made payload
-        size = files.replace_bytes(self.folder / files.STATE_NAME, lambda out: out.write(buffer.getbuffer()))
+        # Straight into the temporary file (no second copy in memory); a failure removes it, and the
+        # last good checkpoint stays where it was.
+        size = files.replace_bytes(self.folder / files.STATE_NAME, lambda out: torch.save(payload, out))
         files.write_summary(self.folder, {"format": files.FORMAT, "wan_nb_version": __version__,
                                           "task_id": self.task.id, "step": latest["step"], "total_steps": self.total,
                                           "expert": latest["expert"], "reason": reason, "bytes": size,
