@@ -180,3 +180,25 @@ def test_a_plain_cancel_leaves_no_checkpoint(tiny):
     task.wait(60)
     off()
     assert task.status == "cancelled" and not checkpoint_file.has_checkpoint(task.run_dir)
+
+
+def test_cache_modes_pab_resumes_exactly_the_adaptive_ones_restart_their_cache(tiny):
+    """The cache's own state is not in the checkpoint (docs/resume.md). PAB reuses on a schedule
+    of timesteps, so the resumed run reuses the same steps and is bit-identical; first-block (like
+    TaylorSeer, FasterCache and MagCache) starts its cache again: the first resumed step is
+    computed in full, so the result may differ slightly from the uninterrupted run."""
+    gen, last = tiny
+
+    def reused(task_id):
+        return [e.data["step_reused"] for e in gen.task(task_id).events
+                if e.type == "detailed_generation_progress" and "step_reused" in e.data]
+
+    full, stopped, resumed = stop_then_resume(gen, last, 4, seed=3, steps=8, cache="pab")
+    assert reused(resumed.task_id) == reused(full.task_id)[4:]
+
+    kwargs = dict(seed=3, steps=8, cache="first-block", cache_threshold=0.5)
+    full = gen.generate(PROMPT, progress=False, **kwargs)
+    stopped = gen.generate(PROMPT, progress=False, stop_after=4, **kwargs)
+    resumed = gen.resume_run(stopped.run_dir, progress=False)
+    assert reused(resumed.task_id)[0] is False and last.steps[resumed.task_id] == [5, 6, 7, 8]
+    assert torch.allclose(last.by_task[full.task_id], last.by_task[resumed.task_id], atol=0.2)
