@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import relay
 from wan_nb.core import checkpoint, eta
+from wan_nb.core import notify as notify_on_end
 from wan_nb.core import resume as resuming
 from wan_nb.fast import options as fast_path
 from wan_nb.protocol import frontend
@@ -73,7 +74,7 @@ class Generator:
                  defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
                  workers: int | None = None, quant: Any = None, transformer: Any = None,
                  plan: str | None = None, attention: str | None = None, compile: bool = False,
-                 checkpoints: Any = "auto") -> None:
+                 checkpoints: Any = "auto", notify: Any = None) -> None:
         if pipeline is not None:  # see from_pipeline (quant= / transformer=: see wan_nb.weights.options)
             self.weights = weights.refuse_for_pipeline(quant, transformer)
             spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
@@ -96,6 +97,7 @@ class Generator:
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
 
         self._bus = EventBus()
+        self._notify_off = notify_on_end.attach(self, notify)  # notify(summary) as each task ends
         self._journal = journal.Journal()
         self._bus.add_sink(self._journal)
         self._recorder = run_record.attach(self)  # recipes into task.json and the MP4; the history index
