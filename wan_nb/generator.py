@@ -191,7 +191,7 @@ class Generator:
 
     def check(self, prompt: str, **kwargs: Any) -> dict[str, Any]:
         """The full parameter set ``submit(prompt, **kwargs)`` would run; raises what it would raise."""
-        return build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
+        return resuming.checked_params(kwargs, lambda kw: build_params(self.spec, prompt, kw, known_loras=self._loras.entries))
 
     rerun = generator_rerun  # gen.rerun(source, **overrides): see wan_nb.compose.rerun
 

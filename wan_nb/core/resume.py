@@ -207,6 +207,14 @@ def check_stop_after(stop_after: Any, params: dict[str, Any]) -> None:
                                f"(this run has steps={steps}); leave it out to run every step")
 
 
+def checked_params(kwargs: dict[str, Any], build: Any) -> dict[str, Any]:
+    """``gen.check(...)`` where the arguments may hold ``stop_after`` (a grid of previews passes
+    it with its fixed arguments): the parameters without it, ``stop_after`` checked against them."""
+    params = build({k: v for k, v in kwargs.items() if k != "stop_after"})
+    check_stop_after(kwargs.get("stop_after"), params)
+    return params
+
+
 def prepare_task(task: Any, resume_from: ResumePoint | None, stop_after: int | None) -> dict[str, Any]:
     """Check ``stop_after`` against the task's steps, mark the task; the fields that link it to the
     run it continues (for ``task.json`` and ``generation_started``)."""

@@ -73,13 +73,15 @@ def has_checkpoint(folder: Path) -> bool:
     return (Path(folder) / STATE_NAME).is_file()
 
 
-#: how a run that ended early with a checkpoint reads: it can still be finished
-RESUMABLE_STATUS = {"cancelled": "stopped", "lost": "interrupted", "failed": "interrupted"}
+#: how a run that ended early with a checkpoint reads: it can still be finished. A failed one
+#: (an out-of-memory decode after the last step's checkpoint) stays "failed", with its step.
+RESUMABLE_STATUS = {"cancelled": "stopped", "lost": "interrupted", "failed": "failed"}
 
 
 def overlay(entry: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
-    """A history entry as a user should read it: a cancelled, lost or failed run that kept a
-    checkpoint is ``stopped`` / ``interrupted`` at ``checkpoint_step`` of ``total_steps``."""
+    """A history entry as a user should read it: a cancelled or lost run that kept a checkpoint
+    is ``stopped`` / ``interrupted`` at ``checkpoint_step`` of ``total_steps`` (a failed one keeps
+    its status and gets the step)."""
     status = entry.get("status")
     if status not in RESUMABLE_STATUS:
         return entry
