@@ -141,6 +141,10 @@ def test_a_run_with_a_lora_resumes_bit_identical(tiny, tmp_path):
     try:
         full, stopped, resumed = stop_then_resume(gen, last, 2, seed=8)
         assert json.loads((resumed.run_dir / "task.json").read_text())["recipe"]["loras"][0]["name"] == "style"
+        import hashlib
+
+        kept = checkpoint_file.read_summary(stopped.run_dir)["hashes"]   # what the checkpoint depends on
+        assert kept["loras"] == {"style": hashlib.sha256(path.read_bytes()).hexdigest()} and kept["model"]
     finally:
         gen.unload_lora("style")
 

@@ -232,8 +232,9 @@ class RunCheckpoints:
     """The checkpoints of one run: watch every step, write when due (see the module docstring)."""
 
     def __init__(self, task: Any, pacing: Pacing | None, *, recipe_key: str | None, decode: Callable[..., Any],
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 hashes: dict[str, Any] | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
         self.task, self.pacing, self.recipe_key, self.decode = task, pacing, recipe_key, decode
+        self.hashes = hashes or {}   # the model, LoRA files and inputs the run depends on
         self.folder: Path = task.run_dir
         self.total = int(task.params["steps"])
         self.clock = clock
@@ -319,14 +320,15 @@ class RunCheckpoints:
                    "latents": latest["latents"].detach().to("cpu", copy=True),
                    "scheduler": {"class": latest["scheduler_class"], "config": latest["scheduler_config"],
                                  "state": {k: _to_saved(v, k) for k, v in latest["scheduler"].items()}},
-                   "rng_state": latest["rng"], "recipe_key": self.recipe_key, "reason": reason}
+                   "rng_state": latest["rng"], "recipe_key": self.recipe_key, "hashes": self.hashes,
+                   "reason": reason}
         # Straight into the temporary file (no second copy in memory); a failure removes it, and the
         # last good checkpoint stays where it was.
         size = files.replace_bytes(self.folder / files.STATE_NAME, lambda out: torch.save(payload, out))
         files.write_summary(self.folder, {"format": files.FORMAT, "wan_nb_version": __version__,
                                           "task_id": self.task.id, "step": latest["step"], "total_steps": self.total,
                                           "expert": latest["expert"], "reason": reason, "bytes": size,
-                                          "recipe_key": self.recipe_key,
+                                          "recipe_key": self.recipe_key, "hashes": self.hashes,
                                           "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         return size
 

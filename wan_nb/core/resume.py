@@ -219,6 +219,11 @@ def prepare_task(task: Any, resume_from: ResumePoint | None, stop_after: int | N
     """Check ``stop_after`` against the task's steps, mark the task; the fields that link it to the
     run it continues (for ``task.json`` and ``generation_started``)."""
     check_stop_after(stop_after, task.params)
+    if (resume_from is not None or stop_after is not None) and type(task.engine).__name__ == "RayEngine":
+        from wan_nb.protocol.errors import InvalidParameter
+
+        raise InvalidParameter("stop_after" if stop_after is not None else "resume_from", stop_after or resume_from,
+                               "checkpoints are not kept on Ray workers yet; use a Generator without cluster=")
     task.resume_point, task.stop_after = resume_from, stop_after
     return link_fields(resume_from)
 
@@ -259,7 +264,8 @@ def for_run(run: Any, runner: Any, call: dict[str, Any]) -> Iterator[Any]:
         call["generator"].set_state(point.state["rng_state"])
         skip = SkipDoneSteps(runner, point.step, point.state["scheduler"], device)
         skip.install()
-    checkpoints = RunCheckpoints(task, pacing, recipe_key=info.get("recipe_key"), decode=_preview_writer(run))
+    checkpoints = RunCheckpoints(task, pacing, recipe_key=info.get("recipe_key"), decode=_preview_writer(run),
+                                 hashes=conditioning_hashes(info.get("recipe") or {}))
     try:
         yield checkpoints
     finally:
@@ -278,6 +284,17 @@ def stopped_result(run: Any, kept: dict[str, Any]) -> Any:
     return Result(task_id=task.id, video_path=Path(kept["preview_path"]), params=public_params(task.params),
                   seed=task.seed, model=run.ctx.model, duration_s=round(time.perf_counter() - run.started, 3),
                   run_dir=task.run_dir, stopped_at=kept["stopped_after"])
+
+
+def conditioning_hashes(found: dict[str, Any]) -> dict[str, Any]:
+    """What the run's result depends on besides its arguments, by hash: each LoRA file, the image
+    and every other input's pixels (kept in the checkpoint and its summary, as the recipe has them)."""
+    inputs = {name: entry.get("sha256") for name, entry in (found.get("inputs") or {}).items()
+              if isinstance(entry, dict)}
+    if isinstance(found.get("image"), dict):
+        inputs["image"] = found["image"].get("sha256")
+    return {"model": (found.get("model") or {}).get("repo_id") or (found.get("model") or {}).get("name"),
+            "loras": {l.get("name"): l.get("sha256") for l in found.get("loras") or ()}, "inputs": inputs}
 
 
 def _preview_writer(run: Any) -> Any:
