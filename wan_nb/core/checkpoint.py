@@ -293,8 +293,8 @@ class RunCheckpoints:
             latest = self.latest
             if latest is None or self.refused:
                 return {}
-            if latest["step"] <= self.saved_step and reason in ("signal", "cancel"):
-                return {}
+            if reason == "signal" and (latest["step"] <= self.saved_step or self.task.done()):
+                return {}   # nothing newer to keep, or a run that ended (failed) and was not let go
             began = self.clock()
             try:
                 size = self._write(latest, reason)
