@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from . import relay
-from wan_nb.core import eta
+from wan_nb.core import checkpoint, eta
+from wan_nb.core import notify as notify_on_end
+from wan_nb.core import resume as resuming
+from wan_nb.compose import resume as finding
 from wan_nb.fast import options as fast_path
 from wan_nb.protocol import frontend
 from wan_nb.models import user_inputs as inputs
@@ -36,7 +39,7 @@ from wan_nb.models import specs as models
 from wan_nb.core import recorder as run_record
 from wan_nb.weights import options as weights
 from wan_nb.core.lora_registry import LoraRegistry
-from wan_nb.core.queue import QueueFile, queue_entry, resubmit
+from wan_nb.core.queue import QueueFile, queue_entry
 from wan_nb.core.run import RunContext, estimate_duration, event_params
 from wan_nb.core.bus import EventBus, Unsubscribe
 from wan_nb.core.engine import Engine, LoadOptions
@@ -69,7 +72,8 @@ class Generator:
                  preview_every: float | None = None, pipeline: Any = None,
                  defaults: Mapping[str, Any] | None = None, cluster: str | None = None,
                  workers: int | None = None, quant: Any = None, transformer: Any = None,
-                 plan: str | None = None, attention: str | None = None, compile: bool = False) -> None:
+                 plan: str | None = None, attention: str | None = None, compile: bool = False,
+                 checkpoints: Any = "auto", notify: Any = None) -> None:
         if pipeline is not None:  # see from_pipeline (quant= / transformer=: see wan_nb.weights.options)
             self.weights = weights.refuse_for_pipeline(quant, transformer)
             spec = models.spec_from_pipeline(pipeline, name=str(model), defaults=dict(defaults or {}))
@@ -92,6 +96,7 @@ class Generator:
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
 
         self._bus = EventBus()
+        self._notify_off = notify_on_end.attach(self, notify)  # notify(summary) as each task ends
         self._journal = journal.Journal()
         self._bus.add_sink(self._journal)
         self._recorder = run_record.attach(self)  # recipes into task.json and the MP4; the history index
@@ -104,7 +109,8 @@ class Generator:
         self._context = RunContext(
             holder=self._holder, sink=self._bus, timings=eta.TimingStore(models.cache_dir() / "timings.json"),
             loras=self._loras, monitor_interval=monitor_interval,
-            mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended)
+            mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended,
+            checkpoints=checkpoint.configure(checkpoints))  # checked; SIGTERM checkpoints a running task first
         self._previewer, self._context.taehv_source = _previews(self, previews, spec)  # live previews, TAEHV file
         self._engine = _make_engine(self, self._context, self._queue_file, cluster, workers)  # refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
@@ -126,7 +132,8 @@ class Generator:
         """Call ``callback(event)`` for every event of this generator; returns ``off()``."""
         return self._bus.subscribe(callback, task_id=task_id, types=types, replay=replay)
 
-    def submit(self, prompt: str, *, parent_id: str | None = None, retries: int = 0, **kwargs: Any) -> Task:
+    def submit(self, prompt: str, *, parent_id: str | None = None, retries: int = 0, stop_after: int | None = None,
+               resume_from: Any = None, **kwargs: Any) -> Task:
         """Queue a generation; return its :class:`Task` at once (``retries``: re-runs after a lost Ray worker)."""
         if self._closed:
             raise RuntimeError("this Generator is closed; create a new one")
@@ -139,13 +146,14 @@ class Generator:
         task_id = new_task_id()
         engine = self._engine
         task = engine.task_class(self, task_id, params, self.runs_dir / task_id, parent_id=parent_id, engine=engine)
+        link = resuming.prepare_task(task, resume_from, stop_after)  # stop_after checked; what a resumed run continues
         _open_run_folder(task, {"task_id": task_id, "model": self.model, "prompt": params["prompt"],
                                 "params": public_params(params), "seed": params["seed"], "parent_id": parent_id,
-                                "loras": self._loras.describe()}, self._journal)
+                                "loras": self._loras.describe(), **link}, self._journal)
         self._tasks[task_id] = task
         self._queue_file.add(task_id, queue_entry(self.model, task, given_image))
         started = {"model_type": self.model, "params": event_params(task),
-                   "estimated_duration": estimate_duration(self._context, params)}
+                   "estimated_duration": estimate_duration(self._context, params), **link}
         return engine.submit(task, retries=retries, started=started)  # generation_started, generation_queued
 
     def generate(self, prompt: str, *, progress: str | bool = "auto", **kwargs: Any) -> Result:
@@ -158,7 +166,7 @@ class Generator:
         try:
             return task.result()
         except KeyboardInterrupt:
-            task.cancel()
+            task.cancel(keep=True)  # Ctrl-C keeps the steps done: gen.resume_run(task) finishes it
             task.wait(timeout=30)
             raise
 
@@ -182,7 +190,7 @@ class Generator:
 
     def check(self, prompt: str, **kwargs: Any) -> dict[str, Any]:
         """The full parameter set ``submit(prompt, **kwargs)`` would run; raises what it would raise."""
-        return build_params(self.spec, prompt, kwargs, known_loras=self._loras.entries)
+        return resuming.checked_params(kwargs, lambda kw: build_params(self.spec, prompt, kw, known_loras=self._loras.entries))
 
     rerun = generator_rerun  # gen.rerun(source, **overrides): see wan_nb.compose.rerun
 
@@ -257,13 +265,8 @@ class Generator:
         """
         return steer(self._tasks.get(task_id) or self._hosted.get(task_id), action, **kw)
 
-    def resume_queue(self) -> list[Task]:
-        """Submit again what a previous process of this runs dir left queued or unfinished.
-
-        A task that was running starts over. Tasks of another model stay recorded for a generator
-        of that model; storyboard scenes are dropped (the storyboard's ``resume()`` remakes them).
-        """
-        return resubmit(self._queue_file, self.model, self.submit)
+    # gen.resume_queue(), gen.resume_run(source), gen.submit_resume(source): see wan_nb.compose.resume
+    resume_queue, resume_run, submit_resume = finding.resume_queue, finding.resume_run, finding.submit_resume
 
     # -- hooks for work that publishes here --------------------------------------------------
     @staticmethod

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from wan_nb.cli import fast_flags as cli_fast
 from wan_nb.cli import post_flags as cli_post
+from wan_nb.cli import resume_command as cli_resume
 
 __all__ = ["main"]
 
@@ -80,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     cli_fast.add_generate_flags(gen)  # --plan --cache --cache-threshold --attention --compile
     cli_post.add_post_flags(gen)  # --previews --decode --interpolate --fps-out --upscale --upscaler
     cli_fast.add_plan_command(commands)
+    cli_resume.add_stop_after_flag(gen)
+    cli_resume.add_resume_command(commands)  # wan-nb resume ID
     commands.add_parser("presets", help="list model presets")
     info = commands.add_parser("info", help="print the recipe a video was made with")
     info.add_argument("file", help="an MP4 made by wan_nb, or its run folder")
@@ -127,6 +130,8 @@ def _generate(args: argparse.Namespace) -> int:
               if getattr(args, k) is not None}
     kwargs.update(cli_fast.run_options(args))
     kwargs.update(cli_post.post_run_options(args))
+    if args.stop_after is not None:
+        kwargs["stop_after"] = args.stop_after
     if args.out is not None and args.out.suffix.lower() != ".mp4":
         return _fail(f"--out {args.out}: the output is an MP4; give a path ending in .mp4", 2)
     if args.prompt is None and args.from_ is None:
@@ -168,8 +173,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     previous = signal.getsignal(signal.SIGINT)
 
-    def interrupt(signum, frame) -> None:  # first Ctrl-C cancels cleanly, a second one kills
-        task.cancel()
+    def interrupt(signum, frame) -> None:  # first Ctrl-C cancels (keeping a checkpoint), a second one kills
+        task.cancel(keep=True)
         signal.signal(signal.SIGINT, previous)
 
     signal.signal(signal.SIGINT, interrupt)
@@ -244,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _info(args)
     if args.command == "history":
         return _history(args)
+    if args.command == "resume":
+        return cli_resume.resume_command(args)
     if args.command == "plan":
         return cli_fast.plan_command(args)
     return 2

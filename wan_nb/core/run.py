@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from wan_nb.core import eta
+from wan_nb.core import resume as checkpoints
 from wan_nb.fast import options as fast_path
 from wan_nb.models import few_step as fast_presets
 from wan_nb.models import specs as models
@@ -65,6 +66,8 @@ class RunContext:
     on_ended: Callable[[Task], None] = Task.mark_done
     #: the TAEHV file (path or "owner/repo/file") for decode="taehv"; None: the published one for the latents
     taehv_source: str | None = None
+    #: denoising checkpoints: "auto" (paced by cost), N (every N steps) or False (wan_nb.core.checkpoint)
+    checkpoints: Any = "auto"
 
     @property
     def model(self) -> str:
@@ -95,7 +98,7 @@ def estimate_duration(ctx: RunContext, params: dict[str, Any]) -> float | None:
 
 def cancel_before_start(ctx: RunContext, task: Task) -> None:
     """End a task that was taken off the queue before it ran."""
-    TaskRun(ctx, task).cancelled()
+    TaskRun(ctx, task).end.cancelled()
     ctx.on_ended(task)
 
 
@@ -118,7 +121,7 @@ def load_as_task(ctx: RunContext, task: Task) -> Any:
     try:
         pipe = run.load_pipeline()
     except BaseException as exc:
-        run.failed(exc)
+        run.end.failed(exc)
         ctx.on_ended(task)
         raise
     duration = round(time.perf_counter() - run.started, 3)
@@ -128,6 +131,61 @@ def load_as_task(ctx: RunContext, task: Task) -> Any:
                 seed=0)
     ctx.on_ended(task)
     return pipe
+
+
+class RunEnd:
+    """How a run ends: the task's outcome, its last stage and its one terminal event."""
+
+    def __init__(self, run: "TaskRun") -> None:
+        self.run = run
+
+    def completed(self, video_path: Any) -> None:
+        run = self.run
+        task, ctx = run.task, run.ctx
+        total = round(time.perf_counter() - run.started, 3)
+        result = Result(task_id=task.id, video_path=video_path, params=public_params(task.params),
+                        seed=task.seed, model=ctx.model, duration_s=total, run_dir=task.run_dir)
+        run.stop_sampler()
+        run.checkpoints.discard()  # the video is saved: nothing left to resume
+        ctx.timings.record(run.key, {k: v for k, v in run.durations.items() if k in _TIMED})
+        task.set_outcome("completed", result=result)
+        run.stage(Stage.COMPLETED, "Done", stage_progress=100.0)
+        task.progress = run.scale.complete()
+        run.publish(EventType.DETAILED_GENERATION_PROGRESS, stage=Stage.COMPLETED.value, progress=100.0,
+                    message="Done", estimated_time_remaining=0.0, current_step=task.current_step,
+                    total_steps=run.total_steps)
+        run.publish(EventType.GENERATION_COMPLETED, output_path=str(video_path), duration_s=total,
+                    params=event_params(task), seed=task.seed)
+
+    def cancelled(self) -> None:
+        run = self.run
+        task = run.task
+        run.stop_sampler()
+        run.holder.release_hooks()  # models: offload hooks back to rest, GPU memory given back
+        stage = task.stage
+        kept = run.checkpoints.ending()  # resumable? (stop_after, cancel(keep=True)): wan_nb.core.resume
+        if kept.get("stopped_after"):
+            task.set_outcome("stopped", result=checkpoints.stopped_result(run, kept))
+        else:
+            task.set_outcome("cancelled", error=GenerationCancelled(task.id, stage, task.current_step))
+        run.stage(Stage.CANCELLED, f"Stopped after step {task.current_step}" if kept else f"Cancelled during {stage}")
+        run.publish(EventType.GENERATION_CANCELLED, stage=stage, current_step=task.current_step, **kept)
+
+    def failed(self, exc: BaseException) -> None:
+        run = self.run
+        task = run.task
+        run.stop_sampler()
+        stage = task.stage
+        run.holder.release_hooks()  # models: offload hooks back to rest, GPU memory given back
+        error_type = type(exc).__name__
+        message = str(exc) or error_type
+        log.debug("task %s failed in %s:\n%s", task.id, stage, traceback.format_exc())
+        error = GenerationError(f"{error_type} during {stage}: {message}", task_id=task.id,
+                                stage=stage, error_type=error_type)
+        error.__cause__ = exc
+        task.set_outcome("failed", error=error)
+        run.stage(Stage.FAILED, f"{error_type}: {message}")
+        run.publish(EventType.GENERATION_FAILED, stage=stage, error_type=error_type, error=message)
 
 
 class TaskRun:
@@ -152,6 +210,8 @@ class TaskRun:
         # its step index starting again at 0 in each); what total_steps and the ETA count.
         self.total_steps = pipelines.total_steps(task.params) if task.params.get("steps") else 0
         self.steps_done = 0
+        self.checkpoints: Any = checkpoints.NO_CHECKPOINTS
+        self.end = RunEnd(self)
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -175,11 +235,11 @@ class TaskRun:
                 self.check_cancel()
                 frames = self.decode(pipe, latents)                    # 6. decode
             video_path = self.save(frames)                             # 7. save
-            self.completed(video_path)                                 # 8. finish
+            self.end.completed(video_path)                             # 8. finish
         except _StopRequested:
-            self.cancelled()
+            self.end.cancelled()
         except BaseException as exc:
-            self.failed(exc)
+            self.end.failed(exc)
             if not isinstance(exc, Exception):  # KeyboardInterrupt/SystemExit: report, then honour
                 raise
         finally:
@@ -255,10 +315,11 @@ class TaskRun:
         segments = self.total_steps // steps
         self.enter(Stage.GENERATING, f"Denoising: {segments} clips x {steps} steps" if segments > 1
                    else f"Denoising: {steps} steps")
+        self.generator = torch.Generator("cpu").manual_seed(p["seed"])  # its state goes into checkpoints
         call: dict[str, Any] = dict(
             prompt_embeds=embeds[0], negative_prompt_embeds=embeds[1] if cfg else None,
             height=p["height"], width=p["width"], num_frames=p["num_frames"], num_inference_steps=steps,
-            guidance_scale=p["guidance_scale"], generator=torch.Generator("cpu").manual_seed(p["seed"]),
+            guidance_scale=p["guidance_scale"], generator=self.generator,
             output_type="latent", callback_on_step_end=self.on_step_end)
         if p.get("guidance_scale_2") is not None:
             call["guidance_scale_2"] = p["guidance_scale_2"]
@@ -266,7 +327,8 @@ class TaskRun:
         # and Wan 2.2 TI2V's image-to-video, else the model as loaded (wan_nb.models.pipelines).
         runner, self.reference_frames = pipelines.prepare_call(pipe, p, call)
         denoise_started = time.perf_counter()
-        with cache_for_run(runner, p, self.ctx.model) as self.run_cache:  # on for this run only, off after
+        with cache_for_run(runner, p, self.ctx.model) as self.run_cache, \
+                checkpoints.for_run(self, runner, call) as self.checkpoints:  # (resumes from one, if asked)
             if self.run_cache is not None:
                 self.progress(self.run_cache.message)
             self.clock.start()
@@ -280,15 +342,20 @@ class TaskRun:
 
     def on_step_end(self, pipeline: Any, index: int, timestep: Any, callback_kwargs: dict) -> dict:
         """The pipeline's step callback: time, cancel, report, run the step hooks, pause."""
-        self.steps_done += 1
+        # Animate's index starts again at 0 in each clip: count calls; a resumed run's first index
+        # is the step after its checkpoint: take the index where it is ahead.
+        self.steps_done = max(self.steps_done + 1, index + 1)
         task, steps, step = self.task, self.total_steps, self.steps_done
         reused = self.run_cache.step_end() if self.run_cache is not None else None  # computed or reused
         self.clock.step_done(step, reused=reused)
         self.finite.observe(step, callback_kwargs.get("latents"))  # models: on the device, no sync
-        self.check_cancel()
         expert = self.experts[index] if self.experts else None
+        saved = self.checkpoints.step_end(step, pipeline, callback_kwargs.get("latents"), expert,
+                                          self.generator)  # before a cancel: cancel(keep=True) keeps this step
+        self.check_cancel()
         message = f"Step {step}/{steps}"
         extra: dict[str, Any] = {} if reused is None else {"step_reused": reused}
+        extra.update(saved)
         if reused:
             message += " (reused)"
         if expert is not None:
@@ -302,6 +369,8 @@ class TaskRun:
             except Exception:
                 log.debug("step hook failed", exc_info=True)
         self.progress(message, fraction=min(step / steps, 1.0), remaining=self.clock.remaining(), step=step, **extra)
+        if self.checkpoints.stopped_at == step:  # stop_after=k: checkpoint and x0 preview kept
+            raise _StopRequested()
         if task.pause_requested:
             self.hold(pipeline)
         return callback_kwargs
@@ -359,46 +428,6 @@ class TaskRun:
         self.progress(f"Saved {video_path.name}", fraction=1.0, remaining=0.0)
         self.durations[Stage.SAVING.value] = time.perf_counter() - self.stage_started
         return video_path
-
-    def completed(self, video_path: Any) -> None:
-        task, ctx = self.task, self.ctx
-        total = round(time.perf_counter() - self.started, 3)
-        result = Result(task_id=task.id, video_path=video_path, params=public_params(task.params),
-                        seed=task.seed, model=ctx.model, duration_s=total, run_dir=task.run_dir)
-        self.stop_sampler()
-        ctx.timings.record(self.key, {k: v for k, v in self.durations.items() if k in _TIMED})
-        task.set_outcome("completed", result=result)
-        self.stage(Stage.COMPLETED, "Done", stage_progress=100.0)
-        task.progress = self.scale.complete()
-        self.publish(EventType.DETAILED_GENERATION_PROGRESS, stage=Stage.COMPLETED.value, progress=100.0,
-                     message="Done", estimated_time_remaining=0.0, current_step=task.current_step,
-                     total_steps=self.total_steps)
-        self.publish(EventType.GENERATION_COMPLETED, output_path=str(video_path), duration_s=total,
-                     params=event_params(task), seed=task.seed)
-
-    def cancelled(self) -> None:
-        task = self.task
-        self.stop_sampler()
-        self.holder.release_hooks()  # models: offload hooks back to rest, GPU memory given back
-        stage = task.stage
-        task.set_outcome("cancelled", error=GenerationCancelled(task.id, stage, task.current_step))
-        self.stage(Stage.CANCELLED, f"Cancelled during {stage}")
-        self.publish(EventType.GENERATION_CANCELLED, stage=stage, current_step=task.current_step)
-
-    def failed(self, exc: BaseException) -> None:
-        task = self.task
-        self.stop_sampler()
-        stage = task.stage
-        self.holder.release_hooks()  # models: offload hooks back to rest, GPU memory given back
-        error_type = type(exc).__name__
-        message = str(exc) or error_type
-        log.debug("task %s failed in %s:\n%s", task.id, stage, traceback.format_exc())
-        error = GenerationError(f"{error_type} during {stage}: {message}", task_id=task.id,
-                                stage=stage, error_type=error_type)
-        error.__cause__ = exc
-        task.set_outcome("failed", error=error)
-        self.stage(Stage.FAILED, f"{error_type}: {message}")
-        self.publish(EventType.GENERATION_FAILED, stage=stage, error_type=error_type, error=message)
 
     # -- reporting ---------------------------------------------------------------------------
     def check_cancel(self) -> None:

@@ -165,6 +165,7 @@ class Result:
     model: str
     duration_s: float
     run_dir: Path
+    stopped_at: int | None = None    # ``stop_after=k``: the video is the x0 preview at step k; resume_run finishes it
 
     @property
     def inputs(self) -> dict[str, list[Path]]:
@@ -205,13 +206,23 @@ class Task(Handle):
         self._steer = threading.Condition()
         self._hold = False
         self.release_memory = False
+        # Checkpoints (wan_nb.core.resume): where a resumed run starts, where stop_after ends it.
+        self.resume_point: Any = None
+        self.stop_after: int | None = None
+        self.keep_checkpoint = False
 
     # -- steering ----------------------------------------------------------------------------
+    def cancel(self, keep: bool = False) -> bool:
+        """Ask it to stop within one denoising step. ``keep=True`` keeps a checkpoint of the last
+        step done, so ``gen.resume_run(task)`` can finish it later. False if it has finished."""
+        self.keep_checkpoint = bool(keep)
+        return super().cancel()
+
     def pause(self, release_memory: bool = False) -> bool:
         """Hold at the next denoising step boundary (status ``"paused"`` once it holds).
 
-        ``release_memory=True`` also moves the pipeline off the accelerator while paused and
-        back on :meth:`resume`. A paused task can still be cancelled. False if it has finished.
+        A checkpoint is written as it holds. ``release_memory=True`` also moves the pipeline off
+        the accelerator while paused and back on :meth:`resume`. A paused task can still be cancelled. False if it has finished.
         """
         with self._steer:
             if self._done.is_set():

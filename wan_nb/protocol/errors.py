@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["GenerationError", "GenerationCancelled", "StoryboardError", "StoryboardCancelled",
-           "TaskNotQueued", "ClusterUnavailable", "CheckpointError", "InvalidParameter", "ModelNotAvailable",
+           "TaskNotQueued", "ClusterUnavailable", "CheckpointError", "ResumeError", "InvalidParameter", "ModelNotAvailable",
            "LoraError"]
 
 
@@ -83,6 +83,12 @@ class InvalidParameter(ValueError):
 class CheckpointError(ValueError):
     """A single-file checkpoint (``transformer=``, ``quant="gguf:..."``) that cannot be used for this model:
     no such file, not readable, not a Wan transformer / UMT5 encoder, or of another architecture."""
+
+
+class ResumeError(ValueError):
+    """A run cannot be resumed (``gen.resume_run``): completed, no checkpoint, another wan_nb's or a
+    damaged checkpoint, or its model, inputs or LoRAs changed. The message says what to do; the
+    run folder is left as it was."""
 
 
 class ModelNotAvailable(RuntimeError):

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 from wan_nb.protocol import frontend  # standard library only, like this module
 from wan_nb.runs import kept_inputs as run_inputs
+from wan_nb.runs import checkpoint_file  # stopped / interrupted runs (standard library only)
 from wan_nb.runs.atomic import replace_text  # standard library only, like this module
 from wan_nb.runs.layout import INDEX_NAME, JOURNAL_NAME, TASK_FILE, VIDEO_NAME, default_runs_dir
 from wan_nb.protocol.events import TERMINAL_STATUS, is_terminal  # standard library only, like this module
@@ -65,6 +66,8 @@ class Run:
     parent_id: str | None = None     # the storyboard a scene belongs to
     inputs: dict[str, list[Path]] = field(default_factory=dict)  # name -> the files it used
     created_ts: float = field(default=0.0, repr=False, compare=False)
+    checkpoint_step: int | None = None   # "stopped" / "interrupted": the step its checkpoint keeps
+    resumed_from: str | None = None      # a resumed run: the task it continues (wan_nb.core.resume)
 
     @property
     def id(self) -> str:
@@ -134,7 +137,8 @@ def _to_run(entry: dict[str, Any], runs_dir: Path) -> Run:
                run_dir=folder, finished_at=entry.get("finished_at"), error=entry.get("error"),
                key=entry.get("key"), kind=entry.get("kind") or "generation", parent_id=entry.get("parent_id"),
                inputs=run_inputs.paths(folder, entry.get("inputs") or {}),
-               created_ts=entry.get("created_ts") or _parse_ts(entry.get("created_at")))
+               created_ts=entry.get("created_ts") or _parse_ts(entry.get("created_at")),
+               checkpoint_step=entry.get("checkpoint_step"), resumed_from=entry.get("resumed_from"))
 
 
 def entry_from_task(info: dict[str, Any], folder: str, *, status: str, video: str | None = None,
@@ -149,7 +153,8 @@ def entry_from_task(info: dict[str, Any], folder: str, *, status: str, video: st
             "loras": info.get("loras") or {}, "video": video, "created_at": created_at,
             "created_ts": info.get("created_ts") or _parse_ts(created_at), "finished_at": finished_at,
             "duration_s": duration_s, "error": error, "key": key, "kind": info.get("kind") or "generation",
-            "parent_id": info.get("parent_id"), "inputs": info.get("inputs") or {}}
+            "parent_id": info.get("parent_id"), "inputs": info.get("inputs") or {},
+            "resumed_from": info.get("resumed_from")}
 
 
 def record(runs_dir: str | os.PathLike, entry: dict[str, Any]) -> None:
@@ -412,7 +417,8 @@ def history(runs_dir: str | os.PathLike | None = None, **filters: Any) -> RunLis
     with _scan_lock(folder):
         index = _load_index(folder)
         running = _scan(folder, index)
-        entries = [e for e in index.entries.values() if match(e)] + [e for e in running if match(e)]
+        entries = [e for e in (checkpoint_file.overlay(e, folder) for e in [*index.entries.values(), *running])
+                   if match(e)]  # a run that kept a checkpoint reads "stopped" / "interrupted"
     entries.sort(key=lambda e: (e.get("created_ts") or _parse_ts(e.get("created_at")), e["task_id"]), reverse=True)
     end = None if limit is None else offset + limit
     return RunList((_to_run(e, folder) for e in entries[offset:end]), folder, asked)

@@ -10,7 +10,7 @@ from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 
 from wan_nb.runs.layout import default_runs_dir
 
-from . import input_files
+from . import input_files, webhook
 from .handlers import handlers
 from .hub import Hub
 
@@ -56,6 +56,10 @@ class WanNbExtension(ExtensionApp):
     def _default_runs_dirs(self):
         return [str(default_runs_dir(getattr(self.serverapp, "root_dir", None) or None))]
 
+    webhook_url = Unicode("", config=True,
+                          help="POST a JSON summary of each task's end here (ntfy, Slack, Discord...; '' = off)")
+    webhook_timeout = Float(5.0, config=True, help="Seconds one webhook POST may take.")
+    webhook_retries = Int(3, config=True, help="Retries of a failed webhook POST (pauses of 1, 2, 4... s).")
     producer_dir = Unicode("", config=True,
                            help="Where producers advertise themselves (default: the Jupyter "
                                 "runtime directory).")
@@ -77,6 +81,12 @@ class WanNbExtension(ExtensionApp):
     def _check_backlog(self, proposal):
         if proposal["value"] < 64 * 1024:
             raise TraitError(f"backlog_bytes={proposal['value']}: choose at least 65536")
+        return proposal["value"]
+
+    @validate("webhook_url")
+    def _check_webhook_url(self, proposal):
+        if proposal["value"] and not proposal["value"].startswith(("http://", "https://")):
+            raise TraitError(f"webhook_url={proposal['value']!r}: give an http:// or https:// URL, or '' for none")
         return proposal["value"]
 
     @validate("scan_interval", "vram_interval")
@@ -103,6 +113,9 @@ class WanNbExtension(ExtensionApp):
             remembered_file=Path(self.serverapp.data_dir) / "wan_nb" / "runs_dirs.json",
             logger=self.log,
         )
+        self.webhook = webhook.attach(self.hub.store, webhook.Webhook(
+            self.webhook_url, timeout=self.webhook_timeout, retries=self.webhook_retries,
+            logger=self.log)) if self.webhook_url else None
         self.settings.update({"wan_nb_hub": self.hub})
         IOLoop.current().add_callback(self.hub.start)
 
@@ -111,3 +124,5 @@ class WanNbExtension(ExtensionApp):
 
     async def stop_extension(self) -> None:
         self.hub.stop()
+        if self.webhook is not None:
+            self.webhook.close()

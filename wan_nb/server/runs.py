@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from wan_nb.protocol.events import TERMINAL_STATUS as _ENDINGS, is_terminal
+from wan_nb.runs import checkpoint_file
 from wan_nb.runs.journal import JOURNAL_NAME, TASK_FILE
 from wan_nb.protocol.processes import pid_alive as process_alive  # noqa: F401 (hub reads it here)
 from wan_nb.protocol.state import PRODUCER_LOST, capped_params, cap_text
@@ -156,6 +157,7 @@ def run_from_index(directory: Path, entry: dict[str, Any]) -> dict[str, Any]:
     params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
     video = entry.get("video")
     folder = os.path.join(directory, entry.get("folder") or entry["task_id"])   # str: thousands a listing
+    kept = checkpoint_file.overlay(entry, Path(directory))  # a checkpoint kept: "stopped" / "interrupted" at k/N
     return {"task_id": entry["task_id"], "prompt": cap_text(entry.get("prompt") or params.get("prompt")),
             "params": capped_params(params), "seed": entry.get("seed"), "model_type": entry.get("model"),
             "created_at": _iso(entry.get("created_at")), "status": entry.get("status"),
@@ -163,7 +165,8 @@ def run_from_index(directory: Path, entry: dict[str, Any]) -> dict[str, Any]:
             "duration_s": entry.get("duration_s"), "updated_at": entry.get("finished_at"),
             "error_type": None, "error": entry.get("error"), "scene_videos": [],
             "kind": "storyboard" if entry.get("kind") == "storyboard" else "generation", "pid": None,
-            "inputs": entry.get("inputs")}
+            "inputs": entry.get("inputs"), "resumed_from": entry.get("resumed_from"),
+            "checkpoint_step": kept.get("checkpoint_step"), "resumable_as": kept["status"] if kept is not entry else None}
 
 
 def finished_runs(directories: Iterable[Path]) -> list[dict[str, Any]]:
@@ -213,9 +216,11 @@ def summary(run: dict[str, Any], base_url: str) -> dict[str, Any]:
     url, scene_urls = video_urls(base_url, run["task_id"], len(run["scene_videos"]))
     params = run["params"]
     done = run["status"] == "completed"
+    step = run.get("checkpoint_step")   # the contract's status stays; the message and fields say it can go on
+    message = f"{run['resumable_as'].capitalize()} at step {step}/{params.get('steps')}: resumable" if step else ""
     return {"task_id": run["task_id"], "kind": run["kind"], "status": run["status"],
-            "stage": run["status"], "progress": 100 if done else 0, "message": "",
-            "estimated_time_remaining": 0 if done else None, "current_step": None,
+            "stage": run["status"], "progress": 100 if done else 0, "message": message,
+            "estimated_time_remaining": 0 if done else None, "current_step": step,
             "total_steps": params.get("steps"), "model_type": run["model_type"],
             "prompt": run["prompt"], "seed": run["seed"], "params": params,
             "storyboard_id": params.get("storyboard_id"), "created_at": run["created_at"],
@@ -224,4 +229,5 @@ def summary(run: dict[str, Any], base_url: str) -> dict[str, Any]:
             "scene_video_urls": scene_urls, "error_type": run["error_type"], "error": run["error"],
             "duration_s": run["duration_s"], "last_seq": None, "producer_pid": None,
             "incomplete": False, "missing_seqs": [], "on_disk": True, "queue_position": None,
-            "inputs": listing_inputs(base_url, run["task_id"], run.get("inputs"))}
+            "inputs": listing_inputs(base_url, run["task_id"], run.get("inputs")),
+            "resumable": bool(step), "checkpoint_step": step, "resumed_from": run.get("resumed_from")}
