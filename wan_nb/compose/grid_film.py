@@ -239,11 +239,12 @@ def to_mp4(grid: Any, path: Any, *, min_tile: int = 128, max_width: int = 1920, 
         listing.write_text("".join(f"file '{f}'\n" for f in films))
         joined = path.with_name(path.name + ".part.mp4")   # beside the target: the rename is atomic
         _run([_ffmpeg(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-              "-c", "copy", "-metadata", f"title=wan_nb grid: {grid.prompt}", str(joined)], joined)
-        # Where a single run keeps its recipe (the comment tag), written the same way.
+              "-c", "copy", str(joined)], joined)
+        # Where a single run keeps its recipe (the comment tag), written the same way: through a
+        # metadata file, as the prompts of every cell can pass the 128 KiB a command-line argument may hold.
         from wan_nb.runs.recipe import embed
 
-        embed(joined, json.loads(json.dumps(grid.recipe(), default=str)))
+        embed(joined, json.loads(json.dumps(grid.recipe(), default=str)), tags={"title": f"wan_nb grid: {grid.prompt}"})
         joined.replace(path)
     return path
 
@@ -288,10 +289,16 @@ def to_html(grid: Any, path: Any, *, inline: bool = False, tile_width: int = 192
     script = (STATIC / "lockstep.js").read_text()
     css = (STATIC / "lockstep.css").read_text()
     page = _PAGE.format(title=_escape(f"wan_nb grid: {grid.prompt}"), css=css,
-                        state=json.dumps(state, default=str).replace("</", "<\\/"),
+                        state=_script_json(state),
                         script=script.replace("</", "<\\/"))
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a ``<script>`` element: every ``<`` written as ``\\u003c``, so no text in it
+    (``</script>``, ``<!--<script>``, which makes the parser swallow the rest of the page) is markup."""
+    return json.dumps(value, default=str).replace("<", "\\u003c")
 
 
 def _escape(text: str) -> str:
