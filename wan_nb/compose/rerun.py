@@ -89,7 +89,7 @@ def recorded_inputs(found: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
                                   "to rerun with another one")
         if entry.get("kind") == "video":
             value = inputs.read_video(name, files[0])
-            have = value.sha256
+            have = _video_sha256(value, found.get("num_frames"), entry.get("sha256"))
             if source:   # the new run refers to the user's file, as the first did
                 value.source, value.source_sha256 = source, entry.get("source_sha256")
         elif entry.get("kind") == "images":
@@ -104,6 +104,21 @@ def recorded_inputs(found: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
                               "with it as it is now")
         out[name] = value
     return out
+
+
+def _video_sha256(video: Any, num_frames: Any, want: Any) -> str:
+    """The hash a recipe recorded for ``video``: that of the frames its run used (its first
+    ``num_frames``). Recipes made before only those were decoded hashed the whole video: that
+    hash is tried when the first differs and the whole video fits."""
+    used = num_frames if isinstance(num_frames, int) and not isinstance(num_frames, bool) and num_frames > 0 else len(video)
+    have = video.using(used).sha256
+    if have != want and len(video) > used:
+        try:
+            whole = video.using(len(video)).sha256
+        except ValueError:   # too large to decode whole: the recorded hash cannot be of it
+            return have
+        return whole if whole == want else have
+    return have
 
 
 def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ from wan_nb.models import kinds
 from wan_nb.models import pipelines
 from wan_nb.fast.cache import check_cache  # cache acceleration: a mode the model can't take is refused in build_params
 from wan_nb.protocol.errors import InvalidParameter  # defined with every other exception; params' name for it stays
-from wan_nb.models.user_inputs import MEDIA_ARGS, describe, read
+from wan_nb.models.user_inputs import MEDIA_ARGS, VideoInput, describe, read
 from wan_nb.models.specs import ModelSpec
 from wan_nb.models.presets import flow_shift_for
 
@@ -183,6 +183,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
             raise InvalidParameter("loras", dict(loras), f"the weight of {name!r} must be a number")
     p["loras"] = {str(k): float(v) for k, v in loras.items()}
     pipelines.check_frames(spec, p, MAX_STEPS)
+    _use_frames(p)
     p["cache"], p["cache_threshold"] = check_cache(p["cache"], p["cache_threshold"], two_experts=len(spec.experts) >= 2)
     return p
 
@@ -194,7 +195,29 @@ def _read_inputs(spec: ModelSpec, p: dict[str, Any], kwargs: Mapping[str, Any]) 
     for name in MEDIA_ARGS:
         if name != "image" and p.get(name) is not None:
             p[name] = read(name, p[name], fps)
+    # The video whose length a run takes when num_frames is not given (pipelines.fill_from_video's
+    # rule): one longer than a run can make is refused here, naming a num_frames that works.
+    driving = "pose_video" if spec.kind == "animate" else "video"
+    video = p.get(driving)
+    if kwargs.get("num_frames") is None and isinstance(video, VideoInput) and len(video) > MAX_FRAMES:
+        usable = min(MAX_FRAMES, int(defaults_frames(spec)))
+        raise InvalidParameter(driving, video.describe(), f"has {len(video):,} frames, more than the {MAX_FRAMES} a "
+                               f"run can make; pass num_frames={usable} to use its first {usable} (any {spec.temporal_factor}k+1 "
+                               f"up to {MAX_FRAMES}), or make a long video from scenes (wan_nb.Storyboard)")
     pipelines.fill_from_video(spec, p, kwargs)
+
+
+def defaults_frames(spec: ModelSpec) -> int:
+    frames = spec.defaults.get("num_frames")
+    return frames if _is_int(frames) and frames >= 1 else 81
+
+
+def _use_frames(p: dict[str, Any]) -> None:
+    """Every video from now on stands for the frames the run takes: its first num_frames, the
+    only ones decoded and hashed (refused here if even those would not fit in memory)."""
+    for name in MEDIA_ARGS:
+        if isinstance(p.get(name), VideoInput):
+            p[name] = p[name].using(p["num_frames"])
 
 
 def _check_length(name: str, text: str) -> None:
