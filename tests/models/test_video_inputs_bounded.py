@@ -12,7 +12,7 @@ import pytest
 from wan_nb import Generator
 from wan_nb.core.params import InvalidParameter
 from wan_nb.models import user_inputs
-from wan_nb.models.video_io import probe_video, read_frames
+from wan_nb.models.video_io import read_frames
 
 LONG_FRAMES = 4000
 
@@ -37,6 +37,8 @@ def gen(tmp_path_factory):
 
 
 def test_the_probe_counts_frames_and_reads_the_size_without_decoding(long_clip):
+    from wan_nb.models.video_io import probe_video
+
     probe = probe_video(long_clip)
     assert (probe.frames, probe.width, probe.height, probe.codec) == (LONG_FRAMES, 160, 96, "h264")
     assert read_frames(long_clip, 5).shape == (5, 96, 160, 3)
