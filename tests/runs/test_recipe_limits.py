@@ -1,11 +1,8 @@
 """Recipes read from files someone else made: huge or deeply nested tags, files that changed size,
 LoRA entries without a name. Each is refused with a RecipeError that says what is wrong, at once."""
 import json
-import os
-import subprocess
 import tracemalloc
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -13,21 +10,7 @@ import wan_nb
 from wan_nb import Generator
 from wan_nb.models import tiny
 from wan_nb.runs.recipe import FORMAT, RecipeError
-
-
-def _escape(text: str) -> str:
-    return "".join("\\" + c if c in "=;#\\\n" else c for c in text)
-
-
-def tagged_mp4(path, comment: str):
-    """A real MP4 whose comment tag is ``comment``, written the way a crafted file would carry it."""
-    meta = path.with_suffix(".ffmetadata")
-    meta.write_text(";FFMETADATA1\ncomment=" + _escape(comment) + "\n", encoding="utf-8")
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "color=c=gray:size=16x16:rate=8", "-f", "ffmetadata", "-i", str(meta), "-map", "0:v",
-                    "-map_metadata", "1", "-frames:v", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
-                   check=True)
-    return path
+from _recipe_helpers import tagged_mp4
 
 
 def _read_bytes() -> int:
