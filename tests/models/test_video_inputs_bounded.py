@@ -82,11 +82,11 @@ def test_a_text_file_passed_as_a_video_is_refused(gen, tmp_path):
     which a run then took as its control video."""
     notes = tmp_path / "notes.txt"
     notes.write_text("shopping list: eggs, milk, bread\n" * 400)
-    with pytest.raises(InvalidParameter, match=r"video=.*is not a video \(ffmpeg reads it as text art"):
+    with pytest.raises(InvalidParameter, match=r"video=.*is not a readable video \(ffmpeg reads it as text art"):
         gen.check("a fox", video=notes, strength=0.5)
     garbage = tmp_path / "random.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
-    with pytest.raises(InvalidParameter, match=r"is not a video"):
+    with pytest.raises(InvalidParameter, match=r"is not a readable video"):
         gen.check("a fox", video=garbage, strength=0.5)
 
 

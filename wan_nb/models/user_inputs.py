@@ -329,7 +329,7 @@ def read_video(name: str, value: Any, fps: float = 16.0) -> VideoInput:
             try:
                 probe = probe_video(path)
             except NotAVideo as exc:
-                raise _invalid(name, value, f"is not a video ({exc}); pass an MP4 (or any video file ffmpeg "
+                raise _invalid(name, value, f"is not a readable video ({exc}); pass an MP4 (or any video file ffmpeg "
                                "reads), a list of pictures or a (frames, height, width, 3) array") from None
             if probe.frames < 1:
                 raise _invalid(name, value, "holds no frames; pass a video with at least one frame")
