@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 __all__ = ["Layout", "layout", "to_mp4", "to_html", "read_recipe", "probe"]
 
+# A grid's recipe repeats each cell's arguments: 1,000 cells of 10,000-character prompts are 20 MB.
+GRID_RECIPE_BYTES = 32 << 20
 GAP = 4            # pixels between tiles
 PAD = 6            # pixels around label text
 FONT_SIZE = 14
@@ -250,16 +252,12 @@ def to_mp4(grid: Any, path: Any, *, min_tile: int = 128, max_width: int = 1920, 
 
 
 def read_recipe(path: Any) -> dict[str, Any] | None:
-    """The grid recipe embedded by :func:`to_mp4` (None if the file carries none)."""
-    from wan_nb.runs.recipe import METADATA_TAG, parse_ffmetadata
+    """The grid recipe embedded by :func:`to_mp4` (None if the file carries none). Read as a run's
+    recipe is: at most :data:`GRID_RECIPE_BYTES` of tags, nesting too deep refused (RecipeError)."""
+    from wan_nb.runs.recipe import METADATA_TAG, loads_recipe, read_tags
 
-    done = subprocess.run([_ffmpeg(), "-loglevel", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-                          capture_output=True)
-    text = parse_ffmetadata(done.stdout.decode("utf-8", "replace")).get(METADATA_TAG)
-    try:
-        found = json.loads(text) if text else None
-    except ValueError:
-        return None
+    text = read_tags(path, limit=GRID_RECIPE_BYTES).get(METADATA_TAG)
+    found = loads_recipe(text, path) if text else None
     return found if isinstance(found, dict) and found.get("kind") == "wan_nb.compose.grid" else None
 
 

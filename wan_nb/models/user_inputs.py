@@ -242,6 +242,10 @@ def _decoded(name: str, path: Path, used: int, convert_fps: float | None, shown:
     found = _cached(key)
     if found is None:
         frames = _decode(name, path, shown, limit=used)
+        if len(frames) < used:   # packets counted that do not decode (a damaged tail)
+            usable = (len(frames) - 1) // 4 * 4 + 1
+            raise _invalid(name, shown, f"decodes to {len(frames)} frames, fewer than the {used} it counts; pass "
+                           f"num_frames={usable} or re-encode the video")
         if convert_fps is None:
             found = VideoInput(name, mp4=path, count=len(frames), width=frames.shape[2], height=frames.shape[1],
                                frames=frames)
