@@ -38,13 +38,17 @@ def _hermetic_token() -> Path:
     import shutil
     import tempfile
 
+    inherited = os.environ.get("WAN_NB_TESTS_RAY_TOKEN")
+    if inherited and Path(inherited).is_file():   # a driver process this helper started: the run's token
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=inherited)
+        return Path(inherited)
     folder = Path(tempfile.mkdtemp(prefix="wan_nb-ray-auth-"))
     atexit.register(shutil.rmtree, folder, True)
     token = folder / "auth_token"
     token.touch(mode=0o600)
     token.write_text(secrets.token_hex(32))
     os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+    os.environ["RAY_AUTH_TOKEN_PATH"] = os.environ["WAN_NB_TESTS_RAY_TOKEN"] = str(token)
     os.environ.pop("RAY_AUTH_TOKEN", None)
     return token
 
