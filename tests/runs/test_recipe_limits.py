@@ -41,6 +41,11 @@ def test_a_tag_nested_too_deeply_is_a_recipe_error_not_a_recursion_error(tmp_pat
     path = tagged_mp4(tmp_path / "deep.mp4", "[" * 100_000)
     with pytest.raises(RecipeError, match="nests too deeply"):
         wan_nb.runs.recipe(path)
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(RecipeError, match="nests too deeply"):
+        wan_nb.runs.recipe({"format": FORMAT, "prompt": "a fox", "loras": deep})
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "task.json").write_text('{"recipe": ' + "[" * 100_000)

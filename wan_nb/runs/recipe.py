@@ -458,7 +458,10 @@ def recipe(source: Any) -> dict[str, Any]:
         if source.get("format") != FORMAT:
             raise RecipeError(f"this dict is not a wan_nb recipe (no \"format\": {FORMAT!r}); get one with "
                               "wan_nb.runs.recipe(result_or_mp4)")
-        return json.loads(json.dumps(source))  # a deep copy the caller may change
+        try:
+            return json.loads(json.dumps(source))  # a deep copy the caller may change
+        except RecursionError:
+            raise RecipeError("this recipe dict nests too deeply to be one wan_nb wrote") from None
     run_dir = getattr(source, "run_dir", None)
     if run_dir is not None:
         found = _from_folder(Path(run_dir), getattr(source, "video_path", None))
