@@ -50,10 +50,11 @@ def connect(cluster: str) -> Any:
             ray.init(include_dashboard=False, **options)
     else:
         _token_auth_if_the_user_has_a_token()
+        auth_error = getattr(ray.exceptions, "AuthenticationError", _NeverRaised)   # Ray 2.52+
         try:
             ray.init(address=cluster, **options)
-        except (ConnectionError, ValueError, ray.exceptions.AuthenticationError) as exc:
-            if _refused_for_its_token(exc, ray.exceptions.AuthenticationError):
+        except (ConnectionError, ValueError, auth_error) as exc:
+            if _refused_for_its_token(exc, auth_error):
                 raise ClusterUnavailable(f"the Ray cluster at {cluster!r} requires token authentication and refused "
                                          "this connection: give this process the cluster's token, in "
                                          "~/.ray/auth_token, a file named by RAY_AUTH_TOKEN_PATH, or RAY_AUTH_TOKEN "
@@ -61,6 +62,10 @@ def connect(cluster: str) -> Any:
             raise ClusterUnavailable(f"cannot reach the Ray cluster at {cluster!r}: {exc}. Start one with "
                                      "`ray start --head` (see docs/cluster.md).") from exc
     return ray
+
+
+class _NeverRaised(Exception):
+    """Stands for Ray's AuthenticationError in a Ray that has none (before 2.52)."""
 
 
 def _refused_for_its_token(exc: BaseException, auth_error: type) -> bool:
