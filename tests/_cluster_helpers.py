@@ -23,6 +23,39 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _hermetic_token() -> Path:
+    """One auth mode and one token for every Ray process of this run (head, driver, workers): token
+    authentication, with a fresh token in a file of the run's own (0600), never ``~/.ray/auth_token``.
+
+    With Ray 2.60 a ``~/.ray/auth_token`` left by any earlier local cluster made ``ray start --head``
+    require a token while the driver, connecting to an explicit address, sent none
+    (``InvalidAuthToken``): the cluster tests and benchmarks/cluster.py failed on such machines.
+    Setting RAY_AUTH_MODE and RAY_AUTH_TOKEN_PATH here, before Ray loads, makes them independent
+    of whatever the user's home holds. The token is never printed.
+    """
+    import atexit
+    import secrets
+    import shutil
+    import tempfile
+
+    inherited = os.environ.get("WAN_NB_TESTS_RAY_TOKEN")
+    if inherited and Path(inherited).is_file():   # a driver process this helper started: the run's token
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=inherited)
+        return Path(inherited)
+    folder = Path(tempfile.mkdtemp(prefix="wan_nb-ray-auth-"))
+    atexit.register(shutil.rmtree, folder, True)
+    token = folder / "auth_token"
+    token.touch(mode=0o600)
+    token.write_text(secrets.token_hex(32))
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = os.environ["WAN_NB_TESTS_RAY_TOKEN"] = str(token)
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    return token
+
+
+RAY_TOKEN_FILE = _hermetic_token()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -118,6 +118,26 @@ def _weight_args(args: argparse.Namespace, made: dict | None) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _recipe_model(made: dict, source: str) -> str:
+    """The model a recipe names, when it is one wan_nb knows by name (a preset or a built-in tiny
+    model). Any other name (a Hub repo id, a folder) is refused: a file someone sent must not choose
+    what is downloaded or loaded; the user names it with --model."""
+    from wan_nb.models import few_step, presets, tiny
+    from wan_nb.runs.recipe import RecipeError
+
+    model = made.get("model")
+    name = model.get("name") if isinstance(model, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise RecipeError(f"the recipe in {source} names no model; pass --model (a preset, a repo id or a folder)")
+    key = name.strip().lower()
+    if key in tiny.VARIANTS or key in few_step.FAST_PRESETS or presets.get(key) is not None:
+        return name.strip()
+    shown = name if len(name) <= 200 else name[:200] + "..."
+    raise RecipeError(f"the recipe in {source} was made with model {shown!r}, which is not a preset: wan-nb "
+                      "downloads or loads no model that a file names. If you trust it, say so: --model "
+                      f"{shown!r} (or the folder you have it in)")
+
+
 def _generate(args: argparse.Namespace) -> int:
     from wan_nb.cli.console import TextProgress
     from wan_nb.generator import GenerationCancelled, GenerationError, Generator
@@ -142,7 +162,7 @@ def _generate(args: argparse.Namespace) -> int:
             from wan_nb.runs.recipe import recipe
 
             made = recipe(args.from_)
-        model = args.model or (made["model"]["name"] if made else "tiny")
+        model = args.model or (_recipe_model(made, args.from_) if made else "tiny")
         gen = Generator(model=model, device=args.device, dtype=args.dtype, runs_dir=args.runs_dir,
                         offload=args.offload, vae_tiling=args.vae_tiling, vae_slicing=args.vae_slicing,
                         previews=cli_post.previews_option(args), **_weight_args(args, made),

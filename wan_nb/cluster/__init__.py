@@ -49,12 +49,59 @@ def connect(cluster: str) -> Any:
         except ConnectionError:
             ray.init(include_dashboard=False, **options)
     else:
+        _token_auth_if_the_user_has_a_token()
+        auth_error = getattr(ray.exceptions, "AuthenticationError", _NeverRaised)   # Ray 2.52+
         try:
             ray.init(address=cluster, **options)
-        except (ConnectionError, ValueError) as exc:
+        except (ConnectionError, ValueError, auth_error) as exc:
+            if _refused_for_its_token(exc, auth_error):
+                raise ClusterUnavailable(f"the Ray cluster at {cluster!r} requires token authentication and refused "
+                                         "this connection: give this process the cluster's token, in "
+                                         "~/.ray/auth_token, a file named by RAY_AUTH_TOKEN_PATH, or RAY_AUTH_TOKEN "
+                                         "(see docs/cluster.md, 'Token authentication')") from None
             raise ClusterUnavailable(f"cannot reach the Ray cluster at {cluster!r}: {exc}. Start one with "
                                      "`ray start --head` (see docs/cluster.md).") from exc
     return ray
+
+
+class _NeverRaised(Exception):
+    """Stands for Ray's AuthenticationError in a Ray that has none (before 2.52)."""
+
+
+def _refused_for_its_token(exc: BaseException, auth_error: type) -> bool:
+    """Whether Ray's connection error was, somewhere down its chain, an authentication refusal.
+    Ray 2.60 wraps it as text: a ConnectionError caused by a RuntimeError whose message holds the
+    GCS client's traceback ending in ``AuthenticationError: ... InvalidAuthToken``."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, auth_error) or "InvalidAuthToken" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _token_auth_if_the_user_has_a_token() -> None:
+    """Connect with token authentication when the user has a Ray token and left RAY_AUTH_MODE unset.
+
+    Ray turns token authentication on by itself for ``address="auto"`` when a token exists
+    (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN_PATH``, ``RAY_AUTH_TOKEN``), but never for an explicit
+    address, and since Ray 2.60 a head started by ``ray start`` on a machine holding a token
+    requires it: ``cluster="<address>"`` then failed with ``InvalidAuthToken``. The user named the
+    cluster, so their token goes to it, as Ray's own CLI does. Only whether a token exists is
+    looked at here; its value is read by Ray's loader and never passes through wan_nb (nothing
+    here prints or logs it). An explicit ``RAY_AUTH_MODE`` is always respected.
+    """
+    import os
+
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:   # a Ray before token authentication (2.52): nothing to turn on
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def attach(ctx: Any, *, cluster: str, workers: int | None, model: Any, worker_options: dict[str, Any],

@@ -127,10 +127,8 @@ class Grid(Sweep):
         return to_mp4(self, path, **options)
 
     def to_html(self, path: Any, **options: Any) -> Any:
-        """One page with the lockstep player (see :func:`wan_nb.compose.grid_film.to_html`)."""
-        from wan_nb.compose.grid_film import to_html
-
-        return to_html(self, path, **options)
+        """One page with the lockstep player (the front end writes it: :mod:`wan_nb.widgets.grid_page`)."""
+        return frontend.show("grid_page", self, path=path, **options)
 
     def _ipython_display_(self) -> None:
         frontend.show("grid", self)

@@ -13,18 +13,18 @@ keep their size). The grid's recipe travels in the MP4's ``comment`` tag as JSON
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["Layout", "layout", "to_mp4", "to_html", "read_recipe", "probe"]
+__all__ = ["Layout", "layout", "to_mp4", "read_recipe", "probe"]
 
+# A grid's recipe repeats each cell's arguments: 1,000 cells of 10,000-character prompts are 20 MB.
+GRID_RECIPE_BYTES = 32 << 20
 GAP = 4            # pixels between tiles
 PAD = 6            # pixels around label text
 FONT_SIZE = 14
@@ -239,86 +239,21 @@ def to_mp4(grid: Any, path: Any, *, min_tile: int = 128, max_width: int = 1920, 
         listing.write_text("".join(f"file '{f}'\n" for f in films))
         joined = path.with_name(path.name + ".part.mp4")   # beside the target: the rename is atomic
         _run([_ffmpeg(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-              "-c", "copy", "-metadata", f"title=wan_nb grid: {grid.prompt}", str(joined)], joined)
-        # Where a single run keeps its recipe (the comment tag), written the same way.
+              "-c", "copy", str(joined)], joined)
+        # Where a single run keeps its recipe (the comment tag), written the same way: through a
+        # metadata file, as the prompts of every cell can pass the 128 KiB a command-line argument may hold.
         from wan_nb.runs.recipe import embed
 
-        embed(joined, json.loads(json.dumps(grid.recipe(), default=str)))
+        embed(joined, json.loads(json.dumps(grid.recipe(), default=str)), tags={"title": f"wan_nb grid: {grid.prompt}"})
         joined.replace(path)
     return path
 
 
 def read_recipe(path: Any) -> dict[str, Any] | None:
-    """The grid recipe embedded by :func:`to_mp4` (None if the file carries none)."""
-    from wan_nb.runs.recipe import METADATA_TAG, parse_ffmetadata
+    """The grid recipe embedded by :func:`to_mp4` (None if the file carries none). Read as a run's
+    recipe is: at most :data:`GRID_RECIPE_BYTES` of tags, nesting too deep refused (RecipeError)."""
+    from wan_nb.runs.recipe import METADATA_TAG, loads_recipe, read_tags
 
-    done = subprocess.run([_ffmpeg(), "-loglevel", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-                          capture_output=True)
-    text = parse_ffmetadata(done.stdout.decode("utf-8", "replace")).get(METADATA_TAG)
-    try:
-        found = json.loads(text) if text else None
-    except ValueError:
-        return None
+    text = read_tags(path, limit=GRID_RECIPE_BYTES).get(METADATA_TAG)
+    found = loads_recipe(text, path) if text else None
     return found if isinstance(found, dict) and found.get("kind") == "wan_nb.grid" else None
-
-
-def to_html(grid: Any, path: Any, *, inline: bool = False, tile_width: int = 192,
-            timeout: float | None = None) -> Path:
-    """One page with the lockstep player. The videos go in ``<name>_files/`` beside it, or into
-    the page itself with ``inline=True`` (one file to send, base64: a third larger)."""
-    from wan_nb.widgets.lockstep import STATIC, grid_state
-
-    grid.results(timeout)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    urls: list[str] = []
-    folder = path.with_name(path.stem + "_files")
-    for cell in grid.cells:
-        video = Path(cell.task.result().video_path)
-        if inline:
-            urls.append("data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode("ascii"))
-        else:
-            folder.mkdir(exist_ok=True)
-            target = folder / f"{cell.task.id}.mp4"
-            if not target.exists():
-                shutil.copyfile(video, target)
-            urls.append(f"{folder.name}/{target.name}")
-    state = grid_state(grid)
-    state.update(videos=urls, interactive=False, tile_width=tile_width)
-    script = (STATIC / "lockstep.js").read_text()
-    css = (STATIC / "lockstep.css").read_text()
-    page = _PAGE.format(title=_escape(f"wan_nb grid: {grid.prompt}"), css=css,
-                        state=json.dumps(state, default=str).replace("</", "<\\/"),
-                        script=script.replace("</", "<\\/"))
-    path.write_text(page, encoding="utf-8")
-    return path
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
-
-
-# The player is the notebook widget's own module, given a small stand-in for anywidget's model.
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:16px;background:#fff;color:#222}}{css}</style></head>
-<body><div id="wan-nb-grid"></div>
-<script type="application/json" id="wan-nb-grid-state">{state}</script>
-<script type="text/plain" id="wan-nb-grid-player">{script}</script>
-<script type="module">
-const state = JSON.parse(document.getElementById("wan-nb-grid-state").textContent);
-const handlers = {{}};
-const model = {{
-  get: (k) => state[k],
-  set: (k, v) => {{ state[k] = v; (handlers["change:" + k] || []).forEach((f) => f()); }},
-  save_changes: () => {{}}, send: () => {{}},
-  on: (name, f) => {{ (handlers[name] = handlers[name] || []).push(f); }},
-  off: (name, f) => {{ handlers[name] = (handlers[name] || []).filter((g) => g !== f); }},
-}};
-const source = document.getElementById("wan-nb-grid-player").textContent;
-const player = await import(URL.createObjectURL(new Blob([source], {{ type: "text/javascript" }})));
-player.default.render({{ model, el: document.getElementById("wan-nb-grid") }});
-</script></body></html>
-"""

@@ -17,16 +17,21 @@ from wan_nb.models import few_step as fast_presets
 from wan_nb.models import user_inputs as inputs
 from wan_nb.models.lora_files import EXPERTS, looks_like_repo  # the one rule for "org/name" vs a path
 from wan_nb.core.recipes import lora_entry
-from wan_nb.runs.recipe import PARAM_FIELDS, RecipeError, file_sha256, recipe
+from wan_nb.runs.recipe import PARAM_FIELDS, RecipeError, file_sha256, recipe, size_mismatch
 
 __all__ = ["rerun", "rerun_args", "generator_rerun"]
 
 
-def _lora_file(name: str, path: str | None, source: str | None, want: str | None) -> str:
-    """Where to load one LoRA file from; raises RecipeError naming it when it is gone or changed."""
+def _lora_file(name: str, path: str | None, source: str | None, want: str | None, size: Any = None) -> str:
+    """Where to load one LoRA file from; raises RecipeError naming it when it is gone or changed
+    (a different size is refused before the file is hashed)."""
     candidates = list(dict.fromkeys(str(c) for c in (path, source) if c))
     for candidate in candidates:
         if Path(candidate).expanduser().is_file():
+            differs = size_mismatch(Path(candidate).expanduser(), size)
+            if differs:
+                raise RecipeError(f"LoRA {name!r} at {candidate} has changed since the recipe was made ({differs}); "
+                                  f"put the original file back, or rerun with loras={{{name!r}: 0}} to leave it out")
             have = file_sha256(Path(candidate).expanduser())
             if want and have != want:
                 raise RecipeError(f"LoRA {name!r} at {candidate} has changed since the recipe was made "
@@ -45,9 +50,9 @@ def _lora_load_args(entry: Mapping[str, Any], two_experts: bool) -> tuple[Any, s
     name = entry["name"]
     files = entry.get("files")
     if files:
-        return tuple(_lora_file(name, files[c]["path"], None, files[c]["sha256"])
+        return tuple(_lora_file(name, files[c]["path"], None, files[c]["sha256"], files[c].get("size"))
                      for c in ("transformer", "transformer_2")), None
-    path = _lora_file(name, entry.get("path"), entry.get("source"), entry.get("sha256"))
+    path = _lora_file(name, entry.get("path"), entry.get("source"), entry.get("sha256"), entry.get("size"))
     targets = tuple(entry.get("targets") or ())
     experts = next((k for k, v in EXPERTS.items() if v == targets), None) if two_experts else None
     return path, experts
@@ -59,6 +64,10 @@ def _check_image(found: Mapping[str, Any]) -> str:
     if not path or not Path(path).is_file():
         raise RecipeError(f"the input image of this recipe is no longer there ({path or 'no path recorded'}); "
                           "pass image= to rerun with another one")
+    differs = size_mismatch(path, image.get("size"))
+    if differs:
+        raise RecipeError(f"the input image {path} has changed since the recipe was made ({differs}); pass "
+                          "image= to use another one")
     have = file_sha256(path)
     if image.get("sha256") and have != image["sha256"]:
         raise RecipeError(f"the input image {path} has changed since the recipe was made (sha256 "
@@ -75,6 +84,10 @@ def recorded_inputs(found: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
         if name == "image" or name in overrides or not isinstance(entry, Mapping):
             continue
         source = entry.get("source")
+        differs = size_mismatch(source, entry.get("source_size")) if source and Path(source).is_file() else None
+        if differs:
+            raise RecipeError(f"the {name} input {source} has changed since the recipe was made ({differs}); put the "
+                              f"original back, or pass {name}= to rerun with it as it is now")
         if source and Path(source).is_file() and entry.get("source_sha256") \
                 and inputs.file_sha256(source) != entry["source_sha256"]:
             raise RecipeError(f"the {name} input {source} has changed since the recipe was made (sha256 "
@@ -90,7 +103,7 @@ def recorded_inputs(found: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
                                   "to rerun with another one")
         if entry.get("kind") == "video":
             value = inputs.read_video(name, files[0])
-            have = value.sha256
+            have = _video_sha256(value, found.get("num_frames"), entry.get("sha256"))
             if source:   # the new run refers to the user's file, as the first did
                 value.source, value.source_sha256 = source, entry.get("source_sha256")
         elif entry.get("kind") == "images":
@@ -105,6 +118,40 @@ def recorded_inputs(found: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
                               "with it as it is now")
         out[name] = value
     return out
+
+
+def _check_lora_entries(found: Mapping[str, Any]) -> None:
+    """Every LoRA entry of a recipe is an object with a name and a numeric weight; anything else
+    (a hand-edited or damaged recipe) is refused naming the entry, before any file is touched."""
+    from wan_nb.core.lora_registry import MAX_ADAPTER_NAME
+
+    loras = found.get("loras") or []
+    if not isinstance(loras, list):
+        raise RecipeError(f"this recipe's \"loras\" is {type(loras).__name__}, not a list of adapters; fix or "
+                          "remove it from the recipe")
+    for index, entry in enumerate(loras, start=1):
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_ADAPTER_NAME:
+            raise RecipeError(f"LoRA entry {index} of this recipe has no usable name ({str(name)[:40]!r}); every "
+                              f"entry needs \"name\" (1-{MAX_ADAPTER_NAME} characters): add it, or remove the entry")
+        weight = entry.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise RecipeError(f"LoRA {name!r} of this recipe has weight {weight!r}; it must be a number")
+
+
+def _video_sha256(video: Any, num_frames: Any, want: Any) -> str:
+    """The hash a recipe recorded for ``video``: that of the frames its run used (its first
+    ``num_frames``). Recipes made before only those were decoded hashed the whole video: that
+    hash is tried when the first differs and the whole video fits."""
+    used = num_frames if isinstance(num_frames, int) and not isinstance(num_frames, bool) and num_frames > 0 else len(video)
+    have = video.using(used).sha256
+    if have != want and len(video) > used:
+        try:
+            whole = video.using(len(video)).sha256
+        except ValueError:   # too large to decode whole: the recorded hash cannot be of it
+            return have
+        return whole if whole == want else have
+    return have
 
 
 def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict[str, Any]]:
@@ -128,6 +175,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
 
     from wan_nb.weights.options import check_rerun
 
+    _check_lora_entries(found)
     check_rerun(generator, found)
     weights = {l["name"]: float(l.get("weight", 1.0)) for l in found.get("loras") or ()}
     weights.update({str(k): float(v) for k, v in (overrides.get("loras") or {}).items()})

@@ -6,6 +6,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 
+# Adapter names become keys in every LoRA layer (peft's per-adapter dicts) and travel in each run's
+# recipe; a 10 MB name cost 42 s before failing at saving. File names stay well below this.
+MAX_ADAPTER_NAME = 128
+
+
 @dataclass
 class _Lora:
     source: str
@@ -39,8 +44,12 @@ class LoraRegistry:
             raise ValueError(f"weight={weight!r}: give a finite number, e.g. weight=0.8")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"name={name!r}: give a non-empty adapter name, or leave it out to use the file's")
+        if name is not None and len(name) > MAX_ADAPTER_NAME:
+            raise ValueError(f"name='{name[:40]}...' is {len(name):,} characters long; an adapter name may have at "
+                             f"most {MAX_ADAPTER_NAME} (it is a key in every layer the LoRA touches, and in the "
+                             "recipe); give a short one, e.g. name='style'")
         pair = isinstance(path_or_repo, (tuple, list))
-        name = name or lora.default_name(path_or_repo[0] if pair and path_or_repo else path_or_repo)
+        name = name or lora.default_name(path_or_repo[0] if pair and path_or_repo else path_or_repo)[:MAX_ADAPTER_NAME]
         if name in self.entries:
             raise ValueError(f"a LoRA named {name!r} is already loaded; unload_lora({name!r}) first or "
                              "pass another name=")

@@ -15,7 +15,7 @@ from wan_nb.models import kinds
 from wan_nb.models import pipelines
 from wan_nb.fast.cache import check_cache  # cache acceleration: a mode the model can't take is refused in build_params
 from wan_nb.protocol.errors import InvalidParameter  # defined with every other exception; params' name for it stays
-from wan_nb.models.user_inputs import MEDIA_ARGS, describe, read
+from wan_nb.models.user_inputs import MEDIA_ARGS, VideoInput, describe, read
 from wan_nb.models.specs import ModelSpec
 from wan_nb.models.presets import flow_shift_for
 from wan_nb.post.options import POST_ARGS, check_post  # decode=, interpolate=, fps_out=, upscale=, upscaler=, previews=
@@ -38,6 +38,14 @@ MAX_SIDE = 4096
 FPS_RANGE = (1.0, 120.0)
 MAX_GUIDANCE = 100.0
 MAX_FLOW_SHIFT = 100.0
+# The output's pixels x frames, whatever the model: what the latents, the decode and the finished
+# video grow with (the decoded video alone is 12 bytes a pixel-frame as float32, 4 GB here). 1080p
+# at 161 frames is past any size the Wan models were trained for (720p, 81-121 frames);
+# 4096x4096x1025 (17 G pixel-frames) passed every other check and died after 20 s allocating 4.3 GB.
+MAX_PIXEL_FRAMES = 1920 * 1080 * 161
+# Where the planner knows the model: the largest card it prices (H200, 141 GB). A size whose
+# leanest plan (sequential offload, the smallest quant, VAE tiling) needs more fits no GPU.
+LARGEST_CARD_GB = 141.0
 # The text encoder reads 512 tokens (a few thousand characters); anything longer is cut there, so a
 # generous character cap only refuses mistakes (a pasted file) that would be stored several times.
 MAX_PROMPT_CHARS = 10_000
@@ -107,6 +115,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
                                f"on {defaults.get('num_frames')}); make longer videos from scenes "
                                "(wan_nb.Storyboard)")
     p["num_frames"] = int(frames)
+    _check_output_size(spec, p)
 
     steps = p["steps"]
     if not _is_int(steps) or steps < 1:
@@ -184,6 +193,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
             raise InvalidParameter("loras", dict(loras), f"the weight of {name!r} must be a number")
     p["loras"] = {str(k): float(v) for k, v in loras.items()}
     pipelines.check_frames(spec, p, MAX_STEPS)
+    _use_frames(p)
     p["cache"], p["cache_threshold"] = check_cache(p["cache"], p["cache_threshold"], two_experts=len(spec.experts) >= 2)
     check_post(p, kwargs)  # wan_nb.post: after fps, size and frames are known (the output size limit needs them)
     from wan_nb.post.checkpoints import check_post_files  # reads a named RIFE file (torch): only when one is named
@@ -199,7 +209,80 @@ def _read_inputs(spec: ModelSpec, p: dict[str, Any], kwargs: Mapping[str, Any]) 
     for name in MEDIA_ARGS:
         if name != "image" and p.get(name) is not None:
             p[name] = read(name, p[name], fps)
+    # The video whose length a run takes when num_frames is not given (pipelines.fill_from_video's
+    # rule): one longer than a run can make is refused here, naming a num_frames that works.
+    driving = "pose_video" if spec.kind == "animate" else "video"
+    video = p.get(driving)
+    if kwargs.get("num_frames") is None and isinstance(video, VideoInput) and len(video) > MAX_FRAMES:
+        usable = min(MAX_FRAMES, int(defaults_frames(spec)))
+        raise InvalidParameter(driving, video.describe(), f"has {len(video):,} frames, more than the {MAX_FRAMES} a "
+                               f"run can make; pass num_frames={usable} to use its first {usable} (any {spec.temporal_factor}k+1 "
+                               f"up to {MAX_FRAMES}), or make a long video from scenes (wan_nb.Storyboard)")
     pipelines.fill_from_video(spec, p, kwargs)
+
+
+def defaults_frames(spec: ModelSpec) -> int:
+    frames = spec.defaults.get("num_frames")
+    return frames if _is_int(frames) and frames >= 1 else 81
+
+
+def _use_frames(p: dict[str, Any]) -> None:
+    """Every video from now on stands for the frames the run takes: its first num_frames, the
+    only ones decoded and hashed (refused here if even those would not fit in memory)."""
+    for name in MEDIA_ARGS:
+        if isinstance(p.get(name), VideoInput):
+            p[name] = p[name].using(p["num_frames"])
+
+
+def _check_output_size(spec: ModelSpec, p: dict[str, Any]) -> None:
+    """Refuse, before any work, an output too large to make: over :data:`MAX_PIXEL_FRAMES`, or (a
+    model the planner knows, asked above its default size) needing more memory than the largest
+    card has by the planner's estimate. The error names the limit and the nearest sizes that fit:
+    fewer frames at this size, or this many frames at a smaller size of the same aspect."""
+    height, width, frames = p["height"], p["width"], p["num_frames"]
+    volume = height * width * frames
+    if volume > MAX_PIXEL_FRAMES:
+        fits = lambda h, w, f: h * w * f <= MAX_PIXEL_FRAMES  # noqa: E731
+        limit = (f"{volume / 1e6:,.0f} M pixel-frames; at most {MAX_PIXEL_FRAMES / 1e6:,.0f} M are accepted (e.g. "
+                 "1920x1080 at 161 frames)")
+    else:
+        defaults = spec.defaults
+        trained = 1
+        for key in ("height", "width", "num_frames"):
+            trained *= defaults.get(key) if _is_int(defaults.get(key)) else 1
+        if spec.builder or volume <= trained:
+            return
+        peak = planned_peak_gb(spec, height, width, frames)
+        if peak is None or peak <= LARGEST_CARD_GB:
+            return
+        fits = lambda h, w, f: (planned_peak_gb(spec, h, w, f) or 0.0) <= LARGEST_CARD_GB  # noqa: E731
+        limit = (f"the planner estimates {peak:,.0f} GB of GPU memory with its leanest plan, more than the "
+                 f"largest card ({LARGEST_CARD_GB:g} GB)")
+    k, factor = spec.temporal_factor, spec.spatial_factor
+    fewer = next((f for f in range((frames - 1) // k * k + 1, 0, -k) if fits(height, width, f)), None)
+    smaller = None
+    for h in range((height - 1) // factor * factor, factor - 1, -factor):   # same aspect, one step smaller each time
+        w = max(factor, int(h * width / height) // factor * factor)
+        if fits(h, w, frames):
+            smaller = (h, w)
+            break
+    options = [f"num_frames={fewer}" for _ in [0] if fewer]
+    options += [f"height={smaller[0]}, width={smaller[1]}" for _ in [0] if smaller]
+    raise InvalidParameter("height x width x num_frames", f"{height}x{width}x{frames}",
+                           f"is too large to make: {limit}. Nearest that fits: {' or '.join(options) or 'a smaller size'}")
+
+
+def planned_peak_gb(spec: ModelSpec, height: int, width: int, frames: int) -> float | None:
+    """The least GPU memory (GB) any plan of the planner needs for this output; None when the
+    planner does not know the model."""
+    from wan_nb.fast import planner
+
+    try:
+        made = planner.plan(spec.name, gpu_gb=LARGEST_CARD_GB, ram_gb=1e6, height=height, width=width,
+                            num_frames=frames)
+    except (ValueError, ImportError):
+        return None
+    return min((row.vram_gb for row in made.rows), default=None)
 
 
 def _check_length(name: str, text: str) -> None:

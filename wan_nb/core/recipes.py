@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from wan_nb.fast import options as fast_path  # light: no torch at import
 from wan_nb.models import few_step as fast_presets
 from wan_nb.runs.recipe import (FORMAT, IMAGE_NAME, METADATA_TAG, OPTIONAL_FIELDS, PARAM_FIELDS, RecipeError,  # noqa: F401
-                                created_at_iso, dumps, embed, file_sha256, parse_ffmetadata, post_recipe_fields,
+                                created_at_iso, dumps, embed, file_sha256, file_size, parse_ffmetadata, post_recipe_fields,
                                 read_mp4, recipe,
                                 recipe_key, weights_key)
 
@@ -104,12 +104,13 @@ def lora_entry(name: str, entry: Any, weight: float) -> dict[str, Any]:
     state = entry.state
     targets = dict(state) if isinstance(state, Mapping) else {"transformer": state}
     files = {component: {"path": str(Path(getattr(read, "path", None) or entry.source).resolve()),
-                         "sha256": file_sha256(getattr(read, "path", None) or entry.source)}
+                         "sha256": file_sha256(getattr(read, "path", None) or entry.source),
+                         "size": file_size(getattr(read, "path", None) or entry.source)}
              for component, read in sorted(targets.items())}
     out: dict[str, Any] = {"name": name, "weight": float(weight), "source": entry.source, "targets": list(files)}
     if len({f["path"] for f in files.values()}) == 1:
         first = next(iter(files.values()))
-        out.update(path=first["path"], sha256=first["sha256"])
+        out.update(path=first["path"], sha256=first["sha256"], size=first["size"])
     else:
         joined = ";".join(f"{component}:{f['sha256']}" for component, f in files.items())
         out.update(path=None, sha256=hashlib.sha256(joined.encode()).hexdigest(), files=files)
@@ -148,7 +149,7 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
         if image_path is not None:
             target = Path(image_path)
             target.write_bytes(data)
-            out["image"]["path"] = str(target.resolve())
+            out["image"].update(path=str(target.resolve()), size=len(data))
     for field in OPTIONAL_FIELDS:
         if out.get(field) is None:
             del out[field]

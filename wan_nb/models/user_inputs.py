@@ -25,7 +25,6 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -44,6 +43,9 @@ _MP4 = (".mp4", ".m4v")
 _PICTURE = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # Decoded videos kept for reuse in this process (a 81-frame 832x480 clip is about 100 MB).
 _CACHE_SIZE = 4
+# The most one video input may take decoded (its frames the run uses, at the file's own size):
+# 1025 frames of 1280x720 fit, a clip past that is refused with the frame count that fits.
+MAX_DECODED_BYTES = 4 << 30
 
 
 def _invalid(name: str, value: Any, message: str) -> Exception:
@@ -51,32 +53,102 @@ def _invalid(name: str, value: Any, message: str) -> Exception:
     return InvalidParameter(name, shown, message)
 
 
-@dataclass(eq=False)
 class VideoInput:
-    """A video as a run uses it: uint8 frames (F, H, W, 3), decoded once.
+    """A video as a run uses it: its first ``used`` frames, uint8 (F, H, W, 3), decoded once.
 
-    ``mp4`` is a file holding exactly these pixels (the user's MP4, or the one written for an
-    in-memory video); ``source`` / ``source_sha256`` name the user's file, for a rerun to check.
+    A file is probed when it is read (frame count, size: :func:`wan_nb.models.video_io.probe_video`)
+    and decoded only when its pixels are needed, and then only the frames the run uses
+    (:meth:`using` sets how many, ``build_params`` calls it once ``num_frames`` is known): a
+    100,000-frame MP4 costs the 81 frames a run takes, not 4 GB. ``sha256`` is that of those
+    frames' pixels. ``mp4`` is a file holding exactly the pixels (the user's MP4, or the one written
+    for an in-memory video or another format); ``source`` / ``source_sha256`` / ``source_size``
+    name the user's file, for a rerun to check.
     """
 
-    name: str
-    frames: np.ndarray
-    sha256: str
-    mp4: Path
-    source: str | None = None
-    source_sha256: str | None = None
+    def __init__(self, name: str, *, mp4: Path, count: int, width: int, height: int,
+                 frames: np.ndarray | None = None, used: int | None = None, convert_fps: float | None = None,
+                 source: str | None = None, source_sha256: str | None = None,
+                 source_size: int | None = None) -> None:
+        self.name = name
+        self.mp4 = Path(mp4)
+        self.count, self.width, self.height = int(count), int(width), int(height)
+        self.used = self.count if used is None else int(used)
+        self.source, self.source_sha256, self.source_size = source, source_sha256, source_size
+        self._convert_fps = convert_fps    # not an MP4: kept as one, written at this rate when decoded
+        self._frames = frames if frames is None else frames[:self.used]
+        self._sha256: str | None = None
+        self._lock = threading.Lock()
+
+    def renamed(self, name: str) -> "VideoInput":
+        return self._copy(name=name)
+
+    def _copy(self, **changes: Any) -> "VideoInput":
+        fields = dict(name=self.name, mp4=self.mp4, count=self.count, width=self.width, height=self.height,
+                      frames=self._frames, used=self.used, convert_fps=self._convert_fps, source=self.source,
+                      source_sha256=self.source_sha256, source_size=self.source_size)
+        fields.update(changes)
+        copy = VideoInput(**fields)
+        if fields["used"] == self.used and fields["frames"] is self._frames:
+            copy._sha256 = self._sha256
+        return copy
 
     def __len__(self) -> int:
-        return int(self.frames.shape[0])
+        return self.count
 
     @property
     def size(self) -> tuple[int, int]:   # (width, height), as PIL says it
-        return int(self.frames.shape[2]), int(self.frames.shape[1])
+        return self.width, self.height
+
+    def using(self, count: int) -> "VideoInput":
+        """This video as a run of ``count`` frames uses it (its first ``count``); refused with what to
+        pass when those frames would not fit in memory."""
+        count = max(1, min(int(count), self.count))
+        need = count * self.width * self.height * 3
+        if need > MAX_DECODED_BYTES:
+            fits = max(1, MAX_DECODED_BYTES // (self.width * self.height * 3))
+            fits = max(1, (fits - 1) // 4 * 4 + 1)
+            raise _invalid(self.name, self.describe(), f"its first {count} frames at {self.width}x{self.height} would "
+                           f"take {need / 1e9:.1f} GB decoded, over the {MAX_DECODED_BYTES / 1e9:.1f} GB an input may; "
+                           f"pass num_frames={fits} or fewer, or scale the video down first (it is resized to the "
+                           "output size anyway), e.g. ffmpeg -i in.mp4 -vf scale=832:-2 out.mp4")
+        if count == self.used:
+            return self
+        frames = None if self._frames is None or len(self._frames) < count else self._frames[:count]
+        return self._copy(used=count, frames=frames)
+
+    @property
+    def frames(self) -> np.ndarray:
+        with self._lock:
+            if self._frames is None:
+                self.using(self.used)   # refuses a decode that would not fit, before it starts
+                self._frames, mp4 = _decoded(self.name, self.mp4, self.used, self._convert_fps, self.describe())
+                if self._convert_fps is not None:
+                    self.mp4, self._convert_fps = mp4, None
+            return self._frames
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = pixels_sha256(self.frames)
+        return self._sha256
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to a Ray worker) with its pixels: the file may not be on the other machine."""
+        frames, digest = self.frames, self.sha256
+        state = {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        state.update(_frames=frames, _sha256=digest)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def first_frame(self):
         from PIL import Image
 
-        return Image.fromarray(self.frames[0])
+        if self._frames is not None:
+            return Image.fromarray(self._frames[0])
+        return Image.fromarray(_decode(self.name, self.mp4, self.describe(), limit=1)[0])
 
     def pictures(self, count: int, height: int | None = None, width: int | None = None) -> list:
         """The first ``count`` frames as PIL images, center-cropped and resized to the given size."""
@@ -84,13 +156,14 @@ class VideoInput:
 
         from wan_nb.models.specs import prepare_image
 
-        out = [Image.fromarray(frame) for frame in self.frames[:count]]
+        frames = self.frames if count <= self.used else self.using(count).frames
+        out = [Image.fromarray(frame) for frame in frames[:count]]
         if height is not None and width is not None:
             out = [prepare_image(picture, height, width) for picture in out]
         return out
 
     def describe(self) -> str:
-        return self.source or f"<video {len(self)} frames {self.size[0]}x{self.size[1]}>"
+        return self.source or f"<video {len(self)} frames {self.width}x{self.height}>"
 
 
 def pixels_sha256(frames: np.ndarray) -> str:
@@ -140,11 +213,11 @@ def _cached(key: Any) -> VideoInput | None:
         return found
 
 
-def _decode(name: str, path: Path, shown: Any) -> np.ndarray:
+def _decode(name: str, path: Path, shown: Any, limit: int | None = None) -> np.ndarray:
     from wan_nb.models.video_io import read_frames
 
     try:
-        frames = read_frames(path)
+        frames = read_frames(path, limit)
     except Exception as exc:  # ffmpeg's reason, first line: "Invalid data found when processing input"
         reason = str(exc).strip().splitlines()
         raise _invalid(name, shown, f"is not a readable video ({reason[-1] if reason else type(exc).__name__}); "
@@ -155,6 +228,26 @@ def _decode(name: str, path: Path, shown: Any) -> np.ndarray:
     return frames
 
 
+def _decoded(name: str, path: Path, used: int, convert_fps: float | None, shown: Any) -> tuple[np.ndarray, Path]:
+    """(the first ``used`` frames of ``path``, the MP4 holding exactly them), decoded once per process."""
+    stat = path.stat()
+    key = ("file", str(path.resolve()), stat.st_size, stat.st_mtime_ns, int(used), convert_fps)
+    found = _cached(key)
+    if found is None:
+        frames = _decode(name, path, shown, limit=used)
+        if len(frames) < used:   # packets counted that do not decode (a damaged tail)
+            usable = (len(frames) - 1) // 4 * 4 + 1
+            raise _invalid(name, shown, f"decodes to {len(frames)} frames, fewer than the {used} it counts; pass "
+                           f"num_frames={usable} or re-encode the video")
+        if convert_fps is None:
+            found = VideoInput(name, mp4=path, count=len(frames), width=frames.shape[2], height=frames.shape[1],
+                               frames=frames)
+        else:   # a WebM, GIF, MOV...: kept as an MP4, its pixels as read back
+            found = _round_trip(name, frames, convert_fps)
+        _remember(key, found)
+    return found.frames, found.mp4
+
+
 def _round_trip(name: str, frames: np.ndarray, fps: float) -> VideoInput:
     """Write ``frames`` as the MP4 the run folder keeps and use the pixels read back from it."""
     from wan_nb.models.video_io import write_mp4
@@ -162,14 +255,15 @@ def _round_trip(name: str, frames: np.ndarray, fps: float) -> VideoInput:
     key = ("pixels", pixels_sha256(frames), float(fps))
     found = _cached(key)
     if found is not None:
-        return VideoInput(name, found.frames, found.sha256, found.mp4)
+        return found.renamed(name)
     if frames.shape[1] % 2 or frames.shape[2] % 2:
         raise _invalid(name, frames, f"is {frames.shape[2]}x{frames.shape[1]}: an H.264 MP4 needs even sides; "
                        "crop or resize the frames to an even width and height")
     target = _scratch_dir() / f"{key[1][:24]}.mp4"
     write_mp4(frames, target, fps=fps)
     back = _decode(name, target, target)
-    return _remember(key, VideoInput(name, back, pixels_sha256(back), target))
+    return _remember(key, VideoInput(name, mp4=target, count=len(back), width=back.shape[2], height=back.shape[1],
+                                     frames=back))
 
 
 def _frames_from_array(name: str, value: Any) -> np.ndarray:
@@ -212,10 +306,10 @@ def _frames_from_pictures(name: str, pictures: Any) -> np.ndarray:
 
 
 def read_video(name: str, value: Any, fps: float = 16.0) -> VideoInput:
-    """``value`` (a path, a list of pictures, an array) as a :class:`VideoInput`."""
+    """``value`` (a path, a list of pictures, an array) as a :class:`VideoInput`. A file is probed
+    here (refused at once when it holds no video) and decoded only when its pixels are needed."""
     if isinstance(value, VideoInput):
-        return value if value.name == name else VideoInput(name, value.frames, value.sha256, value.mp4,
-                                                           value.source, value.source_sha256)
+        return value if value.name == name else value.renamed(name)
     if isinstance(value, (str, os.PathLike)):
         path = Path(value).expanduser()
         if path.is_dir():
@@ -223,18 +317,26 @@ def read_video(name: str, value: Any, fps: float = 16.0) -> VideoInput:
         if not path.is_file():
             raise _invalid(name, value, "no such file; pass the path of a video (an MP4), a list of pictures "
                            "or an array")
+        from wan_nb.models.video_io import NotAVideo, probe_video
+
         stat = path.stat()
-        key = ("file", str(path.resolve()), stat.st_size, stat.st_mtime_ns, float(fps))
+        key = ("probe", str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         found = _cached(key)
         if found is None:
-            frames = _decode(name, path, value)
-            if path.suffix.lower() in _MP4:
-                found = VideoInput(name, frames, pixels_sha256(frames), path.resolve())
-            else:   # a WebM, GIF, MOV...: kept as an MP4, its pixels as read back
-                found = _round_trip(name, frames, fps)
-            found = _remember(key, VideoInput(name, found.frames, found.sha256, found.mp4,
-                                              str(path.resolve()), file_sha256(path)))
-        return VideoInput(name, found.frames, found.sha256, found.mp4, found.source, found.source_sha256)
+            try:
+                probe = probe_video(path)
+            except NotAVideo as exc:
+                raise _invalid(name, value, f"is not a readable video ({exc}); pass an MP4 (or any video file ffmpeg "
+                               "reads), a list of pictures or a (frames, height, width, 3) array") from None
+            if probe.frames < 1:
+                raise _invalid(name, value, "holds no frames; pass a video with at least one frame")
+            convert = None if path.suffix.lower() in _MP4 else float(fps)
+            found = _remember(key, VideoInput(name, mp4=path.resolve(), count=probe.frames, width=probe.width,
+                                              height=probe.height, convert_fps=convert, source=str(path.resolve()),
+                                              source_sha256=None, source_size=stat.st_size))
+        if found.source_sha256 is None:
+            found.source_sha256 = file_sha256(path)
+        return found.renamed(name)
     if isinstance(value, (list, tuple)):
         return _round_trip(name, _frames_from_pictures(name, value), fps)
     if hasattr(value, "shape") and hasattr(value, "dtype"):
@@ -294,6 +396,8 @@ def record(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if isinstance(value, VideoInput):
             out[name] = {"kind": "video", "sha256": value.sha256, "source": value.source,
                          "source_sha256": value.source_sha256}
+            if value.source_size is not None:
+                out[name]["source_size"] = value.source_size
         elif isinstance(value, list):
             joined = ";".join(picture_sha256(p) for p in value)
             out[name] = {"kind": "images", "sha256": hashlib.sha256(joined.encode()).hexdigest()}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from wan_nb.runs.ffmetadata import ffmetadata_text, metadata_file  # noqa: F401 (re-exported)
+
 __all__ = ["decode_latents", "write_mp4", "read_frames", "frame_count", "NonFiniteLatents",
-           "FiniteWatch"]
+           "FiniteWatch", "ffmetadata_text", "metadata_file", "probe_video", "VideoProbe", "NotAVideo"]
 
 
 class NonFiniteLatents(FloatingPointError):
@@ -102,13 +105,13 @@ def write_mp4(frames: np.ndarray, path: Path, fps: float, metadata: dict[str, st
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part.mp4")
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo",
-               "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{float(fps)}", "-i", "pipe:0",
-               "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-               "-movflags", "+faststart"]
-    for key, value in (metadata or {}).items():
-        command += ["-metadata", f"{key}={value}"]
-    command += ["-f", "mp4", str(partial)]
-    proc = subprocess.run(command, input=frames.tobytes(), capture_output=True)
+               "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{float(fps)}", "-i", "pipe:0"]
+    with metadata_file(metadata or {}) as tags:
+        if tags is not None:
+            command += ["-f", "ffmetadata", "-i", str(tags), "-map", "0:v", "-map_metadata", "1"]
+        command += ["-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", "-f", "mp4", str(partial)]
+        proc = subprocess.run(command, input=frames.tobytes(), capture_output=True)
     if proc.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines()
         partial.unlink(missing_ok=True)
@@ -118,15 +121,86 @@ def write_mp4(frames: np.ndarray, path: Path, fps: float, metadata: dict[str, st
     return path
 
 
-def read_frames(path: Path) -> np.ndarray:
-    """All frames of a video as uint8 (F, H, W, 3)."""
+def read_frames(path: Path, limit: int | None = None) -> np.ndarray:
+    """The frames of a video as uint8 (F, H, W, 3): all of them, or the first ``limit``.
+
+    With a limit ffmpeg stops there, and the frames go straight into one preallocated array:
+    memory is what the frames returned hold, however long the file is.
+    """
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    frames = [np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3) for buf in reader]
-    return np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)
+    output = None if limit is None else ["-frames:v", str(int(limit))]
+    reader = imageio_ffmpeg.read_frames(str(path), output_params=output)
+    try:
+        meta = next(reader)
+        width, height = meta["size"]
+        if limit is None:
+            frames = [np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3) for buf in reader]
+            return np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)
+        out = np.empty((int(limit), height, width, 3), np.uint8)
+        count = 0
+        for buf in reader:
+            if count == limit:
+                break
+            out[count] = np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+            count += 1
+        return out[:count]
+    finally:
+        reader.close()
+
+
+# ffmpeg's readers of text art (ANSI/ASCII files, BinText, XBin, iCE Draw, Artworx): they turn any
+# text file into 640x400 "video" frames; none is a video a person would pass as one.
+_TEXT_ART_FORMATS = {"tty", "bin", "xbin", "idf", "adf"}
+_TEXT_ART_CODECS = {"ansi", "bintext", "xbin", "idf"}
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a video file holds, read from its header and packets (nothing decoded)."""
+
+    frames: int
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    container: str
+
+
+class NotAVideo(ValueError):
+    """The file holds no video stream ffmpeg can read (text, audio only, damaged)."""
+
+
+def probe_video(path: Path) -> VideoProbe:
+    """Frame count, size and codec of the first video stream, without decoding a frame.
+
+    The count is that of the stream's packets (``-c copy`` to the null muxer): exact for the
+    files people pass (one picture a packet) and fast however long the video is. Raises
+    :class:`NotAVideo` for a file that is not one, text read as ANSI art included.
+    """
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    done = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                           "-f", "null", "-"], capture_output=True)
+    text = done.stderr.decode(errors="replace")
+    container = re.search(r"Input #0, (.+?), from ", text)
+    stream = re.search(r"Stream #0:\d+\S*: Video: ([^\s,]+)[^\n]*?, (\d+)x(\d+)[\s,\[][^\n]*", text)
+    if container is None or stream is None or done.returncode != 0:
+        lines = [line for line in text.strip().splitlines() if "rror" in line or "atch" in line] or text.strip().splitlines()
+        reason = "no video stream" if container is not None and stream is None else (lines[-1] if lines else "unreadable")
+        raise NotAVideo(reason.split("] ", 1)[-1])
+    formats = set(container.group(1).split(","))
+    codec = stream.group(1)
+    if formats & _TEXT_ART_FORMATS or codec in _TEXT_ART_CODECS:
+        raise NotAVideo(f"ffmpeg reads it as text art ({container.group(1)}, codec {codec}), not as a video")
+    counts = re.findall(r"frame=\s*(\d+)", text)
+    rate = re.search(r"([\d.]+) fps", stream.group(0))
+    return VideoProbe(frames=int(counts[-1]) if counts else 0, width=int(stream.group(2)), height=int(stream.group(3)),
+                      fps=float(rate.group(1)) if rate else None, codec=codec, container=container.group(1))
 
 
 def frame_count(path: Path) -> int:

@@ -113,7 +113,9 @@ def _check_upscale(p: dict[str, Any], spandrel_available: bool | None) -> None:
         raise InvalidParameter("upscale", scale, f"give a factor from 1 (off) to {MAX_UPSCALE}, e.g. upscale=2")
     p["upscale"] = int(scale) if float(scale).is_integer() else float(scale)
     height, width = output_size(p)
-    if max(height, width) > MAX_OUTPUT_SIDE:
+    # Only an upscale is refused here: the size asked for itself is the generation's own limit
+    # (wan_nb.core.params), checked before this with sizes that fit.
+    if p["upscale"] != 1 and max(height, width) > MAX_OUTPUT_SIDE:
         fits = math.floor(MAX_OUTPUT_SIDE / max(p["height"], p["width"]) * 100) / 100
         raise InvalidParameter("upscale", scale, f"would make {width}x{height}, above the {MAX_OUTPUT_SIDE}-pixel "
                                f"output limit; use upscale={fits:g} or less, or a smaller height/width")

@@ -6,11 +6,11 @@ A recipe is a JSON-ready dict::
      "prompt", "negative_prompt", "seed", "steps", "height", "width", "num_frames", "fps",
      "guidance_scale", "guidance_scale_2", "flow_shift",          # generation arguments
      "model": {"name", "repo_id", "revision", "kind"}, "dtype",
-     "loras": [{"name", "weight", "sha256", "path", "source",    # the adapters that were on
-                "targets", ["files"]}],                       # (files: a pair, one per expert)
-     "image": {"sha256", "path"} | None,                          # the first frame, as used
+     "loras": [{"name", "weight", "sha256", "size", "path",      # the adapters that were on
+                "source", "targets", ["files"]}],             # (files: a pair, one per expert)
+     "image": {"sha256", "path", "size"} | None,                  # the first frame, as used
      ["strength", "mode"],                                        # when a run used them
-     ["inputs": {name: {"kind", "sha256", "files", ["source", "source_sha256"]}}],   # wan_nb.models.user_inputs
+     ["inputs": {name: {"kind", "sha256", "files", ["source", "source_sha256", "source_size"]}}],
      ["quant": {component: "fp8" | "int8" | "nf4" | "gguf"},       # only when the weights were
       "files": {component: {"path", "sha256"}}]                   # quantized / single files
      "versions": {"wan_nb", "diffusers", "torch"},
@@ -36,11 +36,13 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from wan_nb.runs.ffmetadata import metadata_file
 from wan_nb.runs.file_digest import file_sha256
 from wan_nb.runs.layout import IMAGE_NAME, TASK_FILE, VIDEO_NAME
 
-__all__ = ["recipe", "recipe_key", "weights_key", "read_mp4", "embed", "dumps", "file_sha256", "FORMAT",
-           "PARAM_FIELDS", "OPTIONAL_FIELDS", "RecipeError"]
+__all__ = ["recipe", "recipe_key", "weights_key", "read_mp4", "read_tags", "loads_recipe", "embed", "dumps",
+           "file_sha256", "file_size", "size_mismatch", "FORMAT", "PARAM_FIELDS", "OPTIONAL_FIELDS", "RecipeError",
+           "MAX_RECIPE_BYTES", "POST_DEFAULTS", "post_recipe_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,10 @@ FAST_FIELDS = ("cache", "cache_threshold", "attention", "compile")
 POST_DEFAULTS: dict[str, Any] = {"decode": "vae", "interpolate": 1, "fps_out": None, "interpolator": None,
                                  "upscale": 1, "upscaler": None, "previews": None}
 METADATA_TAG = "comment"
+# The most of an MP4's metadata read when looking for a recipe. A run's recipe is a few KB (two
+# prompts of at most 10,000 characters, a few LoRAs and inputs); more is not one wan_nb wrote, and
+# reading it whole let a crafted 100 MB tag cost 20 s and 1 GB before failing.
+MAX_RECIPE_BYTES = 1 << 20
 
 
 class RecipeError(ValueError):
@@ -66,6 +72,19 @@ class RecipeError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Hashes
 # ---------------------------------------------------------------------------------------------
+def file_size(path: str | os.PathLike) -> int:
+    """A file's size in bytes, recorded beside its sha256: a rerun compares it first, so a file that
+    changed size is refused at once instead of after hashing it (a 50 GB file takes minutes)."""
+    return os.stat(os.path.realpath(path)).st_size
+
+
+def size_mismatch(path: str | os.PathLike, recorded: Any) -> str | None:
+    """Why ``path`` cannot be the recorded file (its size differs), or None when it may be (same
+    size, or no size recorded: recipes made before sizes were)."""
+    if isinstance(recorded, bool) or not isinstance(recorded, int):
+        return None
+    have = file_size(path)
+    return None if have == recorded else f"{have:,} bytes, recorded {recorded:,}"
 
 
 def _normal(recipe: Mapping[str, Any], field: str) -> Any:
@@ -137,15 +156,18 @@ def dumps(recipe: Mapping[str, Any]) -> str:
     return json.dumps(recipe, ensure_ascii=False, separators=(",", ":"))
 
 
-def embed(video: str | os.PathLike, recipe: Mapping[str, Any]) -> Path:
-    """Write ``recipe`` into the MP4's ``comment`` tag, in place (a stream copy: no re-encode)."""
+def embed(video: str | os.PathLike, recipe: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Path:
+    """Write ``recipe`` into the MP4's ``comment`` tag (and any other ``tags``), in place (a stream
+    copy: no re-encode). The video's other tags are kept."""
     path = Path(video)
     partial = path.with_name(path.name + ".recipe.part.mp4")
-    text = dumps(recipe)
-    command = [_ffmpeg(), "-y", "-loglevel", "error", "-i", str(path), "-map", "0", "-c", "copy",
-               "-map_metadata", "0", "-metadata", f"{METADATA_TAG}={text}", "-movflags", "+faststart",
-               "-f", "mp4", str(partial)]
-    done = subprocess.run(command, capture_output=True)
+    with metadata_file({**(tags or {}), METADATA_TAG: dumps(recipe)}) as written:
+        # ffmpeg copies each -map_metadata source without overwriting what an earlier one set, so
+        # the new tags (input 1) come first and the video's own (input 0) fill in the rest.
+        command = [_ffmpeg(), "-y", "-loglevel", "error", "-i", str(path), "-f", "ffmetadata", "-i", str(written),
+                   "-map", "0", "-c", "copy", "-map_metadata", "1", "-map_metadata", "0",
+                   "-movflags", "+faststart", "-f", "mp4", str(partial)]
+        done = subprocess.run(command, capture_output=True)
     if done.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         reason = done.stderr.decode(errors="replace").strip().splitlines()
@@ -184,23 +206,44 @@ def parse_ffmetadata(text: str) -> dict[str, str]:
     return tags
 
 
-def read_mp4(video: str | os.PathLike) -> dict[str, Any] | None:
-    """The recipe in an MP4's metadata; None if it carries none."""
+def read_tags(video: str | os.PathLike, limit: int = MAX_RECIPE_BYTES) -> dict[str, str]:
+    """The global tags of a video, reading at most ``limit`` bytes of them: more raises RecipeError
+    as soon as the limit is passed (ffmpeg is stopped, nothing more is read)."""
     path = Path(video)
     if not path.is_file():
         raise FileNotFoundError(f"no video at {path}")
-    done = subprocess.run([_ffmpeg(), "-loglevel", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-                          capture_output=True)
-    if done.returncode != 0:
-        reason = done.stderr.decode(errors="replace").strip().splitlines()
+    with subprocess.Popen([_ffmpeg(), "-loglevel", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        data = proc.stdout.read(limit + 1)
+        if len(data) > limit:
+            proc.kill()
+            proc.communicate()
+            raise RecipeError(f"{path}: its metadata is larger than {limit:,} bytes, more than any wan_nb "
+                              "recipe; it was not read (the file was not made by wan_nb, or was altered)")
+        _, errors = proc.communicate()
+    if proc.returncode != 0:
+        reason = errors.decode(errors="replace").strip().splitlines()
         raise RecipeError(f"{path} is not a readable video: {reason[-1] if reason else 'ffmpeg failed'}")
-    text = parse_ffmetadata(done.stdout.decode("utf-8", errors="replace")).get(METADATA_TAG)
-    if not text:
-        return None
+    return parse_ffmetadata(data.decode("utf-8", errors="replace"))
+
+
+def loads_recipe(text: str, where: Any) -> Any:
+    """JSON of a recipe tag or task file; None when it is not JSON. Nesting too deep for the
+    parser (``[`` x 100,000) is refused by name instead of escaping as RecursionError."""
     try:
-        found = json.loads(text)
+        return json.loads(text)
+    except RecursionError:
+        raise RecipeError(f"{where}: its recipe nests too deeply to be one wan_nb wrote; it was not read") from None
     except ValueError:
         return None
+
+
+def read_mp4(video: str | os.PathLike) -> dict[str, Any] | None:
+    """The recipe in an MP4's metadata; None if it carries none."""
+    text = read_tags(video).get(METADATA_TAG)
+    if not text:
+        return None
+    found = loads_recipe(text, video)
     return found if isinstance(found, dict) and found.get("format") == FORMAT else None
 
 
@@ -209,9 +252,10 @@ def read_mp4(video: str | os.PathLike) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------
 def _from_task_file(folder: Path) -> dict[str, Any] | None:
     try:
-        info = json.loads((folder / TASK_FILE).read_text(encoding="utf-8"))
+        text = (folder / TASK_FILE).read_text(encoding="utf-8")
     except (OSError, ValueError):
         return None
+    info = loads_recipe(text, folder / TASK_FILE)
     found = info.get("recipe") if isinstance(info, dict) else None
     return dict(found) if isinstance(found, dict) and found.get("format") == FORMAT else None
 
@@ -235,7 +279,10 @@ def recipe(source: Any) -> dict[str, Any]:
         if source.get("format") != FORMAT:
             raise RecipeError(f"this dict is not a wan_nb recipe (no \"format\": {FORMAT!r}); get one with "
                               "wan_nb.recipe(result_or_mp4)")
-        return json.loads(json.dumps(source))  # a deep copy the caller may change
+        try:
+            return json.loads(json.dumps(source))  # a deep copy the caller may change
+        except RecursionError:
+            raise RecipeError("this recipe dict nests too deeply to be one wan_nb wrote") from None
     run_dir = getattr(source, "run_dir", None)
     if run_dir is not None:
         found = _from_folder(Path(run_dir), getattr(source, "video_path", None))

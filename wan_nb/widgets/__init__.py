@@ -156,6 +156,13 @@ def gallery(results: Any, *, labels: Any = None, columns: int | None = None, dis
 show_gallery = gallery  # frontend.show("gallery", results)
 
 
+def show_grid_page(grid: Any, path: Any, **options: Any) -> Any:
+    """``grid.to_html(path)``: the grid as one standalone page (written, not shown; no widget needed)."""
+    from .grid_page import to_html
+
+    return to_html(grid, path, **options)
+
+
 def __getattr__(name: str) -> Any:
     # The widget classes import ipywidgets/anywidget: load them only when asked for.
     if name in ("ProgressPanel", "GeneratorPanel"):
