@@ -9,6 +9,7 @@ file holds, the control request/reply shapes, and the server's URL layout.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from pathlib import Path
@@ -23,6 +24,8 @@ __all__ = ["PRODUCER_PREFIX", "SERVER_PREFIX", "API_ROOT", "CONTROL_OPS", "STEER
 
 PRODUCER_PREFIX = "wan_nb-producer-"
 SERVER_PREFIX = "wan_nb-server-"    # a server's doorbell: producers ring it when their file changes
+PID_MAX = 2**22                      # Linux's highest pid_max; a larger "pid" is not a process
+CREATE_TIME_MAX = 1e11               # seconds since 1970: year 5138, far past any real start time
 IPC_PATH_MAX = 100                   # sun_path is 104-108 bytes depending on the platform
 API_ROOT = "wan-nb/api"              # the server's routes, relative to its base_url
 STEER_ACTIONS = ("cancel", "pause", "resume", "move")
@@ -62,22 +65,39 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut short; an int too long for ``repr`` (10**5000) is named, not raised."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_start_time(value: Any) -> bool:
+    # An int of 401 digits passes isinstance(int) but overflows float() in every later
+    # comparison with psutil's start time; bounds are checked on the exact value first.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return 0 <= value <= CREATE_TIME_MAX and (not isinstance(value, float) or math.isfinite(value))
+
+
 def check_producer_info(info: Mapping[str, Any]) -> str | None:
     """What is wrong with a producer file's content, or None if a server can use it.
 
     A server trusts these fields in its periodic scan (pid liveness, sockets, journals), so one
     file of the wrong shape must be refused, not allowed to raise there.
     """
-    if not _is_int(info.get("pid")) or info["pid"] <= 0:
-        return f"'pid' must be a positive integer, not {info.get('pid')!r:.40}"
+    if not _is_int(info.get("pid")) or not 0 < info["pid"] <= PID_MAX:
+        return f"'pid' must be a positive integer up to {PID_MAX}, not {_shown(info.get('pid'))}"
     for name in ("pub", "control", "key"):
         if name in info and not isinstance(info[name], str):
             return f"{name!r} must be a string"
     if not isinstance(info.get("pub"), str) or not info["pub"].startswith(("ipc://", "tcp://")):
         return "'pub' must be an ipc:// or tcp:// endpoint"
     created = info.get("create_time")
-    if created is not None and (isinstance(created, bool) or not isinstance(created, (int, float))):
-        return "'create_time' must be a number or null"
+    if created is not None and not _is_start_time(created):
+        return f"'create_time' must be a process start time in seconds or null, not {_shown(created)}"
     dirs = info.get("runs_dirs", [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         return "'runs_dirs' must be a list of paths"

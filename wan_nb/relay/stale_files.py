@@ -37,7 +37,8 @@ def pid_alive(pid: int, create_time: float | None = None) -> bool:
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
         return create_time is None or abs(process.create_time() - create_time) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, ValueError):
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, ValueError,
+            OverflowError, TypeError):   # a pid or start time no process can have
         return False
 
 
@@ -51,7 +52,12 @@ def _create_time(path: Path) -> float | None:
         value = json.loads(path.read_text(encoding="utf-8")).get("create_time")
     except (OSError, ValueError, AttributeError):
         return None
-    return float(value) if isinstance(value, (int, float)) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:       # 10**400 written by hand: no process started then
+        return None
 
 
 def sweep(directory: Path, grace_s: float | None = None) -> list[Path]:

@@ -146,15 +146,18 @@ class Discovery:
             producer = self.producers.pop(path)
             self.disconnect(producer)
             self._guarded(self.store.lose_tasks, producer, "stopped relaying (its producer file is gone)")
-        for producer in self.producers.values():
-            if producer.alive and not stale_files.pid_alive(producer.pid, producer.info.get("create_time")):
-                producer.alive = False
-                self.disconnect(producer)
-                self._guarded(self.store.lose_tasks, producer, "ended")
+        for producer in list(self.producers.values()):
+            self._guarded(self.notice_death, producer)   # one bad producer never stops the rest
         self._guarded(self.store.tail_quiet_tasks)
         if time.monotonic() - self._last_sweep > stale_files.GRACE_S / 2:
             self._last_sweep = time.monotonic()
             self._guarded(stale_files.sweep, self.runtime_dir)  # files of killed processes
+
+    def notice_death(self, producer: Producer) -> None:
+        if producer.alive and not stale_files.pid_alive(producer.pid, producer.info.get("create_time")):
+            producer.alive = False
+            self.disconnect(producer)
+            self.store.lose_tasks(producer, "ended")
 
     def _guarded(self, step: Callable[..., Any], *args: Any) -> None:
         try:
