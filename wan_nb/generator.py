@@ -96,7 +96,6 @@ class Generator:
         self._bus = EventBus()
         self._journal = journal.Journal()
         self._bus.add_sink(self._journal)
-        self._recorder = run_record.attach(self)  # recipes into task.json and the MP4; the history index
         self._tasks: dict[str, Task] = {}
         self._hosted: dict[str, Handle] = {}  # handles of hosted tasks (storyboards), by id
         self._queue_file = QueueFile(self.runs_dir)
@@ -112,6 +111,9 @@ class Generator:
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
                                           steer=self.steer)   # servers' pause/resume/move too
+        # After the relay: the recorder's first recipe imports torch (1-5 s in a new process),
+        # and sinks run in order, so before the relay it held every client's first event back.
+        self._recorder = run_record.attach(self)  # recipes into task.json and the MP4; the history index
 
     @classmethod
     def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,
