@@ -111,9 +111,7 @@ class Generator:
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
                                           steer=self.steer)   # servers' pause/resume/move too
-        # After the relay: the recorder's first recipe imports torch (1-5 s in a new process),
-        # and sinks run in order, so before the relay it held every client's first event back.
-        self._recorder = run_record.attach(self)  # recipes into task.json and the MP4; the history index
+        self._recorder = run_record.attach(self)  # recipes, history; after the relay: 1st recipe imports torch
 
     @classmethod
     def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,
