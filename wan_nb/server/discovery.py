@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from wan_nb.relay import stale_files
 from ..relay import protocol
+from .control import ControlLane
 from .store import Store, valid_task_id
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Producer:
         self.stream: Any = None
         self.tasks: set[str] = set()
         self.alive = True
+        self.control = ControlLane()   # its steering requests, one at a time
 
     @property
     def pid(self) -> int:

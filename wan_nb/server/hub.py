@@ -24,6 +24,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from ..relay import protocol
 from . import inputs, runs
+from .control import ControlLane
 from .discovery import Discovery, Producer, RememberedDirs
 from .fanout import BACKLOG_BYTES, Encoder, Fanout, SseAllEncoder, SseTaskEncoder, Subscriber, WsEncoder
 from .listing import RunListing
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 SEQ_RE = re.compile(r"0|[1-9][0-9]{0,17}")
 MAX_PENDING_REPLAYS = 16      # replays one connection may have in flight
-MAX_PENDING_CONTROL = 64      # control requests waiting for producers, all clients together
 
 
 def parse_seq(raw: Any) -> int | None:
@@ -72,11 +72,11 @@ class Hub:
         self.heartbeat_interval = heartbeat_interval
         self.configured_dirs = [Path(d).expanduser() for d in runs_dirs]
         self.journal_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="wan_nb-journal")
-        self.control_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="wan_nb-control")
+        # One request in flight per producer (see .control): a thread per unanswering producer.
+        self.control_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="wan_nb-control")
         # Finished runs on disk, read on a thread of their own (see .listing)
         self.listing_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wan_nb-listing")
         self.listing = RunListing(self.base_url, self.listing_pool)
-        self._control_pending = 0
         # Ids of the all-tasks stream: "<boot>-<n>", n counting every event this server run
         # accepted; a different boot means the id is from an earlier server run.
         self.boot = format(int(time.time() * 1000), "x")
@@ -323,24 +323,21 @@ class Hub:
     # -- steering ----------------------------------------------------------------------------
     async def steer(self, task: TaskEntry, action: str, timeout: float = 3.0, **arguments: Any) -> dict[str, Any]:
         """Relay ``action`` (cancel, pause, resume, move) to the process running ``task``; its
-        answer ``{"ok": bool, "error": ...}``. On a dedicated bounded pool: frozen producers
-        cannot hold up the VRAM route or each other beyond it."""
+        answer ``{"ok": bool, "error": ...}``. Through the producer's own lane (.control): equal
+        requests coalesce, a producer that did not answer is failed fast, and the worker threads
+        are shared by lanes, one each, so a frozen producer holds up only its own requests."""
         producer = task.producer
         if producer is None or not producer.alive:
             return {"ok": False, "error": "the task's process is not reachable"}
-        if self._control_pending >= MAX_PENDING_CONTROL:
-            return {"ok": False, "error": "busy", "busy": True}
         info = dict(producer.info)
-        self._control_pending += 1
-        try:
-            if action == "cancel":   # the form every producer version answers
-                call = lambda: protocol.send_control(info, "cancel", timeout, task_id=task.task_id)  # noqa: E731
-            else:
-                call = lambda: protocol.send_control(info, "steer", timeout, task_id=task.task_id,  # noqa: E731
-                                                     action=action, arguments=arguments)
-            return await IOLoop.current().run_in_executor(self.control_pool, call)
-        finally:
-            self._control_pending -= 1
+        if action == "cancel":   # the form every producer version answers
+            call = lambda: protocol.send_control(info, "cancel", timeout, task_id=task.task_id)  # noqa: E731
+        else:
+            call = lambda: protocol.send_control(info, "steer", timeout, task_id=task.task_id,  # noqa: E731
+                                                 action=action, arguments=arguments)
+        return await producer.control.request(
+            ControlLane.key(action, task.task_id, arguments),
+            lambda: IOLoop.current().run_in_executor(self.control_pool, call))
 
     async def cancel(self, task: TaskEntry, timeout: float = 3.0) -> dict[str, Any]:
         return await self.steer(task, "cancel", timeout)
