@@ -212,10 +212,10 @@ class Discovery:
         self.remembered.add(producer.runs_dirs())
         for entry in info.get("tasks") or []:
             task_id = entry["task_id"]
-            if not valid_task_id(task_id):
-                continue
-            producer.tasks.add(task_id)
             task = self.store.tasks.get(task_id)
+            if not valid_task_id(task_id) or (task is not None and not self.store.owned_by(task, producer)):
+                continue   # another process's task: announcing it does not make it this one's
+            producer.tasks.add(task_id)
             if task is None or not task.finished:
                 self.store.load_journal(task_id, producer, Path(entry.get("runs_dir") or "."))
         if not producer.alive:

@@ -24,6 +24,8 @@ from wan_nb.runs.journal import JOURNAL_NAME
 from wan_nb.protocol.snapshot import PRODUCER_LOST, TaskSnapshot
 from wan_nb.protocol.state import PROMPT_CAP, capped_params
 
+from .frame_limits import bounded
+
 log = logging.getLogger(__name__)
 
 TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
@@ -112,9 +114,12 @@ def read_journal(path: Path, task_id: str, after: int = 0) -> tuple[list[Rec], l
     for line in lines:
         try:
             frame = json.loads(line)
-            if frame["task_id"] != task_id or not snapshot.apply_frame(frame):
+            if frame["task_id"] != task_id:
                 continue
-        except (ValueError, KeyError, TypeError, AttributeError):
+            frame, line = bounded(frame, line)
+            if not snapshot.apply_frame(frame):
+                continue
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue
         seen.append(frame["seq"])
         if frame["seq"] > after:
@@ -142,6 +147,7 @@ class Store:
         self.gid = 0
         self.accepted = 0                   # events accepted (the memory trimmer watches it)
         self.last_accept = time.monotonic()
+        self._foreign_logged: set[str] = set()   # tasks another process tried to publish into
 
     # -- journals --------------------------------------------------------------------------
     def journal_of(self, task_id: str, producer: Any, runs_dir: Path | None = None) -> Path | None:
@@ -243,7 +249,7 @@ class Store:
         try:
             frame = json.loads(raw)
             task_id, seq, type_ = frame["task_id"], frame["seq"], frame["type"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return
         if not valid_task_id(task_id) or not isinstance(seq, int) or isinstance(seq, bool) \
                 or seq < 1 or not isinstance(type_, str) or not isinstance(frame.get("data", {}), dict):
@@ -254,6 +260,8 @@ class Store:
             if producer is not None:  # known from the start, so quiet or lost tasks can be re-read
                 task.journal_path = self.journal_of(task_id, producer)
         if producer is not None:
+            if not self.owned_by(task, producer):
+                return self._refuse_foreign(task, producer)
             producer.tasks.add(task_id)
             if task.producer is None:
                 task.producer = producer
@@ -270,9 +278,25 @@ class Store:
             # events in memory no longer tell the whole story, so a replay must come from the
             # journal, located later (a rescan, or lazily at replay time).
             task.complete = False
+        frame, raw = bounded(frame, raw)
         if type_ == "generation_started" and len(raw) > _BIG_FRAME:
             raw = _cap_started(frame)
         self._accept(task, frame, raw)
+
+    @staticmethod
+    def owned_by(task: TaskEntry, producer: Any) -> bool:
+        """True unless another process relayed ``task`` first: a task's events are accepted
+        from the process that announced it only (the same pid re-attached counts as it)."""
+        owner = task.producer
+        return owner is None or owner is producer or owner.pid == producer.pid
+
+    def _refuse_foreign(self, task: TaskEntry, producer: Any) -> None:
+        if task.task_id not in self._foreign_logged:
+            if len(self._foreign_logged) > 10_000:
+                self._foreign_logged.clear()
+            self._foreign_logged.add(task.task_id)
+            self.log.warning("wan_nb: ignoring events of task %s from process %s: process %s runs it",
+                             task.task_id, producer.pid, task.producer.pid)
 
     def _fill_gap(self, task: TaskEntry) -> None:
         """Read the events a socket missed from the task's journal, locating it first if need
