@@ -2,7 +2,7 @@
 
 Both sides import this module (the server without zmq at import time, the producer without
 Jupyter): file names in the runtime directory, the atomic 0600 write of an advertisement,
-binding a socket to an ``ipc://`` file (else ``tcp://127.0.0.1``), validating what a producer
+binding a socket privately (an ``ipc://`` file; see :mod:`.transport`), validating what a producer
 file holds, the control request/reply shapes, and the server's URL layout.
 """
 
@@ -95,6 +95,12 @@ def check_producer_info(info: Mapping[str, Any]) -> str | None:
             return f"{name!r} must be a string"
     if not isinstance(info.get("pub"), str) or not info["pub"].startswith(("ipc://", "tcp://")):
         return "'pub' must be an ipc:// or tcp:// endpoint"
+    if "curve" in info or info["pub"].startswith("tcp://"):
+        from .transport import check_curve   # TCP only authenticated: never read unkeyed
+
+        problem = check_curve(info.get("curve"))
+        if problem is not None:
+            return problem + " (a tcp:// producer must give CURVE keys)"
     created = info.get("create_time")
     if created is not None and not _is_start_time(created):
         return f"'create_time' must be a process start time in seconds or null, not {_shown(created)}"
@@ -117,21 +123,12 @@ def write_private_json(path: Path, obj: Any) -> None:
     replace_text(path, json.dumps(obj), private=True)
 
 
-def bind(socket: Any, directory: Path, role: str) -> str:
-    """Bind a zmq ``socket`` to an ipc file in ``directory`` (0700: other users cannot connect)
-    where the platform and path length allow, else to a random 127.0.0.1 port; the endpoint."""
-    import zmq
+def bind(socket: Any, directory: Path, role: str, curve: Any = None) -> str:
+    """Bind a zmq ``socket`` privately; the endpoint (see :func:`.transport.bind`: an ipc file in
+    ``directory`` or a short 0700 folder, else CURVE-secured TCP when ``curve`` is given)."""
+    from . import transport
 
-    if zmq.has("ipc"):
-        path = directory / f"wan_nb-{os.getpid()}-{secrets.token_hex(3)}.{role}"
-        if len(str(path)) <= IPC_PATH_MAX:
-            try:
-                socket.bind(f"ipc://{path}")
-                return f"ipc://{path}"
-            except zmq.ZMQError:
-                pass
-    port = socket.bind_to_random_port("tcp://127.0.0.1")
-    return f"tcp://127.0.0.1:{port}"
+    return transport.bind(socket, directory, role, curve)
 
 
 def unlink_endpoint(endpoint: str) -> None:
@@ -155,10 +152,14 @@ def send_control(info: Mapping[str, Any], op: str, timeout: float = 2.0, **field
     (blocking: the server calls it on a worker thread)."""
     import zmq
 
+    from .transport import MAX_CONTROL_REPLY, secure_client
+
     context = zmq.Context.instance()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_REPLY)
     try:
+        secure_client(socket, info)
         socket.connect(info["control"])
         socket.send_multipart([b"", control_request(info, op, **fields)])
         if not socket.poll(int(timeout * 1000)):
@@ -177,8 +178,8 @@ def ring_doorbells(context: Any, directory: Path) -> None:
     for path in sorted(directory.glob(SERVER_PREFIX + "*.json")):
         info = read_producer_file(path)
         endpoint = (info or {}).get("doorbell")
-        if not isinstance(endpoint, str):
-            continue
+        if not isinstance(endpoint, str) or not endpoint.startswith("ipc://"):
+            continue   # doorbells are private ipc files only
         bell = context.socket(zmq.PUSH)
         try:
             bell.setsockopt(zmq.LINGER, 200)   # the connect completes after send() returns

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from wan_nb.relay import stale_files
-from ..relay import protocol
+from ..relay import protocol, transport
 from .control import ControlLane
 from .store import Store, valid_task_id
 
@@ -111,6 +111,7 @@ class Discovery:
             socket = self.context().socket(zmq.PULL)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.RCVHWM, 64)
+            socket.setsockopt(zmq.MAXMSGSIZE, transport.MAX_DOORBELL)
             endpoint = protocol.bind(socket, self.runtime_dir, "bell")
             self._doorbell = ZMQStream(socket)
             self._doorbell.on_recv(lambda frames: self.on_ring())
@@ -237,6 +238,8 @@ class Discovery:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, 100_000)
         socket.setsockopt(zmq.SUBSCRIBE, b"")
+        socket.setsockopt(zmq.MAXMSGSIZE, transport.MAX_EVENT_FRAME)
+        transport.secure_client(socket, producer.info)
         socket.connect(producer.info["pub"])
         producer.stream = ZMQStream(socket)
         ingest = self.store.ingest
