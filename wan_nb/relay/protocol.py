@@ -95,12 +95,12 @@ def check_producer_info(info: Mapping[str, Any]) -> str | None:
             return f"{name!r} must be a string"
     if not isinstance(info.get("pub"), str) or not info["pub"].startswith(("ipc://", "tcp://")):
         return "'pub' must be an ipc:// or tcp:// endpoint"
-    if "curve" in info or info["pub"].startswith("tcp://"):
-        from .transport import check_curve   # TCP only authenticated: never read unkeyed
+    if "curve" in info:
+        from .transport import check_curve
 
-        problem = check_curve(info.get("curve"))
+        problem = check_curve(info["curve"])
         if problem is not None:
-            return problem + " (a tcp:// producer must give CURVE keys)"
+            return problem
     created = info.get("create_time")
     if created is not None and not _is_start_time(created):
         return f"'create_time' must be a process start time in seconds or null, not {_shown(created)}"

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["bind", "CurveServer", "secure_client", "private_socket_dir", "ipc_wanted",
            "RelayUnavailable", "MAX_CONTROL_REQUEST", "MAX_CONTROL_REPLY", "MAX_EVENT_FRAME",
-           "MAX_DOORBELL", "check_curve"]
+           "MAX_DOORBELL", "check_curve", "unauthenticated"]
 
 IPC_PATH_MAX = 100                  # sun_path is 104-108 bytes depending on the platform
 MAX_CONTROL_REQUEST = 64 * 1024     # a steering request is a few hundred bytes
@@ -166,6 +166,15 @@ def check_curve(keys: Any) -> str | None:
         value = keys.get(name)
         if not isinstance(value, str) or len(value) != 40:
             return f"'curve.{name}' must be a 40-character Z85 key"
+    return None
+
+
+def unauthenticated(info: Mapping[str, Any]) -> str | None:
+    """Why a server must not connect to the producer ``info`` describes (plain TCP: anyone on
+    the machine could read its events and reach its control socket), or None."""
+    endpoints = [info.get(name) for name in ("pub", "control")]
+    if any(isinstance(e, str) and e.startswith("tcp://") for e in endpoints) and not info.get("curve"):
+        return "it relays over tcp:// without CURVE keys (unauthenticated); refused"
     return None
 
 

@@ -174,7 +174,7 @@ class Discovery:
         info = protocol.read_producer_file(path)
         if info is None:
             return None   # being replaced, or gone: the next scan reads it again
-        problem = protocol.check_producer_info(info)
+        problem = protocol.check_producer_info(info) or transport.unauthenticated(info)
         if problem is None:
             self._refused.pop(path, None)
             return info
