@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from wan_nb.protocol.events import COALESCIBLE_TYPES, dumps, is_terminal, utc_now
-from wan_nb.runs.journal import JOURNAL_NAME
+from wan_nb.runs.journal import JOURNAL_NAME, TASK_FILE
 from wan_nb.protocol.snapshot import PRODUCER_LOST, TaskSnapshot
 from wan_nb.protocol.state import PROMPT_CAP, capped_params
 
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 COALESCIBLE = frozenset(str(t) for t in COALESCIBLE_TYPES)
+_RECORDED_ENDINGS = {"completed": "generation_completed", "failed": "generation_failed",
+                     "cancelled": "generation_cancelled"}
 _BIG_FRAME = 4 * PROMPT_CAP   # a generation_started this large may carry an outsized prompt
 
 
@@ -86,9 +88,9 @@ class TaskEntry:
         return self.snapshot.last_seq
 
 
-def missing_ranges(seqs: Iterable[int], last: int) -> list[tuple[int, int]]:
-    """The ranges of 1..``last`` absent from ``seqs`` (ascending)."""
-    gaps, expected = [], 1
+def missing_ranges(seqs: Iterable[int], last: int, start: int = 1) -> list[tuple[int, int]]:
+    """The ranges of ``start``..``last`` absent from ``seqs`` (ascending, none below ``start``)."""
+    gaps, expected = [], start
     for seq in seqs:
         if seq > expected:
             gaps.append((expected, seq - 1))
@@ -230,6 +232,10 @@ class Store:
         self.tail(task)  # its last words may be in the journal but not on the socket
         if task.finished:
             return
+        frame = self._recorded_ending(task)
+        if frame is not None:   # its journal lost the end (a full disk); task.json kept it
+            self._accept(task, frame, dumps(frame).encode())
+            return
         self.log.warning("wan_nb: task %s lost: process %s %s (last seq %s)", task.task_id, pid, why,
                          task.last_seq)
         data = {"stage": task.snapshot.stage or "initializing", "error_type": PRODUCER_LOST,
@@ -238,6 +244,35 @@ class Store:
         frame = {"type": "generation_failed", "seq": task.last_seq + 1, "task_id": task.task_id,
                  "data": data}
         self._accept(task, frame, dumps(frame).encode())
+
+    def _recorded_ending(self, task: TaskEntry) -> dict | None:
+        """The terminal event ``task.json`` records (the run recorder writes it at the end, as an
+        atomic small file: it survives where appending to a full disk's journal did not), with
+        the next seq; None when it records none. The seqs between are missing, and say so."""
+        folder = task.journal_path.parent if task.journal_path is not None else None
+        if folder is None or not trusted(folder / TASK_FILE):
+            return None
+        try:
+            info = json.loads((folder / TASK_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return None
+        status = info.get("status") if isinstance(info, dict) else None
+        if status not in _RECORDED_ENDINGS or info.get("task_id", task.task_id) != task.task_id:
+            return None
+        error = info.get("error") if isinstance(info.get("error"), str) else None
+        data: dict[str, Any] = {"stage": task.snapshot.stage or "generating", "task_id": task.task_id,
+                                "timestamp": info.get("finished_at") or utc_now(), "from_task_file": True}
+        if status == "completed":
+            video = info.get("video")
+            data.update(output_path=str(folder / video) if isinstance(video, str) else None,
+                        duration_s=info.get("duration_s"), params={}, seed=info.get("seed"))
+        elif status == "failed":
+            data.update(error_type=str(info.get("error_type") or "Error")[:100],
+                        error=(error or "failed (the journal lost its last events)")[:PROMPT_CAP])
+        self.log.warning("wan_nb: task %s's journal ends at seq %s without its end; task.json says %s",
+                         task.task_id, task.last_seq, status)
+        return {"type": _RECORDED_ENDINGS[status], "seq": task.last_seq + 1, "task_id": task.task_id,
+                "data": data}
 
     # -- ingest ------------------------------------------------------------------------------
     def new_task(self, task_id: str) -> TaskEntry:
@@ -372,14 +407,18 @@ class Store:
                              "found", task.task_id)
             task.missing = missing_ranges((r.seq for r in task.events), task.last_seq)
             return [r for r in task.events if r.seq > after]
-        recs, missing = journal
-        # Events the server added itself (a lost producer's terminal) are not in the journal;
-        # events accepted while the journal was being read are in memory.
-        last = recs[-1].seq if recs else after
-        extra = [r for r in task.events if r.seq > max(last, after)]
-        task.missing = missing   # all below the journal's last seq: memory cannot fill them
-        recs = recs + extra
-        return recs
+        recs, journal_missing = journal
+        # Memory fills what the journal lacks (a full disk drops its lines while the socket
+        # still delivered them; events the server added itself, a lost producer's terminal, are
+        # only in memory); what neither holds, up to the task's last seq, is missing.
+        by_seq = {r.seq: r for r in recs}
+        for rec in task.events:
+            if rec.seq > after:
+                by_seq.setdefault(rec.seq, rec)
+        seqs = sorted(by_seq)
+        before = [(a, min(b, after)) for a, b in journal_missing if a <= after]   # a resume's past
+        task.missing = before + missing_ranges(seqs, task.last_seq, start=after + 1)
+        return [by_seq[seq] for seq in seqs]
 
 
 def _cap_started(frame: dict) -> bytes:
