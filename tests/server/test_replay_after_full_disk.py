@@ -89,7 +89,7 @@ def test_holes_are_filled_from_memory_announced_everywhere_and_the_end_is_kept(t
 
         proc.wait(30)
         later = start_server(tmp_path / "runtime-later",
-                             extra_args=[f"--WanNbExtension.runs_dirs={json.dumps([str(runs)])}"])
+                             extra_args=[f"--WanNbExtension.runs_dirs={runs}"])
         after = later.get(f"tasks/{task_id}").json()
         assert after["status"] == "completed", after
         assert after["output_path"] == str(runs / task_id / "video.mp4")

@@ -13,6 +13,7 @@ so that neither a large replay nor a frozen producer can stall the loop or each 
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import re
@@ -30,7 +31,8 @@ from .fanout import BACKLOG_BYTES, Encoder, Fanout, SseAllEncoder, SseTaskEncode
 from .listing import RunListing
 from .memory import MemoryTrimmer
 from .outbox import Outbox
-from .store import Rec, Store, TaskEntry, read_journal, valid_task_id
+from .replay import ReplayStream, until_drained
+from .store import JournalCursor, Rec, Store, TaskEntry, read_journal, valid_task_id
 from .vram import SERVER_TASK_ID, VramMonitor
 from .wire import video_urls
 
@@ -49,9 +51,9 @@ def parse_seq(raw: Any) -> int | None:
     return None
 
 
-def _read_unless_closed(outbox: Outbox, path: Path, task_id: str, after: int) -> Any:
+def _read_unless_closed(outbox: Outbox, path: Path, task_id: str, after: int, cursor: Any = None) -> Any:
     # Queued reads of a connection closed meanwhile (a flood that hit its cap) cost nothing.
-    return None if outbox.closed else read_journal(path, task_id, after)
+    return None if outbox.closed or path is None else read_journal(path, task_id, after, cursor)
 
 
 class Hub:
@@ -177,25 +179,33 @@ class Hub:
 
     async def subscribe_task(self, sub: Subscriber, task_id: str, after: int = 0) -> TaskEntry | None:
         """Replay ``task_id``'s events after ``after`` to ``sub``, then keep it posted. The
-        journal, if one must be read, is read on a worker thread; events accepted meanwhile
-        are in memory, so the replay and the registration (both on the loop) miss nothing."""
+        replay streams (.replay): journal chunks read on a worker thread, each queued once the
+        connection sent the one before; live events meanwhile wait behind it, so none is missed
+        or sent twice. Returns when the replay has been handed to the connection."""
         task = self.find(task_id)
-        if task is not None:
-            source = self.store.replay_source(task)
-            journal = None
-            if source is not None:
-                sub.pending_replays += 1
-                try:
-                    journal = await IOLoop.current().run_in_executor(
-                        self.journal_pool, _read_unless_closed, sub.outbox, source, task_id, after)
-                finally:
-                    sub.pending_replays -= 1
-                if sub.outbox.closed:
-                    return task
-            self.fanout.replay_to(sub, self.store.replay(task, after, journal))
-        else:
+        if task is None:
             sub.last_sent[task_id] = max(sub.last_sent.get(task_id, 0), after)
+            self.fanout.add_task(sub, task_id)
+            return None
+        loop = IOLoop.current()
+
+        async def read_chunk(cursor: JournalCursor) -> Any:
+            path = task.journal_path
+            return await loop.run_in_executor(self.journal_pool, _read_unless_closed, sub.outbox, path,
+                                              task_id, after, cursor)
+
+        sub.pending_replays += 1
+        sub.hold(task_id)
         self.fanout.add_task(sub, task_id)
+        try:
+            async for batch in ReplayStream(self.store, task, after, read_chunk).batches():
+                if sub.outbox.closed:
+                    break
+                self.fanout.replay_to(sub, batch, capped=False)
+                await until_drained(sub, asyncio.get_running_loop())
+        finally:
+            sub.pending_replays -= 1
+            sub.release(task_id)
         return task
 
     def replay_busy(self, sub: Subscriber) -> bool:

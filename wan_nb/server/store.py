@@ -100,19 +100,55 @@ def missing_ranges(seqs: Iterable[int], last: int, start: int = 1) -> list[tuple
     return gaps
 
 
-def read_journal(path: Path, task_id: str, after: int = 0) -> tuple[list[Rec], list[tuple[int, int]]] | None:
+class JournalCursor:
+    """Where a streamed replay is in a journal: the byte offset of the next line, the state
+    the lines so far built (progress and stage ride along with each event), the gaps so far."""
+
+    __slots__ = ("offset", "snapshot", "expected", "gaps", "done")
+
+    def __init__(self, task_id: str) -> None:
+        self.offset = 0
+        self.snapshot = TaskSnapshot(task_id)
+        self.expected = 1
+        self.gaps: list[tuple[int, int]] = []
+        self.done = False
+
+    def saw(self, seq: int) -> None:
+        if seq > self.expected:
+            self.gaps.append((self.expected, seq - 1))
+        self.expected = max(self.expected, seq + 1)
+
+
+CHUNK_BYTES = 1024 * 1024     # journal bytes one streamed replay step reads
+
+
+def read_journal(path: Path, task_id: str, after: int = 0,
+                 cursor: JournalCursor | None = None) -> tuple[list[Rec], list[tuple[int, int]]] | None:
     """The events of a journal with seq > ``after`` and the seq ranges it lacks; None if it
     cannot be read. Pure (a worker thread runs it): a torn last line is not an event yet, a
-    torn line inside (a full disk) is skipped and shows as a gap."""
+    torn line inside (a full disk) is skipped and shows as a gap.
+
+    With a ``cursor`` only the next :data:`CHUNK_BYTES` (whole lines) are read and the cursor
+    moves on (``cursor.done`` at the end); the ranges are those found so far."""
     if not trusted(path):
         return None
+    whole = cursor is None
+    cursor = cursor or JournalCursor(task_id)
     try:
         with open(path, "rb") as handle:
-            lines = handle.read().split(b"\n")[:-1]
+            handle.seek(cursor.offset)
+            data = handle.read() if whole else handle.read(CHUNK_BYTES)
+            at_end = whole or len(data) < CHUNK_BYTES
+            if not at_end and b"\n" not in data:
+                data += handle.readline()     # one line longer than a chunk
     except OSError:
         return None
-    snapshot = TaskSnapshot(task_id)
-    recs, seen = [], []
+    end = data.rfind(b"\n") + 1
+    lines = data[:end].split(b"\n")[:-1]
+    cursor.offset += end
+    cursor.done = at_end or end == 0     # the rest is a line still being written
+    snapshot = cursor.snapshot
+    recs = []
     for line in lines:
         try:
             frame = json.loads(line)
@@ -123,11 +159,12 @@ def read_journal(path: Path, task_id: str, after: int = 0) -> tuple[list[Rec], l
                 continue
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue
-        seen.append(frame["seq"])
+        cursor.saw(frame["seq"])
         if frame["seq"] > after:
             recs.append(Rec(task_id, frame["seq"], frame["type"], line, snapshot.progress,
                             snapshot.stage, is_terminal(frame["type"], frame.get("data") or {})))
-    return recs, missing_ranges(seen, snapshot.last_seq)
+    return recs, cursor.gaps + ([(cursor.expected, snapshot.last_seq)]
+                                if snapshot.last_seq >= cursor.expected else [])
 
 
 class Store:
