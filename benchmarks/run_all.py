@@ -133,6 +133,23 @@ def _history(rows: list[dict]) -> list[Figure]:
     return out
 
 
+def _long_replay(rows: list[dict]) -> list[Figure]:
+    out = []
+    for row in rows:
+        out.append((f"long replay: {row['case']}, complete", f"{row['complete_replays']}/{row['replays']}",
+                    "all", row["complete_replays"] == row["replays"]))
+        out.append((f"long replay: {row['case']}, slowest time to last event", f"{row['time_to_last_s']} s",
+                    "(informational)", None))
+        out.append((f"long replay: others' GET p99 during it ({row['case']})",
+                    f"{row['others_p99_ms']} ms (x{row['p99_ratio']} baseline)", "(informational)", None))
+    return out
+
+
+def _frozen(rows: list[dict]) -> list[Figure]:
+    return [(f"steering a healthy producer during {row['case']}", f"{row['healthy_ms']} ms (HTTP {row['healthy_status']})",
+             "<= 1000 ms, 202", row["healthy_status"] == 202 and row["healthy_ms"] <= 1000) for row in rows]
+
+
 # name -> (script, quick argv, full argv, summarizer)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figure]]]] = {
     "overhead": ("overhead.py", ["--runs", "4"], ["--runs", "12"], _overhead),
@@ -152,6 +169,9 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figu
     "server_memory": ("server_memory.py", ["--quick"], ["--tasks", "2000", "--events", "1000"],
                       _generic("growth_mb", "server memory growth after finished tasks", "<= 50 MB",
                                lambda v: v <= 50, " MB")),
+    "long_replay": ("long_replay.py", ["--events", "20000", "--replays", "2", "--seconds", "1"],
+                    ["--events", "150000", "--replays", "4"], _long_replay),
+    "frozen_producer": ("frozen_producer.py", ["--requests", "40"], [], _frozen),
     "cluster": ("cluster.py", ["--tasks", "8", "--rounds", "1", "--runs", "3", "--events", "10000"], [], _cluster),
 }
 
