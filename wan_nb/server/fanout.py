@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from ._tornado_compat import ws_text_frame
 from .outbox import Outbox
-from .store import COALESCIBLE, Rec
+from .store import CHUNK_BYTES, COALESCIBLE, Rec
 from .wire import HEARTBEAT, seed_message, sse_named, sse_unnamed
 
 BACKLOG_BYTES = 32 * 1024 * 1024   # replayed bytes one connection may have waiting
@@ -165,7 +165,12 @@ class Fanout:
 
     def replay_to(self, sub: Subscriber, recs: Iterable[Rec], *, capped: bool = True) -> None:
         """Queue ``recs`` behind what ``sub`` has waiting. ``capped=False`` for one chunk of a
-        streamed replay: its size is bounded by the chunk, and the next waits for it to drain."""
+        streamed replay: its size is bounded by the chunk, and the next waits for it to drain;
+        but only into a connection with nothing waiting — a chunk queued behind bytes that still
+        wait (several replays to a client that stopped reading) counts against the cap."""
+        # A cap set below two journal chunks (backlog_bytes >= 64 KiB is allowed) bounds every
+        # replayed byte, as the operator asked: such a server closes a replay larger than it.
+        capped = capped or bool(sub.backlog) or sub.outbox.pending or sub.backlog_limit < 2 * CHUNK_BYTES
         for rec in recs:
             if sub.wants(rec):
                 sub.deliver(rec, sub.encoder.encode(rec), replay=True, capped=capped)
