@@ -7,7 +7,9 @@ script runs each in a process of its own (one benchmark's generators, relay and 
 not colour the next one's figures), keeps the printed output, and condenses each into figures
 against targets.
 The generated part of docs/benchmarks.md sits between two markers; the rest of that file
-(hand-written notes, GPU results) is kept as it is.
+(hand-written notes, GPU results) is kept as it is. A figure worse than the one that block
+recorded (by more than WORSE_FACTOR, in its bad direction) is marked "WORSE" in the summary and
+in the new block, whether or not it still meets its target.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -130,6 +133,23 @@ def _history(rows: list[dict]) -> list[Figure]:
     return out
 
 
+def _long_replay(rows: list[dict]) -> list[Figure]:
+    out = []
+    for row in rows:
+        out.append((f"long replay: {row['case']}, complete", f"{row['complete_replays']}/{row['replays']}",
+                    "all", row["complete_replays"] == row["replays"]))
+        out.append((f"long replay: {row['case']}, slowest time to last event", f"{row['time_to_last_s']} s",
+                    "(informational)", None))
+        out.append((f"long replay: others' GET p99 during it ({row['case']})",
+                    f"{row['others_p99_ms']} ms (x{row['p99_ratio']} baseline)", "(informational)", None))
+    return out
+
+
+def _frozen(rows: list[dict]) -> list[Figure]:
+    return [(f"steering a healthy producer during {row['case']}", f"{row['healthy_ms']} ms (HTTP {row['healthy_status']})",
+             "<= 1000 ms, 202", row["healthy_status"] == 202 and row["healthy_ms"] <= 1000) for row in rows]
+
+
 # name -> (script, quick argv, full argv, summarizer)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figure]]]] = {
     "overhead": ("overhead.py", ["--runs", "4"], ["--runs", "12"], _overhead),
@@ -149,8 +169,54 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[Any], list[Figu
     "server_memory": ("server_memory.py", ["--quick"], ["--tasks", "2000", "--events", "1000"],
                       _generic("growth_mb", "server memory growth after finished tasks", "<= 50 MB",
                                lambda v: v <= 50, " MB")),
+    "long_replay": ("long_replay.py", ["--events", "20000", "--replays", "2", "--seconds", "1"],
+                    ["--events", "150000", "--replays", "4"], _long_replay),
+    "frozen_producer": ("frozen_producer.py", ["--requests", "40"], [], _frozen),
     "cluster": ("cluster.py", ["--tasks", "8", "--rounds", "1", "--runs", "3", "--events", "10000"], [], _cluster),
 }
+
+
+# A figure counts as worse than the one recorded in docs/benchmarks.md when it is off by more
+# than this factor in its bad direction: figures of a shared 2-core machine move by tens of per
+# cent from run to run, a real regression (issue 27: 3.6 ms -> 1,300 ms) by far more.
+WORSE_FACTOR = 1.5
+_NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?")
+# Figures where more is better (the rest are times, sizes, errors, shares: less is better).
+_HIGHER_IS_BETTER = ("events a second", "tasks/s", "2 vs 1 Ray workers")
+
+
+def first_number(text: str) -> float | None:
+    """The first number a measured cell shows (``"p50 1.94 / p99 3.49 ms"`` -> 1.94)."""
+    found = _NUMBER.search(text)
+    return float(found.group().replace(",", "")) if found else None
+
+
+def recorded_figures(doc_text: str) -> dict[str, str]:
+    """figure -> measured, from the table of the last generated block of docs/benchmarks.md."""
+    if START not in doc_text or END not in doc_text:
+        return {}
+    block = doc_text.split(START, 1)[1].split(END, 1)[0]
+    figures = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0] not in ("figure", "---"):
+            figures[cells[0]] = cells[1]
+    return figures
+
+
+def worse_than_recorded(figure: str, measured: str, recorded: dict[str, str],
+                        factor: float = WORSE_FACTOR) -> str | None:
+    """``"worse than recorded <value>"`` when ``measured`` is off by more than ``factor`` from the
+    same figure's recorded value, in the direction that is bad for it; else None."""
+    before = recorded.get(figure)
+    now, then = first_number(measured), first_number(before or "")
+    if now is None or then is None:
+        return None
+    if any(marker in figure for marker in _HIGHER_IS_BETTER):
+        worse = now * factor < then
+    else:
+        worse = now > then * factor and now - then > 1e-9
+    return f"worse than recorded {before}" if worse else None
 
 
 def _load(script: str):
@@ -233,23 +299,34 @@ def main(argv=None) -> int:
             figures.append((f"{name}: benchmark failed", f"exit status {proc.returncode}", "-", False))
         details[name] = "".join(line for line in printed if not line.startswith(ROWS_MARKER)).strip()
 
+    recorded = recorded_figures(DOC.read_text()) if DOC.exists() else {}
+    regressions = {f[0]: note for f in figures if (note := worse_than_recorded(f[0], f[1], recorded))}
     width = max(len(f[0]) for f in figures) if figures else 10
     print(f"\n# summary ({'quick' if args.quick else 'full'}, {time.monotonic() - started:.0f} s)")
     for figure, measured, target, met in figures:
         verdict = "met" if met else ("NOT MET" if met is False else "")
-        print(f"{figure:<{width}}  {measured:>28}  target {target:<14} {verdict}")
+        worse = f"  WORSE: {regressions[figure]}" if figure in regressions else ""
+        print(f"{figure:<{width}}  {measured:>28}  target {target:<14} {verdict}{worse}")
+    if regressions:
+        print(f"\n{len(regressions)} figure(s) worse than recorded in {DOC.name} "
+              f"(by more than {WORSE_FACTOR:g}x): " + "; ".join(regressions))
 
     if not args.no_write:
-        _write_doc(header, figures, details, args.quick)
+        _write_doc(header, figures, details, args.quick, regressions)
     return 1 if failures else 0
 
 
-def _write_doc(header: str, figures: list[Figure], details: dict[str, str], quick: bool) -> None:
+def _write_doc(header: str, figures: list[Figure], details: dict[str, str], quick: bool,
+               regressions: dict[str, str] | None = None) -> None:
+    regressions = regressions or {}
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [START, f"_Generated by `make bench{' QUICK=1' if quick else ''}` on {stamp}._", "",
              f"Machine: {header}.", "", "| figure | measured | target | |", "|---|---|---|---|"]
     for figure, measured, target, met in figures:
-        lines.append(f"| {figure} | {measured} | {target} | {'met' if met else ('**not met**' if met is False else '')} |")
+        verdict = "met" if met else ("**not met**" if met is False else "")
+        if figure in regressions:
+            verdict += f" **{regressions[figure]}**"
+        lines.append(f"| {figure} | {measured} | {target} | {verdict.strip()} |")
     lines.append("")
     for name, text in details.items():
         lines += [f"<details><summary>{name}: full output</summary>", "", "```", text, "```", "", "</details>", ""]

@@ -99,7 +99,6 @@ class Generator:
         self._notify_off = notify_on_end.attach(self, notify)  # notify(summary) as each task ends
         self._journal = journal.Journal()
         self._bus.add_sink(self._journal)
-        self._recorder = run_record.attach(self)  # recipes into task.json and the MP4; the history index
         self._tasks: dict[str, Task] = {}
         self._hosted = HostedTasks(self._bus, self._journal)  # storyboards, by id
         self._queue_file = QueueFile(self.runs_dir)
@@ -116,6 +115,7 @@ class Generator:
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
                                           steer=self.steer)   # servers' pause/resume/move too
+        self._recorder = run_record.attach(self)  # recipes, history; after the relay: 1st recipe imports torch
 
     @classmethod
     def from_pipeline(cls, pipeline: Any, name: str = "custom", *, defaults: Mapping[str, Any] | None = None,

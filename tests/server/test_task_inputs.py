@@ -165,6 +165,24 @@ def test_a_listed_symlink_out_of_the_inputs_folder_is_not_served(env, tmp_path):
     assert server.get(f"tasks/{task_id}/inputs/inside.png").status_code == 200
 
 
+def test_a_symlinked_inputs_folder_leading_out_of_the_run_folder_is_not_served(env, tmp_path):
+    """Issue 27, item 13: the files were checked inside the resolved ``inputs/``, but ``inputs/``
+    itself could lead anywhere this user owns."""
+    server, runs, done = env["server"], env["runs"], env["done"]
+    task_id = _plant_copy(runs, done)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(runs / task_id / "inputs", elsewhere)
+    (elsewhere / "image.png").write_bytes(b"\x89PNG\r\n\x1a\nnot this run's frame")
+    shutil.rmtree(runs / task_id / "inputs")
+    (runs / task_id / "inputs").symlink_to(elsewhere)
+    assert server.get(f"tasks/{task_id}/inputs/image.png").status_code == 404
+    inside = _plant_copy(runs, done)                  # a link that stays inside the run: fine
+    (runs / inside / "inputs").rename(runs / inside / "kept")
+    (runs / inside / "inputs").symlink_to(runs / inside / "kept")
+    response = server.get(f"tasks/{inside}/inputs/image.png")
+    assert response.status_code == 200 and response.content == (runs / inside / "kept" / "image.png").read_bytes()
+
+
 def test_inputs_of_a_folder_others_can_write_or_own_are_not_served(env):
     server, runs, done = env["server"], env["runs"], env["done"]
     writable = _plant_copy(runs, done)

@@ -29,7 +29,9 @@ _boot_time: float | None = None
 
 
 def _valid(pid: Any) -> bool:
-    return isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+    # A pid is a C int: a larger number (a damaged or planted file) is no process, and os.kill
+    # would raise OverflowError on it.
+    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31
 
 
 def _proc_stat(pid: int) -> list[bytes] | None:
@@ -86,6 +88,11 @@ def pid_alive(pid: Any, create_time: float | None = None) -> bool:
     that started then. Anything but a positive int is no process: False."""
     if not _valid(pid):
         return False
+    if create_time is not None:
+        try:   # a file's start time may be anything: 10**400 is no float, "x" no number
+            create_time = float(create_time)
+        except (TypeError, ValueError, OverflowError):
+            return False
     if _HAS_PROC:
         fields = _proc_stat(pid)
         if fields is None:

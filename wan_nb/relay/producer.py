@@ -17,9 +17,10 @@ Servers (``wan_nb.server``) watch the runtime directory, subscribe to every prod
 find, read the journals ``<runs_dir>/<task_id>/events.jsonl`` for what happened before they
 subscribed (and for any gap), and notice a dead producer by its pid.
 
-Sockets are ``ipc://`` files inside the (0700) runtime directory where the platform allows,
-so other users of the machine can neither read events nor send cancels; elsewhere they are
-``tcp://127.0.0.1`` and the key guards the control socket.
+Sockets are ``ipc://`` files inside the (0700) runtime directory, or a short 0700 folder of
+this user when that path is too long, so other users of the machine can neither read events nor
+send cancels; where ipc is not available they are ``tcp://127.0.0.1`` with ZMQ CURVE, admitting
+only the client key in the 0600 producer file (:mod:`.transport`).
 
 Nothing here may block or raise into the generator: sends are non-blocking, failures are
 logged once and swallowed.
@@ -41,7 +42,7 @@ from typing import Any, Callable
 from wan_nb.protocol.processes import process_start_time
 from wan_nb.relay import stale_files
 
-from . import protocol
+from . import protocol, transport
 from .protocol import PRODUCER_PREFIX, ring_doorbells, runtime_dir
 
 __all__ = ["attach"]
@@ -86,13 +87,21 @@ class _Producer:
             log.debug("wan_nb relay: sweeping %s failed", self.directory, exc_info=True)
         self.key = secrets.token_hex(16)
         self.context = zmq.Context(io_threads=1)
+        self.curve = transport.CurveServer(self.context)   # used only where ipc is not
         self.pub = self.context.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, _PUB_HWM)
         self.pub.setsockopt(zmq.LINGER, 1000)  # let the last (terminal) events reach servers
         self.pub_endpoint = self._bind(self.pub, "pub")
         self.control = self.context.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
+        self.control.setsockopt(zmq.MAXMSGSIZE, transport.MAX_CONTROL_REQUEST)
         self.control_endpoint = self._bind(self.control, "ctl")
+        for folder in {Path(e[len("ipc://"):]).parent for e in (self.pub_endpoint, self.control_endpoint)
+                       if e.startswith("ipc://")} - {self.directory}:
+            try:   # the short socket folder collects killed processes' sockets too
+                stale_files.sweep(folder)
+            except Exception:
+                log.debug("wan_nb relay: sweeping %s failed", folder, exc_info=True)
         self.send_lock = threading.Lock()
         self.state_lock = threading.Lock()
         self.attachments: list[_Attachment] = []
@@ -112,7 +121,7 @@ class _Producer:
         self.thread.start()
 
     def _bind(self, socket: Any, role: str) -> str:
-        return protocol.bind(socket, self.directory, role)
+        return protocol.bind(socket, self.directory, role, self.curve)
 
     # -- the sink: runs inline in the bus, under its lock ----------------------------------
     def make_sink(self, attachment: _Attachment) -> Callable[[Any], None]:
@@ -173,6 +182,7 @@ class _Producer:
                 "runs_dirs": sorted({str(a.runs_dir) for a in self.attachments}),
                 "tasks": list(self.tasks.values()),
                 "updated": time.time(),
+                **({"curve": keys} if (keys := self.curve.describe()) else {}),
             }
 
     def write_file(self) -> None:
@@ -294,6 +304,7 @@ class _Producer:
             self.wake_send.close()
         self.wake_recv.close()
         self.control.close()
+        self.curve.stop()
         self.context.term()
 
 

@@ -2,13 +2,14 @@
 
 Both sides import this module (the server without zmq at import time, the producer without
 Jupyter): file names in the runtime directory, the atomic 0600 write of an advertisement,
-binding a socket to an ``ipc://`` file (else ``tcp://127.0.0.1``), validating what a producer
+binding a socket privately (an ``ipc://`` file; see :mod:`.transport`), validating what a producer
 file holds, the control request/reply shapes, and the server's URL layout.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from pathlib import Path
@@ -24,6 +25,8 @@ __all__ = ["PRODUCER_PREFIX", "SERVER_PREFIX", "API_ROOT", "CONTROL_OPS", "STEER
 
 PRODUCER_PREFIX = "wan_nb-producer-"
 SERVER_PREFIX = "wan_nb-server-"    # a server's doorbell: producers ring it when their file changes
+PID_MAX = 2**22                      # Linux's highest pid_max; a larger "pid" is not a process
+CREATE_TIME_MAX = 1e11               # seconds since 1970: year 5138, far past any real start time
 IPC_PATH_MAX = 100                   # sun_path is 104-108 bytes depending on the platform
 API_ROOT = "wan-nb/api"              # the server's routes, relative to its base_url
 CONTROL_OPS = ("ping", "steer") + STEER_ACTIONS
@@ -62,22 +65,45 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut short; an int too long for ``repr`` (10**5000) is named, not raised."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_start_time(value: Any) -> bool:
+    # An int of 401 digits passes isinstance(int) but overflows float() in every later
+    # comparison with psutil's start time; bounds are checked on the exact value first.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return 0 <= value <= CREATE_TIME_MAX and (not isinstance(value, float) or math.isfinite(value))
+
+
 def check_producer_info(info: Mapping[str, Any]) -> str | None:
     """What is wrong with a producer file's content, or None if a server can use it.
 
     A server trusts these fields in its periodic scan (pid liveness, sockets, journals), so one
     file of the wrong shape must be refused, not allowed to raise there.
     """
-    if not _is_int(info.get("pid")) or info["pid"] <= 0:
-        return f"'pid' must be a positive integer, not {info.get('pid')!r:.40}"
+    if not _is_int(info.get("pid")) or not 0 < info["pid"] <= PID_MAX:
+        return f"'pid' must be a positive integer up to {PID_MAX}, not {_shown(info.get('pid'))}"
     for name in ("pub", "control", "key"):
         if name in info and not isinstance(info[name], str):
             return f"{name!r} must be a string"
     if not isinstance(info.get("pub"), str) or not info["pub"].startswith(("ipc://", "tcp://")):
         return "'pub' must be an ipc:// or tcp:// endpoint"
+    if "curve" in info:
+        from .transport import check_curve
+
+        problem = check_curve(info["curve"])
+        if problem is not None:
+            return problem
     created = info.get("create_time")
-    if created is not None and (isinstance(created, bool) or not isinstance(created, (int, float))):
-        return "'create_time' must be a number or null"
+    if created is not None and not _is_start_time(created):
+        return f"'create_time' must be a process start time in seconds or null, not {_shown(created)}"
     dirs = info.get("runs_dirs", [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         return "'runs_dirs' must be a list of paths"
@@ -97,21 +123,12 @@ def write_private_json(path: Path, obj: Any) -> None:
     replace_text(path, json.dumps(obj), private=True)
 
 
-def bind(socket: Any, directory: Path, role: str) -> str:
-    """Bind a zmq ``socket`` to an ipc file in ``directory`` (0700: other users cannot connect)
-    where the platform and path length allow, else to a random 127.0.0.1 port; the endpoint."""
-    import zmq
+def bind(socket: Any, directory: Path, role: str, curve: Any = None) -> str:
+    """Bind a zmq ``socket`` privately; the endpoint (see :func:`.transport.bind`: an ipc file in
+    ``directory`` or a short 0700 folder, else CURVE-secured TCP when ``curve`` is given)."""
+    from . import transport
 
-    if zmq.has("ipc"):
-        path = directory / f"wan_nb-{os.getpid()}-{secrets.token_hex(3)}.{role}"
-        if len(str(path)) <= IPC_PATH_MAX:
-            try:
-                socket.bind(f"ipc://{path}")
-                return f"ipc://{path}"
-            except zmq.ZMQError:
-                pass
-    port = socket.bind_to_random_port("tcp://127.0.0.1")
-    return f"tcp://127.0.0.1:{port}"
+    return transport.bind(socket, directory, role, curve)
 
 
 def unlink_endpoint(endpoint: str) -> None:
@@ -135,10 +152,14 @@ def send_control(info: Mapping[str, Any], op: str, timeout: float = 2.0, **field
     (blocking: the server calls it on a worker thread)."""
     import zmq
 
+    from .transport import MAX_CONTROL_REPLY, secure_client
+
     context = zmq.Context.instance()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_REPLY)
     try:
+        secure_client(socket, info)
         socket.connect(info["control"])
         socket.send_multipart([b"", control_request(info, op, **fields)])
         if not socket.poll(int(timeout * 1000)):
@@ -157,8 +178,8 @@ def ring_doorbells(context: Any, directory: Path) -> None:
     for path in sorted(directory.glob(SERVER_PREFIX + "*.json")):
         info = read_producer_file(path)
         endpoint = (info or {}).get("doorbell")
-        if not isinstance(endpoint, str):
-            continue
+        if not isinstance(endpoint, str) or not endpoint.startswith("ipc://"):
+            continue   # doorbells are private ipc files only
         bell = context.socket(zmq.PUSH)
         try:
             bell.setsockopt(zmq.LINGER, 200)   # the connect completes after send() returns

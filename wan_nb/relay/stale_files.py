@@ -39,7 +39,12 @@ def _create_time(path: Path) -> float | None:
         value = json.loads(path.read_text(encoding="utf-8")).get("create_time")
     except (OSError, ValueError, AttributeError):
         return None
-    return float(value) if isinstance(value, (int, float)) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:       # 10**400 written by hand: no process started then
+        return None
 
 
 def sweep(directory: Path, grace_s: float | None = None) -> list[Path]:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from wan_nb.relay import stale_files
-from ..relay import protocol
+from ..relay import protocol, transport
+from .control import ControlLane
 from .store import Store, valid_task_id
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Producer:
         self.stream: Any = None
         self.tasks: set[str] = set()
         self.alive = True
+        self.control = ControlLane()   # its steering requests, one at a time
 
     @property
     def pid(self) -> int:
@@ -109,6 +111,7 @@ class Discovery:
             socket = self.context().socket(zmq.PULL)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.RCVHWM, 64)
+            socket.setsockopt(zmq.MAXMSGSIZE, transport.MAX_DOORBELL)
             endpoint = protocol.bind(socket, self.runtime_dir, "bell")
             self._doorbell = ZMQStream(socket)
             self._doorbell.on_recv(lambda frames: self.on_ring())
@@ -146,15 +149,18 @@ class Discovery:
             producer = self.producers.pop(path)
             self.disconnect(producer)
             self._guarded(self.store.lose_tasks, producer, "stopped relaying (its producer file is gone)")
-        for producer in self.producers.values():
-            if producer.alive and not stale_files.pid_alive(producer.pid, producer.info.get("create_time")):
-                producer.alive = False
-                self.disconnect(producer)
-                self._guarded(self.store.lose_tasks, producer, "ended")
+        for producer in list(self.producers.values()):
+            self._guarded(self.notice_death, producer)   # one bad producer never stops the rest
         self._guarded(self.store.tail_quiet_tasks)
         if time.monotonic() - self._last_sweep > stale_files.GRACE_S / 2:
             self._last_sweep = time.monotonic()
             self._guarded(stale_files.sweep, self.runtime_dir)  # files of killed processes
+
+    def notice_death(self, producer: Producer) -> None:
+        if producer.alive and not stale_files.pid_alive(producer.pid, producer.info.get("create_time")):
+            producer.alive = False
+            self.disconnect(producer)
+            self.store.lose_tasks(producer, "ended")
 
     def _guarded(self, step: Callable[..., Any], *args: Any) -> None:
         try:
@@ -168,7 +174,7 @@ class Discovery:
         info = protocol.read_producer_file(path)
         if info is None:
             return None   # being replaced, or gone: the next scan reads it again
-        problem = protocol.check_producer_info(info)
+        problem = protocol.check_producer_info(info) or transport.unauthenticated(info)
         if problem is None:
             self._refused.pop(path, None)
             return info
@@ -207,10 +213,10 @@ class Discovery:
         self.remembered.add(producer.runs_dirs())
         for entry in info.get("tasks") or []:
             task_id = entry["task_id"]
-            if not valid_task_id(task_id):
-                continue
-            producer.tasks.add(task_id)
             task = self.store.tasks.get(task_id)
+            if not valid_task_id(task_id) or (task is not None and not self.store.owned_by(task, producer)):
+                continue   # another process's task: announcing it does not make it this one's
+            producer.tasks.add(task_id)
             if task is None or not task.finished:
                 self.store.load_journal(task_id, producer, Path(entry.get("runs_dir") or "."))
         if not producer.alive:
@@ -232,6 +238,8 @@ class Discovery:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, 100_000)
         socket.setsockopt(zmq.SUBSCRIBE, b"")
+        socket.setsockopt(zmq.MAXMSGSIZE, transport.MAX_EVENT_FRAME)
+        transport.secure_client(socket, producer.info)
         socket.connect(producer.info["pub"])
         producer.stream = ZMQStream(socket)
         ingest = self.store.ingest

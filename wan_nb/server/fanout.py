@@ -3,9 +3,10 @@
 Every encoding of an event is computed once and shared by all the subscribers that use the
 same :class:`Encoder`. A replay (a resume, a late subscription) can be far larger than a
 connection's buffer and none of it may be coalesced away, so replayed events wait in the
-subscriber's backlog and move to its outbox only as fast as that drains; live events that
-arrive meanwhile queue behind them, keeping the order. The backlog is capped in bytes: a client
-that asks for more replays than it reads is closed (it can resume), not allowed to grow the
+subscriber's backlog and move to its outbox only as fast as that drains; a task's replay is
+streamed a chunk at a time (.replay), and live events of that task that arrive meanwhile are
+held back and sent after it, keeping the order. What waits undrained is capped in bytes: a
+client that reads less than it asks for is closed (it can resume), not allowed to grow the
 server without bound.
 """
 
@@ -17,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from ._tornado_compat import ws_text_frame
 from .outbox import Outbox
-from .store import COALESCIBLE, Rec
+from .store import CHUNK_BYTES, COALESCIBLE, Rec
 from .wire import HEARTBEAT, seed_message, sse_named, sse_unnamed
 
 BACKLOG_BYTES = 32 * 1024 * 1024   # replayed bytes one connection may have waiting
@@ -73,18 +74,29 @@ class Subscriber:
         self.backlog_size = 0
         self.backlog_limit = backlog_bytes
         self.pending_replays = 0       # journal reads in flight for this subscriber
+        # task -> its live events that arrived while its replay streams (sent after it)
+        self.held: dict[str, list[tuple[Rec, bytes]]] = {}
+        self.held_size = 0
 
     def wants(self, rec: Rec) -> bool:
         if rec.type == "preview" and not self.previews:
             return False
         return rec.type not in self.skip_types and rec.seq > self.last_sent.get(rec.task_id, 0)
 
-    def deliver(self, rec: Rec, payload: bytes, *, replay: bool = False) -> None:
+    def deliver(self, rec: Rec, payload: bytes, *, replay: bool = False, capped: bool = True) -> None:
+        held = None if replay else self.held.get(rec.task_id)
+        if held is not None:
+            held.append((rec, payload))
+            self.held_size += len(payload)
+            if self.held_size > self.backlog_limit:
+                self.outbox.close(f"events waiting behind a replay over {self.backlog_limit} bytes")
+                self.drop_backlog()
+            return
         self.last_sent[rec.task_id] = rec.seq
         if replay or self.backlog:
             self.backlog.append((payload, rec.terminal))
             self.backlog_size += len(payload)
-            if self.backlog_size > self.backlog_limit:
+            if capped and self.backlog_size > self.backlog_limit:
                 self.outbox.close(f"replay backlog over {self.backlog_limit} bytes")
                 self.drop_backlog()
             return
@@ -93,9 +105,23 @@ class Subscriber:
             self.on_terminal()
 
     def drop_backlog(self) -> int:
-        dropped, self.backlog_size = self.backlog_size, 0
+        dropped, self.backlog_size = self.backlog_size + self.held_size, 0
         self.backlog.clear()
+        self.held_size = 0
+        for waiting in self.held.values():
+            waiting.clear()
         return dropped
+
+    def hold(self, task_id: str) -> None:
+        """Keep ``task_id``'s live events back until :meth:`release` (its replay streams)."""
+        self.held.setdefault(task_id, [])
+
+    def release(self, task_id: str) -> None:
+        """Send the live events held back, those the replay did not already send."""
+        for rec, payload in self.held.pop(task_id, ()):
+            self.held_size -= len(payload)
+            if rec.seq > self.last_sent.get(rec.task_id, 0):
+                self.deliver(rec, payload)
 
     def pump(self) -> None:
         """Move the backlog into the outbox while it keeps up; resume when it has drained."""
@@ -137,10 +163,17 @@ class Fanout:
                     payload = encoded[sub.encoder] = sub.encoder.encode(rec, frame)
                 sub.deliver(rec, payload)
 
-    def replay_to(self, sub: Subscriber, recs: Iterable[Rec]) -> None:
+    def replay_to(self, sub: Subscriber, recs: Iterable[Rec], *, capped: bool = True) -> None:
+        """Queue ``recs`` behind what ``sub`` has waiting. ``capped=False`` for one chunk of a
+        streamed replay: its size is bounded by the chunk, and the next waits for it to drain;
+        but only into a connection with nothing waiting — a chunk queued behind bytes that still
+        wait (several replays to a client that stopped reading) counts against the cap."""
+        # A cap set below two journal chunks (backlog_bytes >= 64 KiB is allowed) bounds every
+        # replayed byte, as the operator asked: such a server closes a replay larger than it.
+        capped = capped or bool(sub.backlog) or sub.outbox.pending or sub.backlog_limit < 2 * CHUNK_BYTES
         for rec in recs:
             if sub.wants(rec):
-                sub.deliver(rec, sub.encoder.encode(rec), replay=True)
+                sub.deliver(rec, sub.encoder.encode(rec), replay=True, capped=capped)
         sub.pump()
 
     def watching(self, task_id: str) -> bool:

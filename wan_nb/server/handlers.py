@@ -100,9 +100,11 @@ class SteerHandler(WanNbAPIHandler):
             self.write_json({"task_id": task_id, f"{self.action}_requested": True, **arguments},
                             status=202)
         elif answer.get("busy"):
-            raise web.HTTPError(503, "too many requests to producers are waiting; try again")
+            raise web.HTTPError(503, f"too many requests to the process running task {task_id} are "
+                                     "waiting; try again")
         elif answer.get("error") == "producer did not answer":
-            raise web.HTTPError(504, f"the process running task {task_id} did not answer")
+            raise web.HTTPError(504, f"the process running task {task_id} did not answer (stopped or "
+                                     "hung?); requests to it fail at once for a moment, then try again")
         else:
             raise web.HTTPError(409, f"cannot {self.action} task {task_id}: {answer.get('error')}")
 

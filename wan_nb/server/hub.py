@@ -13,6 +13,7 @@ so that neither a large replay nor a frozen producer can stall the loop or each 
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import re
@@ -24,12 +25,14 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from ..relay import protocol
 from . import inputs, runs
+from .control import ControlLane
 from .discovery import Discovery, Producer, RememberedDirs
 from .fanout import BACKLOG_BYTES, Encoder, Fanout, SseAllEncoder, SseTaskEncoder, Subscriber, WsEncoder
 from .listing import RunListing
 from .memory import MemoryTrimmer
 from .outbox import Outbox
-from .store import Rec, Store, TaskEntry, read_journal, valid_task_id
+from .replay import ReplayStream, until_drained
+from .store import JournalCursor, Rec, Store, TaskEntry, read_journal, valid_task_id
 from .vram import SERVER_TASK_ID, VramMonitor
 from .wire import video_urls
 
@@ -37,7 +40,6 @@ log = logging.getLogger(__name__)
 
 SEQ_RE = re.compile(r"0|[1-9][0-9]{0,17}")
 MAX_PENDING_REPLAYS = 16      # replays one connection may have in flight
-MAX_PENDING_CONTROL = 64      # control requests waiting for producers, all clients together
 
 
 def parse_seq(raw: Any) -> int | None:
@@ -49,9 +51,9 @@ def parse_seq(raw: Any) -> int | None:
     return None
 
 
-def _read_unless_closed(outbox: Outbox, path: Path, task_id: str, after: int) -> Any:
+def _read_unless_closed(outbox: Outbox, path: Path, task_id: str, after: int, cursor: Any = None) -> Any:
     # Queued reads of a connection closed meanwhile (a flood that hit its cap) cost nothing.
-    return None if outbox.closed else read_journal(path, task_id, after)
+    return None if outbox.closed or path is None else read_journal(path, task_id, after, cursor)
 
 
 class Hub:
@@ -72,11 +74,11 @@ class Hub:
         self.heartbeat_interval = heartbeat_interval
         self.configured_dirs = [Path(d).expanduser() for d in runs_dirs]
         self.journal_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="wan_nb-journal")
-        self.control_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="wan_nb-control")
+        # One request in flight per producer (see .control): a thread per unanswering producer.
+        self.control_pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="wan_nb-control")
         # Finished runs on disk, read on a thread of their own (see .listing)
         self.listing_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wan_nb-listing")
         self.listing = RunListing(self.base_url, self.listing_pool)
-        self._control_pending = 0
         # Ids of the all-tasks stream: "<boot>-<n>", n counting every event this server run
         # accepted; a different boot means the id is from an earlier server run.
         self.boot = format(int(time.time() * 1000), "x")
@@ -177,25 +179,33 @@ class Hub:
 
     async def subscribe_task(self, sub: Subscriber, task_id: str, after: int = 0) -> TaskEntry | None:
         """Replay ``task_id``'s events after ``after`` to ``sub``, then keep it posted. The
-        journal, if one must be read, is read on a worker thread; events accepted meanwhile
-        are in memory, so the replay and the registration (both on the loop) miss nothing."""
+        replay streams (.replay): journal chunks read on a worker thread, each queued once the
+        connection sent the one before; live events meanwhile wait behind it, so none is missed
+        or sent twice. Returns when the replay has been handed to the connection."""
         task = self.find(task_id)
-        if task is not None:
-            source = self.store.replay_source(task)
-            journal = None
-            if source is not None:
-                sub.pending_replays += 1
-                try:
-                    journal = await IOLoop.current().run_in_executor(
-                        self.journal_pool, _read_unless_closed, sub.outbox, source, task_id, after)
-                finally:
-                    sub.pending_replays -= 1
-                if sub.outbox.closed:
-                    return task
-            self.fanout.replay_to(sub, self.store.replay(task, after, journal))
-        else:
+        if task is None:
             sub.last_sent[task_id] = max(sub.last_sent.get(task_id, 0), after)
+            self.fanout.add_task(sub, task_id)
+            return None
+        loop = IOLoop.current()
+
+        async def read_chunk(cursor: JournalCursor) -> Any:
+            path = task.journal_path
+            return await loop.run_in_executor(self.journal_pool, _read_unless_closed, sub.outbox, path,
+                                              task_id, after, cursor)
+
+        sub.pending_replays += 1
+        sub.hold(task_id)
         self.fanout.add_task(sub, task_id)
+        try:
+            async for batch in ReplayStream(self.store, task, after, read_chunk).batches():
+                if sub.outbox.closed:
+                    break
+                self.fanout.replay_to(sub, batch, capped=False)
+                await until_drained(sub, asyncio.get_running_loop())
+        finally:
+            sub.pending_replays -= 1
+            sub.release(task_id)
         return task
 
     def replay_busy(self, sub: Subscriber) -> bool:
@@ -323,24 +333,21 @@ class Hub:
     # -- steering ----------------------------------------------------------------------------
     async def steer(self, task: TaskEntry, action: str, timeout: float = 3.0, **arguments: Any) -> dict[str, Any]:
         """Relay ``action`` (cancel, pause, resume, move) to the process running ``task``; its
-        answer ``{"ok": bool, "error": ...}``. On a dedicated bounded pool: frozen producers
-        cannot hold up the VRAM route or each other beyond it."""
+        answer ``{"ok": bool, "error": ...}``. Through the producer's own lane (.control): equal
+        requests coalesce, a producer that did not answer is failed fast, and the worker threads
+        are shared by lanes, one each, so a frozen producer holds up only its own requests."""
         producer = task.producer
         if producer is None or not producer.alive:
             return {"ok": False, "error": "the task's process is not reachable"}
-        if self._control_pending >= MAX_PENDING_CONTROL:
-            return {"ok": False, "error": "busy", "busy": True}
         info = dict(producer.info)
-        self._control_pending += 1
-        try:
-            if action == "cancel":   # the form every producer version answers
-                call = lambda: protocol.send_control(info, "cancel", timeout, task_id=task.task_id)  # noqa: E731
-            else:
-                call = lambda: protocol.send_control(info, "steer", timeout, task_id=task.task_id,  # noqa: E731
-                                                     action=action, arguments=arguments)
-            return await IOLoop.current().run_in_executor(self.control_pool, call)
-        finally:
-            self._control_pending -= 1
+        if action == "cancel":   # the form every producer version answers
+            call = lambda: protocol.send_control(info, "cancel", timeout, task_id=task.task_id)  # noqa: E731
+        else:
+            call = lambda: protocol.send_control(info, "steer", timeout, task_id=task.task_id,  # noqa: E731
+                                                 action=action, arguments=arguments)
+        return await producer.control.request(
+            ControlLane.key(action, task.task_id, arguments),
+            lambda: IOLoop.current().run_in_executor(self.control_pool, call))
 
     async def cancel(self, task: TaskEntry, timeout: float = 3.0) -> dict[str, Any]:
         return await self.steer(task, "cancel", timeout)

@@ -5,7 +5,8 @@ What a run used (first and last frames, a source or control video, masks, refere
 is kept in its run folder's ``inputs/`` and listed in its ``task.json`` (see
 :mod:`wan_nb.runs.kept_inputs`). The route serves a file only when that task's own ``task.json``
 lists it: the request's file name is looked up in that list, never joined onto a path, and the
-file must be a regular ``.png`` or ``.mp4`` inside ``<run>/inputs/`` (symlinks resolved), owned
+file must be a regular ``.png`` or ``.mp4`` inside ``<run>/inputs/`` (symlinks resolved, the
+folder's too: it must resolve inside the resolved run folder), owned
 by this user and writable by no one else, as its folder and ``task.json`` are. Served with the
 video route's headers (no sniffing, a sandbox), as ``image/png`` or ``video/mp4``, with Range.
 """
@@ -82,11 +83,13 @@ def servable_input(folder: Path | None, file: str) -> Path | None:
     if not any(file in entry["files"] for entry in listed_inputs(folder).values()):
         return None
     try:
+        run_folder = folder.resolve(strict=True)
         root = (folder / run_inputs.INPUTS_DIR).resolve(strict=True)
         path = (root / file).resolve(strict=True)
     except (OSError, RuntimeError, ValueError):
         return None
-    if not path.is_relative_to(root) or not path.is_file() or path.suffix.lower() != Path(file).suffix.lower() \
+    # inputs/ itself may be a symlink: only where it leads inside the run folder does it count
+    if not root.is_relative_to(run_folder) or not path.is_relative_to(root) or not path.is_file() or path.suffix.lower() != Path(file).suffix.lower() \
             or not trusted(root) or not trusted(path):
         return None
     return path

@@ -20,14 +20,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from wan_nb.protocol.events import COALESCIBLE_TYPES, dumps, is_terminal, utc_now
-from wan_nb.runs.journal import JOURNAL_NAME
+from wan_nb.runs.journal import JOURNAL_NAME, TASK_FILE
 from wan_nb.protocol.snapshot import PRODUCER_LOST, TaskSnapshot
 from wan_nb.protocol.state import PROMPT_CAP, capped_params
+
+from .frame_limits import bounded
 
 log = logging.getLogger(__name__)
 
 TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 COALESCIBLE = frozenset(str(t) for t in COALESCIBLE_TYPES)
+_RECORDED_ENDINGS = {"completed": "generation_completed", "failed": "generation_failed",
+                     "cancelled": "generation_cancelled"}
 _BIG_FRAME = 4 * PROMPT_CAP   # a generation_started this large may carry an outsized prompt
 
 
@@ -84,9 +88,9 @@ class TaskEntry:
         return self.snapshot.last_seq
 
 
-def missing_ranges(seqs: Iterable[int], last: int) -> list[tuple[int, int]]:
-    """The ranges of 1..``last`` absent from ``seqs`` (ascending)."""
-    gaps, expected = [], 1
+def missing_ranges(seqs: Iterable[int], last: int, start: int = 1) -> list[tuple[int, int]]:
+    """The ranges of ``start``..``last`` absent from ``seqs`` (ascending, none below ``start``)."""
+    gaps, expected = [], start
     for seq in seqs:
         if seq > expected:
             gaps.append((expected, seq - 1))
@@ -96,31 +100,71 @@ def missing_ranges(seqs: Iterable[int], last: int) -> list[tuple[int, int]]:
     return gaps
 
 
-def read_journal(path: Path, task_id: str, after: int = 0) -> tuple[list[Rec], list[tuple[int, int]]] | None:
+class JournalCursor:
+    """Where a streamed replay is in a journal: the byte offset of the next line, the state
+    the lines so far built (progress and stage ride along with each event), the gaps so far."""
+
+    __slots__ = ("offset", "snapshot", "expected", "gaps", "done")
+
+    def __init__(self, task_id: str) -> None:
+        self.offset = 0
+        self.snapshot = TaskSnapshot(task_id)
+        self.expected = 1
+        self.gaps: list[tuple[int, int]] = []
+        self.done = False
+
+    def saw(self, seq: int) -> None:
+        if seq > self.expected:
+            self.gaps.append((self.expected, seq - 1))
+        self.expected = max(self.expected, seq + 1)
+
+
+CHUNK_BYTES = 1024 * 1024     # journal bytes one streamed replay step reads
+
+
+def read_journal(path: Path, task_id: str, after: int = 0,
+                 cursor: JournalCursor | None = None) -> tuple[list[Rec], list[tuple[int, int]]] | None:
     """The events of a journal with seq > ``after`` and the seq ranges it lacks; None if it
     cannot be read. Pure (a worker thread runs it): a torn last line is not an event yet, a
-    torn line inside (a full disk) is skipped and shows as a gap."""
+    torn line inside (a full disk) is skipped and shows as a gap.
+
+    With a ``cursor`` only the next :data:`CHUNK_BYTES` (whole lines) are read and the cursor
+    moves on (``cursor.done`` at the end); the ranges are those found so far."""
     if not trusted(path):
         return None
+    whole = cursor is None
+    cursor = cursor or JournalCursor(task_id)
     try:
         with open(path, "rb") as handle:
-            lines = handle.read().split(b"\n")[:-1]
+            handle.seek(cursor.offset)
+            data = handle.read() if whole else handle.read(CHUNK_BYTES)
+            at_end = whole or len(data) < CHUNK_BYTES
+            if not at_end and b"\n" not in data:
+                data += handle.readline()     # one line longer than a chunk
     except OSError:
         return None
-    snapshot = TaskSnapshot(task_id)
-    recs, seen = [], []
+    end = data.rfind(b"\n") + 1
+    lines = data[:end].split(b"\n")[:-1]
+    cursor.offset += end
+    cursor.done = at_end or end == 0     # the rest is a line still being written
+    snapshot = cursor.snapshot
+    recs = []
     for line in lines:
         try:
             frame = json.loads(line)
-            if frame["task_id"] != task_id or not snapshot.apply_frame(frame):
+            if frame["task_id"] != task_id:
                 continue
-        except (ValueError, KeyError, TypeError, AttributeError):
+            frame, line = bounded(frame, line)
+            if not snapshot.apply_frame(frame):
+                continue
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue
-        seen.append(frame["seq"])
+        cursor.saw(frame["seq"])
         if frame["seq"] > after:
             recs.append(Rec(task_id, frame["seq"], frame["type"], line, snapshot.progress,
                             snapshot.stage, is_terminal(frame["type"], frame.get("data") or {})))
-    return recs, missing_ranges(seen, snapshot.last_seq)
+    return recs, cursor.gaps + ([(cursor.expected, snapshot.last_seq)]
+                                if snapshot.last_seq >= cursor.expected else [])
 
 
 class Store:
@@ -142,6 +186,7 @@ class Store:
         self.gid = 0
         self.accepted = 0                   # events accepted (the memory trimmer watches it)
         self.last_accept = time.monotonic()
+        self._foreign_logged: set[str] = set()   # tasks another process tried to publish into
 
     # -- journals --------------------------------------------------------------------------
     def journal_of(self, task_id: str, producer: Any, runs_dir: Path | None = None) -> Path | None:
@@ -224,6 +269,10 @@ class Store:
         self.tail(task)  # its last words may be in the journal but not on the socket
         if task.finished:
             return
+        frame = self._recorded_ending(task)
+        if frame is not None:   # its journal lost the end (a full disk); task.json kept it
+            self._accept(task, frame, dumps(frame).encode())
+            return
         self.log.warning("wan_nb: task %s lost: process %s %s (last seq %s)", task.task_id, pid, why,
                          task.last_seq)
         data = {"stage": task.snapshot.stage or "initializing", "error_type": PRODUCER_LOST,
@@ -232,6 +281,35 @@ class Store:
         frame = {"type": "generation_failed", "seq": task.last_seq + 1, "task_id": task.task_id,
                  "data": data}
         self._accept(task, frame, dumps(frame).encode())
+
+    def _recorded_ending(self, task: TaskEntry) -> dict | None:
+        """The terminal event ``task.json`` records (the run recorder writes it at the end, as an
+        atomic small file: it survives where appending to a full disk's journal did not), with
+        the next seq; None when it records none. The seqs between are missing, and say so."""
+        folder = task.journal_path.parent if task.journal_path is not None else None
+        if folder is None or not trusted(folder / TASK_FILE):
+            return None
+        try:
+            info = json.loads((folder / TASK_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return None
+        status = info.get("status") if isinstance(info, dict) else None
+        if status not in _RECORDED_ENDINGS or info.get("task_id", task.task_id) != task.task_id:
+            return None
+        error = info.get("error") if isinstance(info.get("error"), str) else None
+        data: dict[str, Any] = {"stage": task.snapshot.stage or "generating", "task_id": task.task_id,
+                                "timestamp": info.get("finished_at") or utc_now(), "from_task_file": True}
+        if status == "completed":
+            video = info.get("video")
+            data.update(output_path=str(folder / video) if isinstance(video, str) else None,
+                        duration_s=info.get("duration_s"), params={}, seed=info.get("seed"))
+        elif status == "failed":
+            data.update(error_type=str(info.get("error_type") or "Error")[:100],
+                        error=(error or "failed (the journal lost its last events)")[:PROMPT_CAP])
+        self.log.warning("wan_nb: task %s's journal ends at seq %s without its end; task.json says %s",
+                         task.task_id, task.last_seq, status)
+        return {"type": _RECORDED_ENDINGS[status], "seq": task.last_seq + 1, "task_id": task.task_id,
+                "data": data}
 
     # -- ingest ------------------------------------------------------------------------------
     def new_task(self, task_id: str) -> TaskEntry:
@@ -243,7 +321,7 @@ class Store:
         try:
             frame = json.loads(raw)
             task_id, seq, type_ = frame["task_id"], frame["seq"], frame["type"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return
         if not valid_task_id(task_id) or not isinstance(seq, int) or isinstance(seq, bool) \
                 or seq < 1 or not isinstance(type_, str) or not isinstance(frame.get("data", {}), dict):
@@ -254,6 +332,8 @@ class Store:
             if producer is not None:  # known from the start, so quiet or lost tasks can be re-read
                 task.journal_path = self.journal_of(task_id, producer)
         if producer is not None:
+            if not self.owned_by(task, producer):
+                return self._refuse_foreign(task, producer)
             producer.tasks.add(task_id)
             if task.producer is None:
                 task.producer = producer
@@ -270,9 +350,25 @@ class Store:
             # events in memory no longer tell the whole story, so a replay must come from the
             # journal, located later (a rescan, or lazily at replay time).
             task.complete = False
+        frame, raw = bounded(frame, raw)
         if type_ == "generation_started" and len(raw) > _BIG_FRAME:
             raw = _cap_started(frame)
         self._accept(task, frame, raw)
+
+    @staticmethod
+    def owned_by(task: TaskEntry, producer: Any) -> bool:
+        """True unless another process relayed ``task`` first: a task's events are accepted
+        from the process that announced it only (the same pid re-attached counts as it)."""
+        owner = task.producer
+        return owner is None or owner is producer or owner.pid == producer.pid
+
+    def _refuse_foreign(self, task: TaskEntry, producer: Any) -> None:
+        if task.task_id not in self._foreign_logged:
+            if len(self._foreign_logged) > 10_000:
+                self._foreign_logged.clear()
+            self._foreign_logged.add(task.task_id)
+            self.log.warning("wan_nb: ignoring events of task %s from process %s: process %s runs it",
+                             task.task_id, producer.pid, task.producer.pid)
 
     def _fill_gap(self, task: TaskEntry) -> None:
         """Read the events a socket missed from the task's journal, locating it first if need
@@ -348,14 +444,18 @@ class Store:
                              "found", task.task_id)
             task.missing = missing_ranges((r.seq for r in task.events), task.last_seq)
             return [r for r in task.events if r.seq > after]
-        recs, missing = journal
-        # Events the server added itself (a lost producer's terminal) are not in the journal;
-        # events accepted while the journal was being read are in memory.
-        last = recs[-1].seq if recs else after
-        extra = [r for r in task.events if r.seq > max(last, after)]
-        task.missing = missing   # all below the journal's last seq: memory cannot fill them
-        recs = recs + extra
-        return recs
+        recs, journal_missing = journal
+        # Memory fills what the journal lacks (a full disk drops its lines while the socket
+        # still delivered them; events the server added itself, a lost producer's terminal, are
+        # only in memory); what neither holds, up to the task's last seq, is missing.
+        by_seq = {r.seq: r for r in recs}
+        for rec in task.events:
+            if rec.seq > after:
+                by_seq.setdefault(rec.seq, rec)
+        seqs = sorted(by_seq)
+        before = [(a, min(b, after)) for a, b in journal_missing if a <= after]   # a resume's past
+        task.missing = before + missing_ranges(seqs, task.last_seq, start=after + 1)
+        return [by_seq[seq] for seq in seqs]
 
 
 def _cap_started(frame: dict) -> bytes:
