@@ -17,7 +17,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FastConfig", "configure", "prepare", "recipe_fields", "check_recipe", "machine_memory_gb"]
+__all__ = ["FastConfig", "configure", "prepare", "recipe_fields", "check_recipe", "machine_memory_gb",
+           "machine_gpu", "MachineGpu"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,28 @@ def machine_memory_gb(device: str = "auto") -> tuple[float | None, float | None]
         return torch.cuda.get_device_properties(index or 0).total_memory / 1e9, ram
     except Exception:
         return None, ram
+
+
+@dataclass(frozen=True)
+class MachineGpu:
+    name: str | None        # torch.cuda.get_device_name, None without CUDA
+    memory_gb: float | None
+    ram_gb: float | None
+
+
+def machine_gpu(device: str = "auto") -> MachineGpu:
+    """This machine's GPU (name and memory) and RAM, for the planner."""
+    gpu_gb, ram_gb = machine_memory_gb(device)
+    name = None
+    if gpu_gb is not None:
+        try:
+            import torch
+
+            index = torch.device(device).index if str(device).startswith("cuda:") else 0
+            name = torch.cuda.get_device_name(index or 0)
+        except Exception:
+            name = None
+    return MachineGpu(name, gpu_gb, ram_gb)
 
 
 def _load_fields() -> set[str]:
@@ -82,8 +105,9 @@ def _apply_plan(spec: Any, device: str, load: dict[str, Any]) -> Any:
     if gpu_gb is None:
         log.info("plan='auto': no CUDA GPU in use, nothing to plan; running as configured")
         return None
+    name = machine_gpu(device).name
     try:
-        found = make_plan(spec.name, gpu_gb=gpu_gb, ram_gb=ram_gb or 64.0)
+        found = make_plan(spec.name, gpu_gb=gpu_gb, ram_gb=ram_gb or 64.0, gpu=_known_card(name), this_gpu=name)
     except ValueError as exc:
         raise ValueError(f"plan='auto': {exc}") from None
     best = found.best
@@ -106,6 +130,18 @@ def _apply_plan(spec: Any, device: str, load: dict[str, Any]) -> Any:
     log.info("plan='auto': offload=%r quant=%r vae_tiling=%s (peak ~%.1f GB of %.0f GB)", best.offload,
              quant, load["vae_tiling"], best.vram_gb, gpu_gb)
     return found
+
+
+def _known_card(name: str | None) -> str | None:
+    """``name`` if the planner's card table knows it (its speed then times the plan), else None."""
+    if name is None:
+        return None
+    from wan_nb.fast.cards import find_card
+
+    try:
+        return find_card(name).name
+    except ValueError:
+        return None
 
 
 def prepare(ctx: Any, pipe: Any) -> None:

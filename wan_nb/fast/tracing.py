@@ -26,6 +26,7 @@ from wan_nb.fast.peak_tracker import PeakTracker
 __all__ = ["PartTrace", "trace_part", "parts_of", "TEXT_TOKENS", "CLIP_TOKENS", "ANIMATE_SEGMENT", "FACE_SIZE"]
 
 TEXT_TOKENS = 512        # WanPipeline's max_sequence_length
+PROMPT_TOKENS = 32       # a prompt's own tokens; the rest of the 512 are padding
 CLIP_TOKENS = 257        # ViT-H/14 at 224 px: 16 x 16 patches + the class token
 ANIMATE_SEGMENT = 77     # WanAnimatePipeline's segment_frame_length
 FACE_SIZE = 512          # the face crops WanAnimatePipeline gives the transformer
@@ -109,7 +110,11 @@ def _call(model: Any, what: str, config: dict[str, Any], pipeline_kind: str, vae
         return model, dict(_transformer_inputs(config, pipeline_kind, vae, shape, dtype), return_dict=False)
     if what == "encode_text":
         ids = torch.zeros(1, TEXT_TOKENS, dtype=torch.long)
-        return model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        # padded as the pipeline pads a prompt (a real mask has zeros: transformers then builds the
+        # 4D mask, which an all-ones mask would let it skip)
+        mask = torch.cat([torch.ones(1, PROMPT_TOKENS, dtype=torch.long),
+                          torch.zeros(1, TEXT_TOKENS - PROMPT_TOKENS, dtype=torch.long)], dim=1)
+        return model, {"input_ids": ids, "attention_mask": mask}
     if what == "encode_image":
         images = 2 if pipeline_kind == "flf2v" else 1
         size = config.get("image_size", 224)
