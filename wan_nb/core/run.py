@@ -59,6 +59,8 @@ class RunContext:
     monitor_interval: float = 1.0
     #: container tags for a task's MP4 (its recipe), asked for as the MP4 is written
     mp4_tags: Callable[[str], dict[str, str]] = lambda task_id: {}
+    #: seconds a run of these params should take before any was timed (the memory plan's estimate), or None
+    first_estimate: Callable[[dict[str, Any]], float | None] = lambda params: None
     #: called once a task's last event is published (journal closed, queue file updated, done)
     on_ended: Callable[[Task], None] = Task.mark_done
 
@@ -83,7 +85,7 @@ def estimate_duration(ctx: RunContext, params: dict[str, Any]) -> float | None:
     """Seconds the whole run should take, from earlier runs of this shape (None if never run)."""
     known = ctx.timings.get(eta.shape_key(ctx.model, params))
     if not all(k in known for k in ("step", "post_processing", "saving")):
-        return None
+        return ctx.first_estimate(params)  # never timed here: the plan's estimate (or None)
     loading = 0.0 if ctx.holder.loaded else known.get("loading_model", 0.0)
     return round(known["step"] * params["steps"] + known["post_processing"] + known["saving"] + loading, 2)
 

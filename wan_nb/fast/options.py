@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["FastConfig", "configure", "prepare", "recipe_fields", "check_recipe", "machine_memory_gb",
-           "machine_gpu", "MachineGpu"]
+           "machine_gpu", "MachineGpu", "first_estimate"]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,17 @@ def _apply_plan(spec: Any, device: str, load: dict[str, Any]) -> Any:
     log.info("plan='auto': offload=%r quant=%r vae_tiling=%s (peak ~%.1f GB of %.0f GB)", best.offload,
              quant, load["vae_tiling"], best.vram_gb, gpu_gb)
     return found
+
+
+def first_estimate(found: Any) -> Any:
+    """A run's seconds before any run was timed: the applied plan's estimate at the plan's shape
+    (other shapes: None, the ETA then waits for the first steps)."""
+    def estimate(params: dict[str, Any]) -> float | None:
+        if found is None or any(params.get(k) != v for k, v in found.shape.items()):
+            return None
+        return found.estimated_seconds(params.get("steps"))
+
+    return estimate
 
 
 def _known_card(name: str | None) -> str | None:

@@ -57,6 +57,18 @@ class PartTraces:
     components: list[ComponentCount]
     part_component: dict[str, str]                # part -> component name
     traces: dict[tuple[str, bool], PartTrace] = field(default_factory=dict)  # (part, tiled)
+    to_trace: dict[str, tuple[str, dict[str, Any], str]] = field(default_factory=dict)  # part -> kind, config, what
+    vae_config: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "bfloat16"
+
+    def trace(self, part: str, tiled: bool) -> PartTrace:
+        """The part's trace; tiled VAE traces are made only when a plan needs tiling (the slow ones)."""
+        key = (part, tiled and part.startswith("vae_"))
+        if key not in self.traces:
+            kind, config, what = self.to_trace[part]
+            self.traces[key] = cached_trace(kind, config, what, self.pipeline_kind, self.vae_config, self.shape,
+                                            self.dtype, tiled=key[1])
+        return self.traces[key]
 
     def _component(self, name: str) -> ComponentCount:
         return next(c for c in self.components if c.name == name)
@@ -81,7 +93,7 @@ class PartTraces:
         parts = []
         for part, name in self.part_component.items():
             c = self._component(name)
-            trace = self.traces[(part, tiled and part.startswith("vae_"))]
+            trace = self.trace(part, tiled)
             weights = self.weights(c, quant)
             share = (c.outside + 2 * c.block) / c.params if c.block and c.params else 1.0
             parts.append(PlacedPart(part=part, component=name, weights=weights,
@@ -170,11 +182,9 @@ def trace_plan_parts(model: str, card: Card, *, height: int | None = None, width
     found = PartTraces(name=name, pipeline_kind=kind, shape=shape, steps=int(defaults.get("steps", 50)),
                        passes=2 if guided else 1, components=count_components(components),
                        part_component={part: comp for part, (comp, _) in parts_of(kind, components).items()})
-    dtype = "float16" if card.name in FP16_CARDS else "bfloat16"
-    vae = next((config for kind_, config in components.values() if kind_ == "vae"), {})
+    found.dtype = "float16" if card.name in FP16_CARDS else "bfloat16"
+    found.vae_config = next((config for kind_, config in components.values() if kind_ == "vae"), {})
     for part, (comp, what) in parts_of(kind, components).items():
-        comp_kind, config = components[comp]
-        found.traces[(part, False)] = cached_trace(comp_kind, config, what, kind, vae, shape, dtype)
-        if comp_kind == "vae":
-            found.traces[(part, True)] = cached_trace(comp_kind, config, what, kind, vae, shape, dtype, tiled=True)
+        found.to_trace[part] = (*components[comp], what)
+        found.trace(part, tiled=False)
     return found

@@ -23,7 +23,7 @@ from typing import Any
 from wan_nb.fast.fake_modules import build_fake, vae_scale
 from wan_nb.fast.peak_tracker import PeakTracker
 
-__all__ = ["PartTrace", "trace_part", "parts_of", "TEXT_TOKENS", "CLIP_TOKENS", "ANIMATE_SEGMENT", "FACE_SIZE"]
+__all__ = ["PartTrace", "trace_part", "trace_once", "real_call", "parts_of", "TEXT_TOKENS", "CLIP_TOKENS", "ANIMATE_SEGMENT", "FACE_SIZE"]
 
 TEXT_TOKENS = 512        # WanPipeline's max_sequence_length
 PROMPT_TOKENS = 32       # a prompt's own tokens; the rest of the 512 are padding
@@ -185,6 +185,18 @@ def trace_part(kind: str, config: dict[str, Any], what: str, pipeline_kind: str,
                          activation_bytes=three.activation_bytes + (four.activation_bytes - three.activation_bytes) * grow,
                          flops=three.flops + (four.flops - three.flops) * grow, largest_layer_bytes=three.largest_layer_bytes)
     return _trace_once(kind, config, what, pipeline_kind, vae, shape, dtype_name, tiled)
+
+
+def trace_once(part: tuple[str, dict[str, Any], str, str, dict[str, Any]], shape: dict[str, int],
+               dtype_name: str, tiled: bool) -> PartTrace:
+    """One trace of every frame (no frame line): ``part`` = (kind, config, what, pipeline kind, vae)."""
+    return _trace_once(*part, shape, dtype_name, tiled)
+
+
+def real_call(model: Any, what: str, config: dict[str, Any], pipeline_kind: str, vae: dict[str, Any],
+              shape: dict[str, int], dtype: Any) -> tuple[Any, dict[str, Any]]:
+    """(callable, inputs) of a part for a real ``model`` (the comparison runs of the tests)."""
+    return _call(model, what, config, pipeline_kind, vae, _segment(pipeline_kind, shape), dtype, tiled=False)
 
 
 def _trace_once(kind: str, config: dict[str, Any], what: str, pipeline_kind: str, vae: dict[str, Any],
