@@ -34,10 +34,9 @@ def render(plan: Any) -> str:
 
     s = plan.shape
     segment = " (one segment)" if plan.per_segment else ""
-    card = f"a {plan.gpu_gb:g} GB GPU" + (f" ({plan.gpu_name})" if plan.gpu_name and "GB GPU" not in plan.gpu_name
-                                          else f" ({plan.gpu_name.split('(', 1)[1]}" if "(" in plan.gpu_name else "")
+    card = plan.gpu_name.split("(", 1)[1].rstrip(")") if "(" in plan.gpu_name else plan.gpu_name
     lines = [f"Memory plan for {plan.model} at {s['width']}x{s['height']}, {s['num_frames']} frames{segment}, "
-             f"on {card} with {plan.ram_gb:g} GB RAM, {plan.steps} steps", "",
+             f"on a {plan.gpu_gb:g} GB GPU with {plan.ram_gb:g} GB RAM ({card}), {plan.steps} steps", "",
              _table(["component", "parameters", *(_fmt_quant(q) for q in PLANNED_QUANTS)],
                     [[c.name, f"{c.params / 1e9:.3f} B",
                       *(f"{component_bytes(c, q) / 1e9:.2f} GB" for q in PLANNED_QUANTS)]
