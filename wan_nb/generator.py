@@ -105,9 +105,8 @@ class Generator:
         self._closed = False
         self._context = RunContext(
             holder=self._holder, sink=self._bus, timings=eta.TimingStore(models.cache_dir() / "timings.json"),
-            loras=self._loras, monitor_interval=monitor_interval,
-            mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended,
-            first_estimate=fast_path.first_estimate(self.memory_plan))
+            loras=self._loras, monitor_interval=monitor_interval, first_estimate=fast_path.first_estimate(self.memory_plan),
+            mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended)
         self._previewer = _previewer(self) if previews else None  # live latent previews
         self._engine = _make_engine(self, cluster, workers, self.model)  # before the relay: refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,

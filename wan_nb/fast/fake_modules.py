@@ -5,14 +5,17 @@ costs nothing to build and its forward runs the real diffusers / transformers co
 only propagates shapes. The dtypes are the ones the loader gives the real component: the
 transformer and UMT5 at the compute dtype with diffusers' ``_keep_in_fp32_modules`` (and
 transformers' ``_keep_in_fp32_modules``) in float32, the VAE and CLIP in float32
-(:data:`wan_nb.fast.planner_counts.FP32_KINDS`).
+(:data:`FP32_KINDS`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_fake", "transformer_class", "vae_scale"]
+__all__ = ["build_fake", "transformer_class", "vae_scale", "FP32_KINDS"]
+
+# Components the loader keeps in float32 (wan_nb.models.loading.FP32_COMPONENTS): the VAE and CLIP.
+FP32_KINDS = ("vae", "clip")
 
 
 def transformer_class(config: dict[str, Any]) -> Any:
@@ -82,8 +85,6 @@ def _keep_in_fp32(model: Any, dtype: Any) -> None:
 def build_fake(kind: str, config: dict[str, Any], compute_dtype: Any) -> Any:
     """Component ``kind`` from ``config`` with fake parameters; call inside a ``FakeTensorMode``."""
     import torch
-
-    from wan_nb.fast.planner_counts import FP32_KINDS
 
     dtype = torch.float32 if kind in FP32_KINDS else compute_dtype
     previous = torch.get_default_dtype()

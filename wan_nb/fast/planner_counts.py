@@ -20,8 +20,7 @@ from typing import Any
 
 __all__ = ["ComponentCount", "count_components", "FP32_KINDS"]
 
-# Components the loader keeps in float32 (wan_nb.models.loading.FP32_COMPONENTS): the VAE and CLIP.
-FP32_KINDS = ("vae", "clip")
+from wan_nb.fast.fake_modules import FP32_KINDS, transformer_class
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,6 @@ def _build(kind: str, config: dict[str, Any]) -> tuple[Any, Any]:
 
     with init_empty_weights():
         if kind == "transformer":
-            from wan_nb.fast.fake_modules import transformer_class
-
             model = transformer_class(config)(**config)
             return model, model.blocks
         if kind == "umt5":
