@@ -32,12 +32,12 @@ _PCIE3, _PCIE4, _PCIE5 = 12.8, 25.6, 51.2  # x16, 80 % of 16 / 32 / 64 GB/s
 CARDS: tuple[Card, ...] = (
     Card("Tesla T4", 16, 65, 8.1, 320, _PCIE3),
     Card("Tesla V100", 32, 125, 15.7, 900, _PCIE3),  # fp16 tensor rate; 16 GB variant: --gpu-gb 16
-    Card("RTX 3060", 12, 51, 25.6, 360, _PCIE4),
-    Card("RTX 3090", 24, 71, 35.6, 936, _PCIE4),
-    Card("RTX 4060 Ti", 16, 88, 44, 288, _PCIE4),
+    Card("RTX 3060", 12, 25.6, 12.7, 360, _PCIE4),
+    Card("RTX 3090", 24, 35.6, 35.6, 936, _PCIE4),
+    Card("RTX 4060 Ti", 16, 44.1, 22.1, 288, _PCIE4),
     Card("RTX 4090", 24, 165, 82.6, 1008, _PCIE4),
     Card("RTX 5090", 32, 209.5, 104.8, 1792, _PCIE5),
-    Card("A10G", 24, 70, 35, 600, _PCIE4),
+    Card("A10G", 24, 70, 35, 600, _PCIE4),          # AWS's figure (the A10's datasheet: 125)
     Card("L4", 24, 121, 60, 300, _PCIE4),
     Card("L40S", 48, 362, 183, 864, _PCIE4),
     Card("A100 40GB", 40, 312, 156, 1555, _PCIE4),

@@ -87,7 +87,7 @@ class Plan:
         clip = best.minutes_per_clip * 60
         if steps is not None and self.steps:
             clip += (steps - self.steps) * best.seconds_per_step
-        return round(max(clip, 0.0), 1)
+        return _sig(max(clip, 0.0))
 
     def to_json(self) -> dict[str, Any]:
         """The ``wan-nb plan --json`` object (GB = 10^9 bytes)."""
@@ -111,6 +111,11 @@ class Plan:
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython shows the table
         printer.text(str(self))
+
+
+def _sig(value: float) -> float:
+    """Four significant digits (a tiny model's step is microseconds; a 14B's clip an hour)."""
+    return float(f"{value:.4g}")
 
 
 def _check_memory(name: str, value: Any) -> None:
@@ -150,8 +155,8 @@ def _row(offload: str, quant: str | None, traces: PartTraces, card: Card, usable
     return PlanRow(offload=offload, quant=quant, vram_gb=round(vram / GB, 2), ram_gb=round(ram / GB, 2),
                    vae_tiling=tiling, fits=vram <= usable and ram <= ram_gb * GB * RAM_SHARE,
                    speed=round(step / baseline, 3), weights_gb=round(traces.all_weights(quant) / GB, 2), note=note,
-                   seconds_per_step=round(step, 3), minutes_per_clip=round(clip / 60, 2),
-                   parts={p.part: {"weights_gb": round(p.weights / GB, 3), "activations_gb": round(p.activations / GB, 3)}
+                   seconds_per_step=_sig(step), minutes_per_clip=_sig(clip / 60),
+                   parts={p.part: {"weights_gb": round(p.weights / GB, 6), "activations_gb": round(p.activations / GB, 6)}
                           for p in parts}, needs=needs)
 
 

@@ -90,8 +90,9 @@ def _transformer_inputs(config: dict[str, Any], pipeline_kind: str, vae: dict[st
         patch = tuple(config.get("patch_size") or (1, 2, 2))
         inputs["timestep"] = torch.zeros(1, frames * (h // patch[1]) * (w // patch[2]), dtype=torch.long)
     if config.get("image_dim"):
-        tokens = config.get("pos_embed_seq_len") or CLIP_TOKENS
-        inputs["encoder_hidden_states_image"] = torch.empty(1, tokens, config["image_dim"], dtype=dtype)
+        # FLF2V: both images' CLIP tokens, batched; its image embedding joins them (pos_embed_seq_len)
+        images = (config.get("pos_embed_seq_len") or CLIP_TOKENS) // CLIP_TOKENS
+        inputs["encoder_hidden_states_image"] = torch.empty(images, CLIP_TOKENS, config["image_dim"], dtype=dtype)
     if "vace_layers" in config:
         inputs["control_hidden_states"] = torch.empty(1, config.get("vace_in_channels", 96), frames, h, w, dtype=dtype)
         inputs["control_hidden_states_scale"] = torch.ones(len(config["vace_layers"]), dtype=dtype)
