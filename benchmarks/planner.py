@@ -89,7 +89,10 @@ def cpu_check() -> None:
 def readme_table() -> None:
     from wan_nb.fast.planner import plan
 
-    print(f"\n| model (size) | {' | '.join(f'{g} GB' for g in README_GB)} |")
+    from wan_nb.fast.cards import card_for_memory
+
+    timed = [card_for_memory(g).name.split("timed as ")[1].rstrip(")") for g in README_GB]
+    print(f"\n| model (size) | {' | '.join(f'{g} GB ({t})' for g, t in zip(README_GB, timed))} |")
     print("|---|" + "---|" * len(README_GB))
     for model, height, width, frames in README_MODELS:
         cells = []
