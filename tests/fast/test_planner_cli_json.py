@@ -103,6 +103,15 @@ def test_a_first_run_is_estimated_from_the_plan(tmp_path, monkeypatch):
         off()
         started = next(e for e in events if e.type == "generation_started")
         assert started.data["estimated_duration"] == found.estimated_seconds(gen_steps(found)) > 0
+        denoising = next(e for e in events if e.type == "detailed_generation_progress"
+                         and e.data["stage"] == "generating")
+        assert denoising.data["estimated_time_remaining"] == pytest.approx(started.data["estimated_duration"], abs=1e-3)
+        second = []
+        off = gen.subscribe(second.append)
+        gen.generate("a fox", seed=1, progress=False)
+        off()
+        timed = next(e for e in second if e.type == "generation_started").data["estimated_duration"]
+        assert timed != started.data["estimated_duration"]  # now from this machine's timed run
 
 
 def gen_steps(found):

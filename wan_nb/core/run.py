@@ -242,7 +242,9 @@ class TaskRun:
         timings = self.ctx.timings
         self.clock = eta.StepClock(steps, timings.tail_seconds(self.key), self.experts,
                                    tail_reference=timings.reference(self.key), passes=passes)
-        self.enter(Stage.GENERATING, f"Denoising: {steps} steps")
+        # never timed here: the plan's estimate is the time left until the first steps are timed
+        self.enter(Stage.GENERATING, f"Denoising: {steps} steps",
+                   None if "step" in timings.get(self.key) else self.ctx.first_estimate(p))
         call: dict[str, Any] = dict(
             prompt_embeds=embeds[0], negative_prompt_embeds=embeds[1] if cfg else None,
             height=p["height"], width=p["width"], num_frames=p["num_frames"], num_inference_steps=steps,
