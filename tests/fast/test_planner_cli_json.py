@@ -116,3 +116,27 @@ def test_a_first_run_is_estimated_from_the_plan(tmp_path, monkeypatch):
 
 def gen_steps(found):
     return found.steps
+
+
+def test_the_efficiency_is_fitted_from_this_machines_timed_runs(tmp_path, monkeypatch):
+    """With timed steps of the model on this machine's card (the ETA's timings file), the plan for
+    that card is timed at the efficiency they show: at the timed shape it predicts the timed step."""
+    import shutil
+
+    from wan_nb.models.specs import cache_dir
+
+    traces = cache_dir() / "planner_traces"
+    if traces.is_dir():  # the traces made by the other tests: only the timings differ here
+        shutil.copytree(traces, tmp_path / "planner_traces")
+    monkeypatch.setenv("WAN_NB_CACHE", str(tmp_path))
+    shape = dict(height=64, width=64, num_frames=5)
+    before = plan("wan2.1-t2v-1.3b", gpu="RTX 4090", this_gpu="NVIDIA GeForce RTX 4090", **shape)
+    assert "default: no timed runs" in before.basis
+    timed_step = before.rows[0].seconds_per_step * 3  # this card ran a third as fast as planned
+    (tmp_path / "timings.json").write_text(json.dumps({"wan2.1-t2v-1.3b|64x64x5": {"step": timed_step}}))
+    fitted = plan("wan2.1-t2v-1.3b", gpu="RTX 4090", this_gpu="NVIDIA GeForce RTX 4090", **shape)
+    assert "fitted from 1 timed run shape(s) of wan2.1-t2v-1.3b on this RTX 4090" in fitted.basis
+    none_bf16 = next(r for r in fitted.rows if r.offload == "none" and r.quant is None)
+    assert none_bf16.seconds_per_step == pytest.approx(timed_step, rel=1e-3)
+    # another card is not this machine's: its plan keeps the default
+    assert "default" in plan("wan2.1-t2v-1.3b", gpu="H100", this_gpu="NVIDIA GeForce RTX 4090", **shape).basis
