@@ -81,6 +81,8 @@ def test_nothing_fits_is_said():
     (lambda: plan("wan2.1-t2v-14b", ram_gb="lots"), "positive number"),
     (lambda: plan("no-such-model"), "is not a known model"),
     (lambda: plan("wan2.1-t2v-14b", gpu="GTX 9999"), "unknown GPU 'GTX 9999'.*--gpu-gb"),
+    (lambda: plan("wan2.1-t2v-14b", height=500, width=832), "height=500: .* multiple of 16; try height=496"),
+    (lambda: plan("wan2.1-t2v-14b", num_frames=80), "num_frames=80: .* 4 x k \\+ 1 frames; try num_frames=81"),
 ])
 def test_bad_plan_input(call, fix):
     with pytest.raises(ValueError, match=fix):

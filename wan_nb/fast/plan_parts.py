@@ -154,8 +154,9 @@ def _resolve(model: str) -> tuple[str, str, dict[str, tuple[str, dict[str, Any]]
     from wan_nb.fast.arch_configs import arch_for
 
     spec = models.resolve(model)
+    defaults = dict(spec.defaults, spatial_factor=spec.spatial_factor, temporal_factor=spec.temporal_factor)
     if spec.builder:
-        return spec.name, spec.kind, tiny_components(spec.builder), spec.defaults
+        return spec.name, spec.kind, tiny_components(spec.builder), defaults
     from wan_nb.models.presets import PRESETS
 
     by_repo = {p.repo_id.lower(): p.name for p in PRESETS.values()}  # a preset's repo id plans as the preset
@@ -166,7 +167,20 @@ def _resolve(model: str) -> tuple[str, str, dict[str, tuple[str, dict[str, Any]]
         raise ValueError(f"plan({model!r}): the planner knows the presets ({', '.join(ARCHS)}), their "
                          "-4step variants and the tiny models; for another folder or repo, plan the preset of "
                          "the same architecture (e.g. wan_nb.plan('wan2.1-t2v-14b'))")
-    return spec.name, spec.kind, arch, spec.defaults
+    return spec.name, spec.kind, arch, defaults
+
+
+def _check_shape(name: str, shape: dict[str, int], spatial: int, temporal: int) -> None:
+    """Refuse a shape the pipeline would refuse, before any tracing, naming the nearest good one."""
+    for key in ("height", "width"):
+        value = shape[key]
+        if value <= 0 or value % spatial:
+            near = max(spatial, round(value / spatial) * spatial)
+            raise ValueError(f"{key}={value}: {name} needs a multiple of {spatial}; try {key}={near}")
+    frames = shape["num_frames"]
+    if frames <= 0 or (frames - 1) % temporal:
+        near = max(1, round((frames - 1) / temporal)) * temporal + 1
+        raise ValueError(f"num_frames={frames}: {name} needs {temporal} x k + 1 frames; try num_frames={near}")
 
 
 def trace_plan_parts(model: str, card: Card, *, height: int | None = None, width: int | None = None,
@@ -175,9 +189,7 @@ def trace_plan_parts(model: str, card: Card, *, height: int | None = None, width
     name, kind, components, defaults = _resolve(model)
     shape = {"height": int(height or defaults.get("height", 480)), "width": int(width or defaults.get("width", 832)),
              "num_frames": int(num_frames or defaults.get("num_frames", 81))}
-    for key, value in shape.items():
-        if value <= 0:
-            raise ValueError(f"{key}={value}: give a positive {key}")
+    _check_shape(name, shape, defaults["spatial_factor"], defaults["temporal_factor"])
     guided = float(defaults.get("guidance_scale", 5.0)) > 1.0
     found = PartTraces(name=name, pipeline_kind=kind, shape=shape, steps=int(defaults.get("steps", 50)),
                        passes=2 if guided else 1, components=count_components(components),
