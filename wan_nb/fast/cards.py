@@ -12,9 +12,11 @@ tensor rate.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 
-__all__ = ["Card", "CARDS", "find_card", "card_for_memory", "CUDA_CONTEXT_GB", "FRAGMENTATION",
+__all__ = ["Card", "CARDS", "find_card", "cuda_present", "card_for_memory", "CUDA_CONTEXT_GB", "FRAGMENTATION",
            "CONTEXT_GB", "HEADROOM", "ATTENTION_KERNEL_FACTOR"]
 
 
@@ -94,3 +96,11 @@ def card_for_memory(memory_gb: float) -> Card:
 
     nearest = min(CARDS, key=lambda c: (abs(c.memory_gb - memory_gb), c.bf16_tflops))
     return replace(nearest, name=f"{memory_gb:g} GB GPU (timed as {nearest.name})", memory_gb=float(memory_gb))
+
+
+def cuda_present() -> bool:
+    """Whether this machine can run CUDA: torch's answer if torch is loaded, else whether the NVIDIA
+    driver is (importing torch to ask costs seconds, which a cached plan does not otherwise spend)."""
+    if "torch" in sys.modules:
+        return bool(sys.modules["torch"].cuda.is_available())
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")

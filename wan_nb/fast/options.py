@@ -40,6 +40,10 @@ def machine_memory_gb(device: str = "auto") -> tuple[float | None, float | None]
         pass
     if str(device).startswith("cpu"):
         return None, ram
+    from wan_nb.fast.cards import cuda_present
+
+    if not cuda_present():  # no driver: no GPU, and no torch import to find that out
+        return None, ram
     try:
         import torch
 

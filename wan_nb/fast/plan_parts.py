@@ -37,9 +37,9 @@ def needs_for(quant: str | None) -> str:
         missing = []
         if importlib.util.find_spec("bitsandbytes") is None:
             missing.append("bitsandbytes (pip install 'wan_nb[quant]')")
-        import torch
+        from wan_nb.fast.cards import cuda_present
 
-        if not torch.cuda.is_available():
+        if not cuda_present():
             missing.append("a CUDA GPU here")
         return " and ".join(missing)
     if quant and quant.startswith("gguf:") and importlib.util.find_spec("gguf") is None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from wan_nb.fast.tracing import PartTrace, trace_part
 
-__all__ = ["cached_trace", "trace_dir", "TRACE_VERSION"]
+__all__ = ["cached_trace", "trace_dir", "TRACE_VERSION", "read_cached", "write_cached"]
 
 TRACE_VERSION = 1
 
@@ -48,17 +48,38 @@ def cached_trace(kind: str, config: dict[str, Any], what: str, pipeline_kind: st
                  shape: dict[str, int], dtype_name: str = "bfloat16", tiled: bool = False) -> PartTrace:
     """:func:`wan_nb.fast.tracing.trace_part`, read from the cache when it was traced before."""
     fields = {"kind": kind, "config": config, "what": what, "pipeline": pipeline_kind, "shape": shape,
-              "dtype": dtype_name, "tiled": tiled, "versions": _versions(), "trace_version": TRACE_VERSION,
+              "dtype": dtype_name, "tiled": tiled,
               # the VAE shapes the transformer's and decode's inputs
               "vae": vae if kind != "umt5" and kind != "clip" else None}
-    path = trace_dir() / f"{_key(fields)}.json"
+    stored = read_cached(fields)
     try:
-        return PartTrace(**json.loads(path.read_text())["trace"])
-    except (OSError, ValueError, TypeError, KeyError):
+        return PartTrace(**stored["trace"])  # type: ignore[index]
+    except (TypeError, KeyError):
         pass
     found = trace_part(kind, config, what, pipeline_kind, vae, shape, dtype_name, tiled)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    write_cached(fields, {"trace": found.to_dict()})
+    return found
+
+
+def _path(fields: dict[str, Any]) -> Path:
+    return trace_dir() / f"{_key(dict(fields, versions=_versions(), trace_version=TRACE_VERSION))}.json"
+
+
+def read_cached(fields: dict[str, Any]) -> dict[str, Any] | None:
+    """What :func:`write_cached` kept for ``fields`` (with this torch/diffusers/transformers), or None."""
+    try:
+        found = json.loads(_path(fields).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def write_cached(fields: dict[str, Any], value: dict[str, Any]) -> None:
     from wan_nb.runs.atomic import replace_text
 
-    replace_text(path, json.dumps({"key": fields, "trace": found.to_dict()}, default=list, indent=1))
-    return found
+    path = _path(fields)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_text(path, json.dumps({"key": fields, **value}, default=list, indent=1))
+    except OSError:
+        pass  # a cache that cannot be written only costs the next plan its traces

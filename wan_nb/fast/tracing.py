@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from wan_nb.fast.fake_modules import build_fake, vae_scale
-from wan_nb.fast.peak_tracker import PeakTracker
 
 __all__ = ["PartTrace", "trace_part", "trace_once", "real_call", "parts_of", "TEXT_TOKENS", "CLIP_TOKENS", "ANIMATE_SEGMENT", "FACE_SIZE"]
 
@@ -149,6 +148,8 @@ def run_traced(model: Any, call: Any, kwargs: dict[str, Any]) -> PartTrace:
     fake and on real tensors alike."""
     import torch
     from torch.utils._pytree import tree_leaves
+
+    from wan_nb.fast.peak_tracker import PeakTracker  # torch at import: only when tracing
 
     tracker = PeakTracker()
     weights = tracker.known([*model.parameters(), *model.buffers()])
