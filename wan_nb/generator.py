@@ -107,7 +107,7 @@ class Generator:
         self._closed = False
         self._context = RunContext(
             holder=self._holder, sink=self._bus, timings=eta.TimingStore(models.cache_dir() / "timings.json"),
-            loras=self._loras, monitor_interval=monitor_interval,
+            loras=self._loras, monitor_interval=monitor_interval, first_estimate=fast_path.first_estimate(self.memory_plan),
             mp4_tags=lambda task_id: self._recorder.mp4_tags(task_id), on_ended=self._task_ended,
             checkpoints=checkpoint.configure(checkpoints))  # checked; SIGTERM checkpoints a running task first
         self._previewer, self._context.taehv_source = _previews(self, previews, spec)  # live previews, TAEHV file

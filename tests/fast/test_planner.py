@@ -10,8 +10,11 @@ from wan_nb.fast.planner import GB, OFFLOADS, PLANNED_QUANTS, component_bytes, p
 from wan_nb.fast.planner_counts import count_components, tiny_components
 
 
+SMALL = dict(height=64, width=64, num_frames=5)  # parameter counts do not depend on the shape; traces do
+
+
 def counts(model):
-    return {c.name: c for c in plan(model).components}
+    return {c.name: c for c in plan(model, **SMALL).components}
 
 
 def test_counts_match_the_released_model_sizes():
@@ -55,7 +58,8 @@ def test_the_plan_is_the_fastest_that_fits():
         faster = [r for r in found.rows if r.fits and r.applicable and r.speed < best.speed]
         assert not faster, (gpu, best, faster)
     # less memory never gives a faster plan
-    speeds = [plan("wan2.2-t2v-a14b", gpu_gb=g, ram_gb=128).best.speed for g in (12, 24, 48, 80, 141)]
+    speeds = [plan("wan2.2-t2v-a14b", gpu_gb=g, ram_gb=128, height=480, width=832).best.speed
+              for g in (12, 24, 48, 80, 141)]
     assert speeds == sorted(speeds, reverse=True)
 
 
@@ -68,7 +72,7 @@ def test_the_printed_plan_states_its_basis():
 
 
 def test_nothing_fits_is_said():
-    found = plan("wan2.1-t2v-14b", gpu_gb=2, ram_gb=8)
+    found = plan("wan2.1-t2v-14b", gpu_gb=2, ram_gb=8, **SMALL)
     assert found.best is None and "Nothing fits" in str(found)
 
 
@@ -76,6 +80,9 @@ def test_nothing_fits_is_said():
     (lambda: plan("wan2.1-t2v-14b", gpu_gb=-1), "gpu_gb=-1"),
     (lambda: plan("wan2.1-t2v-14b", ram_gb="lots"), "positive number"),
     (lambda: plan("no-such-model"), "is not a known model"),
+    (lambda: plan("wan2.1-t2v-14b", gpu="GTX 9999"), "unknown GPU 'GTX 9999'.*--gpu-gb"),
+    (lambda: plan("wan2.1-t2v-14b", height=500, width=832), "height=500: .* multiple of 16; try height=496"),
+    (lambda: plan("wan2.1-t2v-14b", num_frames=80), "num_frames=80: .* 4 x k \\+ 1 frames; try num_frames=81"),
 ])
 def test_bad_plan_input(call, fix):
     with pytest.raises(ValueError, match=fix):
@@ -119,6 +126,6 @@ def test_cli_plan(capsys):
 
 
 def test_a_presets_repo_id_and_its_few_step_variant_plan_as_the_preset():
-    preset = [c.params for c in plan("wan2.1-t2v-1.3b").components]
-    assert [c.params for c in plan("Wan-AI/Wan2.1-T2V-1.3B-Diffusers").components] == preset
-    assert [c.params for c in plan("wan2.1-t2v-1.3b-4step").components] == preset
+    preset = [c.params for c in plan("wan2.1-t2v-1.3b", **SMALL).components]
+    assert [c.params for c in plan("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", **SMALL).components] == preset
+    assert [c.params for c in plan("wan2.1-t2v-1.3b-4step", **SMALL).components] == preset

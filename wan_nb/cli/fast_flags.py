@@ -36,25 +36,46 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_plan_command(commands: Any) -> None:
-    plan = commands.add_parser("plan", help="what fits this GPU: peak memory per offload x quantization")
-    plan.add_argument("model", help="a preset (e.g. wan2.1-t2v-14b) or a tiny model")
+    plan = commands.add_parser("plan", help="what fits a GPU and how long it takes: peak memory and minutes "
+                               "per offload x quantization")
+    plan.add_argument("model", help="a preset (e.g. wan2.1-t2v-14b), its -4step variant, or a tiny model")
+    plan.add_argument("--gpu", help='a card by name, e.g. "RTX 4090", "A100 80GB", "H100" (default: this '
+                      "machine's GPU)")
     plan.add_argument("--gpu-gb", type=float, help="GPU memory in GB (default: this machine's GPU, else 24)")
     plan.add_argument("--ram-gb", type=float, help="host RAM in GB (default: this machine's, else 64)")
     plan.add_argument("--height", type=int)
     plan.add_argument("--width", type=int)
     plan.add_argument("--frames", type=int, dest="num_frames")
+    plan.add_argument("--json", action="store_true", help="one JSON object: model, shape, gpu, plans, best")
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from wan_nb.fast.options import machine_memory_gb
+    from wan_nb.fast.options import machine_gpu
     from wan_nb.fast.planner import plan
 
-    gpu, ram = (None, None) if args.gpu_gb and args.ram_gb else machine_memory_gb()
+    here = machine_gpu()
+    gpu_gb, gpu = args.gpu_gb, args.gpu
+    if gpu is None and gpu_gb is None and here.memory_gb is not None:
+        gpu, gpu_gb = here.name, here.memory_gb  # the card it finds
     try:
-        found = plan(args.model, gpu_gb=args.gpu_gb or gpu or 24, ram_gb=args.ram_gb or ram or 64,
-                     height=args.height, width=args.width, num_frames=args.num_frames)
+        if gpu is not None:  # a name the table lacks still plans by its size
+            from wan_nb.fast.cards import find_card
+
+            try:
+                find_card(gpu)
+            except ValueError:
+                if args.gpu is not None or gpu_gb is None:
+                    raise
+                gpu = None
+        found = plan(args.model, gpu=gpu, gpu_gb=gpu_gb, ram_gb=args.ram_gb or here.ram_gb or 64,
+                     height=args.height, width=args.width, num_frames=args.num_frames, this_gpu=here.name)
     except ValueError as exc:
         print(f"wan-nb: error: {exc}", file=sys.stderr)
         return 2
-    print(found)
+    if args.json:
+        import json
+
+        print(json.dumps(found.to_json()))
+    else:
+        print(found)
     return 0

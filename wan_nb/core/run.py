@@ -62,6 +62,8 @@ class RunContext:
     monitor_interval: float = 1.0
     #: container tags for a task's MP4 (its recipe), asked for as the MP4 is written
     mp4_tags: Callable[[str], dict[str, str]] = lambda task_id: {}
+    #: seconds a run of these params should take before any was timed (the memory plan's estimate), or None
+    first_estimate: Callable[[dict[str, Any]], float | None] = lambda params: None
     #: called once a task's last event is published (journal closed, queue file updated, done)
     on_ended: Callable[[Task], None] = Task.mark_done
     #: the TAEHV file (path or "owner/repo/file") for decode="taehv"; None: the published one for the latents
@@ -90,7 +92,7 @@ def estimate_duration(ctx: RunContext, params: dict[str, Any]) -> float | None:
     """Seconds the whole run should take, from earlier runs of this shape (None if never run)."""
     known = ctx.timings.get(eta.shape_key(ctx.model, params))
     if not all(k in known for k in ("step", "post_processing", "saving")):
-        return None
+        return ctx.first_estimate(params)  # never timed here: the plan's estimate (or None)
     loading = 0.0 if ctx.holder.loaded else known.get("loading_model", 0.0)
     steps = pipelines.total_steps(params)   # Animate: segments x steps
     return round(known["step"] * steps + known["post_processing"] + known["saving"] + loading, 2)
@@ -313,8 +315,9 @@ class TaskRun:
         self.clock = eta.StepClock(self.total_steps, timings.tail_seconds(self.key), self.experts,
                                    tail_reference=timings.reference(self.key), passes=passes)
         segments = self.total_steps // steps
+        # never timed here: the plan's estimate is the time left until the first steps are timed
         self.enter(Stage.GENERATING, f"Denoising: {segments} clips x {steps} steps" if segments > 1
-                   else f"Denoising: {steps} steps")
+                   else f"Denoising: {steps} steps", None if "step" in timings.get(self.key) else self.ctx.first_estimate(p))
         self.generator = torch.Generator("cpu").manual_seed(p["seed"])  # its state goes into checkpoints
         call: dict[str, Any] = dict(
             prompt_embeds=embeds[0], negative_prompt_embeds=embeds[1] if cfg else None,

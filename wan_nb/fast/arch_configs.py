@@ -33,6 +33,16 @@ _TI2V_5B = dict(_BLOCK, num_attention_heads=24, ffn_dim=14336, num_layers=30, in
 # Wan 2.2 I2V A14B: the image latents are concatenated (36 channels in), no CLIP image encoder.
 _I2V_A14B = dict(_T2V_14B, in_channels=36)
 
+# Wan 2.1 VACE: the T2V blocks plus a VACE block after every 2nd (1.3B) / 5th (14B) block, fed a
+# 96-channel control latent (inactive 16 + reactive 16 + 64 mask channels).
+_VACE_1_3B = dict(_T2V_1_3B, vace_layers=list(range(0, 30, 2)), vace_in_channels=96)
+_VACE_14B = dict(_T2V_14B, vace_layers=list(range(0, 40, 5)), vace_in_channels=96)
+# Wan 2.1 FLF2V: the I2V blocks with a learned position embedding over two images' CLIP tokens.
+_FLF2V_14B = dict(_I2V_14B, pos_embed_seq_len=2 * 257)
+# Wan 2.2 Animate: the I2V blocks plus a motion encoder and a face encoder/adapter.
+_ANIMATE_14B = dict(_I2V_14B, latent_channels=16, motion_encoder_dim=512, face_encoder_hidden_dim=1024,
+                    face_encoder_num_heads=4, inject_face_latents_blocks=5)
+
 # preset -> components: name -> (kind, config). Kinds: "transformer", "umt5", "vae", "clip".
 ARCHS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "wan2.1-t2v-1.3b": {"text_encoder": ("umt5", UMT5_XXL), "transformer": ("transformer", _T2V_1_3B),
@@ -49,6 +59,14 @@ ARCHS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
                         "transformer_2": ("transformer", _T2V_14B), "vae": ("vae", WAN21_VAE)},
     "wan2.2-i2v-a14b": {"text_encoder": ("umt5", UMT5_XXL), "transformer": ("transformer", _I2V_A14B),
                         "transformer_2": ("transformer", _I2V_A14B), "vae": ("vae", WAN21_VAE)},
+    "wan2.1-vace-1.3b": {"text_encoder": ("umt5", UMT5_XXL), "transformer": ("transformer", _VACE_1_3B),
+                         "vae": ("vae", WAN21_VAE)},
+    "wan2.1-vace-14b": {"text_encoder": ("umt5", UMT5_XXL), "transformer": ("transformer", _VACE_14B),
+                        "vae": ("vae", WAN21_VAE)},
+    "wan2.1-flf2v-14b-720p": {"text_encoder": ("umt5", UMT5_XXL), "image_encoder": ("clip", CLIP_VIT_H),
+                              "transformer": ("transformer", _FLF2V_14B), "vae": ("vae", WAN21_VAE)},
+    "wan2.2-animate-14b": {"text_encoder": ("umt5", UMT5_XXL), "image_encoder": ("clip", CLIP_VIT_H),
+                           "transformer": ("transformer", _ANIMATE_14B), "vae": ("vae", WAN21_VAE)},
 }
 
 

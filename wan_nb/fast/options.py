@@ -17,7 +17,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FastConfig", "configure", "prepare", "recipe_fields", "check_recipe", "machine_memory_gb"]
+__all__ = ["FastConfig", "configure", "prepare", "recipe_fields", "check_recipe", "machine_memory_gb",
+           "machine_gpu", "MachineGpu", "first_estimate"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ def machine_memory_gb(device: str = "auto") -> tuple[float | None, float | None]
         pass
     if str(device).startswith("cpu"):
         return None, ram
+    from wan_nb.fast.cards import cuda_present
+
+    if not cuda_present():  # no driver: no GPU, and no torch import to find that out
+        return None, ram
     try:
         import torch
 
@@ -51,6 +56,28 @@ def machine_memory_gb(device: str = "auto") -> tuple[float | None, float | None]
         return torch.cuda.get_device_properties(index or 0).total_memory / 1e9, ram
     except Exception:
         return None, ram
+
+
+@dataclass(frozen=True)
+class MachineGpu:
+    name: str | None        # torch.cuda.get_device_name, None without CUDA
+    memory_gb: float | None
+    ram_gb: float | None
+
+
+def machine_gpu(device: str = "auto") -> MachineGpu:
+    """This machine's GPU (name and memory) and RAM, for the planner."""
+    gpu_gb, ram_gb = machine_memory_gb(device)
+    name = None
+    if gpu_gb is not None:
+        try:
+            import torch
+
+            index = torch.device(device).index if str(device).startswith("cuda:") else 0
+            name = torch.cuda.get_device_name(index or 0)
+        except Exception:
+            name = None
+    return MachineGpu(name, gpu_gb, ram_gb)
 
 
 def configure(spec: Any, *, device: str, offload: str, vae_tiling: bool, plan: Any = None,
@@ -80,8 +107,9 @@ def _apply_plan(spec: Any, device: str, load: dict[str, Any]) -> tuple[Any, Any]
     if gpu_gb is None:
         log.info("plan='auto': no CUDA GPU in use, nothing to plan; running as configured")
         return None, None
+    name = machine_gpu(device).name
     try:
-        found = make_plan(spec.name, gpu_gb=gpu_gb, ram_gb=ram_gb or 64.0)
+        found = make_plan(spec.name, gpu_gb=gpu_gb, ram_gb=ram_gb or 64.0, gpu=_known_card(name), this_gpu=name)
     except ValueError as exc:
         raise ValueError(f"plan='auto': {exc}") from None
     best = found.best
@@ -95,6 +123,29 @@ def _apply_plan(spec: Any, device: str, load: dict[str, Any]) -> tuple[Any, Any]
     log.info("plan='auto': offload=%r quant=%r vae_tiling=%s (peak ~%.1f GB of %.0f GB)", best.offload,
              quant, load["vae_tiling"], best.vram_gb, gpu_gb)
     return found, quant
+
+
+def first_estimate(found: Any) -> Any:
+    """A run's seconds before any run was timed: the applied plan's estimate at the plan's shape
+    (other shapes: None, the ETA then waits for the first steps)."""
+    def estimate(params: dict[str, Any]) -> float | None:
+        if found is None or any(params.get(k) != v for k, v in found.shape.items()):
+            return None
+        return found.estimated_seconds(params.get("steps"))
+
+    return estimate
+
+
+def _known_card(name: str | None) -> str | None:
+    """``name`` if the planner's card table knows it (its speed then times the plan), else None."""
+    if name is None:
+        return None
+    from wan_nb.fast.cards import find_card
+
+    try:
+        return find_card(name).name
+    except ValueError:
+        return None
 
 
 def prepare(ctx: Any, pipe: Any) -> None:

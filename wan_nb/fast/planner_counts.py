@@ -5,7 +5,10 @@ No weights are made and nothing is downloaded: each component is instantiated un
 parameters, the ones a weight quantizer stores in fewer bits (the ``nn.Linear`` weights: fp8
 layerwise casting, torchao, bitsandbytes and GGUF files all quantize those), the largest repeated
 block (what group offload keeps on the GPU at once), everything outside the blocks (onloaded
-together with each block) and the largest single module (sequential offload's unit).
+together with each block) and the largest single module (sequential offload's unit). The fp8
+size is counted by applying wan_nb's own fp8 casting (:func:`wan_nb.weights.quant.after_load`:
+diffusers' layerwise casting with its skip patterns, and for UMT5 ``TEXT_ENCODER_KEEP``) to the
+meta model and adding up the bytes of every parameter as it is then stored.
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ from typing import Any
 
 __all__ = ["ComponentCount", "count_components", "FP32_KINDS"]
 
-# Components the loader keeps in float32 (wan_nb.models.loading.FP32_COMPONENTS): the VAE and CLIP.
-FP32_KINDS = ("vae", "clip")
+from wan_nb.fast.fake_modules import FP32_KINDS, transformer_class
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,9 @@ class ComponentCount:
     block: int          # the largest repeated block (0: no block list)
     outside: int        # parameters outside the repeated blocks
     largest_module: int  # the largest module holding parameters directly (sequential offload's unit)
-    config: dict        # the constructor arguments (for the activation estimate)
+    config: dict        # the constructor arguments (for the traces)
+    fp8_bytes: int = 0  # bytes stored under wan_nb's fp8 casting (0: never cast, e.g. the VAE)
+    largest_cast: int = 0  # the largest module fp8 casting upcasts at once (parameters)
 
     @property
     def fp32(self) -> bool:
@@ -43,9 +47,7 @@ def _build(kind: str, config: dict[str, Any]) -> tuple[Any, Any]:
 
     with init_empty_weights():
         if kind == "transformer":
-            from diffusers import WanTransformer3DModel
-
-            model = WanTransformer3DModel(**config)
+            model = transformer_class(config)(**config)
             return model, model.blocks
         if kind == "umt5":
             from transformers import UMT5Config, UMT5EncoderModel
@@ -81,8 +83,32 @@ def _unique(params) -> int:
     return sum(seen.values())
 
 
+def _fp8_counts(kind: str, model: Any) -> tuple[int, int]:
+    """(bytes under wan_nb's fp8 casting, parameters of the largest module it casts) of a meta model."""
+    import torch
+
+    if kind not in ("transformer", "umt5"):
+        return 0, 0
+    from wan_nb.weights.quant import after_load
+
+    import logging
+
+    quiet = logging.getLogger("diffusers.models.modeling_utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its advice on _keep_in_fp32_modules is about loading real weights
+    try:
+        model.to(torch.bfloat16)
+    finally:
+        quiet.setLevel(level)
+    after_load(model, "fp8", torch.bfloat16)
+    stored = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    cast = max((sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules()
+                if any(p.dtype == torch.float8_e4m3fn for p in m.parameters(recurse=False))), default=0)
+    return int(stored), int(cast)
+
+
 @lru_cache(maxsize=64)
-def _count(kind: str, config_json: str) -> tuple[int, int, int, int, int]:
+def _count(kind: str, config_json: str) -> tuple[int, int, int, int, int, int, int]:
     import torch
 
     config = json.loads(config_json)
@@ -94,15 +120,28 @@ def _count(kind: str, config_json: str) -> tuple[int, int, int, int, int]:
     block = max((_unique(b.parameters()) for b in blocks), default=0) if blocks is not None else 0
     inside = _unique(p for b in blocks for p in b.parameters()) if blocks is not None else 0
     largest = max((_unique(m.parameters(recurse=False)) for m in model.modules()), default=0)
-    return total, linear, block, total - inside, largest
+    return (total, linear, block, total - inside, largest, *_fp8_counts(kind, model))
+
+
+def _stored_count(kind: str, config_json: str) -> tuple[int, ...]:
+    """:func:`_count`, kept beside the traces (a warm plan then imports neither torch nor diffusers)."""
+    from wan_nb.fast.trace_cache import read_cached, write_cached
+
+    fields = {"count": kind, "config": json.loads(config_json)}
+    found = read_cached(fields)
+    if found is not None and len(found.get("count", ())) == 7:
+        return tuple(found["count"])
+    counted = _count(kind, config_json)
+    write_cached(fields, {"count": list(counted)})
+    return counted
 
 
 def count_components(components: dict[str, tuple[str, dict[str, Any]]]) -> list[ComponentCount]:
-    """Count every ``name -> (kind, config)`` component (cached per config)."""
+    """Count every ``name -> (kind, config)`` component (cached per config, on disk too)."""
     out = []
     for name, (kind, config) in components.items():
-        total, linear, block, outside, largest = _count(kind, json.dumps(config, sort_keys=True))
-        out.append(ComponentCount(name, kind, total, linear, block, outside, largest, dict(config)))
+        total, linear, block, outside, largest, fp8, cast = _stored_count(kind, json.dumps(config, sort_keys=True))
+        out.append(ComponentCount(name, kind, total, linear, block, outside, largest, dict(config), fp8, cast))
     return out
 
 
