@@ -234,10 +234,16 @@ def liveness_copies(modules) -> list[str]:
                 signal_zero = len(node.args) == 2 and isinstance(node.args[1], ast.Constant) and node.args[1].value == 0
                 if (name == "kill" and signal_zero) or name == "pid_exists" or (name == "Process" and node.args):
                     hits.append(f"{where}:{node.lineno} {name}()")
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "/proc/" in node.value \
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _names_a_pid_folder(node.value) \
                     and id(node) not in docs:
                 hits.append(f"{where}:{node.lineno} {node.value!r}")
     return hits
+
+
+def _names_a_pid_folder(text: str) -> bool:
+    """``"/proc/"`` before a pid (``f"/proc/{pid}/stat"``, ``"/proc/" + str(pid)``), not a fixed
+    file such as ``/proc/driver/nvidia/version`` (whether a driver is installed)."""
+    return text.rstrip("/").endswith("/proc") or any(f"/proc/{c}" in text for c in "0123456789")
 
 
 def test_whether_a_process_is_alive_is_decided_once():
