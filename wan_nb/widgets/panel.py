@@ -96,10 +96,14 @@ class ProgressPanel(w.VBox):
         self.inputs = InputsView(display_width=96) if not compact else None
         self._inputs_key: tuple[Any, ...] | None = None
 
+        # Pause then Cancel, the order the Lab sidebar uses too; hidden once the task has finished.
+        self.steering = w.HBox([self.pause_button, self.cancel_button])
+        self.steering.add_class("wan-nb-steering")
+
         rows: list[w.Widget] = [self.title, w.HBox([self.overall, self.overall_text])]
         if not compact:
             text = w.VBox([w.HBox([self.steps, self.steps_text]), self.timeline, self.message,
-                           w.HBox([self.timing, w.HBox([self.pause_button, self.cancel_button])],
+                           w.HBox([self.timing, self.steering],
                                   layout=w.Layout(justify_content="space-between", align_items="center"))],
                           layout=w.Layout(flex="1 1 auto"))
             rows += [w.HBox([text, self.inputs, self.preview], layout=w.Layout(align_items="flex-start", gap="8px"))]
@@ -232,6 +236,8 @@ class ProgressPanel(w.VBox):
             elif not (self._task.cancel_requested if hasattr(self._task, "cancel_requested") else False):
                 self._set(self.cancel_button, disabled=False, button_style="warning", description="Cancel")
             self._draw_pause_button(can_cancel and hasattr(self._task, "pause"))
+            # A finished run cannot be steered: its buttons go, rather than stay greyed out.
+            self._set(self.steering.layout, display="none" if s.finished else "")
             self._draw_inputs()
             if self._preview_changed and self._preview is not None:
                 self._preview_changed = False
@@ -295,7 +301,10 @@ class ProgressPanel(w.VBox):
         return text
 
     def _timeline_html(self, s: TaskState) -> str:
+        """Each stage as a chip marked by how it ended: ✓ done, ▶ running, ■ cancelled or
+        ✗ failed in it (the stage a run stopped in did not finish), ○ not reached."""
         seen = dict((stage, d) for stage, d in s.stage_durations())
+        stopped_in = s.stage if s.status in ("failed", "cancelled", "lost") else None
         chips = []
         for stage in TIMELINE:
             if stage == "completed" and s.status in ("failed", "cancelled"):
@@ -303,19 +312,24 @@ class ProgressPanel(w.VBox):
             if stage in OPTIONAL_STAGES and stage not in seen:
                 continue
             label = STAGE_LABEL.get(stage, stage)
-            if stage in seen:
-                current = stage == s.stage and not (s.finished and stage not in ("completed", "failed", "cancelled"))
-                duration = seen[stage]
-                extra = f" {duration:.1f}s" if duration is not None and duration >= 0.05 else ""
-                ending = stage in ("completed", "failed", "cancelled")
-                color = {"failed": "#c62828", "cancelled": "#e65100"}.get(stage, "#2e7d32" if ending or not current else "#0072b2")
-                mark = {"failed": "✗", "cancelled": "■"}.get(stage, "✓" if ending or not current else "▶")
-                weight = "bold" if current or ending else "normal"
-                if ending:
-                    extra = ""
-                chips.append(f"<span style='color:{color};font-weight:{weight}'>{mark} {label}{extra}</span>")
-            else:
+            if stage not in seen:
                 chips.append(f"<span style='color:#aaa'>○ {label}</span>")
+                continue
+            ending = stage in ("completed", "failed", "cancelled")
+            current = stage == s.stage and not s.finished
+            duration = seen[stage]
+            extra = f" {duration:.1f}s" if duration is not None and duration >= 0.05 and not ending else ""
+            if stage == stopped_in:
+                how = "failed" if s.status in ("failed", "lost") else "cancelled"
+            elif ending:
+                how = stage if stage != "completed" else "done"
+            else:
+                how = "running" if current else "done"
+            color = {"failed": "#c62828", "cancelled": "#e65100", "running": "#0072b2"}.get(how, "#2e7d32")
+            mark = {"failed": "✗", "cancelled": "■", "running": "▶"}.get(how, "✓")
+            weight = "bold" if current or ending or stage == stopped_in else "normal"
+            chips.append(f"<span style='color:{color};font-weight:{weight}' data-stage='{stage}' "
+                         f"data-ended='{how}'>{mark} {label}{extra}</span>")
         return "<div class='wan-nb-timeline' style='font-size:90%'>" + " → ".join(chips) + "</div>"
 
     def _task_bands(self) -> list[dict[str, Any]]:
