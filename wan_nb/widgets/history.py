@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import ipywidgets as w
 
 from wan_nb.runs.history import RunList, format_table, history
+from .grid import card_columns
 from .inputs import InputsView
 from .video import VideoPlayer
 
@@ -59,7 +60,7 @@ class HistoryGallery(w.VBox):
     """
 
     def __init__(self, runs: RunList | None = None, *, runs_dir: str | Path | None = None,
-                 generator: Any = None, page_size: int = 12, columns: int = 4,
+                 generator: Any = None, page_size: int = 12, columns: int | None = None,
                  display_width: int = 160, **kwargs: Any) -> None:
         self.runs_dir = Path(runs_dir) if runs_dir is not None else getattr(runs, "runs_dir", None)
         self.generator = generator
@@ -81,7 +82,7 @@ class HistoryGallery(w.VBox):
         self.previous = w.Button(description="◀", layout=w.Layout(width="36px"))
         self.next = w.Button(description="▶", layout=w.Layout(width="36px"))
         self.count = w.HTML()
-        self.grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat({columns}, max-content)",
+        self.grid = w.GridBox(layout=w.Layout(grid_template_columns=card_columns(columns, display_width),
                                               grid_gap="8px"))
         self.output = w.VBox()               # the progress of reruns
         for control in (self.prompt, self.model, self.status, self.since, self.until):
@@ -178,7 +179,7 @@ class HistoryGallery(w.VBox):
         if run.inputs:   # what the run started from (first/last frame, control video), under its video
             parts.insert(1, InputsView(run.inputs, display_width=max(48, self.display_width // 2), autoplay=False))
         card = w.VBox(parts,
-                      layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)", padding="6px"))
+                      layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)", padding="6px", min_width="0"))
         card.add_class("wan-nb-card")
         card.run, card.problem = run, problem
         return card

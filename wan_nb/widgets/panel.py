@@ -66,8 +66,11 @@ class ProgressPanel(w.VBox):
         self.throttle = Throttle(self._render, rate=max_rate)
 
         self.title = w.HTML()
-        self.overall = w.FloatProgress(value=0.0, min=0.0, max=100.0, description="Overall",
-                                       bar_style="info", layout=w.Layout(width="420px", flex="0 0 auto"))
+        # In a gallery card the bar shrinks with the card (cards wrap to the window's width).
+        bar_layout = w.Layout(width="auto", flex="1 1 auto", min_width="60px") if compact \
+            else w.Layout(width="420px", flex="0 0 auto")
+        self.overall = w.FloatProgress(value=0.0, min=0.0, max=100.0, description="" if compact else "Overall",
+                                       bar_style="info", layout=bar_layout)
         self.overall.add_class("wan-nb-overall")
         self.overall_text = w.HTML("0 %")
         self.overall_text.add_class("wan-nb-overall-text")
