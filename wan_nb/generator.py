@@ -88,7 +88,7 @@ class Generator:
             spec, self.weights = weights.resolve(model, quant=planned_quant, device=device)
         self.load_options = LoadOptions(device=device, dtype=dtype, vae_slicing=vae_slicing, **fast.load,
                                         **self.weights.as_arguments())
-        _check_engine_args(cluster, workers, pipeline)
+        _check_engine_args(cluster, workers, pipeline, spec, device)
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
@@ -383,7 +383,11 @@ class HostedTask:
         self._gen._journal.close(self.task_id)
 
 
-def _check_engine_args(cluster: str | None, workers: int | None, pipeline: Any) -> None:
+def _check_engine_args(cluster: str | None, workers: int | None, pipeline: Any, spec: Any, device: Any) -> None:
+    if cluster is None and pipeline is None and str(device) == "auto" and models.needs_gpu(spec):
+        # A real model without a GPU is refused here, where the user wrote Generator(...), not at
+        # the first generate() on the worker thread (a cluster's workers judge their own devices).
+        models.resolve_device_dtype(device, "auto", real_model=models.needs_gpu(spec))
     if cluster is None and workers is not None:
         raise ValueError("workers= counts Ray workers; pass cluster='ray' (or a Ray address) too")
     if cluster is not None and pipeline is not None:

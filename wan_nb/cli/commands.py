@@ -95,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = 1) -> int:
-    print(f"wan-nb: error: {message}", file=sys.stderr)
+    from wan_nb.cli.console import cli_wording
+
+    print(f"wan-nb: error: {cli_wording(message)}", file=sys.stderr)
     return code
 
 
@@ -160,7 +162,7 @@ def _generate(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
         off = task.subscribe(sink, replay=True)
     else:
-        off = task.subscribe(TextProgress(sys.stderr), replay=True)
+        off = task.subscribe(TextProgress(sys.stderr, say_errors=False), replay=True)  # _fail says it
 
     previous = signal.getsignal(signal.SIGINT)
 

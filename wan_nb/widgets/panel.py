@@ -24,7 +24,8 @@ import ipywidgets as w
 
 from wan_nb.cli.console import format_seconds
 from wan_nb.protocol.events import Event, EventType
-from ._state import OPTIONAL_STAGES, TIMELINE, TaskState, parse_timestamp
+from ._state import TaskState, parse_timestamp
+from ._timeline import timeline_html
 from ._throttle import Throttle
 from .cancel_button import CancelButton
 from .inputs import InputsView, inputs_of
@@ -35,10 +36,6 @@ __all__ = ["ProgressPanel", "GeneratorPanel", "QueueView"]
 BAR_STYLE = {"completed": "success", "failed": "danger", "cancelled": "warning"}
 STATUS_COLOR = {"queued": "#777", "running": "#0072b2", "completed": "#2e7d32", "failed": "#c62828",
                 "cancelled": "#e65100", "waiting": "#777", "paused": "#8e6c00"}
-STAGE_LABEL = {"initializing": "init", "downloading_model": "download", "loading_model": "load model",
-               "preparing_inputs": "encode prompt", "applying_lora": "LoRA", "generating": "denoise",
-               "post_processing": "decode", "saving": "save", "completed": "done", "failed": "failed",
-               "cancelled": "cancelled"}
 
 
 def _seconds(value: float | None) -> str:
@@ -229,7 +226,7 @@ class ProgressPanel(w.VBox):
             rate = s.steps_per_second()
             rate_text = "" if rate is None else (f" · {rate:.1f} steps/s" if rate >= 1 else f" · {1 / rate:.1f} s/step")
             self._set(self.steps_text, value=f"{s.step}/{s.total_steps}{rate_text}")
-            self._set(self.timeline, value=self._timeline_html(s))
+            self._set(self.timeline, value=timeline_html(s))
             left = "" if s.finished else f" · left {_seconds(s.eta)}"
             self._set(self.timing, value=f"<span class='wan-nb-timing'>elapsed {_seconds(s.elapsed())}{left}</span>")
             can_cancel = self._task is not None and not s.finished and s.status != "waiting"
@@ -302,38 +299,6 @@ class ProgressPanel(w.VBox):
             short = "/".join(path.split("/")[-2:])  # <task id>/video.mp4; the full path on hover
             return f"Done → <code title='{html.escape(path)}'>…/{html.escape(short)}</code>"
         return text
-
-    def _timeline_html(self, s: TaskState) -> str:
-        """Each stage as a chip marked by how it ended: ✓ done, ▶ running, ■ cancelled or
-        ✗ failed in it (the stage a run stopped in did not finish), ○ not reached."""
-        seen = dict((stage, d) for stage, d in s.stage_durations())
-        stopped_in = s.stage if s.status in ("failed", "cancelled", "lost") else None
-        chips = []
-        for stage in TIMELINE:
-            if stage == "completed" and s.status in ("failed", "cancelled"):
-                stage = s.status
-            if stage in OPTIONAL_STAGES and stage not in seen:
-                continue
-            label = STAGE_LABEL.get(stage, stage)
-            if stage not in seen:
-                chips.append(f"<span style='color:#aaa'>○ {label}</span>")
-                continue
-            ending = stage in ("completed", "failed", "cancelled")
-            current = stage == s.stage and not s.finished
-            duration = seen[stage]
-            extra = f" {duration:.1f}s" if duration is not None and duration >= 0.05 and not ending else ""
-            if stage == stopped_in:
-                how = "failed" if s.status in ("failed", "lost") else "cancelled"
-            elif ending:
-                how = stage if stage != "completed" else "done"
-            else:
-                how = "running" if current else "done"
-            color = {"failed": "#c62828", "cancelled": "#e65100", "running": "#0072b2"}.get(how, "#2e7d32")
-            mark = {"failed": "✗", "cancelled": "■", "running": "▶"}.get(how, "✓")
-            weight = "bold" if current or ending or stage == stopped_in else "normal"
-            chips.append(f"<span style='color:{color};font-weight:{weight}' data-stage='{stage}' "
-                         f"data-ended='{how}'>{mark} {label}{extra}</span>")
-        return "<div class='wan-nb-timeline' style='font-size:90%'>" + " → ".join(chips) + "</div>"
 
     def _task_bands(self) -> list[dict[str, Any]]:
         """The followed task's stages as time bands for the memory chart."""
