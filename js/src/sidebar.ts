@@ -21,6 +21,7 @@ export class GenerationsSidebar extends Widget {
   private _state: HTMLElement;
   private _more: HTMLButtonElement;
   private _visible = PAGE_SIZE;
+  private _ticker = 0;
 
   constructor(
     private readonly _store: TaskStore,
@@ -48,9 +49,12 @@ export class GenerationsSidebar extends Widget {
     this.node.append(header, this._notice, this._list, this._more);
     _store.changed.connect(this._onChanged, this);
     this._render(new Set(['']));
+    // Time left counts down between events (decode and save send none): running rows redraw.
+    this._ticker = window.setInterval(() => this._tick(), 1000);
   }
 
   dispose(): void {
+    window.clearInterval(this._ticker);
     this._store.changed.disconnect(this._onChanged, this);
     super.dispose();
   }
@@ -58,6 +62,13 @@ export class GenerationsSidebar extends Widget {
   /** The row of a task, if it is shown (for the actions' feedback). */
   row(taskId: string): RowView | undefined {
     return this._rows.get(taskId);
+  }
+
+  private _tick(): void {
+    const running = [...this._rows.values()].filter(row => row.status === 'running');
+    for (const row of running) {
+      row.update();
+    }
   }
 
   private _onChanged(_: TaskStore, dirty: ReadonlySet<string>): void {
@@ -137,21 +148,20 @@ export class GenerationsSidebar extends Widget {
       this._notice.textContent = notice;
     }
     this._notice.hidden = !notice;
-    const { running, queued } = store.summary();
+    const { running, paused, queued } = store.summary();
     let state = '';
     if (store.availability === 'missing') {
       state = 'unavailable';
     } else if (store.streamState === 'reconnecting' || store.streamState === 'connecting') {
       state = store.streamState === 'connecting' ? 'connecting…' : 'reconnecting…';
     } else {
-      const parts = [`${store.tasks.size} tasks`];
-      if (running) {
-        parts.unshift(`${running} running`);
-      }
-      if (queued) {
-        parts.splice(1, 0, `${queued} queued`);
-      }
-      state = parts.join(' · ');
+      const parts = [
+        running ? `${running} running` : '',
+        paused ? `${paused} paused` : '',
+        queued ? `${queued} queued` : '',
+        `${store.tasks.size} tasks`
+      ];
+      state = parts.filter(part => part).join(' · ');
     }
     if (this._state.textContent !== state) {
       this._state.textContent = state;

@@ -24,7 +24,7 @@ import ipywidgets as w
 
 from wan_nb.cli.console import format_seconds
 from wan_nb.protocol.events import Event, EventType
-from ._state import TaskState, parse_timestamp
+from ._state import TaskState, format_rate, parse_timestamp
 from ._timeline import timeline_html
 from ._throttle import Throttle
 from .cancel_button import CancelButton
@@ -223,9 +223,8 @@ class ProgressPanel(w.VBox):
                 return
             total = max(s.total_steps, 1)
             self._set(self.steps, max=total, value=min(s.step, total), bar_style=style)
-            rate = s.steps_per_second()
-            rate_text = "" if rate is None else (f" · {rate:.1f} steps/s" if rate >= 1 else f" · {1 / rate:.1f} s/step")
-            self._set(self.steps_text, value=f"{s.step}/{s.total_steps}{rate_text}")
+            rate = format_rate(s.steps_per_second()) if not s.finished else ""
+            self._set(self.steps_text, value=f"{s.step}/{s.total_steps}" + (f" · {rate}" if rate else ""))
             self._set(self.timeline, value=timeline_html(s))
             left = "" if s.finished else f" · left {_seconds(s.eta)}"
             self._set(self.timing, value=f"<span class='wan-nb-timing'>elapsed {_seconds(s.elapsed())}{left}</span>")
