@@ -229,7 +229,21 @@ def _history(args: argparse.Namespace) -> int:
         print(format_table(runs))
     else:
         print(f"no runs in {runs.runs_dir}", file=sys.stderr)
+    _say_sources(Path(runs.runs_dir))
     return 0
+
+
+def _say_sources(read: Path) -> None:
+    """Which folder the listing came from, and the other folders the Lab sidebar lists, so the
+    two never silently disagree (stderr: --json output stays one run a line)."""
+    from wan_nb.runs.sources import remembered_dirs
+
+    others = [d for d in remembered_dirs() if d.resolve() != read.resolve()]
+    line = f"runs from {read}"
+    if others:
+        shown = ", ".join(str(d) for d in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        line += f"; Jupyter servers also list {shown} (wan-nb history --runs-dir DIR lists one)"
+    print(line, file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

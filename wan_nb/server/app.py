@@ -9,7 +9,7 @@ from pathlib import Path
 
 from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 
-from . import input_files
+from . import input_files, runs_dirs
 from .handlers import handlers
 from .hub import Hub
 
@@ -110,7 +110,7 @@ class WanNbExtension(ExtensionApp):
         IOLoop.current().add_callback(self.hub.start)
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(handlers() + input_files.handlers())
+        self.handlers.extend(handlers() + input_files.handlers() + runs_dirs.handlers())
 
     async def stop_extension(self) -> None:
         self.hub.stop()
