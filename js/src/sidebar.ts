@@ -3,6 +3,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { IRowActions, RowView } from './row';
+import { SourcesView } from './sources';
 import { PAGE_SIZE, TaskStore } from './store';
 
 const MISSING_TEXT =
@@ -22,6 +23,7 @@ export class GenerationsSidebar extends Widget {
   private _more: HTMLButtonElement;
   private _visible = PAGE_SIZE;
   private _ticker = 0;
+  private _sources: SourcesView;
 
   constructor(
     private readonly _store: TaskStore,
@@ -46,7 +48,9 @@ export class GenerationsSidebar extends Widget {
     this._more.type = 'button';
     this._more.className = 'wan-nb-Button wan-nb-more';
     this._more.addEventListener('click', () => this._showMore());
-    this.node.append(header, this._notice, this._list, this._more);
+    this._sources = new SourcesView(_store.settings, () => void _store.refresh());
+    this.node.append(header, this._sources.node, this._notice, this._list, this._more);
+    void this._sources.refresh();
     _store.changed.connect(this._onChanged, this);
     this._render(new Set(['']));
     // Time left counts down between events (decode and save send none): running rows redraw.
