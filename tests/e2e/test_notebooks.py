@@ -42,7 +42,7 @@ def test_notebook_matches_stored_outputs(notebook, tmp_path):
     assert " passed" in done.stdout and "failed" not in done.stdout
     left = sorted(p.name for p in tmp_path.iterdir())
     # Nothing written beside the notebook (02 used to leave grid.html there): runs go to the runs folder.
-    assert not (tmp_path / "grid.html").exists(), left
+    assert not (tmp_path / "grid.html").exists() and not (tmp_path / "grid.mp4").exists(), left
 
 
 @pytest.mark.slow
