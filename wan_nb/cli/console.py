@@ -79,7 +79,7 @@ class TextProgress:
         if not self.core.apply(event):
             return
         core = self.core
-        s.update(stage=self._stage_label(core), progress=core.progress, message=core.message,
+        s.update(stage=self._stage_label(core, d), progress=core.progress, message=core.message,
                  eta=self._eta(core), step=core.current_step or 0, steps=core.total_steps or 0)
         force = False
         if event.type == EventType.GENERATION_STAGE:
@@ -113,14 +113,14 @@ class TextProgress:
             self._draw()
 
     @staticmethod
-    def _stage_label(core: TaskState) -> str:
+    def _stage_label(core: TaskState, data: Any) -> str:
         """What the stage column says: a task waits as "queued (#n)" until the worker starts it
         (not "initializing" first, as if it had started, then "queued", then "initializing")."""
         if core.status == "queued":
             return "queued" if core.queue_position is None else f"queued (#{core.queue_position + 1})"
         if core.status == "paused":
             return "paused"
-        return core.stage or "initializing"
+        return core.stage or data.get("stage") or "initializing"
 
     def _eta(self, core: TaskState) -> float | None:
         """Seconds left: the newest estimate, counted down by the clock while the stages after the
