@@ -19,13 +19,14 @@ def _usage_snippets() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_the_usage_snippets_run_as_pasted(tmp_path):
     snippets = _usage_snippets()
     assert len(snippets) >= 5
     script = "\n".join(snippets)
     assert "import wan_nb" in script.split("wan_nb.gallery")[0]       # imported before its first use
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+                          timeout=1150, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
                                             "WAN_NB_RUNS_DIR": str(tmp_path / "wan_nb_runs")})
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "grid.mp4").is_file() and (tmp_path / "grid.html").is_file()
