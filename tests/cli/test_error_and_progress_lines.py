@@ -45,6 +45,11 @@ def test_a_mistyped_preset_gets_a_suggestion_and_the_list_has_the_few_step_ones(
     assert re.search(r"wan2\.[12]-[\w.-]+-4step", line), line
 
 
+def test_the_presets_command_lists_the_few_step_variants_too(tmp_path):
+    proc = run_cli("presets", cwd=tmp_path)
+    assert proc.returncode == 0 and "wan2.1-t2v-1.3b-4step" in proc.stdout and "wan2.2-t2v-a14b-4step" in proc.stdout
+
+
 def test_a_missing_lora_file_says_where_it_looked(tmp_path):
     line = _one_error_line(run_cli("generate", "a fox", "--lora", "loras/ink.safetensors", cwd=tmp_path))
     assert str(tmp_path / "loras" / "ink.safetensors") in line

@@ -193,9 +193,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _presets() -> int:
+    from wan_nb.models.few_step import FAST_PRESETS
     from wan_nb.models.presets import presets
 
     print(presets())
+    print("\nfew-step variants (a preset with its step-distilled LoRA):")
+    for name, fast in FAST_PRESETS.items():
+        print(f"  {name:<28} {fast.base} + LoRA, {fast.steps} steps")
     return 0
 
 
