@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { megabytes } from '../lib/format.js';
 import { TaskState } from '../lib/state.js';
 import { summarize, timeLeft } from '../lib/summary.js';
 
@@ -41,4 +42,9 @@ test('time left counts down between events instead of standing still', () => {
     stage: 'post_processing', progress: 95, current_step: 8, total_steps: 8, estimated_time_remaining: null
   }, '2026-01-01T00:00:09.000Z'));
   assert.equal(timeLeft(task, 9_000), 6);      // decode sends no figure: the last one keeps counting
+});
+
+test('memory in binary units, as the notebook chart writes it', () => {
+  assert.equal(megabytes(24064), '23.5 GiB');
+  assert.equal(megabytes(300), '300 MiB');
 });
