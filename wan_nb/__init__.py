@@ -15,9 +15,11 @@ from typing import Any
 
 from ._version import __version__
 from .protocol.events import Event, EventType, Stage
+from .protocol.frontend import install_error_display as _install_error_display
 from .protocol.quiet_imports import install as _quiet_optional_imports
 
 _quiet_optional_imports()  # torchao's harmless CPU-only notices (see wan_nb.protocol.quiet_imports)
+_install_error_display()  # in a notebook: our errors' messages first (see wan_nb.widgets._errors)
 
 # Public name -> the module that defines it, imported on first access.
 _LAZY = {

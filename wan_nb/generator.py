@@ -90,7 +90,7 @@ class Generator:
         # Every pipeline-loading option in one value (engines, workers and recipes read it).
         self.load_options = weights.placeable(self.weights, LoadOptions(  # GGUF + sequential: refused here
             device=device, dtype=dtype, vae_slicing=vae_slicing, **fast.load, weights=self.weights))
-        _check_engine_args(cluster, workers, pipeline)
+        _check_engine_args(cluster, workers, pipeline, spec, device)
         self.monitor_interval = monitor_interval
         self.previews, self.preview_every = previews, preview_every
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
@@ -359,7 +359,11 @@ class Generator:
         task.mark_done()
 
 
-def _check_engine_args(cluster: str | None, workers: int | None, pipeline: Any) -> None:
+def _check_engine_args(cluster: str | None, workers: int | None, pipeline: Any, spec: Any, device: Any) -> None:
+    if cluster is None and pipeline is None and str(device) == "auto" and models.needs_gpu(spec):
+        # A real model without a GPU is refused here, where the user wrote Generator(...), not at
+        # the first generate() on the worker thread (a cluster's workers judge their own devices).
+        models.resolve_device_dtype(device, "auto", real_model=models.needs_gpu(spec))
     if cluster is None and workers is not None:
         raise ValueError("workers= counts Ray workers; pass cluster='ray' (or a Ray address) too")
     if cluster is not None and pipeline is not None:

@@ -22,12 +22,15 @@ export function rate(stepsPerSecond: number | null): string {
   return `${perStep.toFixed(perStep >= 10 ? 0 : 1)} s/it`;
 }
 
-/** 1536 -> "1.5 GB", 300 -> "300 MB". */
+/**
+ * 1536 -> "1.5 GiB", 300 -> "300 MiB": readings are MiB, written in binary units like the notebook's
+ * memory chart (wan_nb/widgets/vram_plot.py format_mib), so both name one figure one way.
+ */
 export function megabytes(mb: number | null): string {
   if (mb === null || !isFinite(mb)) {
     return '?';
   }
-  return mb >= 1024 ? `${(mb / 1024).toFixed(1)} GB` : `${Math.round(mb)} MB`;
+  return mb >= 1024 ? `${(mb / 1024).toFixed(1)} GiB` : `${Math.round(mb)} MiB`;
 }
 
 export function percent(value: number): string {

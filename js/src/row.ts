@@ -5,6 +5,7 @@
 
 import { clock, megabytes, percent, rate, stageLabel } from './format';
 import { queuedLabel, TaskState } from './state';
+import { timeLeft } from './summary';
 
 export type SteerAction = 'cancel' | 'pause' | 'resume' | 'move';
 
@@ -97,13 +98,14 @@ export class RowView {
     this._error = el('div', 'wan-nb-Row-error', row);
     this._scenes = el('div', 'wan-nb-Row-scenes', row);
     const actions = el('div', 'wan-nb-Row-actions', row);
-    this._cancel = this._button(actions, 'Cancel', 'wan-nb-cancel', () => this._onCancel());
+    // Pause (or Resume) then Cancel: the order the notebook panel uses too.
     this._pause = this._button(actions, 'Pause', 'wan-nb-pause', () =>
       this._onSteer(this._pause, 'Pausing…', 'pause')
     );
     this._resume = this._button(actions, 'Resume', 'wan-nb-resume', () =>
       this._onSteer(this._resume, 'Resuming…', 'resume')
     );
+    this._cancel = this._button(actions, 'Cancel', 'wan-nb-cancel', () => this._onCancel());
     this._up = this._button(actions, '▲', 'wan-nb-up', () => this._onMove(-1));
     this._down = this._button(actions, '▼', 'wan-nb-down', () => this._onMove(1));
     this._up.title = 'Run sooner';
@@ -157,7 +159,8 @@ export class RowView {
       steps = percent(t.progress);
     }
     setText(this._steps, steps);
-    setText(this._eta, live && t.eta !== null ? `${clock(t.eta)} left` : '');
+    const left = timeLeft(t);
+    setText(this._eta, t.status === 'paused' ? 'paused' : left !== null ? `${clock(left)} left` : '');
     const vram = live && t.vram ? t.vram : null;
     setText(
       this._vram,

@@ -3,6 +3,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { IRowActions, RowView } from './row';
+import { SourcesView } from './sources';
 import { PAGE_SIZE, TaskStore } from './store';
 
 const MISSING_TEXT =
@@ -21,6 +22,8 @@ export class GenerationsSidebar extends Widget {
   private _state: HTMLElement;
   private _more: HTMLButtonElement;
   private _visible = PAGE_SIZE;
+  private _ticker = 0;
+  private _sources: SourcesView;
 
   constructor(
     private readonly _store: TaskStore,
@@ -45,12 +48,17 @@ export class GenerationsSidebar extends Widget {
     this._more.type = 'button';
     this._more.className = 'wan-nb-Button wan-nb-more';
     this._more.addEventListener('click', () => this._showMore());
-    this.node.append(header, this._notice, this._list, this._more);
+    this._sources = new SourcesView(_store.settings, () => void _store.refresh());
+    this.node.append(header, this._sources.node, this._notice, this._list, this._more);
+    void this._sources.refresh();
     _store.changed.connect(this._onChanged, this);
     this._render(new Set(['']));
+    // Time left counts down between events (decode and save send none): running rows redraw.
+    this._ticker = window.setInterval(() => this._tick(), 1000);
   }
 
   dispose(): void {
+    window.clearInterval(this._ticker);
     this._store.changed.disconnect(this._onChanged, this);
     super.dispose();
   }
@@ -58,6 +66,13 @@ export class GenerationsSidebar extends Widget {
   /** The row of a task, if it is shown (for the actions' feedback). */
   row(taskId: string): RowView | undefined {
     return this._rows.get(taskId);
+  }
+
+  private _tick(): void {
+    const running = [...this._rows.values()].filter(row => row.status === 'running');
+    for (const row of running) {
+      row.update();
+    }
   }
 
   private _onChanged(_: TaskStore, dirty: ReadonlySet<string>): void {
@@ -137,21 +152,20 @@ export class GenerationsSidebar extends Widget {
       this._notice.textContent = notice;
     }
     this._notice.hidden = !notice;
-    const { running, queued } = store.summary();
+    const { running, paused, queued } = store.summary();
     let state = '';
     if (store.availability === 'missing') {
       state = 'unavailable';
     } else if (store.streamState === 'reconnecting' || store.streamState === 'connecting') {
       state = store.streamState === 'connecting' ? 'connecting…' : 'reconnecting…';
     } else {
-      const parts = [`${store.tasks.size} tasks`];
-      if (running) {
-        parts.unshift(`${running} running`);
-      }
-      if (queued) {
-        parts.splice(1, 0, `${queued} queued`);
-      }
-      state = parts.join(' · ');
+      const parts = [
+        running ? `${running} running` : '',
+        paused ? `${paused} paused` : '',
+        queued ? `${queued} queued` : '',
+        `${store.tasks.size} tasks`
+      ];
+      state = parts.filter(part => part).join(' · ');
     }
     if (this._state.textContent !== state) {
       this._state.textContent = state;

@@ -41,8 +41,11 @@ export class WanStatusItem extends Widget {
   }
 
   private _update(): void {
-    const { running, progress, eta } = this._store.summary();
+    const { running, paused, progress, eta } = this._store.summary();
     const parts = [`Wan: ${running} running`];
+    if (paused) {
+      parts.push(`${paused} paused`);
+    }
     if (progress !== null) {
       parts.push(`${Math.round(progress)} %`);
     }

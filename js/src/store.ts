@@ -13,19 +13,15 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { IInputs, parseInputs } from './inputs';
 import { compareTasks, IFrame, TaskState } from './state';
 import { EventStream, StreamState } from './stream';
+import { ISummary, summarize } from './summary';
+
+export { ISummary } from './summary';
 
 export const FLUSH_MS = 100;
 export const PAGE_SIZE = 50;
 const VRAM_HISTORY = 60;
 
 export type Availability = 'loading' | 'ready' | 'missing' | 'error';
-
-export interface ISummary {
-  running: number;
-  queued: number;
-  progress: number | null;
-  eta: number | null;
-}
 
 export class TaskStore {
   readonly tasks = new Map<string, TaskState>();
@@ -87,22 +83,7 @@ export class TaskStore {
   }
 
   summary(): ISummary {
-    let running = 0;
-    let queued = 0;
-    let progress = 0;
-    let eta: number | null = null;
-    for (const task of this.tasks.values()) {
-      if (task.status === 'running' || task.status === 'paused') {
-        running++;
-        progress += task.progress;
-        if (task.eta !== null) {
-          eta = Math.max(eta ?? 0, task.eta);
-        }
-      } else if (task.status === 'queued') {
-        queued++;
-      }
-    }
-    return { running, queued, progress: running ? progress / running : null, eta };
+    return summarize(this.tasks.values());
   }
 
   /** Reload the first page of the listing (on start and after a reconnection). */

@@ -91,7 +91,9 @@ def test_bad_plan_input(call, fix):
 
 def test_generator_plan_auto_applies_the_best_plan(tmp_path, monkeypatch):
     monkeypatch.setattr(fast_path, "machine_memory_gb", lambda device="auto": (16.0, 64.0))
-    with wan_nb.Generator("wan2.1-t2v-14b", runs_dir=tmp_path, plan="auto", previews=False) as gen:
+    # device="cuda": the test pretends a 16 GB GPU; with device="auto" this CPU-only machine refuses a
+    # real model when the Generator is made (issue 28).
+    with wan_nb.Generator("wan2.1-t2v-14b", device="cuda", runs_dir=tmp_path, plan="auto", previews=False) as gen:
         found = gen.memory_plan
         quantized = hasattr(gen.load_options, "weights")  # once this build loads quantized weights
         expected = min((r for r in found.rows if r.fits and r.applicable and (r.quant is None or quantized)),

@@ -78,9 +78,18 @@ def _steer_the_queue(page, base: str, token: str, runs: Path) -> None:
     assert not next_up.locator(".wan-nb-up").is_visible() and next_up.locator(".wan-nb-down").is_visible()
     assert _row(page, "lq-3").locator(".wan-nb-up").is_visible()
 
+    # Pause (or Resume) comes before Cancel, as in the notebook panel.
+    order = running.evaluate("""row => Array.from(row.querySelectorAll('.wan-nb-Row-actions button'))
+                                       .map(b => b.className.match(/wan-nb-(pause|resume|cancel)\\b/))
+                                       .filter(m => m).map(m => m[1])""")
+    assert order.index("pause") < order.index("cancel") and order.index("resume") < order.index("cancel"), order
     running.locator(".wan-nb-pause").click()
     _status(page, "lq-0", "paused")
     assert running.locator(".wan-nb-resume").is_visible() and not running.locator(".wan-nb-pause").is_visible()
+    # A paused run is not counted as running, and its row says paused instead of a frozen time left.
+    page.wait_for_function("""() => document.querySelector('.wan-nb-Sidebar-state').textContent
+                                     .startsWith('1 paused')""", timeout=10_000)
+    assert running.locator(".wan-nb-Row-eta").text_content() == "paused"
     step = int(page.evaluate("() => document.querySelector(\".wan-nb-Row[data-task-id='lq-0']\").dataset.lastSeq"))
     page.wait_for_timeout(600)   # held: no step events while paused
     assert int(running.get_attribute("data-last-seq")) == step

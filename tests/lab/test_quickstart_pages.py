@@ -139,6 +139,11 @@ def _run_quickstart(page, base: str, token: str, ui: str, tmp_path: Path) -> Non
     if ui != "lab":
         return
     panel = page.locator(".wan-nb-panel").first
+    # A finished panel shows no steering buttons (not even greyed out), and its last preview.
+    assert panel.locator(".wan-nb-steering").count() == 1
+    assert not panel.locator(".wan-nb-steering").is_visible()
+    assert panel.locator(".wan-nb-pause").count() == 1 and not panel.locator(".wan-nb-cancel").first.is_visible()
+    panel.locator(".wan-nb-preview img, img.wan-nb-preview").first.wait_for(state="visible", timeout=10_000)
     panel.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     target = SCREENSHOT if os.environ.get("WAN_NB_UPDATE_SCREENSHOT") == "1" else tmp_path / "panel.png"

@@ -74,16 +74,14 @@ def test_a_real_model_without_a_gpu_is_refused_before_any_download(runs_dir, tmp
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with HubServer({}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        gen = Generator(model="wan2.1-t2v-1.3b", runs_dir=runs_dir, previews=False)
-        try:
-            task = gen.submit("a fox")
-            with pytest.raises(Exception, match="needs a GPU.*device='cpu'") as failure:
-                task.result(timeout=60)
-            assert failure.value.error_type == "NoGpu"
-            assert "downloading_model" not in [e.data["stage"] for e in task.events if e.type == "generation_stage"]
-            assert hub.requests == []
-        finally:
-            gen.close()
+        # Refused where the user wrote it, Generator(...), not at the first generate() (issue 28):
+        # no task, no run folder, no download.
+        with pytest.raises(Exception, match="needs a GPU.*device='cpu'") as failure:
+            Generator(model="wan2.1-t2v-1.3b", runs_dir=runs_dir, previews=False)
+        assert type(failure.value).__name__ == "NoGpu"
+        assert failure.value.__cause__ is None and failure.value.__context__ is None   # said once
+        assert not any(runs_dir.iterdir())
+        assert hub.requests == []
         # device="cpu" insists: the run goes on to the Hub (which here has no such repo).
         gen = Generator(model="wan2.1-t2v-1.3b", device="cpu", runs_dir=runs_dir, previews=False)
         try:

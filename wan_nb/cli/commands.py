@@ -100,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = 1) -> int:
-    print(f"wan-nb: error: {message}", file=sys.stderr)
+    from wan_nb.cli.console import cli_wording
+
+    print(f"wan-nb: error: {cli_wording(message)}", file=sys.stderr)
     return code
 
 
@@ -189,7 +191,7 @@ def _generate(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
         off = task.subscribe(sink, replay=True)
     else:
-        off = task.subscribe(TextProgress(sys.stderr), replay=True)
+        off = task.subscribe(TextProgress(sys.stderr, say_errors=False), replay=True)  # _fail says it
 
     previous = signal.getsignal(signal.SIGINT)
 
@@ -220,9 +222,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _presets() -> int:
+    from wan_nb.models.few_step import FAST_PRESETS
     from wan_nb.models.presets import presets
 
     print(presets())
+    print("\nfew-step variants (a preset with its step-distilled LoRA):")
+    for name, fast in FAST_PRESETS.items():
+        print(f"  {name:<28} {fast.base} + LoRA, {fast.steps} steps")
     return 0
 
 
@@ -256,7 +262,21 @@ def _history(args: argparse.Namespace) -> int:
         print(format_table(runs))
     else:
         print(f"no runs in {runs.runs_dir}", file=sys.stderr)
+    _say_sources(Path(runs.runs_dir))
     return 0
+
+
+def _say_sources(read: Path) -> None:
+    """Which folder the listing came from, and the other folders the Lab sidebar lists, so the
+    two never silently disagree (stderr: --json output stays one run a line)."""
+    from wan_nb.runs.sources import remembered_dirs
+
+    others = [d for d in remembered_dirs() if d.resolve() != read.resolve()]
+    line = f"runs from {read}"
+    if others:
+        shown = ", ".join(str(d) for d in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        line += f"; Jupyter servers also list {shown} (wan-nb history --runs-dir DIR lists one)"
+    print(line, file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

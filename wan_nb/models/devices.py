@@ -39,8 +39,8 @@ def _no_gpu_message(model: str) -> str:
     build = f"torch {torch.__version__}" + ("" if torch.version.cuda else " (a CPU-only build)")
     return (f"model {model!r} needs a GPU, but {build} sees none (device='auto'). Install a CUDA build "
             "of torch (https://pytorch.org/get-started/locally/) and a driver at least as new as its "
-            "CUDA, or pass device='cpu' to run on the CPU anyway (hours per video); model='tiny' "
-            "runs on a CPU in seconds.")
+            "CUDA, or pass device='cpu' to run on the CPU anyway (hours per video), or try model='tiny', "
+            "which runs on a CPU in seconds.")
 
 
 def resolve_device_dtype(device: Any = "auto", dtype: Any = "auto", *,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FastPreset", "FAST_PRESETS", "SUFFIX", "base_preset", "variant_spec", "lora_source", "LORA_NAME"]
+__all__ = ["FastPreset", "FAST_PRESETS", "SUFFIX", "did_you_mean", "base_preset", "variant_spec", "lora_source", "LORA_NAME"]
 
 SUFFIX = "-4step"
 LORA_NAME = "distill"
@@ -121,3 +121,12 @@ def run_weights(model: str, registry: Any, weights: dict[str, float]) -> dict[st
     if entry is None or LORA_NAME in weights:
         return weights
     return {LORA_NAME: entry.weight, **weights}
+
+
+def did_you_mean(name: str, others: Any = ()) -> str:
+    """" Did you mean 'wan2.1-t2v-1.3b'?" for a mistyped model name among ``others`` and the
+    few-step presets ('' when nothing is close)."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name).lower(), [*others, *FAST_PRESETS], n=3, cutoff=0.75)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

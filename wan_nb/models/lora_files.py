@@ -96,9 +96,15 @@ def _pick_file(folder: Path, source: str) -> Path:
                     f"({', '.join(p.name for p in files)}); pass the path of the one to use.")
 
 
+# How to get a LoRA file to try things with, for messages about a missing one.
+_MAKE_ONE = ("Give the path of a .safetensors file, a folder holding one, or a Hub repo id ('org/name'); "
+             "to try LoRAs without one, make a tiny one: notebooks/02_prompts_and_loras.ipynb shows how "
+             "(wan_nb.models.tiny.make_lora).")
+
+
 def _read_file(path: Path, source: str) -> dict[str, Any]:
     if not path.is_file():
-        raise LoraError(f"LoRA file {source!r} does not exist.")
+        raise LoraError(f"LoRA file {source!r} does not exist (looked for {path.resolve()}). {_MAKE_ONE}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -153,8 +159,9 @@ def read_lora(path_or_repo: str | os.PathLike, *, report: Report | None = None,
     if path.is_dir():
         path = _pick_file(path, source)
     elif not path.exists():
-        if path.suffix in _SUFFIXES and not looks_like_repo(source):
-            raise LoraError(f"LoRA file {source!r} does not exist.")
+        # 'dir/ink.safetensors' names a file (a Hub file needs 'org/name/file.safetensors').
+        if path.suffix in _SUFFIXES and (not looks_like_repo(source) or len(source.split("/")) < 3):
+            raise LoraError(f"LoRA file {source!r} does not exist (looked for {path.resolve()}). {_MAKE_ONE}")
         if not looks_like_repo(source):
             raise LoraError(f"LoRA {source!r}: no such file or folder, and not a Hub repo id "
                             "('org/name' or 'org/name/file.safetensors').")

@@ -129,8 +129,9 @@ def resolve(model: str | os.PathLike | ModelSpec) -> ModelSpec:
         raise ValueError(f"model={name!r}: no such folder ({path.resolve()}). Pass the folder of a "
                          "diffusers model (the one holding model_index.json).")
     raise ValueError(
-        f"model={name!r} is not a known model. Use a built-in tiny model ({', '.join(_tiny.VARIANTS)}), "
-        f"a preset ({', '.join(_presets.PRESETS)}), a Hugging Face repo id like "
+        f"model={name!r} is not a known model.{_fast.did_you_mean(name, [*_tiny.VARIANTS, *_presets.PRESETS])} Use a built-in tiny model "
+        f"({', '.join(_tiny.VARIANTS)}), a preset ({', '.join(_presets.PRESETS)}), a few-step preset "
+        f"({', '.join(_fast.FAST_PRESETS)}), a Hugging Face repo id like "
         "'Wan-AI/Wan2.1-T2V-1.3B-Diffusers', or a local diffusers folder. Pass model='tiny' to try "
         "wan_nb without a download.")
 

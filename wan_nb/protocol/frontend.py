@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["show", "FRONT_END"]
+__all__ = ["show", "FRONT_END", "install_error_display"]
 
 #: module path of the front end that :func:`show` uses; another one may be set for a session
 FRONT_END = "wan_nb.widgets"
@@ -27,3 +27,15 @@ def show(kind: str, obj: Any, **options: Any) -> Any:
     except AttributeError:
         raise AttributeError(f"the front end {FRONT_END!r} cannot show a {kind!r} (no show_{kind})") from None
     return shower(obj, **options)
+
+
+def install_error_display() -> None:
+    """In a Jupyter kernel, let the front end show wan_nb's errors (its ``install_error_display``:
+    the message first, internals hidden). Elsewhere nothing is imported or changed."""
+    import sys
+
+    if "ipykernel" not in sys.modules:
+        return
+    installer = getattr(importlib.import_module(FRONT_END), "install_error_display", None)
+    if installer is not None:
+        installer()

@@ -18,6 +18,9 @@ _HARMLESS = {
     "torchao": ("Failed to load ", "Skipping import of cpp extensions"),
     "torch.utils._pytree": ("is an Enum subclass and is now natively supported by torch.compile",),
     "diffusers.quantizers.torchao.torchao_quantizer": ("Unable to import `torchao` Tensor objects",),
+    # Without torchvision, transformers loads the PIL image processor of image-to-video models
+    # instead (what wan_nb wants on a CPU anyway) and says so once per process.
+    "transformers.utils.import_utils": ("requires torchvision (not installed); falling back to",),
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from wan_nb.relay import stale_files
+from wan_nb.runs import sources
 from ..relay import protocol, transport
 from .control import ControlLane
 from .store import Store, valid_task_id
@@ -46,7 +47,9 @@ class Producer:
 
 class RememberedDirs:
     """Runs folders producers announced, kept in a file so a server started after they exited
-    still lists their runs (at most ``limit``, the most recently seen last)."""
+    still lists their runs (at most ``limit``, the most recently seen last). A folder that no
+    longer exists is forgotten, a temporary one (test runs, scratch) never remembered
+    (:func:`wan_nb.runs.sources.is_temporary`), and the user can forget one (:meth:`forget`)."""
 
     def __init__(self, path: Path | None, limit: int = 200) -> None:
         self.path = path
@@ -58,14 +61,27 @@ class RememberedDirs:
                 self.dirs = dict.fromkeys(d for d in stored.get("runs_dirs", []) if isinstance(d, str))
             except (OSError, ValueError, AttributeError):
                 pass
+        if any(not sources.worth_remembering(Path(d)) for d in self.dirs):
+            self.dirs = {d: None for d in self.dirs if sources.worth_remembering(Path(d))}
+            self._save()
 
     def add(self, directories: list[Path]) -> None:
-        new = [str(d) for d in directories if str(d) not in self.dirs]
+        new = [str(d) for d in directories if str(d) not in self.dirs and sources.worth_remembering(Path(d))]
         if not new:
             return
         self.dirs.update(dict.fromkeys(new))
         while len(self.dirs) > self.limit:
             self.dirs.pop(next(iter(self.dirs)))
+        self._save()
+
+    def forget(self, directory: Path | str) -> bool:
+        """Stop listing ``directory``'s runs (its files stay); False if it was not remembered."""
+        if self.dirs.pop(str(directory), False) is False:
+            return False
+        self._save()
+        return True
+
+    def _save(self) -> None:
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +90,9 @@ class RememberedDirs:
                 log.debug("wan_nb: cannot remember runs folders in %s", self.path, exc_info=True)
 
     def __iter__(self):
+        gone = [d for d in self.dirs if not Path(d).is_dir()]
+        for directory in gone:   # deleted since: forgotten, not listed as an empty source forever
+            self.forget(directory)
         return (Path(d) for d in list(self.dirs))
 
 

@@ -12,9 +12,10 @@ import sys
 from typing import Any, TextIO
 
 from ._env import display, widgets_available
+from ._errors import install_error_display
 
 __all__ = ["show_task", "show_result", "show_generator", "show_sweep", "show_grid", "show_history", "show_storyboard",
-           "show_storyboard_result", "show_progress", "show_live", "gallery", "widgets_available",
+           "show_storyboard_result", "show_progress", "show_live", "gallery", "widgets_available", "install_error_display",
            "ProgressPanel", "GeneratorPanel", "VramPlot", "CancelButton", "VideoPlayer", "ResultView", "Gallery", "SweepView", "LockstepGrid"]
 
 

@@ -14,7 +14,22 @@ from typing import Any
 from wan_nb.protocol.events import Event, EventType
 from wan_nb.protocol.state import TaskState as CoreState
 
-__all__ = ["TaskState", "parse_timestamp", "TIMELINE"]
+__all__ = ["TaskState", "parse_timestamp", "TIMELINE", "format_rate", "RATE_WINDOW"]
+
+# Step samples the rate is measured over: the same window, clock (the events' timestamps) and
+# wording as the Lab sidebar's reducer (js/src/state.ts RATE_WINDOW, js/src/format.ts rate()), so
+# the panel and the sidebar give one figure for one run.
+RATE_WINDOW = 8
+
+
+def format_rate(steps_per_second: float | None) -> str:
+    """"2.4 it/s" when fast, "3.1 s/it" when slow, '' when unknown (as the sidebar writes it)."""
+    if steps_per_second is None or not steps_per_second > 0:
+        return ""
+    if steps_per_second >= 1:
+        return f"{steps_per_second:.{0 if steps_per_second >= 10 else 1}f} it/s"
+    per_step = 1 / steps_per_second
+    return f"{per_step:.{0 if per_step >= 10 else 1}f} s/it"
 
 # The stages a run normally passes, in order; optional ones show only once seen.
 TIMELINE = ("initializing", "downloading_model", "loading_model", "preparing_inputs", "applying_lora",
@@ -48,6 +63,7 @@ class TaskState:
     first_step: tuple[int, float] | None = None   # (step, time) of the first denoising step seen
     last_step: tuple[int, float] | None = None
     stages: list[tuple[str, float]] = field(default_factory=list)  # (stage, entered at)
+    step_samples: list[tuple[int, float]] = field(default_factory=list)  # the last RATE_WINDOW (step, time)
     output_path: str | None = None
     error: str | None = None
     last_seq: int = 0
@@ -96,6 +112,9 @@ class TaskState:
                 self.last_step = (step, at)
                 if self.first_step is None:
                     self.first_step = (step, at)
+            if self.step_samples and step < self.step_samples[-1][0]:
+                self.step_samples.clear()   # a second pass (two-expert models count again): measure afresh
+            self.step_samples = [*self.step_samples, (step, at)][-RATE_WINDOW:]
         self.message = self._wording(kind, d) if ended or kind == EventType.MODEL_LOADING_PROGRESS \
             else (core.message or self.message)
         if ended and self.ended_at is None:
@@ -132,9 +151,10 @@ class TaskState:
         return max(0.0, end - self.started_at)
 
     def steps_per_second(self) -> float | None:
-        if self.first_step is None or self.last_step is None:
+        """Steps a second over the last :data:`RATE_WINDOW` step events (None until two are seen)."""
+        if len(self.step_samples) < 2:
             return None
-        (s0, t0), (s1, t1) = self.first_step, self.last_step
+        (s0, t0), (s1, t1) = self.step_samples[0], self.step_samples[-1]
         if s1 <= s0 or t1 <= t0:
             return None
         return (s1 - s0) / (t1 - t0)

@@ -84,15 +84,29 @@ def to_results(items: Any, timeout: float | None = None) -> list[Any]:
     return results
 
 
+def card_columns(columns: int | None, display_width: int) -> str:
+    """CSS grid columns for cards of videos ``display_width`` px wide: as many as the window has
+    room for, wrapping onto new rows (a fixed count overflowed narrow windows sideways); a given
+    ``columns`` still fixes the count."""
+    if columns:
+        return f"repeat({columns}, max-content)"
+    return f"repeat(auto-fill, minmax({display_width + CARD_PADDING}px, 1fr))"
+
+
+# A card's border and padding around its video (see _card).
+CARD_PADDING = 14
+
+
 def _card(label_html: str, body: w.Widget) -> w.VBox:
     card = w.VBox([w.HTML(label_html), body],
-                  layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)", padding="6px"))
+                  layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)", padding="6px", min_width="0"))
     card.add_class("wan-nb-card")
     return card
 
 
 def _label_html(text: str) -> str:
-    return f"<div class='wan-nb-label' style='font-weight:bold;font-size:12px'>{html.escape(text)}</div>"
+    return (f"<div class='wan-nb-label' style='font-weight:bold;font-size:12px;overflow-wrap:anywhere'>"
+            f"{html.escape(text)}</div>")
 
 
 class Gallery(w.GridBox):
@@ -107,10 +121,9 @@ class Gallery(w.GridBox):
         if len(self.labels) != len(self.results):
             raise ValueError(f"gallery: {len(self.labels)} labels for {len(self.results)} results")
         self.label_texts = [format_label(label, i) for i, label in enumerate(self.labels)]
-        columns = columns or min(len(self.results), 4)
         cards = [_card(_label_html(text), ResultView(result, show_params=False, display_width=display_width))
                  for text, result in zip(self.label_texts, self.results)]
-        super().__init__(cards, layout=w.Layout(grid_template_columns=f"repeat({columns}, max-content)",
+        super().__init__(cards, layout=w.Layout(grid_template_columns=card_columns(columns, display_width),
                                                 grid_gap="8px"), **kwargs)
         self.add_class("wan-nb-gallery")
 
@@ -135,8 +148,7 @@ class SweepView(w.GridBox):
             card = _card(_label_html(text), panel)
             self.cards.append(card)
             self.panels.append(panel)
-        columns = columns or min(max(len(self.cards), 1), 4)
-        super().__init__(self.cards, layout=w.Layout(grid_template_columns=f"repeat({columns}, max-content)",
+        super().__init__(self.cards, layout=w.Layout(grid_template_columns=card_columns(columns, display_width),
                                                      grid_gap="8px"), **kwargs)
         self.add_class("wan-nb-gallery")
         for index, (panel, task) in enumerate(zip(self.panels, sweep.tasks)):

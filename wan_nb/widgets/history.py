@@ -19,6 +19,7 @@ import ipywidgets as w
 
 from wan_nb.protocol.statuses import FINISHED_STATUSES
 from wan_nb.runs.history import RunList, format_table, history
+from .grid import card_columns
 from .inputs import InputsView
 from .video import VideoPlayer
 
@@ -60,7 +61,7 @@ class HistoryGallery(w.VBox):
     """
 
     def __init__(self, runs: RunList | None = None, *, runs_dir: str | Path | None = None,
-                 generator: Any = None, page_size: int = 12, columns: int = 4,
+                 generator: Any = None, page_size: int = 12, columns: int | None = None,
                  display_width: int = 160, **kwargs: Any) -> None:
         self.runs_dir = Path(runs_dir) if runs_dir is not None else getattr(runs, "runs_dir", None)
         self.generator = generator
@@ -82,7 +83,7 @@ class HistoryGallery(w.VBox):
         self.previous = w.Button(description="◀", layout=w.Layout(width="36px"))
         self.next = w.Button(description="▶", layout=w.Layout(width="36px"))
         self.count = w.HTML()
-        self.grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat({columns}, max-content)",
+        self.grid = w.GridBox(layout=w.Layout(grid_template_columns=card_columns(columns, display_width),
                                               grid_gap="8px"))
         self.output = w.VBox()               # the progress of reruns
         for control in (self.prompt, self.model, self.status, self.since, self.until):
@@ -172,13 +173,16 @@ class HistoryGallery(w.VBox):
         button = w.Button(description="Rerun", icon="repeat", tooltip="generate this recipe again",
                           layout=w.Layout(width="auto"))
         button.on_click(lambda _b, r=run: self.rerun(r))
-        parts = [body, w.HTML(_caption(run)), button]
+        # Where a rerun that cannot start says why, on the card that was clicked.
+        problem = w.VBox(layout=w.Layout(max_width=f"{self.display_width + 40}px"))
+        problem.add_class("wan-nb-card-problem")
+        parts = [body, w.HTML(_caption(run)), button, problem]
         if run.inputs:   # what the run started from (first/last frame, control video), under its video
             parts.insert(1, InputsView(run.inputs, display_width=max(48, self.display_width // 2), autoplay=False))
         card = w.VBox(parts,
-                      layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)", padding="6px"))
+                      layout=w.Layout(border="1px solid var(--jp-border-color2, #ddd)", padding="6px", min_width="0"))
         card.add_class("wan-nb-card")
-        card.run = run
+        card.run, card.problem = run, problem
         return card
 
     # -- rerun -----------------------------------------------------------------------------------
@@ -193,25 +197,55 @@ class HistoryGallery(w.VBox):
                 gen = self._generators[model] = Generator(model=model, runs_dir=self.runs_dir)
             return gen
 
-    def rerun(self, run: Any) -> Any:
-        """Queue ``run``'s recipe again; its progress shows under the gallery. Returns the Task
-        (None, with the reason shown, when the recipe cannot be run)."""
+    def rerun(self, run: Any, **overrides: Any) -> Any:
+        """Queue ``run``'s recipe again (``overrides`` as ``gen.rerun`` takes them); its progress
+        shows under the gallery. Returns the Task, or None when the recipe cannot be run: the
+        reason then shows on the run's card, with a button for the fix where there is one."""
         from wan_nb.compose.rerun import rerun_args
 
+        card = next((c for c in self.cards if c.run is run), None)
+        recipe: dict[str, Any] = {}
         try:
             recipe = run.recipe()
             gen = self._generator_for(recipe["model"]["name"])
-            prompt, kwargs = rerun_args(gen, recipe)
+            prompt, kwargs = rerun_args(gen, recipe, **overrides)
             task = gen.submit(prompt, **kwargs)
         except (ValueError, OSError, TypeError) as exc:
             self.output.children = (w.HTML(f"<div style='color:#c62828;font-size:12px'>Rerun of "
                                            f"{html.escape(run.task_id)}: {html.escape(str(exc))}</div>"),)
+            if card is not None:
+                card.problem.children = self._problem(run, exc, recipe, overrides)
             return None
         from .panel import ProgressPanel
 
+        if card is not None:
+            card.problem.children = ()
         self.tasks.append(task)
         self.output.children = (ProgressPanel(task),)
         return task
+
+    def _problem(self, run: Any, exc: Exception, recipe: dict[str, Any],
+                 overrides: dict[str, Any]) -> tuple[w.Widget, ...]:
+        """The error, and for a LoRA the recipe can leave out, a button that reruns without it
+        (the message's ``loras={name: 0}`` hint is code; a card's user needs a button)."""
+        text = str(exc)
+        fixes: list[w.Widget] = []
+        for entry in recipe.get("loras") or ():
+            name = str(entry.get("name"))
+            hint = f"rerun with loras={{{name!r}: 0}}"
+            if hint not in text:
+                continue
+            label = f"Rerun without LoRA {name!r}"
+            text = text.replace(hint, f"click “{label}”")
+            without = {**(overrides.get("loras") or {}), name: 0.0}
+            fix = w.Button(description=label, icon="repeat", layout=w.Layout(width="auto"),
+                           tooltip=f"the same recipe with {name!r} at weight 0")
+            fix.on_click(lambda _b, r=run, o={**overrides, "loras": without}: self.rerun(r, **o))
+            fix.add_class("wan-nb-card-fix")
+            fixes.append(fix)
+        note = w.HTML(f"<div style='color:#c62828;font-size:12px;overflow-wrap:anywhere'>{html.escape(text)}</div>")
+        note.add_class("wan-nb-card-error")
+        return (note, *fixes)
 
     def __repr__(self) -> str:
         return f"HistoryGallery({len(self.runs)} runs, filters={self.filters()})"

@@ -26,7 +26,8 @@ from wan_nb.cli.console import format_seconds
 from wan_nb.protocol.events import Event, EventType
 from wan_nb.protocol.statuses import ENDING_STAGES
 from wan_nb.runs.layout import TASK_FILE
-from ._state import OPTIONAL_STAGES, TIMELINE, TaskState, parse_timestamp
+from ._state import TaskState, format_rate, parse_timestamp
+from ._timeline import timeline_html
 from ._throttle import Throttle
 from .cancel_button import CancelButton
 from .inputs import InputsView, inputs_of
@@ -37,10 +38,6 @@ __all__ = ["ProgressPanel", "GeneratorPanel", "QueueView"]
 BAR_STYLE = {"completed": "success", "failed": "danger", "cancelled": "warning"}
 STATUS_COLOR = {"queued": "#777", "running": "#0072b2", "completed": "#2e7d32", "failed": "#c62828",
                 "cancelled": "#e65100", "waiting": "#777", "paused": "#8e6c00"}
-STAGE_LABEL = {"initializing": "init", "downloading_model": "download", "loading_model": "load model",
-               "preparing_inputs": "encode prompt", "applying_lora": "LoRA", "generating": "denoise",
-               "post_processing": "decode", "saving": "save", "completed": "done", "failed": "failed",
-               "cancelled": "cancelled"}
 
 
 def _seconds(value: float | None) -> str:
@@ -68,8 +65,11 @@ class ProgressPanel(w.VBox):
         self.throttle = Throttle(self._render, rate=max_rate)
 
         self.title = w.HTML()
-        self.overall = w.FloatProgress(value=0.0, min=0.0, max=100.0, description="Overall",
-                                       bar_style="info", layout=w.Layout(width="420px", flex="0 0 auto"))
+        # In a gallery card the bar shrinks with the card (cards wrap to the window's width).
+        bar_layout = w.Layout(width="auto", flex="1 1 auto", min_width="60px") if compact \
+            else w.Layout(width="420px", flex="0 0 auto")
+        self.overall = w.FloatProgress(value=0.0, min=0.0, max=100.0, description="" if compact else "Overall",
+                                       bar_style="info", layout=bar_layout)
         self.overall.add_class("wan-nb-overall")
         self.overall_text = w.HTML("0 %")
         self.overall_text.add_class("wan-nb-overall-text")
@@ -98,10 +98,14 @@ class ProgressPanel(w.VBox):
         self.inputs = InputsView(display_width=96) if not compact else None
         self._inputs_key: tuple[Any, ...] | None = None
 
+        # Pause then Cancel, the order the Lab sidebar uses too; hidden once the task has finished.
+        self.steering = w.HBox([self.pause_button, self.cancel_button])
+        self.steering.add_class("wan-nb-steering")
+
         rows: list[w.Widget] = [self.title, w.HBox([self.overall, self.overall_text])]
         if not compact:
             text = w.VBox([w.HBox([self.steps, self.steps_text]), self.timeline, self.message,
-                           w.HBox([self.timing, w.HBox([self.pause_button, self.cancel_button])],
+                           w.HBox([self.timing, self.steering],
                                   layout=w.Layout(justify_content="space-between", align_items="center"))],
                           layout=w.Layout(flex="1 1 auto"))
             rows += [w.HBox([text, self.inputs, self.preview], layout=w.Layout(align_items="flex-start", gap="8px"))]
@@ -221,10 +225,9 @@ class ProgressPanel(w.VBox):
                 return
             total = max(s.total_steps, 1)
             self._set(self.steps, max=total, value=min(s.step, total), bar_style=style)
-            rate = s.steps_per_second()
-            rate_text = "" if rate is None else (f" · {rate:.1f} steps/s" if rate >= 1 else f" · {1 / rate:.1f} s/step")
-            self._set(self.steps_text, value=f"{s.step}/{s.total_steps}{rate_text}")
-            self._set(self.timeline, value=self._timeline_html(s))
+            rate = format_rate(s.steps_per_second()) if not s.finished else ""
+            self._set(self.steps_text, value=f"{s.step}/{s.total_steps}" + (f" · {rate}" if rate else ""))
+            self._set(self.timeline, value=timeline_html(s))
             left = "" if s.finished else f" · left {_seconds(s.eta)}"
             self._set(self.timing, value=f"<span class='wan-nb-timing'>elapsed {_seconds(s.elapsed())}{left}</span>")
             can_cancel = self._task is not None and not s.finished and s.status != "waiting"
@@ -234,6 +237,8 @@ class ProgressPanel(w.VBox):
             elif not (self._task.cancel_requested if hasattr(self._task, "cancel_requested") else False):
                 self._set(self.cancel_button, disabled=False, button_style="warning", description="Cancel")
             self._draw_pause_button(can_cancel and hasattr(self._task, "pause"))
+            # A finished run cannot be steered: its buttons go, rather than stay greyed out.
+            self._set(self.steering.layout, display="none" if s.finished else "")
             self._draw_inputs()
             if self._preview_changed and self._preview is not None:
                 self._preview_changed = False
@@ -295,30 +300,6 @@ class ProgressPanel(w.VBox):
             short = "/".join(path.split("/")[-2:])  # <task id>/video.mp4; the full path on hover
             return f"Done → <code title='{html.escape(path)}'>…/{html.escape(short)}</code>"
         return text
-
-    def _timeline_html(self, s: TaskState) -> str:
-        seen = dict((stage, d) for stage, d in s.stage_durations())
-        chips = []
-        for stage in TIMELINE:
-            if stage == "completed" and s.status in ("failed", "cancelled"):
-                stage = s.status
-            if stage in OPTIONAL_STAGES and stage not in seen:
-                continue
-            label = STAGE_LABEL.get(stage, stage)
-            if stage in seen:
-                current = stage == s.stage and not (s.finished and stage not in ENDING_STAGES)
-                duration = seen[stage]
-                extra = f" {duration:.1f}s" if duration is not None and duration >= 0.05 else ""
-                ending = stage in ENDING_STAGES
-                color = {"failed": "#c62828", "cancelled": "#e65100"}.get(stage, "#2e7d32" if ending or not current else "#0072b2")
-                mark = {"failed": "✗", "cancelled": "■"}.get(stage, "✓" if ending or not current else "▶")
-                weight = "bold" if current or ending else "normal"
-                if ending:
-                    extra = ""
-                chips.append(f"<span style='color:{color};font-weight:{weight}'>{mark} {label}{extra}</span>")
-            else:
-                chips.append(f"<span style='color:#aaa'>○ {label}</span>")
-        return "<div class='wan-nb-timeline' style='font-size:90%'>" + " → ".join(chips) + "</div>"
 
     def _task_bands(self) -> list[dict[str, Any]]:
         """The followed task's stages as time bands for the memory chart."""

@@ -47,7 +47,8 @@ class _SceneRow(w.HBox):
         self.player_box = w.Box()
         self.video_path: str | None = None
         super().__init__([self.label, w.VBox([self.status, self.bar]), self.player_box],
-                         layout=w.Layout(align_items="center", gap="12px"))
+                         layout=w.Layout(align_items="center", gap="12px", padding="4px 0",
+                                         margin="0 0 6px 0", border_bottom="1px solid #e0e0e0"))
         self.add_class("wan-nb-scene-row")
         self.set_state("pending", 0.0)
 
@@ -70,6 +71,15 @@ class _SceneRow(w.HBox):
         self.player_box.children = (player,)
 
 
+def _step_line(step: str, message: str) -> str:
+    """``step · message``, without saying the same thing twice ("complete · Storyboard complete!")
+    or leaving a separator with nothing after it."""
+    shown = html.escape(step)
+    if not message or step.lower() in message.lower():
+        return f"<span class='wan-nb-step'>{html.escape(message or step)}</span>"
+    return f"<span class='wan-nb-step'>{shown}</span> · {html.escape(message)}"
+
+
 class StoryboardPanel(w.VBox):
     """Live view of a storyboard: overall bar and message, scene rows, the final video."""
 
@@ -86,6 +96,8 @@ class StoryboardPanel(w.VBox):
         self.overall = w.FloatProgress(value=0.0, min=0.0, max=100.0, description="Overall",
                                        bar_style="info", layout=w.Layout(width="60%", min_width="200px"))
         self.overall.add_class("wan-nb-overall")
+        self.overall_text = w.HTML("<b>0 %</b>")
+        self.overall_text.add_class("wan-nb-overall-text")
         self.message = w.HTML("<i>not started</i>")
         self.message.add_class("wan-nb-message")
         self.rows = [_SceneRow(i, scene.prompt, frames, display_width)
@@ -95,8 +107,11 @@ class StoryboardPanel(w.VBox):
         self.cancel_button = CancelButton(task_id=board.id, tooltip="Stop the current scene and skip the rest",
                                           layout=w.Layout(display="none"))
         self.cancel_button.on_click(lambda _: board.cancel())
-        super().__init__([self.title, w.HBox([self.overall, self.cancel_button]), self.message,
-                          w.VBox(self.rows), self.final_box], **kwargs)
+        # Rows a few pixels apart with a rule between them: scene rows that touch read as one block.
+        scenes = w.VBox(self.rows, layout=w.Layout(margin="6px 0"))
+        super().__init__([self.title, w.HBox([self.overall, self.overall_text, self.cancel_button],
+                                             layout=w.Layout(align_items="center", gap="6px")),
+                          self.message, scenes, self.final_box], **kwargs)
         self.add_class("wan-nb-storyboard")
         self.throttle = Throttle(self._render, rate=max_rate)
         self._latest: Event | None = None
@@ -127,8 +142,8 @@ class StoryboardPanel(w.VBox):
             inner = data.get("data") or {}
             status, step = data.get("status"), data.get("step")
             self.overall.value = float(data.get("progress", 0.0))
-            self.message.value = f"<span class='wan-nb-step'>{html.escape(str(step))}</span> · " \
-                                 f"{html.escape(str(data.get('message', '')))}"
+            self.overall_text.value = f"<b>{self.overall.value:.0f} %</b>"
+            self.message.value = _step_line(str(step), str(data.get("message", "")))
             for row, state in zip(self.rows, inner.get("scene_states") or ()):
                 row.set_state(state.get("status", "pending"), state.get("progress", 0.0))
             for row, path in zip(self.rows, inner.get("scene_videos") or ()):

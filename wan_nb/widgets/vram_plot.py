@@ -14,9 +14,15 @@ from typing import Any, Mapping
 import anywidget
 import traitlets
 
-__all__ = ["VramPlot"]
+__all__ = ["VramPlot", "format_mib"]
 
 STATIC = Path(__file__).with_name("static")
+
+
+def format_mib(mib: float) -> str:
+    """A memory figure in MiB as the chart's legend writes it (``static/vram_plot.js``'s ``mib``):
+    binary units, one decimal above 1 GiB, so the header and the legend name the same number."""
+    return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{round(mib)} MiB"
 
 
 class VramPlot(anywidget.AnyWidget):
@@ -50,10 +56,10 @@ class VramPlot(anywidget.AnyWidget):
     def describe(data: Mapping[str, Any]) -> tuple[str, str]:
         """(kind, label) for a reading: RAM is labelled as RAM, never passed off as VRAM."""
         name = str(data.get("device_name") or "")
-        total_gb = float(data.get("total_mb") or 0.0) / 1024
+        total = format_mib(float(data.get("total_mb") or 0.0))
         if name == "cpu" or data.get("source") == "ram":
-            return "ram", f"RAM (no GPU) · {total_gb:.0f} GB machine · process = this Python process"
-        return "gpu", f"GPU memory · {name} · {total_gb:.0f} GB"
+            return "ram", f"RAM (no GPU) · {total} machine · process = this Python process"
+        return "gpu", f"GPU memory · {name} · {total}"
 
     def set_series(self, samples: list[dict[str, Any]], bands: list[dict[str, Any]],
                    kind: str, label: str) -> None:

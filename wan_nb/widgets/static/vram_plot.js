@@ -23,8 +23,17 @@ function el(name, attrs, parent) {
   return node;
 }
 
-function mb(value) {
-  return value >= 1024 ? `${(value / 1024).toFixed(1)} GB` : `${Math.round(value)} MB`;
+// Readings are MiB; written in binary units like the header (vram_plot.py's format_mib).
+function mib(value) {
+  return value >= 1024 ? `${(value / 1024).toFixed(1)} GiB` : `${Math.round(value)} MiB`;
+}
+
+// Stage names under the chart: a label is drawn only where it fits inside its band and clear
+// of the previous label (short stages side by side would otherwise run together).
+const LABEL_CHAR_W = 5.2, LABEL_PAD = 4;
+
+function labelWidth(text) {
+  return text.length * LABEL_CHAR_W + LABEL_PAD;
 }
 
 function draw(model, root) {
@@ -55,6 +64,7 @@ function draw(model, root) {
   el("line", { class: "threshold-critical", x1: LEFT, x2: W - RIGHT, y1: y(crit), y2: y(crit) }, svg);
   el("text", { class: "axis", x: 2, y: y(crit) + 3 }, svg).textContent = `${crit}%`;
 
+  let labelsEnd = -Infinity;
   for (const band of bands) {
     const start = Math.max(band.start, tStart);
     const end = Math.min(band.end == null ? tEnd : band.end, tEnd);
@@ -64,9 +74,11 @@ function draw(model, root) {
       height: H - TOP - BOTTOM, fill: STAGE_COLORS[band.stage] || "#888",
     }, svg);
     el("title", {}, rect).textContent = band.stage;
-    if (x(end) - x(start) > 28) {
-      el("text", { class: "band-label", x: x(start) + 2, y: H - 4 }, svg).textContent =
-        SHORT[band.stage] || band.stage;
+    const text = SHORT[band.stage] || band.stage;
+    const at = x(start) + 2;
+    if (x(end) - x(start) >= labelWidth(text) && at >= labelsEnd) {
+      el("text", { class: "band-label", x: at, y: H - 4 }, svg).textContent = text;
+      labelsEnd = at + labelWidth(text);
     }
   }
 
@@ -88,7 +100,7 @@ function draw(model, root) {
   for (const name of series) {
     const item = document.createElement("span");
     item.className = name;
-    const value = last ? ` ${mb(last[name])} of ${mb(last.total)}` : "";
+    const value = last ? ` ${mib(last[name])} of ${mib(last.total)}` : "";
     item.innerHTML = `${names[name]}<b class="value">${value}</b>`;
     legend.appendChild(item);
   }

@@ -1,0 +1,47 @@
+"""The progress panel's stage timeline: one chip a stage, marked by how that stage ended."""
+
+from __future__ import annotations
+
+from wan_nb.protocol.statuses import ENDING_STAGES
+
+from ._state import OPTIONAL_STAGES, TIMELINE, TaskState
+
+__all__ = ["timeline_html", "STAGE_LABEL"]
+
+STAGE_LABEL = {"initializing": "init", "downloading_model": "download", "loading_model": "load model",
+               "preparing_inputs": "encode prompt", "applying_lora": "LoRA", "generating": "denoise",
+               "post_processing": "decode", "saving": "save", "completed": "done", "failed": "failed",
+               "cancelled": "cancelled"}
+
+
+def timeline_html(s: TaskState) -> str:
+    """Each stage as a chip marked by how it ended: ✓ done, ▶ running, ■ cancelled or
+    ✗ failed in it (the stage a run stopped in did not finish), ○ not reached."""
+    seen = dict((stage, d) for stage, d in s.stage_durations())
+    stopped_in = s.stage if s.status in ("failed", "cancelled", "lost") else None
+    chips = []
+    for stage in TIMELINE:
+        if stage == "completed" and s.status in ("failed", "cancelled"):
+            stage = s.status
+        if stage in OPTIONAL_STAGES and stage not in seen:
+            continue
+        label = STAGE_LABEL.get(stage, stage)
+        if stage not in seen:
+            chips.append(f"<span style='color:#aaa'>○ {label}</span>")
+            continue
+        ending = stage in ENDING_STAGES
+        current = stage == s.stage and not s.finished
+        duration = seen[stage]
+        extra = f" {duration:.1f}s" if duration is not None and duration >= 0.05 and not ending else ""
+        if stage == stopped_in:
+            how = "failed" if s.status in ("failed", "lost") else "cancelled"
+        elif ending:
+            how = stage if stage != "completed" else "done"
+        else:
+            how = "running" if current else "done"
+        color = {"failed": "#c62828", "cancelled": "#e65100", "running": "#0072b2"}.get(how, "#2e7d32")
+        mark = {"failed": "✗", "cancelled": "■", "running": "▶"}.get(how, "✓")
+        weight = "bold" if current or ending or stage == stopped_in else "normal"
+        chips.append(f"<span style='color:{color};font-weight:{weight}' data-stage='{stage}' "
+                     f"data-ended='{how}'>{mark} {label}{extra}</span>")
+    return "<div class='wan-nb-timeline' style='font-size:90%'>" + " → ".join(chips) + "</div>"
