@@ -52,10 +52,10 @@ def test_compile_must_be_a_bool(tmp_path):
 @pytest.mark.parametrize("name", [n for n in FAST_PRESETS if not n.startswith("tiny")])
 def test_real_few_step_variants_resolve_without_a_download(tmp_path, name):
     fast = FAST_PRESETS[name]
-    with wan_nb.Generator(name, runs_dir=tmp_path, previews=False) as gen:
+    with wan_nb.Generator(name, device="cpu", runs_dir=tmp_path, previews=False) as gen:
         image = {"image": np.zeros((480, 832, 3), np.uint8)} if gen.spec.requires_image else {}
         params = gen.check("a fox", **image)
-        base = wan_nb.Generator(fast.base, runs_dir=tmp_path, previews=False)
+        base = wan_nb.Generator(fast.base, device="cpu", runs_dir=tmp_path, previews=False)
         assert gen.spec.source == base.spec.source and gen.spec.experts == base.spec.experts
         base.close()
     assert (params["steps"], params["guidance_scale"], params["flow_shift"]) == (4, 1.0, fast.flow_shift)

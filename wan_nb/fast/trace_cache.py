@@ -18,7 +18,7 @@ from wan_nb.fast.tracing import PartTrace, trace_part
 
 __all__ = ["cached_trace", "trace_dir", "TRACE_VERSION", "read_cached", "write_cached"]
 
-TRACE_VERSION = 1
+TRACE_VERSION = 2  # 2: attention forced to SDPA's fused kernels (1 could hold math-attention traces)
 
 
 def trace_dir() -> Path:

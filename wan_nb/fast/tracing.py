@@ -206,8 +206,16 @@ def _trace_once(kind: str, config: dict[str, Any], what: str, pipeline_kind: str
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from diffusers.models.attention_dispatch import attention_backend
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     dtype = getattr(torch, dtype_name)
-    with FakeTensorMode():
+    # The attention a plan prices is SDPA's fused kernel (what a GPU runs; on CPU tensors the
+    # flash kernel), whatever this process set before: a math backend chosen elsewhere (another
+    # generator's attention=, a disabled flash kernel) would keep the whole attention matrix and
+    # price a 1.3B forward at 100 GB instead of 1.6.
+    with FakeTensorMode(), attention_backend("native"), \
+            sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
         model = build_fake(kind, config, dtype)
         call, kwargs = _call(model, what, config, pipeline_kind, vae, shape, dtype, tiled)
         return run_traced(model, call, kwargs)
