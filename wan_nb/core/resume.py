@@ -93,7 +93,11 @@ def for_run(run: Any, runner: Any, call: dict[str, Any]) -> Iterator[Any]:
     if pacing is None:
         yield NO_CHECKPOINTS
         return
-    info = json.loads((task.run_dir / journal.TASK_FILE).read_text(encoding="utf-8"))
+    task_file = task.run_dir / journal.TASK_FILE
+    if not task_file.is_file():  # a Ray worker's scratch folder: the run folder (and resuming) is the driver's
+        yield NO_CHECKPOINTS
+        return
+    info = json.loads(task_file.read_text(encoding="utf-8"))
     skip = None
     if point is not None:
         device = run.holder.execution_device(runner)
