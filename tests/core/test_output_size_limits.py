@@ -33,15 +33,3 @@ def test_a_huge_output_on_the_tiny_model_is_refused_at_once_with_sizes_that_fit(
             gen.check("a fox", **size)
 
 
-def test_where_the_planner_knows_the_model_its_estimate_sets_the_limit(monkeypatch):
-    """With the largest card taken as 12 GB, the planner's leanest plan for Wan 2.1 14B at 720p x
-    161 frames does not fit; fewer frames or a smaller size that the planner says fit are proposed."""
-    monkeypatch.setattr(params_module, "LARGEST_CARD_GB", 12.0)
-    spec = specs.resolve("wan2.1-t2v-14b")
-    with pytest.raises(InvalidParameter, match=r"the planner estimates .* GB of GPU memory with its leanest plan, "
-                                               r"more than the largest card \(12 GB\)") as refused:
-        build_params(spec, "a fox", {"height": 720, "width": 1280, "num_frames": 161})
-    for option in _suggestions(str(refused.value)):
-        size = {"height": 720, "width": 1280, "num_frames": 161, **option}
-        assert params_module.planned_peak_gb(spec, size["height"], size["width"], size["num_frames"]) <= 12.0
-    assert build_params(spec, "a fox", {})["num_frames"] == 81   # the default size is never planned: no cost
