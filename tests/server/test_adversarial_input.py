@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 import websocket
@@ -217,8 +219,12 @@ def test_a_producer_that_only_cancels_refuses_pause_clearly(env, tmp_path):
 
 
 # -- finished runs on disk -----------------------------------------------------------------------
-def test_a_server_started_after_the_producer_exited_lists_its_runs_and_serves_their_videos(tmp_path):
-    runtime, runs = tmp_path / "runtime", tmp_path / "runs"
+def test_a_server_started_after_the_producer_exited_lists_its_runs_and_serves_their_videos(tmp_path, request):
+    # The runs folder lives outside the temp dir: servers never remember a temporary folder
+    # (wan_nb.runs.sources), and remembering this one is what the second server is tested on.
+    runtime = tmp_path / "runtime"
+    runs = Path(__file__).resolve().parents[2] / ".cache" / "test" / "remembered-runs" / uuid.uuid4().hex[:8]
+    request.addfinalizer(lambda: shutil.rmtree(runs, ignore_errors=True))
     first = start_server(runtime)
     try:
         ids = []
