@@ -211,7 +211,7 @@ def test_finished_runs_found_on_disk_name_and_serve_their_inputs(env):
     proc.stdout.readline()
     assert proc.wait(60) == 0, proc.stderr.read()
     fresh = start_server(env["base"] / "runtime2",
-                         extra_args=[f"--WanNbExtension.runs_dirs={json.dumps([str(runs)])}"])
+                         extra_args=[f"--WanNbExtension.runs_dirs={runs}"])  # a List trait: one --flag per folder
     try:
         listed = {s["task_id"]: s for s in fresh.get("tasks").json()["tasks"]}
         assert listed[done].get("on_disk") and listed[long]["status"] == "cancelled"
