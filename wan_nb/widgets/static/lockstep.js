@@ -28,10 +28,35 @@ function videoUrl(value) {
   return URL.createObjectURL(new Blob([bytes], { type: "video/mp4" }));
 }
 
+// Play / pause as drawn icons: the ⏸ character is missing from fonts without emoji (Chromium
+// then shows an empty box), so the glyph is an SVG and the word says the rest.
+const SVG_NS = "http://www.w3.org/2000/svg";
+const ICONS = { play: "M3 2 L13 8 L3 14 Z", pause: "M3 2 H6.5 V14 H3 Z M9.5 2 H13 V14 H9.5 Z" };
+
+function setPlayLabel(button, playing) {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("width", "11");
+  svg.setAttribute("height", "11");
+  svg.setAttribute("aria-hidden", "true");
+  svg.classList.add("wan-nb-ls-icon");
+  const path = document.createElementNS(SVG_NS, "path");
+  path.setAttribute("d", playing ? ICONS.pause : ICONS.play);
+  path.setAttribute("fill", "currentColor");
+  svg.appendChild(path);
+  button.replaceChildren(svg, document.createTextNode(playing ? " Pause" : " Play"));
+}
+
+// "queued", "rendering · step 3/8": the separator only between two things.
+function cellLine(status, message) {
+  return [status || "queued", message || ""].filter((part) => part).join(" · ");
+}
+
 function render({ model, el: host }) {
   const root = el("div", "wan-nb-lockstep");
   const bar = el("div", "wan-nb-ls-controls");
-  const play = el("button", "wan-nb-ls-play", "▶ Play");
+  const play = el("button", "wan-nb-ls-play");
+  setPlayLabel(play, false);
   const scrub = el("input", "wan-nb-ls-scrub");
   scrub.type = "range"; scrub.min = "0"; scrub.max = "0"; scrub.step = "any"; scrub.value = "0";
   const clockText = el("span", "wan-nb-ls-time", "0.00 s");
@@ -119,7 +144,7 @@ function render({ model, el: host }) {
 
   function setPlaying(on) {
     playing = on;
-    play.textContent = on ? "⏸ Pause" : "▶ Play";
+    setPlayLabel(play, on);
     root.dataset.playing = on ? "1" : "0";
     if (!on) for (const v of joined()) v.pause();
   }
@@ -161,7 +186,7 @@ function render({ model, el: host }) {
       entry.box.replaceChildren(entry.img, progress, entry.message);
     }
     entry.fill.style.width = `${Math.max(0, Math.min(100, cell.progress || 0))}%`;
-    entry.message.textContent = `${cell.status || "queued"} · ${cell.message || ""}`;
+    entry.message.textContent = cellLine(cell.status, cell.message);
     if (cell.preview && entry.img.getAttribute("src") !== cell.preview) entry.img.src = cell.preview;
     entry.img.hidden = !cell.preview;
   }
