@@ -42,7 +42,7 @@ def real_run_peak(kind, config, what, pipeline_kind, shape, dtype):
 
     def run():
         call, kwargs = tracing.real_call(model, what, config, pipeline_kind, VAE, shape, getattr(torch, dtype))
-        with torch.no_grad():
+        with torch.no_grad(), tracing.priced_attention():
             out = call(**kwargs)
         del out
 
@@ -74,7 +74,9 @@ def test_the_trace_matches_a_real_cpu_run(kind, config, what, pipeline_kind, sha
     traced = tracing.trace_part(kind, config, what, pipeline_kind, VAE, shape, dtype)
     model = real_model(kind, config, dtype)
     call, kwargs = tracing.real_call(model, what, config, pipeline_kind, VAE, shape, getattr(torch, dtype))
-    assert tracing.run_traced(model, call, kwargs).activation_bytes == traced.activation_bytes
+    # the real run takes the kernel the trace prices, whatever an earlier test left chosen
+    with tracing.priced_attention():
+        assert tracing.run_traced(model, call, kwargs).activation_bytes == traced.activation_bytes
     del call, kwargs
     real = real_run_peak(kind, config, what, pipeline_kind, shape, dtype)
     assert real > 0
@@ -121,3 +123,35 @@ def test_a_trace_is_made_once_then_read(tmp_path, monkeypatch):
     monkeypatch.setattr(trace_cache, "trace_part", no_tracing)
     again = trace_cache.cached_trace("clip", dict(CLIP_VIT_H, num_hidden_layers=1), "encode_image", "i2v", VAE, shape)
     assert again == first
+
+
+def test_a_trace_prices_the_fused_kernel_whatever_the_process_chose_and_leaves_the_choice_alone():
+    """A process that disabled the flash kernel or chose diffusers' math backend still gets the
+    fused kernel priced, and keeps its own choice afterwards. With the defaults in place the trace
+    touches neither global: entering a save-and-restore context while another thread is inside
+    one of diffusers' (its math backend wraps every call in one) can restore that thread's
+    temporary choice for good, which is how a CI run once left flash disabled for later tests."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry as registry
+    from diffusers.models.attention_dispatch import attention_backend
+
+    part = ("transformer", dict(T2V_1_3B, num_layers=1), "forward", "t2v", VAE)
+    shape = dict(height=96, width=160, num_frames=9)
+    default = tracing.trace_once(part, shape, "bfloat16", tiled=False)
+    assert torch.backends.cuda.flash_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_flash_sdp(False)
+        with attention_backend("_native_math"):
+            assert tracing.trace_once(part, shape, "bfloat16", tiled=False) == default
+            assert str(registry.get_active_backend()[0].value) == "_native_math"
+        assert not torch.backends.cuda.flash_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_flash_sdp(True)
+    # the defaults: neither global is set, so no other thread's context can be undone
+    calls = []
+    real_enable = torch._C._set_sdp_use_flash
+    try:
+        torch._C._set_sdp_use_flash = lambda value: calls.append(value) or real_enable(value)
+        tracing.trace_once(part, shape, "bfloat16", tiled=False)
+    finally:
+        torch._C._set_sdp_use_flash = real_enable
+    assert calls == []

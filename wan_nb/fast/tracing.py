@@ -17,6 +17,8 @@ and the 512 x 512 face crops. Wan 2.2 5B (ti2v) gets one timestep per token.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -201,21 +203,39 @@ def real_call(model: Any, what: str, config: dict[str, Any], pipeline_kind: str,
     return _call(model, what, config, pipeline_kind, vae, _segment(pipeline_kind, shape), dtype, tiled=False)
 
 
+@contextmanager
+def priced_attention() -> Iterator[None]:
+    """The attention a plan prices: diffusers' native backend calling SDPA's fused kernel (what a
+    GPU runs; on CPU tensors the flash kernel), whatever this process chose before. A math backend
+    chosen elsewhere (another generator's ``attention=``, a disabled flash kernel) would keep the
+    whole attention matrix and price a 1.3B forward at 100 GB instead of 1.6.
+
+    Both choices are process-wide globals that diffusers' own backends save and restore from any
+    thread. Entering a save-and-restore context while another thread is inside one can restore
+    the other's temporary choice for good (seen in CI: a later real run took the math path), so
+    the globals are only touched when they do not already price the fused kernel, which is the
+    default and nearly always the case."""
+    import torch
+    from diffusers.models.attention_dispatch import AttentionBackendName, attention_backend
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry as registry
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with ExitStack() as stack:
+        if registry.get_active_backend()[0] != AttentionBackendName.NATIVE:
+            stack.enter_context(attention_backend("native"))
+        if not torch.backends.cuda.flash_sdp_enabled():
+            stack.enter_context(sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                                             SDPBackend.MATH]))
+        yield
+
+
 def _trace_once(kind: str, config: dict[str, Any], what: str, pipeline_kind: str, vae: dict[str, Any],
                 shape: dict[str, int], dtype_name: str, tiled: bool) -> PartTrace:
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from diffusers.models.attention_dispatch import attention_backend
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     dtype = getattr(torch, dtype_name)
-    # The attention a plan prices is SDPA's fused kernel (what a GPU runs; on CPU tensors the
-    # flash kernel), whatever this process set before: a math backend chosen elsewhere (another
-    # generator's attention=, a disabled flash kernel) would keep the whole attention matrix and
-    # price a 1.3B forward at 100 GB instead of 1.6.
-    with FakeTensorMode(), attention_backend("native"), \
-            sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+    with FakeTensorMode(), priced_attention():
         model = build_fake(kind, config, dtype)
         call, kwargs = _call(model, what, config, pipeline_kind, vae, shape, dtype, tiled)
         return run_traced(model, call, kwargs)
