@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from _server_helpers import start_producer, start_server, wait_producer_ready  # noqa: E402
+from _server_helpers import start_producer, stop_producers, start_server, wait_producer_ready  # noqa: E402
 
 
 def post(server, path: str, out: list) -> None:
@@ -78,13 +78,7 @@ def main(argv=None) -> list[dict]:
             for count in args.requests:
                 rows.append(one_round(server, "frozen", "healthy", count))
         finally:
-            for proc in (frozen, healthy):
-                try:
-                    os.kill(proc.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-                proc.kill()
-                proc.wait()
+            stop_producers(frozen, healthy)
             server.stop()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{os.cpu_count()} CPUs, load {load:.2f}")

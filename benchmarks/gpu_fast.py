@@ -9,12 +9,9 @@
   (package); a backend whose kernel is missing is refused by the Generator (the row says why).
 * compile: ``Generator(compile=True)`` (regional: the repeated blocks): first run (with compile
   time) and a second run, seconds a step vs eager.
-* plan: the planner's predicted peak VRAM (``wan_nb.plan``) next to the measured peak
-  (``torch.cuda.max_memory_allocated`` over the whole run) for offload none | model | group |
-  sequential at the preset's size (480x832, 81 frames), 2 steps; ratio measured / predicted.
+(The planner's predicted peaks against measured ones are ``gpu_planner.py``'s section.)
 
-``--smoke`` runs it all on the CPU at the toy size (numbers mean nothing; predicted peaks are
-the real preset's at the toy shape, measured ones "no GPU").
+``--smoke`` runs it all on the CPU at the toy size (numbers mean nothing).
 """
 from __future__ import annotations
 
@@ -164,50 +161,11 @@ def compile_rows(ctx: Any, g: Any) -> list[dict]:
     return rows
 
 
-def plan_rows(ctx: Any, g: Any) -> list[dict]:
-    """Predicted (planner) vs measured peak VRAM per offload mode, bf16 weights."""
-    from wan_nb.models import loading
-    from wan_nb.fast.planner import plan
-
-    a = g.arch(ARCH, ctx.smoke)
-    shape = {k: a.shape[k] for k in ("height", "width", "num_frames")}
-    card_gb = (g.nvidia_smi() or {}).get("total_mb", 0) / 1024 if g.cuda() else 141.0
-    predicted = {(r.offload, r.quant): r for r in plan(PRESET, gpu_gb=card_gb or 141.0, ram_gb=1024, **shape).rows}
-    rows = []
-    for mode in ("none", "model", "group", "sequential"):
-        ctx.drop()
-        row: dict[str, Any] = {"arch": ARCH, "case": f"plan offload={mode}", "offload": mode, "steps": 2,
-                               "shape": f"{shape['width']}x{shape['height']}x{shape['num_frames']}",
-                               "predicted_gb": predicted[(mode, None)].vram_gb}
-        gen = None
-        try:
-            pipe, _ = g.build_pipeline(a, ctx.device, ctx.dtype)
-            if mode != "none":
-                pipe.to("cpu")
-                g.free_memory()
-            loading.place(pipe, device=ctx.device, offload=mode, vae_tiling=False)
-            gen = ctx.generator(pipe, ARCH)
-            g.reset_peak()
-            task, status = g.run_task(gen, ctx.budget_s * (2 if mode == "sequential" else 1), steps=2)
-            peak = g.peak_mb()
-            row.update(status=status, measured_gb=None if peak is None else round(peak / 1024, 2))
-            if row["measured_gb"] and row["predicted_gb"]:
-                row["measured_over_predicted"] = round(row["measured_gb"] / row["predicted_gb"], 3)
-        except Exception as exc:
-            traceback.print_exc()
-            row["status"] = f"failed: {type(exc).__name__}: {exc}"[:300]
-        finally:
-            if gen is not None:
-                gen.close()
-            ctx.drop()
-        rows.append(row)
-    return rows
-
-
 def section_fast(ctx: Any, g: Any) -> list[dict]:
     """``g`` is the gpu_check module (its helpers and Context)."""
     rows: list[dict] = []
-    for part in (cache_rows, attention_rows, compile_rows, plan_rows):
+    # the planner's predicted vs measured peaks are gpu_planner.py's section (with step times)
+    for part in (cache_rows, attention_rows, compile_rows):
         try:
             rows += part(ctx, g)
         except Exception as exc:  # one part failing must not hide the others

@@ -155,6 +155,17 @@ def wait_producer_ready(proc: subprocess.Popen, timeout: float = 30) -> None:
         raise RuntimeError(f"producer failed: {line}{proc.stderr.read()}")
 
 
+def stop_producers(*procs: subprocess.Popen) -> None:
+    """Kill producer processes, waking any that were stopped (SIGSTOP) first so none is left frozen."""
+    for proc in procs:
+        try:
+            os.kill(proc.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        proc.kill()
+        proc.wait()
+
+
 def _produce(args: argparse.Namespace) -> None:
     from wan_nb import relay
     from wan_nb.core.bus import EventBus

@@ -14,7 +14,7 @@ import uuid
 import pytest
 import requests
 
-from _server_helpers import start_producer, start_server, wait_producer_ready
+from _server_helpers import start_producer, stop_producers, start_server, wait_producer_ready
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -68,11 +68,5 @@ def test_a_frozen_producer_delays_no_other_producers_steering(tmp_path):
         # 72 requests while frozen reached it as at most one cancel and one pause, then the last one
         assert len(sent) <= 3, sent
     finally:
-        for proc in (frozen, healthy):
-            try:
-                os.kill(proc.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-            proc.kill()
-            proc.wait()
+        stop_producers(frozen, healthy)
         server.stop()

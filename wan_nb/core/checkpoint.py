@@ -42,6 +42,7 @@ from typing import Any, Callable
 from wan_nb._version import __version__
 from wan_nb.protocol.errors import ResumeError
 from wan_nb.runs import checkpoint_file as files
+from wan_nb.runs.atomic import replace_bytes
 
 __all__ = ["Pacing", "RunCheckpoints", "SkipDoneSteps", "capture_scheduler", "restore_scheduler",
            "load_state", "watch_signals", "pacing_for", "configure", "NO_CHECKPOINTS"]
@@ -324,7 +325,7 @@ class RunCheckpoints:
                    "reason": reason}
         # Straight into the temporary file (no second copy in memory); a failure removes it, and the
         # last good checkpoint stays where it was.
-        size = files.replace_bytes(self.folder / files.STATE_NAME, lambda out: torch.save(payload, out))
+        size = replace_bytes(self.folder / files.STATE_NAME, lambda out: torch.save(payload, out), durable=True)
         files.write_summary(self.folder, {"format": files.FORMAT, "wan_nb_version": __version__,
                                           "task_id": self.task.id, "step": latest["step"], "total_steps": self.total,
                                           "expert": latest["expert"], "reason": reason, "bytes": size,

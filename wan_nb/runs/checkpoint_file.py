@@ -3,7 +3,7 @@
 Two files, both replaced atomically (a reader sees the old one or the new one, never half):
 
 - ``checkpoint.pt``: the state itself (latents, scheduler, RNG, the recipe it belongs to), written
-  by ``wan_nb.core.checkpoint`` through :func:`replace_bytes`. Only the latest is kept.
+  by ``wan_nb.core.checkpoint`` through :func:`wan_nb.runs.atomic.replace_bytes` (durable). Only the latest is kept.
 - ``checkpoint.json``: a few lines about it (step k of N, when, why, the format and version), so
   the history, the server and the CLI can say "stopped at step k/N" without reading tensors.
   It is written after the ``.pt``; a crash between the two leaves it one checkpoint behind,
@@ -14,44 +14,19 @@ Standard library only: the Jupyter server reads the summary through ``runs.histo
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import threading
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 from wan_nb.runs.atomic import replace_text
 
-__all__ = ["STATE_NAME", "SUMMARY_NAME", "FORMAT", "replace_bytes", "write_summary", "read_summary",
+__all__ = ["STATE_NAME", "SUMMARY_NAME", "FORMAT", "write_summary", "read_summary",
            "has_checkpoint", "overlay", "RESUMABLE_STATUS"]
 
 STATE_NAME = "checkpoint.pt"
 SUMMARY_NAME = "checkpoint.json"
 #: bumped whenever the payload's layout changes; a checkpoint of another format is refused by name
 FORMAT = 1
-
-
-def replace_bytes(path: Path, write: Callable[[BinaryIO], None], *, durable: bool = True) -> int:
-    """``write(file)`` into a temporary file beside ``path``, fsync it, rename it over ``path``.
-
-    Returns the bytes written. On any failure (a full disk) the temporary file is removed and
-    ``path`` keeps its previous content: a failed checkpoint never destroys the last good one.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            write(out)
-            out.flush()
-            size = out.tell()
-            if durable:
-                os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return size
 
 
 def write_summary(folder: Path, summary: dict[str, Any]) -> None:
