@@ -384,7 +384,9 @@ class TaskRun:
         held = time.perf_counter()
         released = task.release_memory and self.holder.release_accelerator(pipe)
         task.status = "paused"
-        self.publish(EventType.GENERATION_PAUSED, stage=task.stage, current_step=task.current_step)
+        # release_memory: the pipeline left the accelerator (and its cache was emptied) while it holds
+        self.publish(EventType.GENERATION_PAUSED, stage=task.stage, current_step=task.current_step,
+                     release_memory=bool(task.release_memory))
         task.wait_while_paused()
         if released:
             pipe.to(self.holder.execution_device(pipe))
