@@ -169,7 +169,9 @@ class RunEnd:
         if kept.get("stopped_after"):
             task.set_outcome("stopped", result=checkpoints.stopped_result(run, kept))
         else:
-            task.set_outcome("cancelled", error=GenerationCancelled(task.id, stage, task.current_step))
+            # cancel(keep=True) with a checkpoint: "stopped" (resume_run finishes it); result() still raises
+            task.set_outcome("stopped" if kept else "cancelled",
+                             error=GenerationCancelled(task.id, stage, task.current_step))
         run.stage(Stage.CANCELLED, f"Stopped after step {task.current_step}" if kept else f"Cancelled during {stage}")
         run.publish(EventType.GENERATION_CANCELLED, stage=stage, current_step=task.current_step, **kept)
 
