@@ -386,9 +386,9 @@ class TaskRun:
         held = time.perf_counter()
         released = task.release_memory and self.holder.release_accelerator(pipe)
         task.status = "paused"
-        # release_memory: the pipeline left the accelerator (and its cache was emptied) while it holds
+        # release_memory (only when asked): the pipeline left the accelerator, its cache emptied, while it holds
         self.publish(EventType.GENERATION_PAUSED, stage=task.stage, current_step=task.current_step,
-                     release_memory=bool(task.release_memory))
+                     **({"release_memory": True} if task.release_memory else {}))
         task.wait_while_paused()
         if released:
             pipe.to(self.holder.execution_device(pipe))
