@@ -95,7 +95,8 @@ class TaskState:
         self.progress = float(core.progress)
         self.eta = core.estimated_time_remaining
         # a resumable run is at its checkpoint's step (an interrupted one may have gone further unsaved)
-        self.step = int(core.current_step or 0) if core.status in RESUMABLE else max(self.step, int(core.current_step or 0))
+        step = int(core.current_step or 0)
+        self.step = step if core.status in RESUMABLE else max(self.step, step)
         self.output_path, self.duration_s = core.output_path, core.duration_s
         ended = core.finished
         if self.status != "waiting" or core.status != "queued" or event.type == EventType.GENERATION_STARTED:

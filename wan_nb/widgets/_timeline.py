@@ -45,7 +45,8 @@ def timeline_html(s: TaskState) -> str:
             how = "stopped" if s.status == "stopped" else stage if stage != "completed" else "done"
         else:
             how = "running" if current else "done"
-        color = {"failed": "#c62828", "cancelled": "#e65100", "running": "#0072b2", "stopped": "#8e6c00"}.get(how, "#2e7d32")
+        color = {"failed": "#c62828", "cancelled": "#e65100", "running": "#0072b2",
+                 "stopped": "#8e6c00"}.get(how, "#2e7d32")
         mark = {"failed": "✗", "cancelled": "■", "running": "▶", "stopped": "‖"}.get(how, "✓")
         weight = "bold" if current or ending or stage == stopped_in else "normal"
         chips.append(f"<span style='color:{color};font-weight:{weight}' data-stage='{stage}' "
