@@ -13,6 +13,8 @@ export type Status =
   | 'completed'
   | 'failed'
   | 'cancelled'
+  | 'stopped'
+  | 'interrupted'
   | 'lost';
 
 // The statuses a task never leaves: wan_nb/protocol/statuses.py owns them (FINISHED there);
@@ -21,8 +23,13 @@ export const FINISHED: ReadonlySet<string> = new Set([
   'completed',
   'failed',
   'cancelled',
+  'stopped',
+  'interrupted',
   'lost'
 ]);
+
+/** Finished but resumable from its checkpoint (wan_nb/protocol/statuses.py RESUMABLE). */
+export const RESUMABLE: ReadonlySet<string> = new Set(['stopped', 'interrupted']);
 
 export interface IFrame {
   type: string;
@@ -85,6 +92,12 @@ export class TaskState {
   /** While queued: where it stands (0 = runs next) and how many run before it; else null. */
   queuePosition: number | null = null;
   queueAhead: number | null = null;
+  /** Resuming (docs/resume.md): the latest checkpoint's step a progress event announced, whether
+   * the run ended resumable, the task a resumed run continues, a pause that freed the GPU. */
+  checkpointStep: number | null = null;
+  resumable = false;
+  resumedFrom: string | null = null;
+  memoryReleased = false;
   private _samples: IStepSample[] = [];
 
   constructor(id: string) {
@@ -225,6 +238,7 @@ export class TaskState {
     }
     this.status = 'running';
     this.queuePosition = this.queueAhead = null;
+    this.memoryReleased = false; // generation_paused says it again while it holds
     switch (frame.type) {
       case 'generation_stage':
         this.stage = data.stage || this.stage;
@@ -238,6 +252,7 @@ export class TaskState {
         this.step = data.current_step ?? this.step;
         this.totalSteps = data.total_steps ?? this.totalSteps;
         this._sample(this.step, data.timestamp);
+        this._noteCheckpoint(data.checkpoint);
         break;
       case 'model_loading_progress':
         this.model = data.model_type || this.model;
@@ -246,7 +261,8 @@ export class TaskState {
       case 'generation_paused':
         this.status = 'paused';
         this.step = data.current_step ?? this.step;
-        this.message = `Paused during ${data.stage || this.stage}`;
+        this.memoryReleased = Boolean(data.release_memory);
+        this.message = pausedMessage(data.stage || this.stage, this.memoryReleased);
         break;
       case 'generation_completed':
         this.status = 'completed';
@@ -259,18 +275,31 @@ export class TaskState {
         this.message = 'Generation complete';
         break;
       case 'generation_failed':
+        this.memoryReleased = false;
         this.status = data.error_type === 'ProducerLost' ? 'lost' : 'failed';
         this.stage = 'failed';
         this.eta = null;
         this.error = data.error || null;
         this.message = data.error || 'Generation failed';
+        if (this.status === 'lost' && this.checkpointStep) {
+          // its process died after a checkpoint: resume_run finishes it from there
+          this.status = 'interrupted';
+          this._endResumable(this.checkpointStep);
+        }
         break;
       case 'generation_cancelled':
+        this.memoryReleased = false;
         this.status = 'cancelled';
         this.stage = 'cancelled';
         this.eta = null;
         this.step = data.current_step ?? this.step;
         this.message = 'Generation cancelled';
+        if (data.resumable && isWholePositive(data.checkpoint_step)) {
+          // stop_after=k, cancel(keep=True)
+          this.status = 'stopped';
+          this.totalSteps = data.total_steps ?? this.totalSteps;
+          this._endResumable(data.checkpoint_step);
+        }
         break;
     }
     return true;
@@ -286,6 +315,21 @@ export class TaskState {
     this.totalSteps = params.steps ?? this.totalSteps;
     this.eta = data.estimated_duration ?? this.eta;
     this.stage = this.stage || 'initializing';
+    if (typeof data.resumed_from === 'string') {
+      this.resumedFrom = data.resumed_from;
+    }
+  }
+
+  private _noteCheckpoint(checkpoint: any): void {
+    if (checkpoint && checkpoint.saved && isWholePositive(checkpoint.step)) {
+      this.checkpointStep = checkpoint.step;
+    }
+  }
+
+  private _endResumable(step: number): void {
+    this.resumable = true;
+    this.checkpointStep = this.step = step;
+    this.message = resumableMessage(this.status, step, this.totalSteps);
   }
 
   private _applyStoryboard(data: { [key: string]: any }): void {
@@ -334,6 +378,21 @@ export class TaskState {
       s.shift();
     }
   }
+}
+
+function isWholePositive(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0;
+}
+
+/** "Stopped at step 3/8: resumable", word for word as wan_nb.protocol.state.resumable_message. */
+export function resumableMessage(status: string, step: number, total: number | null): string {
+  const word = status.charAt(0).toUpperCase() + status.slice(1);
+  return `${word} at step ${step}/${total ?? '?'}: resumable`;
+}
+
+/** "Paused during generating · memory released", as wan_nb.protocol.state.paused_message. */
+export function pausedMessage(stage: string | null, released: boolean): string {
+  return `Paused during ${stage}` + (released ? ' · memory released' : '');
 }
 
 function wholeOrNull(value: unknown): number | null {

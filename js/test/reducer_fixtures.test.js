@@ -33,7 +33,9 @@ const READ = {
   last_seq: t => t.lastSeq,
   queue_position: t => t.queuePosition,
   queue_ahead: t => t.queueAhead,
-  finished: t => t.finished
+  finished: t => t.finished,
+  checkpoint_step: t => t.checkpointStep,
+  resumable: t => t.resumable
 };
 
 const files = readdirSync(FIXTURES).filter(name => name.endsWith('.json')).sort();

@@ -15,10 +15,11 @@ from wan_nb.protocol.snapshot import TaskSnapshot
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.json"))
 # Fields each step may expect, as the snapshot names them; the TypeScript runner maps the same
 # names onto its own (eta, step, ...). Beyond the snapshot: queue_ahead and finished.
+# checkpoint_step and resumable: a stopped / interrupted run (docs/resume.md).
 SHARED_FIELDS = {"kind", "status", "stage", "progress", "message", "estimated_time_remaining", "current_step",
                  "total_steps", "model_type", "prompt", "params", "seed", "storyboard_id", "created_at",
                  "updated_at", "output_path", "scene_videos", "error", "duration_s", "last_seq", "queue_position",
-                 "queue_ahead", "finished"}
+                 "queue_ahead", "finished", "checkpoint_step", "resumable"}
 
 
 def state_of(task: TaskSnapshot) -> dict:

@@ -26,7 +26,8 @@ from wan_nb.runs import checkpoint_file as files
 from wan_nb.runs import journal
 from wan_nb.runs.layout import VIDEO_NAME
 
-__all__ = ["ResumePoint", "resume_point", "resume_args", "submit_resume", "resume_run", "resume_queue"]
+__all__ = ["ResumePoint", "resume_point", "resume_args", "recipe_for", "submit_point", "submit_resume", "resume_run",
+           "resume_queue"]
 
 _NOT_COMPARED = ("versions", "task_id", "created_at", "format", "image", "inputs")
 
@@ -114,13 +115,7 @@ def resume_args(gen: Any, point: ResumePoint) -> tuple[str, dict[str, Any]]:
 
     found = recipes.recipe(point.folder)
     prompt, kwargs = rerun_args(gen, point.folder)
-    params = gen.check(prompt, **kwargs)
-    for name in ("image", "last_image"):  # as submit prepares them, so the recipe hashes the same frames
-        if params.get(name) is not None:
-            from wan_nb.models.specs import prepare_image
-
-            params[name] = prepare_image(params[name], params["height"], params["width"])
-    made = recipes.build(gen, params)
+    made = recipe_for(gen, prompt, kwargs)
     if recipes.recipe_key(made) != point.state["recipe_key"]:
         changed = _differences(found, made) or ["the recipe"]
         raise ResumeError(f"run {point.task_id} cannot be resumed here: {', '.join(changed)} differ(s) from the "
@@ -129,16 +124,37 @@ def resume_args(gen: Any, point: ResumePoint) -> tuple[str, dict[str, Any]]:
     return prompt, kwargs
 
 
-def submit_resume(gen: Any, source: Any) -> Any:
-    """``gen.submit_resume(source)``: queue the continuation of ``source``; the new Task."""
+def recipe_for(gen: Any, prompt: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The recipe ``gen.submit(prompt, **kwargs)`` would record (its ``recipe_key`` is what a
+    checkpoint must match to be continued by these arguments)."""
+    from wan_nb.core import recipes
+
+    params = gen.check(prompt, **kwargs)
+    for name in ("image", "last_image"):  # as submit prepares them, so the recipe hashes the same frames
+        if params.get(name) is not None:
+            from wan_nb.models.specs import prepare_image
+
+            params[name] = prepare_image(params[name], params["height"], params["width"])
+    return recipes.build(gen, params)
+
+
+def submit_point(gen: Any, point: ResumePoint, prompt: str, kwargs: dict[str, Any], *,
+                 parent_id: str | None = None) -> Any:
+    """Queue the continuation of a checked ``point`` with arguments that make its recipe (from
+    :func:`resume_args`, or a storyboard's scene checked with :func:`recipe_for`); the new Task."""
     from wan_nb.core.queue import QueueFile
 
-    point = resume_point(gen, source)
-    prompt, kwargs = resume_args(gen, point)
-    task = gen.submit(prompt, resume_from=point, **kwargs)
+    task = gen.submit(prompt, resume_from=point, parent_id=parent_id, **kwargs)
     if (Path(gen.runs_dir) / point.task_id).resolve() == point.folder.resolve():
         QueueFile(gen.runs_dir).remove(point.task_id)  # an interrupted run's orphaned entry: resumed now
     return task
+
+
+def submit_resume(gen: Any, source: Any) -> Any:
+    """``gen.submit_resume(source)``: queue the continuation of ``source``; the new Task."""
+    point = resume_point(gen, source)
+    prompt, kwargs = resume_args(gen, point)
+    return submit_point(gen, point, prompt, kwargs)
 
 
 def resume_run(gen: Any, source: Any, *, progress: Any = "auto") -> Any:

@@ -169,7 +169,9 @@ class RunEnd:
         if kept.get("stopped_after"):
             task.set_outcome("stopped", result=checkpoints.stopped_result(run, kept))
         else:
-            task.set_outcome("cancelled", error=GenerationCancelled(task.id, stage, task.current_step))
+            # cancel(keep=True) with a checkpoint: "stopped" (resume_run finishes it); result() still raises
+            task.set_outcome("stopped" if kept else "cancelled",
+                             error=GenerationCancelled(task.id, stage, task.current_step))
         run.stage(Stage.CANCELLED, f"Stopped after step {task.current_step}" if kept else f"Cancelled during {stage}")
         run.publish(EventType.GENERATION_CANCELLED, stage=stage, current_step=task.current_step, **kept)
 
@@ -384,7 +386,9 @@ class TaskRun:
         held = time.perf_counter()
         released = task.release_memory and self.holder.release_accelerator(pipe)
         task.status = "paused"
-        self.publish(EventType.GENERATION_PAUSED, stage=task.stage, current_step=task.current_step)
+        # release_memory (only when asked): the pipeline left the accelerator, its cache emptied, while it holds
+        self.publish(EventType.GENERATION_PAUSED, stage=task.stage, current_step=task.current_step,
+                     **({"release_memory": True} if task.release_memory else {}))
         task.wait_while_paused()
         if released:
             pipe.to(self.holder.execution_device(pipe))

@@ -45,4 +45,8 @@ class TaskSnapshot(TaskState):
             "error": self.error,
             "duration_s": self.duration_s,
             "last_seq": self.last_seq,
+            # resuming (docs/resume.md), as the server's listing of runs on disk names them
+            "resumable": self.resumable,
+            "checkpoint_step": self.checkpoint_step,
+            "resumed_from": self.resumed_from,
         }

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 from wan_nb.protocol.events import TERMINAL_STATUS as _ENDINGS, is_terminal
 from wan_nb.protocol.statuses import FINISHED, TASK_STATUSES
 
-__all__ = ["TaskState", "TASK_STATUSES", "FINISHED", "PRODUCER_LOST", "PROMPT_CAP", "queued_message"]
+__all__ = ["TaskState", "TASK_STATUSES", "FINISHED", "PRODUCER_LOST", "PROMPT_CAP", "queued_message",
+           "resumable_message", "paused_message"]
 
 # error_type of the terminal event a server adds for a task whose producing process died.
 PRODUCER_LOST = "ProducerLost"
@@ -24,6 +25,10 @@ PROMPT_CAP = 4096
 
 # Events that say nothing about whether the task runs (a server may add VRAM readings anytime).
 _NEUTRAL = frozenset({"vram_monitoring", "preview", "generation_started"})
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def cap_text(value: Any, limit: int = PROMPT_CAP) -> Any:
@@ -41,6 +46,18 @@ def queued_message(position: int | None, ahead: int | None = None) -> str:
     return text
 
 
+def resumable_message(status: str, step: int | None, total: int | None) -> str:
+    """How a run that ended with a checkpoint reads everywhere: ``Stopped at step 3/8: resumable``
+    (``status``: ``stopped`` or ``interrupted``)."""
+    return f"{status.capitalize()} at step {step}/{total if total is not None else '?'}: resumable"
+
+
+def paused_message(stage: str | None, release_memory: bool) -> str:
+    """A held task: ``Paused during generating``, ``… · memory released`` after
+    ``task.pause(release_memory=True)`` gave the accelerator's memory back."""
+    return f"Paused during {stage}" + (" · memory released" if release_memory else "")
+
+
 def capped_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` with over-long prompts cut to :data:`PROMPT_CAP` characters."""
     return {k: cap_text(v) if k in ("prompt", "negative_prompt") else v for k, v in params.items()}
@@ -54,6 +71,7 @@ class TaskState:
         "current_step", "total_steps", "model_type", "prompt", "params", "seed", "storyboard_id",
         "created_at", "updated_at", "output_path", "scene_videos", "error_type", "error",
         "duration_s", "last_seq", "vram", "error_stage", "queue_position", "queue_ahead",
+        "checkpoint_step", "resumable", "resumed_from", "memory_released",
     )
 
     def __init__(self, task_id: str | None = None) -> None:
@@ -85,6 +103,13 @@ class TaskState:
         # one included: from its latest generation_queued; None once the worker has taken it.
         self.queue_position: int | None = None
         self.queue_ahead: int | None = None
+        # Resuming (docs/resume.md): the step of the latest checkpoint a progress event announced
+        # (a run whose process dies after one reads "interrupted"), whether the run ended resumable,
+        # the task a resumed run continues, and whether a pause gave the accelerator's memory back.
+        self.checkpoint_step: int | None = None
+        self.resumable = False
+        self.resumed_from: str | None = None
+        self.memory_released = False
 
     # -- feeding -----------------------------------------------------------------------------
     def apply(self, event: Any) -> bool:
@@ -125,6 +150,7 @@ class TaskState:
         if type_ not in _NEUTRAL:
             self.status = "running"   # the worker took it: generation_stage(initializing) and on
             self.queue_position = self.queue_ahead = None
+            self.memory_released = False  # generation_paused says it again while it holds
         stage = data.get("stage")
         if type_ == "generation_started":
             self._apply_started(data)
@@ -138,13 +164,15 @@ class TaskState:
             self.estimated_time_remaining = data.get("estimated_time_remaining")
             self.current_step = data.get("current_step", self.current_step)
             self.total_steps = data.get("total_steps", self.total_steps)
+            self._note_checkpoint(data.get("checkpoint"))
         elif type_ == "model_loading_progress":
             self.model_type = data.get("model_type") or self.model_type
             self.message = data.get("status") or self.message
         elif type_ == "generation_paused":
             self.status = "paused"
             self.current_step = data.get("current_step", self.current_step)
-            self.message = f"Paused during {data.get('stage') or self.stage}"
+            self.memory_released = bool(data.get("release_memory"))
+            self.message = paused_message(data.get("stage") or self.stage, self.memory_released)
         elif type_ in _ENDINGS:
             self._apply_terminal(type_, data)
         return True
@@ -160,6 +188,12 @@ class TaskState:
         if data.get("estimated_duration") is not None:
             self.estimated_time_remaining = data["estimated_duration"]
         self.stage = self.stage or "initializing"
+        if isinstance(data.get("resumed_from"), str):
+            self.resumed_from = data["resumed_from"]
+
+    def _note_checkpoint(self, checkpoint: Any) -> None:
+        if isinstance(checkpoint, Mapping) and checkpoint.get("saved") and _whole(checkpoint.get("step")):
+            self.checkpoint_step = checkpoint["step"]
 
     def _apply_queued(self, data: Mapping[str, Any]) -> None:
         """A waiting task (again) told where it stands; it says queued until the worker starts it."""
@@ -175,6 +209,7 @@ class TaskState:
 
     def _apply_terminal(self, type_: str, data: Mapping[str, Any]) -> None:
         self.status = _ENDINGS[type_]
+        self.memory_released = False
         self.estimated_time_remaining = 0 if type_ == "generation_completed" else None
         if type_ == "generation_completed":
             self.stage = "completed"
@@ -190,12 +225,25 @@ class TaskState:
             self.error = data.get("error")
             self.message = data.get("error") or "Generation failed"
             if self.error_type == PRODUCER_LOST:
-                self.status = "lost"
+                # Its process died; with a checkpoint announced, resume_run finishes it from there.
+                self.status = "interrupted" if self.checkpoint_step else "lost"
+                if self.checkpoint_step:
+                    self._end_resumable(self.checkpoint_step)
         else:
             self.error_stage = data.get("stage") or self.stage
             self.stage = "cancelled"
             self.current_step = data.get("current_step", self.current_step)
             self.message = "Generation cancelled"
+            step = data.get("checkpoint_step")
+            if data.get("resumable") and _whole(step):  # stop_after=k, cancel(keep=True)
+                self.status = "stopped"
+                self.total_steps = data.get("total_steps", self.total_steps)
+                self._end_resumable(step)
+
+    def _end_resumable(self, step: int) -> None:
+        self.resumable = True
+        self.checkpoint_step = self.current_step = step
+        self.message = resumable_message(self.status, step, self.total_steps)
 
     def _apply_storyboard(self, data: Mapping[str, Any]) -> None:
         self.kind = "storyboard"

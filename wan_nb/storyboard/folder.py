@@ -2,10 +2,13 @@
 
     task.json  events.jsonl  storyboard.json   what was asked and what happened
     scenes/scene_01.mp4 (+ scene_01.json)      each scene, as soon as it is done
+    scenes/scene_01.tasks.json                 the tasks that rendered scene 1, newest last
     final.mp4                                  the stitched video
 
 A scene's sidecar JSON records the parameters it was made with, so ``resume()`` can tell a
-scene it may keep from one it must make again.
+scene it may keep from one it must make again. The tasks file is written as each render of a
+scene starts (before any step), so a scene stopped or killed mid-way is found by ``resume()``
+through its task's run folder and continued from that folder's checkpoint.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from wan_nb.protocol.events import dumps
 from wan_nb.core.params import public_params
 
-__all__ = ["video_url", "scene_url", "scene_path", "final_path"]
+__all__ = ["video_url", "scene_url", "scene_path", "final_path", "note_scene_task", "scene_checkpoints"]
 
 
 def video_url(storyboard_id: str) -> str:
@@ -79,6 +82,39 @@ def keep_scene(board: Any, index: int, source: Path, task_id: str | None) -> Pat
                "source": str(source)}
     target.with_suffix(".json").write_text(dumps(sidecar))
     return target
+
+
+def _tasks_file(board: Any, index: int) -> Path:
+    return board.scene_path(index).with_suffix(".tasks.json")
+
+
+def _scene_tasks(board: Any, index: int) -> list[str]:
+    try:
+        found = json.loads(_tasks_file(board, index).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    tasks = found.get("tasks") if isinstance(found, dict) else None
+    return [t for t in tasks if isinstance(t, str) and t and "/" not in t and t not in (".", "..")] \
+        if isinstance(tasks, list) else []
+
+
+def note_scene_task(board: Any, index: int, task_id: str) -> None:
+    """As a render of scene ``index`` starts: remember its task (its run folder keeps its checkpoints)."""
+    from wan_nb.runs.atomic import replace_text
+
+    tasks = [t for t in _scene_tasks(board, index) if t != task_id][-7:] + [task_id]  # the last few suffice
+    try:
+        replace_text(_tasks_file(board, index), json.dumps({"index": index, "tasks": tasks}), durable=True)
+    except OSError:
+        pass  # a full disk: resume() then renders this scene from its start, as before
+
+
+def scene_checkpoints(board: Any, index: int) -> list[Path]:
+    """Run folders of earlier renders of scene ``index`` that kept a checkpoint, newest first."""
+    from wan_nb.runs import checkpoint_file
+
+    runs_dir = Path(board.gen.runs_dir)
+    return [runs_dir / t for t in reversed(_scene_tasks(board, index)) if checkpoint_file.has_checkpoint(runs_dir / t)]
 
 
 def write_state(run: Any) -> None:

@@ -331,7 +331,9 @@ class Storyboard:
         return self._wait(self.submit(), progress)
 
     def resume(self, *, progress: str | bool = "auto") -> StoryboardResult:
-        """Like :meth:`run`, but keep the scenes already on disk and render only what is missing."""
+        """Like :meth:`run`, but keep the scenes already on disk and render only what is missing; a
+        scene stopped or interrupted mid-way with a checkpoint continues from it (with the same
+        arguments), not from its first step."""
         return self._wait(self.submit(resume=True), progress)
 
     def _wait(self, handle: "StoryboardRun", progress: str | bool) -> StoryboardResult:
@@ -339,13 +341,14 @@ class Storyboard:
         try:
             return handle.result()
         except KeyboardInterrupt:
-            handle.cancel()
+            handle.cancel(keep=True)  # Ctrl-C keeps the scene's steps done: resume() continues it
             handle.wait(timeout=30)
             raise
 
-    def cancel(self) -> bool:
-        """Cancel the running storyboard, if any."""
-        return self._run.cancel() if self._run is not None else False
+    def cancel(self, keep: bool = False) -> bool:
+        """Cancel the running storyboard, if any; ``keep=True`` keeps the checkpoint of the scene it
+        stops, so :meth:`resume` continues that scene where it stopped."""
+        return self._run.cancel(keep=keep) if self._run is not None else False
 
     @property
     def current(self) -> "StoryboardRun | None":

@@ -82,6 +82,7 @@ class StoryboardRun(Handle):
         self.message = ""
         self._channel: Any = None
         self.scenes = SceneRenders(board, self.generator, self.id, self._emit, self._cancel)
+        self.scenes.resume_checkpoints = resume
 
     # What each scene is doing, for the panel, the run's task.json and callers (one entry a scene).
     @property
@@ -101,10 +102,15 @@ class StoryboardRun(Handle):
         return self.scenes.videos
 
     # -- control -----------------------------------------------------------------------------
+    def cancel(self, keep: bool = False) -> bool:
+        """Stop the running scene(s) within one denoising step; the rest are skipped. ``keep=True``
+        keeps each stopped scene's checkpoint, so :meth:`Storyboard.resume` continues it mid-scene."""
+        self.scenes.keep_checkpoints = bool(keep)
+        return super().cancel()
+
     def _cancelled(self) -> None:
-        """Stop the running scene(s) (within one denoising step); the rest are skipped."""
         for task in self.scenes.running_tasks():
-            task.cancel()
+            task.cancel(keep=self.scenes.keep_checkpoints)
 
     def pause(self, release_memory: bool = False) -> bool:
         """Hold the scene(s) being rendered at their next denoising step."""
@@ -155,8 +161,10 @@ class StoryboardRun(Handle):
             self._error = StoryboardCancelled(self.id, self.step, stop.scene)
             n = len(self.board.scenes)
             where = f"during scene {stop.scene} of {n}" if stop.scene else f"during {self.step}"
-            self._emit(self.step, "cancelled", self.progress, f"Cancelled {where}",
-                       **({"cancelled_scene": stop.scene} if stop.scene else {}))
+            kept = {} if stop.kept_step is None else {"checkpoint_step": stop.kept_step}
+            said = f"; kept at step {stop.kept_step}: resume() continues the scene from there" if kept else ""
+            self._emit(self.step, "cancelled", self.progress, f"Cancelled {where}{said}",
+                       **({"cancelled_scene": stop.scene} if stop.scene else {}), **kept)
         except SceneFailure as failure:
             self.status = "failed"
             self._error = failure.error

@@ -17,6 +17,7 @@ from wan_nb.core.params import GENERATION_ARGS
 from wan_nb.core.task import Result
 from wan_nb.protocol.errors import GenerationCancelled, StoryboardError
 from wan_nb.protocol.events import Event, EventType
+from wan_nb.runs import checkpoint_file
 
 from . import folder as layout
 
@@ -29,11 +30,13 @@ VIDEOS_START, VIDEOS_END = 20.0, 90.0
 
 
 class StopAtScene(Exception):
-    """The storyboard was cancelled (during ``scene``, or between scenes when None)."""
+    """The storyboard was cancelled (during ``scene``, or between scenes when None);
+    ``kept_step``: the scene's checkpoint was kept at that step (``cancel(keep=True)``)."""
 
-    def __init__(self, scene: int | None) -> None:
+    def __init__(self, scene: int | None, kept_step: int | None = None) -> None:
         super().__init__(scene)
         self.scene = scene
+        self.kept_step = kept_step
 
 
 class SceneFailure(Exception):
@@ -56,6 +59,8 @@ class SceneRenders:
         self.run_id = run_id
         self.emit = emit          # the run's publisher: emit(step, status, progress, message, **data)
         self.cancel_flag = cancel
+        self.keep_checkpoints = False   # cancel(keep=True): a scene stopped mid-way keeps its checkpoint
+        self.resume_checkpoints = False  # resume(): a scene stopped mid-way continues from its checkpoint
         n = len(board.scenes)
         self.status = ["pending"] * n
         self.progress = [0.0] * n
@@ -121,29 +126,66 @@ class SceneRenders:
         scene = self.board.scenes[index - 1]
         with self.lock:
             self.status[index - 1] = "running"
+        point = None
         try:
-            task = self.generator.submit(scene.prompt, parent_id=self.run_id, **self.kwargs_for(index))
+            kwargs = self.kwargs_for(index)
+            point = self.checkpoint_for(index, scene.prompt, kwargs) if self.resume_checkpoints else None
+            task = self._submit(scene.prompt, kwargs, point)
         except Exception as exc:
             self.fail(index, None, exc)
+        layout.note_scene_task(self.board, index, task.id)   # before its first step: resume() finds it
         self.task_ids[index - 1] = task.id
         with self.lock:
             self.running[index] = task
         off = self.generator.subscribe(lambda event: self.on_progress(index, event), task_id=task.id,
                                        types=[EventType.DETAILED_GENERATION_PROGRESS])
-        self.emit("videos", "in_progress", self.overall(), f"Scene {index}/{n}: starting",
-                  scene_index=index, scene_task_id=task.id, scene_prompt=scene.prompt)
+        how = f"resuming from step {point.step}/{point.total_steps}" if point is not None else "starting"
+        link = {"resumed_from": point.task_id, "resume_step": point.step} if point is not None else {}
+        self.emit("videos", "in_progress", self.overall(), f"Scene {index}/{n}: {how}",
+                  scene_index=index, scene_task_id=task.id, scene_prompt=scene.prompt, **link)
         if self.cancel_flag.is_set():  # cancel() ran between submit and the task being in `running`
-            task.cancel()
+            task.cancel(keep=self.keep_checkpoints)
         return task, off
+
+    def checkpoint_for(self, index: int, prompt: str, kwargs: dict[str, Any]) -> Any:
+        """Where an earlier render of scene ``index``, stopped or interrupted mid-way, left off with
+        exactly these arguments (the same recipe): a checked ResumePoint, or None to start over."""
+        folders = layout.scene_checkpoints(self.board, index)
+        if not folders:
+            return None
+        from wan_nb.compose.resume import recipe_for, resume_point
+        from wan_nb.core.recipes import recipe_key
+
+        key = recipe_key(recipe_for(self.generator, prompt, kwargs))
+        for folder in folders:
+            if (checkpoint_file.read_summary(folder) or {}).get("recipe_key") != key:
+                continue  # the scene changed since (or the summary is torn): not this one
+            try:
+                return resume_point(self.generator, folder)
+            except (ValueError, OSError, KeyError):  # damaged, another wan_nb's, still running elsewhere
+                continue
+        return None
+
+    def _submit(self, prompt: str, kwargs: dict[str, Any], point: Any) -> Any:
+        if point is not None:
+            from wan_nb.compose.resume import submit_point
+
+            try:
+                return submit_point(self.generator, point, prompt, kwargs, parent_id=self.run_id)
+            except ValueError:  # e.g. a Ray generator keeps no checkpoints: the scene starts over
+                pass
+        return self.generator.submit(prompt, parent_id=self.run_id, **kwargs)
 
     def wait_for(self, index: int, task: Any, off: Callable[[], None]) -> Result:
         try:
             result = task.result()
         except GenerationCancelled:
+            kept = task.status == "stopped"   # cancel(keep=True): its checkpoint stays for resume()
             with self.lock:
                 self.running.pop(index, None)
-                self.status[index - 1] = "cancelled"
-            raise StopAtScene(index)
+                self.status[index - 1] = "stopped" if kept else "cancelled"
+            summary = checkpoint_file.read_summary(task.run_dir) if kept else None
+            raise StopAtScene(index, summary.get("step") if summary else None)
         except Exception as exc:
             self.fail(index, task.id, exc)
         finally:

@@ -13,6 +13,7 @@ from typing import Any
 
 from wan_nb.protocol.events import Event, EventType
 from wan_nb.protocol.state import TaskState as CoreState
+from wan_nb.protocol.statuses import RESUMABLE
 
 __all__ = ["TaskState", "parse_timestamp", "TIMELINE", "format_rate", "RATE_WINDOW"]
 
@@ -50,7 +51,8 @@ class TaskState:
     task_id: str | None = None
     prompt: str = ""
     params: dict[str, Any] = field(default_factory=dict)
-    status: str = "waiting"          # waiting (no task) | queued | running | paused | completed | failed | cancelled | lost
+    status: str = "waiting"          # waiting (no task) | queued | running | paused | completed | failed | cancelled
+    #                                  | stopped | interrupted (resumable from a checkpoint) | lost
     stage: str = "initializing"
     message: str = ""
     progress: float = 0.0
@@ -92,7 +94,9 @@ class TaskState:
         self.total_steps = int(core.total_steps or self.total_steps)
         self.progress = float(core.progress)
         self.eta = core.estimated_time_remaining
-        self.step = max(self.step, int(core.current_step or 0))
+        # a resumable run is at its checkpoint's step (an interrupted one may have gone further unsaved)
+        step = int(core.current_step or 0)
+        self.step = step if core.status in RESUMABLE else max(self.step, step)
         self.output_path, self.duration_s = core.output_path, core.duration_s
         ended = core.finished
         if self.status != "waiting" or core.status != "queued" or event.type == EventType.GENERATION_STARTED:
@@ -100,7 +104,7 @@ class TaskState:
         self.queue_position = core.queue_position
         if core.status == "running" and self.started_at is None:
             self.started_at = at
-        self.stage = (core.error_stage if core.status in ("failed", "cancelled", "lost") else core.stage) \
+        self.stage = (core.error_stage if core.status in ("failed", "cancelled", "lost", *RESUMABLE) else core.stage) \
             or self.stage
         kind = event.type
         if kind == EventType.GENERATION_STAGE:
@@ -130,6 +134,8 @@ class TaskState:
         if core.status == "completed":
             self.eta = 0.0
             return "Done"
+        if core.status in RESUMABLE:  # "Stopped at step 3/8: resumable", as everywhere else
+            return core.message
         if core.status in ("failed", "lost"):
             self.error = f"{core.error_type or 'Error'}: {core.error or ''}"
             return f"Failed during {core.error_stage or self.stage}: {self.error}"
@@ -141,6 +147,16 @@ class TaskState:
     @property
     def finished(self) -> bool:
         return self.core.finished
+
+    @property
+    def resumable(self) -> bool:
+        """Stopped or interrupted with a checkpoint: ``gen.resume_run`` can finish it."""
+        return self.core.status in RESUMABLE
+
+    @property
+    def memory_released(self) -> bool:
+        """Paused with ``release_memory=True``: the pipeline is off the accelerator while it holds."""
+        return self.core.status == "paused" and self.core.memory_released
 
     def elapsed(self, now: float | None = None) -> float | None:
         if self.duration_s is not None:

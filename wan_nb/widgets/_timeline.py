@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wan_nb.protocol.statuses import ENDING_STAGES
+from wan_nb.protocol.statuses import ENDING_STAGES, RESUMABLE
 
 from ._state import OPTIONAL_STAGES, TIMELINE, TaskState
 
@@ -14,18 +14,24 @@ STAGE_LABEL = {"initializing": "init", "downloading_model": "download", "loading
                "cancelled": "cancelled"}
 
 
+# The ending stage drawn in place of "done" for a run that ended otherwise (a stopped run's last
+# stage event is "cancelled"; an interrupted one has none: its process died).
+_ENDING_STAGE = {"failed": "failed", "cancelled": "cancelled", "stopped": "cancelled"}
+
+
 def timeline_html(s: TaskState) -> str:
-    """Each stage as a chip marked by how it ended: ✓ done, ▶ running, ■ cancelled or
-    ✗ failed in it (the stage a run stopped in did not finish), ○ not reached."""
+    """Each stage as a chip marked by how it ended: ✓ done, ▶ running, ■ cancelled,
+    ‖ stopped / interrupted (resumable) or ✗ failed in it (the stage a run stopped in did not
+    finish), ○ not reached."""
     seen = dict((stage, d) for stage, d in s.stage_durations())
-    stopped_in = s.stage if s.status in ("failed", "cancelled", "lost") else None
+    stopped_in = s.stage if s.status in ("failed", "cancelled", "lost", *RESUMABLE) else None
     chips = []
     for stage in TIMELINE:
-        if stage == "completed" and s.status in ("failed", "cancelled"):
-            stage = s.status
+        if stage == "completed" and s.status in _ENDING_STAGE:
+            stage = _ENDING_STAGE[s.status]
         if stage in OPTIONAL_STAGES and stage not in seen:
             continue
-        label = STAGE_LABEL.get(stage, stage)
+        label = "stopped" if stage == "cancelled" and s.status == "stopped" else STAGE_LABEL.get(stage, stage)
         if stage not in seen:
             chips.append(f"<span style='color:#aaa'>○ {label}</span>")
             continue
@@ -34,13 +40,14 @@ def timeline_html(s: TaskState) -> str:
         duration = seen[stage]
         extra = f" {duration:.1f}s" if duration is not None and duration >= 0.05 and not ending else ""
         if stage == stopped_in:
-            how = "failed" if s.status in ("failed", "lost") else "cancelled"
+            how = "failed" if s.status in ("failed", "lost") else "stopped" if s.status in RESUMABLE else "cancelled"
         elif ending:
-            how = stage if stage != "completed" else "done"
+            how = "stopped" if s.status == "stopped" else stage if stage != "completed" else "done"
         else:
             how = "running" if current else "done"
-        color = {"failed": "#c62828", "cancelled": "#e65100", "running": "#0072b2"}.get(how, "#2e7d32")
-        mark = {"failed": "✗", "cancelled": "■", "running": "▶"}.get(how, "✓")
+        color = {"failed": "#c62828", "cancelled": "#e65100", "running": "#0072b2",
+                 "stopped": "#8e6c00"}.get(how, "#2e7d32")
+        mark = {"failed": "✗", "cancelled": "■", "running": "▶", "stopped": "‖"}.get(how, "✓")
         weight = "bold" if current or ending or stage == stopped_in else "normal"
         chips.append(f"<span style='color:{color};font-weight:{weight}' data-stage='{stage}' "
                      f"data-ended='{how}'>{mark} {label}{extra}</span>")

@@ -17,10 +17,11 @@ from typing import Any, TextIO
 
 import ipywidgets as w
 
-from wan_nb.protocol.statuses import FINISHED_STATUSES
+from wan_nb.protocol.statuses import FINISHED_STATUSES, RESUMABLE
 from wan_nb.runs.history import RunList, format_table, history
 from .grid import card_columns
 from .inputs import InputsView
+from .resume_control import error_html, resume_with
 from .video import VideoPlayer
 
 __all__ = ["HistoryGallery", "show_history"]
@@ -28,7 +29,7 @@ __all__ = ["HistoryGallery", "show_history"]
 ALL = "all"
 STATUSES = (ALL, *FINISHED_STATUSES, "running", "queued")
 STATUS_COLOR = {"completed": "#2e7d32", "failed": "#c62828", "cancelled": "#e65100", "lost": "#777",
-                "running": "#0072b2", "queued": "#777"}
+                "running": "#0072b2", "queued": "#777", "stopped": "#8e6c00", "interrupted": "#8e6c00"}
 
 
 def show_history(runs: RunList, stream: TextIO | None = None) -> Any:
@@ -47,8 +48,11 @@ def _caption(run: Any) -> str:
     took = "" if run.duration_s is None else f" · {run.duration_s:.1f} s"
     when = (run.created_at or "").replace("T", " ").rstrip("Z")
     loras = ", ".join(f"{n}={v}" for n, v in (run.params.get("loras") or {}).items())
+    status = run.status  # a run that kept a checkpoint: "stopped at step 3/8"
+    if run.status in RESUMABLE and run.checkpoint_step:
+        status += f" at step {run.checkpoint_step}/{run.params.get('steps', '?')}"
     return (f"<div style='font-size:12px;max-width:220px'><b>{html.escape(prompt)}</b><br>"
-            f"<span style='color:{color}'>{html.escape(run.status)}</span> · {html.escape(str(run.model))}"
+            f"<span style='color:{color}'>{html.escape(status)}</span> · {html.escape(str(run.model))}"
             f" · seed {run.seed}{took}<br><span style='opacity:.7'>{html.escape(when)}"
             f"{' · LoRA ' + html.escape(loras) if loras else ''}</span></div>")
 
@@ -176,7 +180,15 @@ class HistoryGallery(w.VBox):
         # Where a rerun that cannot start says why, on the card that was clicked.
         problem = w.VBox(layout=w.Layout(max_width=f"{self.display_width + 40}px"))
         problem.add_class("wan-nb-card-problem")
-        parts = [body, w.HTML(_caption(run)), button, problem]
+        buttons: list[w.Widget] = [button]
+        if run.status in RESUMABLE:  # stopped / interrupted with a checkpoint: finish it
+            resume = w.Button(description="Resume", icon="play", button_style="primary", layout=w.Layout(width="auto"),
+                              tooltip=f"finish this run from its checkpoint (step {run.checkpoint_step})")
+            resume.on_click(lambda _b, r=run: self.resume(r))
+            resume.add_class("wan-nb-card-resume")
+            buttons.append(resume)
+        parts = [body, w.HTML(_caption(run)), w.HBox(buttons, layout=w.Layout(gap="4px")) if len(buttons) > 1
+                 else button, problem]
         if run.inputs:   # what the run started from (first/last frame, control video), under its video
             parts.insert(1, InputsView(run.inputs, display_width=max(48, self.display_width // 2), autoplay=False))
         card = w.VBox(parts,
@@ -216,6 +228,24 @@ class HistoryGallery(w.VBox):
             if card is not None:
                 card.problem.children = self._problem(run, exc, recipe, overrides)
             return None
+        return self._started(card, task)
+
+    def resume(self, run: Any) -> Any:
+        """Finish a stopped or interrupted ``run`` from its checkpoint (``gen.submit_resume``): a new
+        task linked to it, whose progress shows under the gallery. Returns the Task, or None when the
+        run cannot be resumed: the reason then shows on the run's card."""
+        card = next((c for c in self.cards if c.run is run), None)
+        try:
+            task = resume_with(self._generator_for(run.recipe()["model"]["name"]), run)
+        except (ValueError, OSError, TypeError, KeyError) as exc:
+            if card is not None:
+                note = w.HTML(error_html(f"Cannot resume: {exc}"))
+                note.add_class("wan-nb-card-error")
+                card.problem.children = (note,)
+            return None
+        return self._started(card, task)
+
+    def _started(self, card: Any, task: Any) -> Any:
         from .panel import ProgressPanel
 
         if card is not None:

@@ -31,13 +31,16 @@ from ._timeline import timeline_html
 from ._throttle import Throttle
 from .cancel_button import CancelButton
 from .inputs import InputsView, inputs_of
+from .resume_control import ResumeControl
 from .vram_plot import VramPlot
 
 __all__ = ["ProgressPanel", "GeneratorPanel", "QueueView"]
 
-BAR_STYLE = {"completed": "success", "failed": "danger", "cancelled": "warning"}
+BAR_STYLE = {"completed": "success", "failed": "danger", "cancelled": "warning", "stopped": "warning",
+             "interrupted": "warning"}
 STATUS_COLOR = {"queued": "#777", "running": "#0072b2", "completed": "#2e7d32", "failed": "#c62828",
-                "cancelled": "#e65100", "waiting": "#777", "paused": "#8e6c00"}
+                "cancelled": "#e65100", "waiting": "#777", "paused": "#8e6c00", "stopped": "#8e6c00",
+                "interrupted": "#8e6c00"}
 
 
 def _seconds(value: float | None) -> str:
@@ -101,11 +104,13 @@ class ProgressPanel(w.VBox):
         # Pause then Cancel, the order the Lab sidebar uses too; hidden once the task has finished.
         self.steering = w.HBox([self.pause_button, self.cancel_button])
         self.steering.add_class("wan-nb-steering")
+        # A finished run shows no steering, but a stopped or interrupted one can be finished: Resume.
+        self.resume = ResumeControl(self._follow_resumed)
 
         rows: list[w.Widget] = [self.title, w.HBox([self.overall, self.overall_text])]
         if not compact:
             text = w.VBox([w.HBox([self.steps, self.steps_text]), self.timeline, self.message,
-                           w.HBox([self.timing, self.steering],
+                           w.HBox([self.timing, self.steering, self.resume],
                                   layout=w.Layout(justify_content="space-between", align_items="center"))],
                           layout=w.Layout(flex="1 1 auto"))
             rows += [w.HBox([text, self.inputs, self.preview], layout=w.Layout(align_items="flex-start", gap="8px"))]
@@ -163,6 +168,10 @@ class ProgressPanel(w.VBox):
         else:
             task.pause()
         self.throttle.request()
+
+    def _follow_resumed(self, task: Any) -> None:
+        """After Resume: the new task (linked to the stopped one) is the one shown."""
+        self.follow(task)
 
     def _on_cancel_click(self, _button: Any) -> None:
         task = self._task
@@ -239,6 +248,8 @@ class ProgressPanel(w.VBox):
             self._draw_pause_button(can_cancel and hasattr(self._task, "pause"))
             # A finished run cannot be steered: its buttons go, rather than stay greyed out.
             self._set(self.steering.layout, display="none" if s.finished else "")
+            generator = getattr(self, "generator", None) or getattr(self._task, "generator", None)
+            self.resume.show(generator if s.resumable else None, self._task, s.step, s.total_steps)
             self._draw_inputs()
             if self._preview_changed and self._preview is not None:
                 self._preview_changed = False
@@ -287,6 +298,10 @@ class ProgressPanel(w.VBox):
         prompt = s.prompt if len(s.prompt) <= 90 else s.prompt[:87] + "…"
         color = STATUS_COLOR.get(s.status, "#777")
         label = s.status if s.queue_position is None else f"{s.status} (#{s.queue_position + 1})"
+        if s.memory_released:   # task.pause(release_memory=True)
+            label += " · memory released"
+        elif s.resumable:
+            label += f" at step {s.step}/{s.total_steps}"
         return (f"<div class='wan-nb-title'><b>{html.escape(prompt)}</b> "
                 f"<span style='color:{color}' class='wan-nb-status' data-status='{s.status}'>● {label}</span> "
                 f"<code style='font-size:80%;opacity:.7'>{html.escape(s.task_id)}</code></div>")
@@ -363,6 +378,12 @@ class GeneratorPanel(ProgressPanel):
             else:
                 self._note(event)
             self.state.apply(event)
+
+    def _follow_resumed(self, task: Any) -> None:
+        with self._lock:
+            if self.state.task_id != task.id:   # not already switched to by its first event
+                self._switch_to(task.id)
+        self.throttle.request()
 
     def _render(self) -> None:
         super()._render()

@@ -22,12 +22,13 @@ from .video import VideoPlayer
 
 __all__ = ["StoryboardPanel", "StoryboardResultView", "show_storyboard", "show_storyboard_result"]
 
+# A scene's states; "stopped": cancelled with its checkpoint kept (resume() continues it mid-scene).
 BAR_STYLE = {"completed": "success", "reused": "success", "failed": "danger", "cancelled": "warning",
-             "running": "info", "pending": ""}
+             "stopped": "warning", "running": "info", "pending": ""}
 STATUS_TEXT = {"pending": "waiting", "running": "rendering", "completed": "done", "reused": "done (kept)",
-               "failed": "failed", "cancelled": "cancelled"}
+               "failed": "failed", "cancelled": "cancelled", "stopped": "stopped (resumable)"}
 STATUS_COLOR = {"pending": "#777", "running": "#0072b2", "completed": "#2e7d32", "reused": "#2e7d32",
-                "failed": "#c62828", "cancelled": "#e65100"}
+                "failed": "#c62828", "cancelled": "#e65100", "stopped": "#8e6c00"}
 
 
 def _board_of(source: Any) -> Any:
