@@ -114,7 +114,9 @@ class Generator:
         self._engine = _make_engine(self, self._context, self._queue_file, cluster, workers)  # refusals first
         self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
                                           cancel=lambda task_id: self.steer(task_id, "cancel"),
-                                          steer=self.steer)   # servers' pause/resume/move too
+                                          steer=self.steer,   # servers' pause/resume/move too
+                                          model=self.model,   # and the Lab's Resume of a stopped run:
+                                          resume=lambda folder: self.submit_resume(folder).id)
         self._recorder = run_record.attach(self)  # recipes, history; after the relay: 1st recipe imports torch
 
     @classmethod
