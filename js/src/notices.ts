@@ -23,9 +23,9 @@ export interface INotice {
 const ENDINGS: { [status: string]: string } = {
   completed: 'finished',
   failed: 'failed',
-  lost: 'was lost (its process ended)',
-  cancelled: 'was stopped'
+  lost: 'was lost (its process ended)'
 };
+// A cancel or a stop_after preview is the user's own doing: no notice for those.
 
 /**
  * The notice for `task`, which just ended; null where none is due: a storyboard's scene (its

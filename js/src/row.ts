@@ -272,6 +272,8 @@ export class RowView {
       this._onSteer(this._resume, 'Resuming…', 'resume');
       return;
     }
+    this._refusal = '';
+    delete this.node.dataset.refused;
     this._resume.disabled = true;
     setText(this._resume, 'Resuming…');
     this._actions.resumeRun(this.task);
