@@ -7,6 +7,7 @@ All are behind Jupyter's authentication (403 without it) and authorize against t
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from importlib import resources
 from typing import Any
