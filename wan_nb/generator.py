@@ -112,9 +112,8 @@ class Generator:
             checkpoints=checkpoint.configure(checkpoints))  # checked; SIGTERM checkpoints a running task first
         self._previewer, self._context.taehv_source = _previews(self, previews, spec)  # live previews, TAEHV file
         self._engine = _make_engine(self, self._context, self._queue_file, cluster, workers)  # refusals first
-        self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir,
-                                          cancel=lambda task_id: self.steer(task_id, "cancel"),
-                                          steer=self.steer)   # servers' pause/resume/move too
+        self._relay_detach = relay.attach(self._bus, runs_dir=self.runs_dir, steer=self.steer,  # servers steer, and
+                                          model=self.model, resume=lambda run: self.submit_resume(run).id)  # Resume
         self._recorder = run_record.attach(self)  # recipes, history; after the relay: 1st recipe imports torch
 
     @classmethod

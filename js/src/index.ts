@@ -20,6 +20,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { EndNotifier, NotifySetting } from './notify';
 import { playerWidget, VideoPlayer } from './player';
 import { IRowActions } from './row';
 import { GenerationsSidebar } from './sidebar';
@@ -94,6 +95,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
           err => row()?.steerFailed(String(err))
         );
       },
+      resumeRun: task => {
+        const row = () => sidebar.row(task.id);
+        store.resumeRun(task.id).then(
+          answer => {
+            if (answer.error || !answer.newId) {
+              row()?.steerFailed(answer.error || 'the server named no new task');
+              return;
+            }
+            row()?.resumed();
+            sidebar.follow(answer.newId);
+          },
+          err => row()?.steerFailed(String(err))
+        );
+      },
       play: (task, scene) => {
         const url = store.videoUrl(task, scene);
         const what = scene !== undefined ? `Scene ${scene}` : task.kind === 'storyboard' ? 'Film' : '';
@@ -134,7 +149,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     };
 
-    sidebar = new GenerationsSidebar(store, actions);
+    const notify = new NotifySetting();
+    sidebar = new GenerationsSidebar(store, actions, notify);
+    const notifier = new EndNotifier(notify, taskId => {
+      app.shell.activateById(SIDEBAR_ID);
+      sidebar.follow(taskId);
+    });
+    store.ended.connect((_, task) => notifier.ended(task));
     sidebar.id = SIDEBAR_ID;
     sidebar.title.icon = wanIcon;
     sidebar.title.caption = 'Wan generations';

@@ -5,6 +5,7 @@
 
 import { clock, megabytes, percent, rate, stageLabel } from './format';
 import { queuedLabel, TaskState } from './state';
+import { IRunNotes } from './store';
 import { timeLeft } from './summary';
 
 export type SteerAction = 'cancel' | 'pause' | 'resume' | 'move';
@@ -13,6 +14,8 @@ export interface IRowActions {
   cancel(task: TaskState): void;
   /** Pause, resume, or move a queued task to `index` (0 = runs next) through the server. */
   steer(task: TaskState, action: SteerAction, index?: number): void;
+  /** Continue a run that ended with a checkpoint (a new task, which the sidebar then follows). */
+  resumeRun(task: TaskState): void;
   play(task: TaskState, scene?: number): void;
   copy(task: TaskState): void;
   /** The run folder relative to the server root, or null where it is not under it. */
@@ -58,6 +61,7 @@ export class RowView {
   private _vram: HTMLElement;
   private _duration: HTMLElement;
   private _error: HTMLElement;
+  private _link: HTMLElement;
   private _scenes: HTMLElement;
   private _queue: HTMLElement;
   private _cancel: HTMLButtonElement;
@@ -69,11 +73,14 @@ export class RowView {
   private _copy: HTMLButtonElement;
   private _folder: HTMLButtonElement;
   private _previewSrc = '';
+  /** The server's last refusal of an action (shown until the status changes or another is asked). */
+  private _refusal = '';
   private _sceneCount = -1;
 
   constructor(
     readonly task: TaskState,
-    private readonly _actions: IRowActions
+    private readonly _actions: IRowActions,
+    readonly notes: IRunNotes
   ) {
     const row = (this.node = el('li', 'wan-nb-Row'));
     row.dataset.taskId = task.id;
@@ -96,15 +103,14 @@ export class RowView {
     this._vram = el('span', 'wan-nb-Row-vram', stats);
     this._duration = el('span', 'wan-nb-Row-duration', stats);
     this._error = el('div', 'wan-nb-Row-error', row);
+    this._link = el('div', 'wan-nb-Row-link', row);
     this._scenes = el('div', 'wan-nb-Row-scenes', row);
     const actions = el('div', 'wan-nb-Row-actions', row);
     // Pause (or Resume) then Cancel: the order the notebook panel uses too.
     this._pause = this._button(actions, 'Pause', 'wan-nb-pause', () =>
       this._onSteer(this._pause, 'Pausing…', 'pause')
     );
-    this._resume = this._button(actions, 'Resume', 'wan-nb-resume', () =>
-      this._onSteer(this._resume, 'Resuming…', 'resume')
-    );
+    this._resume = this._button(actions, 'Resume', 'wan-nb-resume', () => this._onResume());
     this._cancel = this._button(actions, 'Cancel', 'wan-nb-cancel', () => this._onCancel());
     this._up = this._button(actions, '▲', 'wan-nb-up', () => this._onMove(-1));
     this._down = this._button(actions, '▼', 'wan-nb-down', () => this._onMove(1));
@@ -160,7 +166,8 @@ export class RowView {
     }
     setText(this._steps, steps);
     const left = timeLeft(t);
-    setText(this._eta, t.status === 'paused' ? 'paused' : left !== null ? `${clock(left)} left` : '');
+    const paused = this.notes.memoryReleased ? 'paused · GPU memory released' : 'paused';
+    setText(this._eta, t.status === 'paused' ? paused : left !== null ? `${clock(left)} left` : '');
     const vram = live && t.vram ? t.vram : null;
     setText(
       this._vram,
@@ -176,7 +183,8 @@ export class RowView {
     }
     const duration = t.duration;
     setText(this._duration, t.finished && duration !== null ? `took ${clock(duration)}` : '');
-    setText(this._error, t.status === 'failed' || t.status === 'lost' ? t.error || t.message : '');
+    const problem = t.status === 'failed' || t.status === 'lost' ? t.error || t.message : '';
+    setText(this._error, this._refusal || problem);
     show(this._error, !!this._error.textContent);
 
     if (t.preview && t.preview.src !== this._previewSrc) {
@@ -185,11 +193,23 @@ export class RowView {
     }
     show(this._thumb, !!t.preview);
 
+    const resumable = this._resumable();
+    this.node.dataset.resumable = String(resumable);
+    if (resumable && this.notes.checkpointStep !== null) {
+      const how = t.status === 'lost' ? 'interrupted' : t.status === 'cancelled' ? 'stopped' : t.status;
+      const total = t.totalSteps ? `/${t.totalSteps}` : '';
+      setText(this._steps, `${how} at step ${this.notes.checkpointStep}${total} · resumable`);
+    }
+    const n = this.notes;
+    setText(this._link, n.resumedAs ? `Resumed as ${n.resumedAs}` : n.resumedFrom ? `Continues ${n.resumedFrom}` : '');
+    show(this._link, !!this._link.textContent);
+    this._resume.title = resumable ? 'Continue from its last checkpoint' : '';
+
     this._updateScenes();
     show(this._cancel, live);
     const generation = t.kind !== 'storyboard';
     show(this._pause, generation && t.status === 'running');
-    show(this._resume, generation && t.status === 'paused');
+    show(this._resume, (generation && t.status === 'paused') || resumable);
     const movable = generation && queued && t.queuePosition !== null;
     show(this._up, movable && (t.queuePosition as number) > 0);
     show(this._down, movable);
@@ -242,6 +262,23 @@ export class RowView {
     this._actions.steer(this.task, action);
   }
 
+  /** A run that ended with a checkpoint, not yet continued from this page's knowledge. */
+  private _resumable(): boolean {
+    return this.task.finished && this.task.kind !== 'storyboard' && this.notes.resumable && !this.notes.resumedAs;
+  }
+
+  private _onResume(): void {
+    if (this.task.status === 'paused') {
+      this._onSteer(this._resume, 'Resuming…', 'resume');
+      return;
+    }
+    this._refusal = '';
+    delete this.node.dataset.refused;
+    this._resume.disabled = true;
+    setText(this._resume, 'Resuming…');
+    this._actions.resumeRun(this.task);
+  }
+
   /** One place up (-1) or down (+1) in its generator's queue. */
   private _onMove(by: number): void {
     const position = this.task.queuePosition;
@@ -254,6 +291,8 @@ export class RowView {
 
   /** Buttons back to their resting labels (after an answer, or a change of status). */
   private _settle(): void {
+    this._refusal = '';
+    delete this.node.dataset.refused;
     const labels: [HTMLButtonElement, string][] = [
       [this._cancel, 'Cancel'],
       [this._pause, 'Pause'],
@@ -275,8 +314,16 @@ export class RowView {
   /** After the server refused: the buttons come back, the reason shows in the row. */
   steerFailed(reason: string): void {
     this._settle();
+    this._refusal = reason;
     setText(this._error, reason);
     show(this._error, true);
+    this.node.dataset.refused = 'true';
+  }
+
+  /** Resume was taken: the new task continues this run (the link shows it). */
+  resumed(): void {
+    this._settle();
+    this.update();
   }
 
   private _button(

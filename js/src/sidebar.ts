@@ -2,6 +2,7 @@
 
 import { Widget } from '@lumino/widgets';
 
+import { NotifySetting } from './notify';
 import { IRowActions, RowView } from './row';
 import { SourcesView } from './sources';
 import { PAGE_SIZE, TaskStore } from './store';
@@ -24,10 +25,13 @@ export class GenerationsSidebar extends Widget {
   private _visible = PAGE_SIZE;
   private _ticker = 0;
   private _sources: SourcesView;
+  /** A task to bring into view once its row exists (the run a Resume started). */
+  private _follow: string | null = null;
 
   constructor(
     private readonly _store: TaskStore,
-    private readonly _actions: IRowActions
+    private readonly _actions: IRowActions,
+    notify: NotifySetting
   ) {
     super();
     this.addClass('wan-nb-Sidebar');
@@ -49,7 +53,10 @@ export class GenerationsSidebar extends Widget {
     this._more.className = 'wan-nb-Button wan-nb-more';
     this._more.addEventListener('click', () => this._showMore());
     this._sources = new SourcesView(_store.settings, () => void _store.refresh());
-    this.node.append(header, this._sources.node, this._notice, this._list, this._more);
+    const options = document.createElement('div');
+    options.className = 'wan-nb-Sidebar-options';
+    options.append(notify.checkbox());
+    this.node.append(header, options, this._sources.node, this._notice, this._list, this._more);
     void this._sources.refresh();
     _store.changed.connect(this._onChanged, this);
     this._render(new Set(['']));
@@ -66,6 +73,32 @@ export class GenerationsSidebar extends Widget {
   /** The row of a task, if it is shown (for the actions' feedback). */
   row(taskId: string): RowView | undefined {
     return this._rows.get(taskId);
+  }
+
+  /** Show `taskId`'s row (scrolled to, marked) now or as soon as it is listed. */
+  follow(taskId: string): void {
+    this._follow = taskId;
+    if (!this._rows.has(taskId)) {
+      const at = this._store.ordered().findIndex(t => t.id === taskId);
+      if (at >= this._visible) {
+        this._visible = at + 1; // an old run resumed from far down: its continuation is on top anyway
+      }
+      this._arrange();
+    }
+    this._bringFollowed();
+  }
+
+  private _bringFollowed(): void {
+    const row = this._follow ? this._rows.get(this._follow) : undefined;
+    if (!row) {
+      return;
+    }
+    this._follow = null;
+    for (const node of this._list.querySelectorAll('.wan-nb-Row[data-followed]')) {
+      delete (node as HTMLElement).dataset.followed;
+    }
+    row.node.dataset.followed = 'true';
+    row.node.scrollIntoView({ block: 'nearest' });
   }
 
   private _tick(): void {
@@ -95,6 +128,7 @@ export class GenerationsSidebar extends Widget {
     if (reorder) {
       this._arrange();
     }
+    this._bringFollowed();
     this._renderHeader();
   }
 
@@ -113,7 +147,7 @@ export class GenerationsSidebar extends Widget {
     for (const task of shown) {
       let row = this._rows.get(task.id);
       if (!row) {
-        row = new RowView(task, this._actions);
+        row = new RowView(task, this._actions, this._store.notes(task.id));
         this._rows.set(task.id, row);
       }
       if (row.node !== cursor) {

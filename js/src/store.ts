@@ -23,6 +23,28 @@ const VRAM_HISTORY = 60;
 
 export type Availability = 'loading' | 'ready' | 'missing' | 'error';
 
+/**
+ * What the server says of a task beyond the reducer's state (./state.ts): whether a run that
+ * ended can continue from its checkpoint, the run it continues or was continued by, and whether
+ * a pause released the GPU memory. Kept here, one mutable object per task, read by its row.
+ */
+export interface IRunNotes {
+  resumable: boolean;
+  checkpointStep: number | null;
+  resumedFrom: string | null;
+  resumedAs: string | null;
+  memoryReleased: boolean;
+}
+
+/** The answer to Resume: the task continuing the run, or why there is none. */
+export interface IResumeAnswer {
+  newId: string | null;
+  error: string | null;
+}
+
+// A run that ended this way may have kept a checkpoint: its snapshot says whether it can go on.
+const MAY_RESUME = new Set(['cancelled', 'lost', 'failed']);
+
 export class TaskStore {
   readonly tasks = new Map<string, TaskState>();
   /** Recent device-memory readings (used share, %), oldest first, for the sparkline. */
@@ -34,6 +56,8 @@ export class TaskStore {
   moreOnServer = false;
 
   private _changed = new Signal<TaskStore, ReadonlySet<string>>(this);
+  private _ended = new Signal<TaskStore, TaskState>(this);
+  private _notes = new Map<string, IRunNotes>();
   private _dirty = new Set<string>();
   private _timer: number | null = null;
   private _stream: EventStream;
@@ -63,6 +87,42 @@ export class TaskStore {
   /** Emitted at most every FLUSH_MS with the ids that changed ('' = the store itself). */
   get changed(): ISignal<TaskStore, ReadonlySet<string>> {
     return this._changed;
+  }
+
+  /** Emitted (at once) when an event ends a task this page saw unfinished. */
+  get ended(): ISignal<TaskStore, TaskState> {
+    return this._ended;
+  }
+
+  /** The notes of a task (the same object for the task's life: rows keep it). */
+  notes(id: string): IRunNotes {
+    let notes = this._notes.get(id);
+    if (!notes) {
+      notes = { resumable: false, checkpointStep: null, resumedFrom: null, resumedAs: null, memoryReleased: false };
+      this._notes.set(id, notes);
+    }
+    return notes;
+  }
+
+  /**
+   * `POST …/resume` of a run that ended with a checkpoint: a live process with a generator of its
+   * model continues it as a new task (`resumed_as`), fetched here so the sidebar can follow it.
+   */
+  async resumeRun(taskId: string): Promise<IResumeAnswer> {
+    const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId, 'resume');
+    const response = await ServerConnection.makeRequest(url, { method: 'POST' }, this.settings);
+    if (response.status !== 202) {
+      return { newId: null, error: (await errorMessage(response)) || `resume answered ${response.status}` };
+    }
+    const body = await response.json();
+    const newId = typeof body.resumed_as === 'string' ? body.resumed_as : null;
+    if (newId) {
+      this._link(taskId, newId);
+      if (!this.tasks.has(newId)) {
+        void this._loadOne(newId);
+      }
+    }
+    return { newId, error: null };
   }
 
   start(): void {
@@ -171,7 +231,7 @@ export class TaskStore {
         continue;
       }
       const task = this._task(snap.task_id);
-      if (task.applySnapshot(snap)) {
+      if (this._absorb(task, snap)) {
         this._touch(task.id);
       }
     }
@@ -203,8 +263,10 @@ export class TaskStore {
       const response = await ServerConnection.makeRequest(url, {}, this.settings);
       const body = response.ok ? await response.json() : { tasks: [] };
       for (const snap of Array.isArray(body.tasks) ? body.tasks : []) {
-        if (snap && typeof snap.task_id === 'string' && this._task(snap.task_id).applySnapshot(snap)) {
-          this._touch(snap.task_id);
+        if (snap && typeof snap.task_id === 'string') {
+          if (this._absorb(this._task(snap.task_id), snap)) {
+            this._touch(snap.task_id);
+          }
         }
       }
     } catch (err) {
@@ -216,12 +278,43 @@ export class TaskStore {
     const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId);
     try {
       const response = await ServerConnection.makeRequest(url, {}, this.settings);
-      if (response.ok && this._task(taskId).applySnapshot(await response.json())) {
-        this._touch(taskId);
+      if (response.ok) {
+        const snap = await response.json();
+        if (snap && snap.task_id === taskId && this._absorb(this._task(taskId), snap)) {
+          this._touch(taskId);
+        }
       }
     } catch (err) {
       console.debug('wan_nb: no snapshot of', taskId, err);
     }
+  }
+
+  /** A snapshot into the task's state and notes; true if either changed. */
+  private _absorb(task: TaskState, snap: { [key: string]: any }): boolean {
+    const state = task.applySnapshot(snap);
+    return this._noteSnapshot(snap) || state;
+  }
+
+  /** The snapshot's resume fields into the task's notes; true if any changed. */
+  private _noteSnapshot(snap: { [key: string]: any }): boolean {
+    const notes = this.notes(snap.task_id);
+    const before = [notes.resumable, notes.checkpointStep, notes.resumedFrom].join('|');
+    notes.resumable = snap.resumable === true;
+    notes.checkpointStep = typeof snap.checkpoint_step === 'number' ? snap.checkpoint_step : null;
+    if (typeof snap.resumed_from === 'string' && snap.resumed_from) {
+      this._link(snap.resumed_from, snap.task_id);
+    }
+    return before !== [notes.resumable, notes.checkpointStep, notes.resumedFrom].join('|');
+  }
+
+  /** `newId` continues `oldId`: both rows say so (the old one offers Resume no more). */
+  private _link(oldId: string, newId: string): void {
+    const old = this.notes(oldId);
+    if (old.resumedAs !== newId) {
+      old.resumedAs = newId;
+      this._touch(oldId);
+    }
+    this.notes(newId).resumedFrom = oldId;
   }
 
   private _fail(text: string): void {
@@ -251,9 +344,11 @@ export class TaskStore {
       // model are in its snapshot.
       void this._loadOne(task.id);
     }
+    const wasFinished = task.finished;
     if (!task.apply(frame)) {
       return;
     }
+    this._noteFrame(task, frame, wasFinished);
     const parent = task.storyboardId ? this.tasks.get(task.storyboardId) : undefined;
     if (frame.type === 'preview' && parent && task.preview && !parent.finished) {
       parent.preview = task.preview; // a storyboard shows the scene being rendered now
@@ -267,6 +362,24 @@ export class TaskStore {
       this._touch('');
     }
     this._touch(task.id);
+  }
+
+  private _noteFrame(task: TaskState, frame: IFrame, wasFinished: boolean): void {
+    const data = frame.data || {};
+    if (frame.type === 'generation_paused') {
+      // task.pause(release_memory=True): the pipeline left the GPU while it waits
+      this.notes(task.id).memoryReleased = data.release_memory === true;
+    } else if (frame.type === 'generation_resumed') {
+      this.notes(task.id).memoryReleased = false;
+    } else if (frame.type === 'generation_started' && typeof data.resumed_from === 'string') {
+      this._link(data.resumed_from, task.id);
+    }
+    if (!wasFinished && task.finished) {
+      this._ended.emit(task);
+      if (task.kind !== 'storyboard' && MAY_RESUME.has(task.status)) {
+        void this._loadOne(task.id); // its snapshot says whether it kept a checkpoint
+      }
+    }
   }
 
   private _task(id: string): TaskState {

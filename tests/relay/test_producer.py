@@ -188,3 +188,44 @@ def test_a_reused_pid_does_not_keep_a_dead_producer_alive():
     me = os.getpid()
     assert stale_files.pid_alive(me)
     assert not stale_files.pid_alive(me, create_time=12345.0)  # same pid, another start time
+
+
+def test_resume_run_reaches_a_generator_of_the_runs_model_preferring_the_one_that_ran_it(runtime, runs_dir):
+    """``resume_run`` (the Lab's Resume of a stopped run) is answered by a generator listed in the
+    file's ``resumers`` with the run's model: the new task's id, or the generator's refusal."""
+    asked = []
+
+    def resumer(name, new_id):
+        def resume(folder):
+            asked.append((name, folder))
+            if "refuse" in folder:
+                raise ValueError("input image changed; use gen.rerun(folder)")
+            return new_id
+        return resume
+
+    bus_a, bus_b, bus_c = EventBus(), EventBus(), EventBus()
+    detach_a = relay.attach(bus_a, runs_dir=runs_dir, model="tiny", resume=resumer("a", "new-a"))
+    detach_b = relay.attach(bus_b, runs_dir=runs_dir, model="tiny", resume=resumer("b", "new-b"))
+    detach_c = relay.attach(bus_c, runs_dir=runs_dir)   # no resume: not listed
+    try:
+        bus_b.publish("old-1", "generation_started", model_type="tiny", params={}, estimated_duration=None)
+        info = relay.read_producer_file(relay.producer_files(runtime)[0])
+        assert info["resumers"] == [{"model": "tiny", "runs_dir": str(runs_dir.resolve())}] * 2
+        folder = str(runs_dir / "old-1")
+        assert relay.send_control(info, "resume_run", task_id="old-1", folder=folder, model="tiny") == \
+            {"ok": True, "task_id": "new-b"}                     # b ran it
+        assert asked == [("b", folder)]
+        other = str(runs_dir / "old-2")
+        assert relay.send_control(info, "resume_run", task_id="old-2", folder=other, model="tiny")["task_id"] == "new-a"
+        wrong = relay.send_control(info, "resume_run", task_id="old-1", folder=folder, model="wan2.1-t2v-1.3b")
+        assert wrong["ok"] is False and "no generator of model 'wan2.1-t2v-1.3b'" in wrong["error"]
+        refused = relay.send_control(info, "resume_run", task_id="x", folder=str(runs_dir / "refuse"), model="tiny")
+        assert refused == {"ok": False, "error": "ValueError: input image changed; use gen.rerun(folder)"}
+        relative = relay.send_control(info, "resume_run", task_id="x", folder="x", model="tiny")
+        assert relative["ok"] is False and "absolute 'folder'" in relative["error"]
+        assert relay.send_control({**info, "key": "wrong"}, "resume_run", task_id="old-1", folder=folder,
+                                  model="tiny") == {"ok": False, "error": "bad key"}
+    finally:
+        detach_a()
+        detach_b()
+        detach_c()

@@ -197,12 +197,18 @@ def test_pause_resume_and_move_reach_the_producer_like_cancel(env, tmp_path):
         for body in ({"index": -1}, {"index": "0"}, {}, [0]):
             assert server.post(f"tasks/{task_id}/move", json=body).status_code == 400
         assert server.post(f"tasks/{task_id}/move", data=b"not json").status_code == 400
+        for body in ({"release_memory": "yes"}, {"release_memory": 1}, [True]):
+            assert server.post(f"tasks/{task_id}/pause", json=body).status_code == 400
+        assert server.post(f"tasks/{task_id}/pause", json={"release_memory": True}).status_code == 202
         steered = [json.loads(l) for l in (runs / task_id / "steered.jsonl").read_text().splitlines()]
-        assert steered == [{"action": "pause"}, {"action": "resume"}, {"action": "move", "index": 0}]
+        assert steered == [{"action": "pause"}, {"action": "resume"}, {"action": "move", "index": 0},
+                           {"action": "pause", "release_memory": True}]
     finally:
         hold.touch()
     server.wait_task(task_id, finished)
     assert server.post(f"tasks/{task_id}/pause").status_code == 409      # finished
+    nothing = server.post(f"tasks/{task_id}/resume")    # a completed run has no checkpoint to go on from
+    assert nothing.status_code == 409 and "nothing to resume" in nothing.json()["message"]
 
 
 def test_a_producer_that_only_cancels_refuses_pause_clearly(env, tmp_path):

@@ -7,11 +7,12 @@ On the first :func:`attach` it
   the number of servers listening (zmq fans out on its own I/O thread; with nobody listening
   a send is dropped at once, so a producer with no server pays one ``to_json`` and one
   non-blocking send per event);
-* binds a zmq ROUTER socket for control requests (cancel, pause, resume, move), served by one
-  daemon thread;
+* binds a zmq ROUTER socket for control requests (cancel, pause, resume, move, and
+  ``resume_run``: continue a finished run from its checkpoint), served by one daemon thread;
 * writes ``wan_nb-producer-<pid>.json`` (mode 0600) into the Jupyter runtime directory:
   pid, process start time, both endpoints, a random key that control requests must carry,
-  the runs folders and the recent tasks (so a server started later finds their journals).
+  the runs folders, the recent tasks (so a server started later finds their journals) and the
+  ``resumers``: the models of the generators here that can continue a run (``resume=``).
 
 Servers (``wan_nb.server``) watch the runtime directory, subscribe to every producer they
 find, read the journals ``<runs_dir>/<task_id>/events.jsonl`` for what happened before they
@@ -54,16 +55,27 @@ _PUB_HWM = 100_000          # events queued for a slow server before zmq drops (
 
 Cancel = Callable[[str], bool]
 Steer = Callable[..., bool]   # steer(task_id, action, **arguments) -> bool
+Resume = Callable[[str], str]  # resume(run_folder) -> the new task's id; raises with what to do
 
 
 class _Attachment:
-    def __init__(self, bus: Any, runs_dir: Path, cancel: Cancel | None, steer: Steer | None) -> None:
+    def __init__(self, bus: Any, runs_dir: Path, cancel: Cancel | None, steer: Steer | None,
+                 model: str | None = None, resume: Resume | None = None) -> None:
         self.bus = bus
         self.runs_dir = runs_dir
         self.cancel = cancel
         self.steer = steer
+        self.model = model
+        self.resume = resume if model is not None else None   # a server picks a resumer by its model
         self.tasks: set[str] = set()
         self.remove_sink: Callable[[], None] | None = None
+
+
+def _resumers(attachments: list[_Attachment], task_id: str, folder: Path, model: str) -> list[_Attachment]:
+    """The generators that may continue ``task_id`` (a run of ``model`` in ``folder``), best first:
+    the one that ran it, then one writing to the same runs folder, then any of that model."""
+    able = [a for a in attachments if a.resume is not None and a.model == model]
+    return sorted(able, key=lambda a: (task_id not in a.tasks, a.runs_dir != folder.parent))
 
 
 class _Producer:
@@ -180,6 +192,8 @@ class _Producer:
                 "control": self.control_endpoint,
                 "key": self.key,
                 "runs_dirs": sorted({str(a.runs_dir) for a in self.attachments}),
+                "resumers": [{"model": a.model, "runs_dir": str(a.runs_dir)}
+                             for a in self.attachments if a.resume is not None],
                 "tasks": list(self.tasks.values()),
                 "updated": time.time(),
                 **({"curve": keys} if (keys := self.curve.describe()) else {}),
@@ -236,6 +250,9 @@ class _Producer:
         op = request.get("op")
         if op == "ping":
             return {"ok": True, "pid": self.pid}
+        if op == protocol.RESUME_RUN:
+            return self._resume_run(str(request.get("task_id", "")), str(request.get("folder", "")),
+                                    str(request.get("model", "")))
         if op in protocol.STEER_ACTIONS:     # {"op": "cancel", "task_id": ...}
             request = {**request, "action": op}
         elif op != "steer":
@@ -269,6 +286,18 @@ class _Producer:
             return {"ok": False, "error": f"this process cannot {action} tasks"}
         return {"ok": False, "error": f"no task with that id in this process can {action} now"
                 if owners else "no running task with that id in this process"}
+
+    def _resume_run(self, task_id: str, folder: str, model: str) -> dict[str, Any]:
+        if not task_id or not folder or not Path(folder).is_absolute():
+            return {"ok": False, "error": "resume_run needs 'task_id', an absolute 'folder' and 'model'"}
+        with self.state_lock:
+            able = _resumers(self.attachments, task_id, Path(folder), model)
+        if not able:
+            return {"ok": False, "error": f"no generator of model {model[:80]!r} in this process can resume runs"}
+        try:   # the generator checks the checkpoint, model, inputs and LoRA files, then queues it
+            return {"ok": True, "task_id": str(able[0].resume(folder))}
+        except Exception as exc:   # its refusal names what to do; it must not kill this thread
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
 
     # -- lifecycle -------------------------------------------------------------------------
     def add(self, attachment: _Attachment) -> None:
@@ -313,16 +342,20 @@ _producer: _Producer | None = None
 
 
 def attach(bus: Any, runs_dir: Path | str, cancel: Cancel | None = None,
-           steer: Steer | None = None) -> Callable[[], None]:
+           steer: Steer | None = None, *, model: str | None = None,
+           resume: Resume | None = None) -> Callable[[], None]:
     """Relay ``bus``'s events to every wan_nb server of this user; returns ``detach()``.
 
     ``steer(task_id, action, **arguments) -> bool`` is called (on the relay thread) when a
     server asks to cancel, pause, resume or move (``index=``) a task of this bus; without it,
-    ``cancel(task_id) -> bool`` answers cancels and the other actions are refused. Never raises: without zmq or a writable runtime directory the generator
-    simply runs unrelayed (a warning is logged).
+    ``cancel(task_id) -> bool`` answers cancels and the other actions are refused.
+    ``resume(run_folder) -> new_task_id`` (with ``model``, the generator's model name) lets a
+    server continue a stopped or interrupted run of that model here (the Lab's Resume button);
+    it is called on the relay thread and should only check and queue. Never raises: without
+    zmq or a writable runtime directory the generator simply runs unrelayed (a warning is logged).
     """
     global _producer
-    attachment = _Attachment(bus, Path(runs_dir).expanduser().resolve(), cancel, steer)
+    attachment = _Attachment(bus, Path(runs_dir).expanduser().resolve(), cancel, steer, model, resume)
     try:
         with _lock:
             if _producer is None or _producer.pid != os.getpid():

@@ -18,7 +18,8 @@ from typing import Any, Mapping
 from wan_nb.protocol.steering import STEER_ACTIONS
 from wan_nb.runs.atomic import replace_text
 
-__all__ = ["PRODUCER_PREFIX", "SERVER_PREFIX", "API_ROOT", "CONTROL_OPS", "STEER_ACTIONS",
+__all__ = ["PRODUCER_PREFIX", "SERVER_PREFIX", "API_ROOT", "CONTROL_OPS", "STEER_ACTIONS", "RESUME_RUN",
+           "RESUME_TIMEOUT_S",
            "runtime_dir", "producer_files", "read_producer_file", "check_producer_info",
            "write_private_json", "bind", "control_request", "send_control", "ring_doorbells",
            "video_path"]
@@ -29,7 +30,9 @@ PID_MAX = 2**22                      # Linux's highest pid_max; a larger "pid" i
 CREATE_TIME_MAX = 1e11               # seconds since 1970: year 5138, far past any real start time
 IPC_PATH_MAX = 100                   # sun_path is 104-108 bytes depending on the platform
 API_ROOT = "wan-nb/api"              # the server's routes, relative to its base_url
-CONTROL_OPS = ("ping", "steer") + STEER_ACTIONS
+RESUME_RUN = "resume_run"            # continue a finished run's checkpoint in a new task (below)
+CONTROL_OPS = ("ping", "steer", RESUME_RUN) + STEER_ACTIONS
+RESUME_TIMEOUT_S = 60.0              # a resume checks the model, inputs and LoRA files before it answers
 
 
 def video_path(task_id: str, scene: int | None = None) -> str:
@@ -107,6 +110,11 @@ def check_producer_info(info: Mapping[str, Any]) -> str | None:
     dirs = info.get("runs_dirs", [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         return "'runs_dirs' must be a list of paths"
+    resumers = info.get("resumers", [])
+    if not isinstance(resumers, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("model"), str) and isinstance(r.get("runs_dir"), str)
+            for r in resumers):
+        return "'resumers' must be a list of {'model': str, 'runs_dir': str}"
     tasks = info.get("tasks", [])
     if not isinstance(tasks, list):
         return "'tasks' must be a list"
@@ -141,7 +149,11 @@ def unlink_endpoint(endpoint: str) -> None:
 
 def control_request(info: Mapping[str, Any], op: str, **fields: Any) -> bytes:
     """One control message: ``{"op", "key", ...fields}``; steering is ``op="steer"`` with
-    ``action`` (cancel, pause, resume, move), ``task_id`` and the action's arguments."""
+    ``action`` (cancel, pause, resume, move), ``task_id`` and the action's arguments.
+
+    ``op="resume_run"`` with ``task_id`` (the finished run), ``folder`` (its run folder) and
+    ``model`` asks a generator of that model listed in the file's ``resumers`` to continue the
+    run from its checkpoint as a new task; the reply is ``{"ok": true, "task_id": <new id>}``."""
     if op not in CONTROL_OPS:
         raise ValueError(f"unknown control op {op!r}; one of {', '.join(CONTROL_OPS)}")
     return json.dumps({"op": op, "key": info["key"], **fields}).encode()

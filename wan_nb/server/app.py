@@ -10,7 +10,7 @@ from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 
 from wan_nb.runs.layout import default_runs_dir
 
-from . import input_files, runs_dirs, webhook
+from . import input_files, runs_dirs, steering, webhook
 from .handlers import handlers
 from .hub import Hub
 
@@ -120,7 +120,7 @@ class WanNbExtension(ExtensionApp):
         IOLoop.current().add_callback(self.hub.start)
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(handlers() + input_files.handlers() + runs_dirs.handlers())
+        self.handlers.extend(handlers() + steering.handlers() + input_files.handlers() + runs_dirs.handlers())
 
     async def stop_extension(self) -> None:
         self.hub.stop()

@@ -82,64 +82,6 @@ class TaskHandler(WanNbAPIHandler):
         self.write_json(self.hub.snapshot(self.task_or_404(task_id)))
 
 
-class SteerHandler(WanNbAPIHandler):
-    """``POST …/cancel``, ``…/pause``, ``…/resume``, ``…/move`` (``{"index": n}``): relayed to
-    the process that runs the task, which answers whether it could."""
-
-    action = "cancel"
-
-    @web.authenticated
-    @authorized
-    async def post(self, task_id: str) -> None:
-        task = self.task_or_404(task_id)
-        arguments = self.arguments()
-        if task.finished:
-            raise web.HTTPError(409, f"task {task_id} is already {task.snapshot.status}")
-        answer = await self.hub.steer(task, self.action, **arguments)
-        if answer.get("ok"):
-            self.write_json({"task_id": task_id, f"{self.action}_requested": True, **arguments},
-                            status=202)
-        elif answer.get("busy"):
-            raise web.HTTPError(503, f"too many requests to the process running task {task_id} are "
-                                     "waiting; try again")
-        elif answer.get("error") == "producer did not answer":
-            raise web.HTTPError(504, f"the process running task {task_id} did not answer (stopped or "
-                                     "hung?); requests to it fail at once for a moment, then try again")
-        else:
-            raise web.HTTPError(409, f"cannot {self.action} task {task_id}: {answer.get('error')}")
-
-    def arguments(self) -> dict[str, Any]:
-        return {}
-
-
-class CancelHandler(SteerHandler):
-    action = "cancel"
-
-
-class PauseHandler(SteerHandler):
-    action = "pause"
-
-
-class ResumeHandler(SteerHandler):
-    action = "resume"
-
-
-class MoveHandler(SteerHandler):
-    action = "move"
-
-    def arguments(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except (ValueError, RecursionError):
-            raise web.HTTPError(400, 'the body must be JSON like {"index": 0}')
-        index = body.get("index") if isinstance(body, dict) else None
-        if isinstance(index, float) and index.is_integer():
-            index = int(index)   # JSON has one number type: 3.0 is the integer 3
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= 100_000:
-            raise web.HTTPError(400, '"index" must be an integer >= 0 (0: runs next)')
-        return {"index": index}
-
-
 class VramHandler(WanNbAPIHandler):
     @web.authenticated
     @authorized
@@ -474,10 +416,6 @@ def handlers() -> list[tuple[str, type, dict] | tuple[str, type]]:
     return [
         (rf"{api}/tasks", TasksHandler),
         (rf"{api}/tasks/{TASK}", TaskHandler),
-        (rf"{api}/tasks/{TASK}/cancel", CancelHandler),
-        (rf"{api}/tasks/{TASK}/pause", PauseHandler),
-        (rf"{api}/tasks/{TASK}/resume", ResumeHandler),
-        (rf"{api}/tasks/{TASK}/move", MoveHandler),
         (rf"{api}/tasks/{TASK}/video", VideoHandler, {"path": "/"}),
         (rf"{api}/tasks/{TASK}/video/scenes/(?P<scene>[0-9]{{1,4}})", VideoHandler, {"path": "/"}),
         (rf"{api}/progress/{TASK}", TaskProgressHandler),

@@ -32,6 +32,7 @@ from .listing import RunListing
 from .memory import MemoryTrimmer
 from .outbox import Outbox
 from .replay import ReplayStream, until_drained
+from .resuming import ResumeLinks, Resumer
 from .store import JournalCursor, Rec, Store, TaskEntry, read_journal, valid_task_id
 from .vram import SERVER_TASK_ID, VramMonitor
 from .wire import video_urls
@@ -79,6 +80,7 @@ class Hub:
         # Finished runs on disk, read on a thread of their own (see .listing)
         self.listing_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wan_nb-listing")
         self.listing = RunListing(self.base_url, self.listing_pool)
+        self.resumer, self.resume_links = Resumer(self.control_pool), ResumeLinks()   # .resuming
         # Ids of the all-tasks stream: "<boot>-<n>", n counting every event this server run
         # accepted; a different boot means the id is from an earlier server run.
         self.boot = format(int(time.time() * 1000), "x")
@@ -290,8 +292,9 @@ class Hub:
         result["producer_pid"] = task.producer.pid if task.producer else None
         result["incomplete"] = bool(task.missing)
         result["missing_seqs"] = [list(r) for r in task.missing]
-        result["inputs"] = inputs.snapshot_inputs(self.run_folder(task), self.base_url, task.task_id,
-                                                  finished=task.finished)
+        folder = self.run_folder(task)
+        result["inputs"] = inputs.snapshot_inputs(folder, self.base_url, task.task_id, finished=task.finished)
+        result.update(self.resume_links.fields(task, folder))   # resumable, checkpoint_step, resumed_from
         return result
 
     def snapshots(self) -> list[dict[str, Any]]:
@@ -348,6 +351,9 @@ class Hub:
         return await producer.control.request(
             ControlLane.key(action, task.task_id, arguments),
             lambda: IOLoop.current().run_in_executor(self.control_pool, call))
+
+    async def resume_run(self, task: TaskEntry) -> dict[str, Any]:   # a finished run, in a live process
+        return await self.resumer.resume(task, self.run_folder(task), list(self.producers.values()))
 
     async def cancel(self, task: TaskEntry, timeout: float = 3.0) -> dict[str, Any]:
         return await self.steer(task, "cancel", timeout)
