@@ -7,8 +7,9 @@
 ``interpolator`` for x2 / x4: a RIFE 4.6 checkpoint (path or ``owner/repo/file``); None: ffmpeg's
                  motion interpolation at that factor (checked by :mod:`.checkpoints`, which reads the file)
 ``upscale``      ``1`` (off) to ``4``: output height and width times this
-``upscaler``     ``"lanczos"`` (default, no weights), or a super-resolution file (``.pth`` / ``.safetensors``,
-                 loaded through spandrel) given as a path or ``owner/repo/file`` on the Hub
+``upscaler``     ``"lanczos"`` (default, no weights), or a super-resolution file (``.pth`` / ``.safetensors``:
+                 Real-ESRGAN by our own code, other architectures through spandrel) given as a path or
+                 ``owner/repo/file`` on the Hub (a local file's network is checked by :mod:`.checkpoints`)
 ``previews``     this run's previews: ``"auto"``, ``"taehv"``, ``"latent2rgb"``, ``False`` (default: the generator's)
 
 Every refusal is an :class:`~wan_nb.protocol.errors.InvalidParameter` naming the value to pass
@@ -45,7 +46,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_post(p: dict[str, Any], kwargs: Mapping[str, Any], spandrel_available: bool | None = None) -> None:
+def check_post(p: dict[str, Any], kwargs: Mapping[str, Any]) -> None:
     """Fill ``p``'s post-processing arguments (defaults where not given) and check them."""
     for name, default in POST_DEFAULTS.items():
         if p.get(name) is None:
@@ -56,7 +57,7 @@ def check_post(p: dict[str, Any], kwargs: Mapping[str, Any], spandrel_available:
                                "(a fast draft through the tiny TAEHV decoder)")
     _check_previews(p["previews"])
     _check_interpolation(p)
-    _check_upscale(p, spandrel_available)
+    _check_upscale(p)
 
 
 def _check_previews(mode: Any) -> None:
@@ -107,7 +108,7 @@ def _check_interpolation(p: dict[str, Any]) -> None:
                                f"{MAX_OUTPUT_FRAMES}; interpolate a shorter clip or use a lower factor")
 
 
-def _check_upscale(p: dict[str, Any], spandrel_available: bool | None) -> None:
+def _check_upscale(p: dict[str, Any]) -> None:
     scale, upscaler = p["upscale"], p["upscaler"]
     if not _number(scale) or not 1 <= scale <= MAX_UPSCALE:
         raise InvalidParameter("upscale", scale, f"give a factor from 1 (off) to {MAX_UPSCALE}, e.g. upscale=2")
@@ -139,13 +140,6 @@ def _check_upscale(p: dict[str, Any], spandrel_available: bool | None) -> None:
             raise InvalidParameter("upscaler", text, f"is a {local.suffix or 'suffix-less'} file; give a "
                                    ".pth or .safetensors super-resolution checkpoint, or upscaler='lanczos'")
         p["upscaler"] = str(local.absolute())
-    if spandrel_available is None:
-        import importlib.util
-
-        spandrel_available = importlib.util.find_spec("spandrel") is not None
-    if not spandrel_available:
-        raise InvalidParameter("upscaler", text, "model files are loaded through spandrel, which is not "
-                               "installed: pip install spandrel (or use upscaler='lanczos')")
 
 
 def _is_local(text: str) -> bool:
