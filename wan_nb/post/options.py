@@ -29,7 +29,8 @@ from wan_nb.runs.recipe import POST_DEFAULTS, is_post_default  # noqa: F401 (re-
 from wan_nb.runs.recipe import post_recipe_fields as recipe_fields  # noqa: F401 (re-exported)
 
 __all__ = ["POST_ARGS", "POST_DEFAULTS", "MAX_OUTPUT_SIDE", "check_post", "recipe_fields", "post_steps",
-           "interpolation_factor", "output_fps", "output_size", "is_post_default", "PREVIEW_MODES"]
+           "interpolation_factor", "output_fps", "output_size", "is_post_default", "PREVIEW_MODES", "FILM_ARGS", "interpolated_frames",
+           "check_film_post"]
 
 POST_ARGS = tuple(POST_DEFAULTS)  # the defaults and what a recipe records: wan_nb.runs.recipe
 INTERPOLATE_FACTORS = (1, 2, 4)
@@ -40,6 +41,10 @@ MAX_OUTPUT_SIDE = 3840
 MAX_OUTPUT_FRAMES = 4097
 PREVIEW_MODES = ("auto", "taehv", "latent2rgb")
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
+# What a storyboard does once to its stitched film rather than to each scene: interpolating each
+# scene would also make the stitch's frame-exact joins and crossfades count frames at a rate the
+# scenes no longer have. decode and previews stay per scene.
+FILM_ARGS = ("interpolate", "fps_out", "interpolator", "upscale", "upscaler")
 
 
 def _number(value: Any) -> bool:
@@ -58,6 +63,15 @@ def check_post(p: dict[str, Any], kwargs: Mapping[str, Any]) -> None:
     _check_previews(p["previews"])
     _check_interpolation(p)
     _check_upscale(p)
+
+
+def check_film_post(args: Mapping[str, Any], fps: float, frames: int, height: int, width: int) -> dict[str, Any]:
+    """A storyboard's :data:`FILM_ARGS`, checked as one run's would be against the stitched film
+    (``frames`` at ``fps``, ``height`` x ``width``); the filled-in parameters."""
+    p = {name: args.get(name) for name in FILM_ARGS}
+    p.update(fps=fps, num_frames=frames, height=height, width=width)
+    check_post(p, args)
+    return p
 
 
 def _check_previews(mode: Any) -> None:

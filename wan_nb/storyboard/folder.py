@@ -3,6 +3,7 @@
     task.json  events.jsonl  storyboard.json   what was asked and what happened
     scenes/scene_01.mp4 (+ scene_01.json)      each scene, as soon as it is done
     final.mp4                                  the stitched video
+    original.mp4                               the stitched film before interpolate= / upscale= (if asked)
 
 A scene's sidecar JSON records the parameters it was made with, so ``resume()`` can tell a
 scene it may keep from one it must make again.
@@ -20,7 +21,7 @@ from typing import Any
 from wan_nb.protocol.events import dumps
 from wan_nb.core.params import public_params
 
-__all__ = ["video_url", "scene_url", "scene_path", "final_path"]
+__all__ = ["video_url", "scene_url", "scene_path", "final_path", "original_path"]
 
 
 def video_url(storyboard_id: str) -> str:
@@ -39,6 +40,11 @@ def scene_path(folder: Path, index: int) -> Path:
 
 def final_path(folder: Path) -> Path:
     return folder / "final.mp4"
+
+
+def original_path(folder: Path) -> Path:
+    """The stitched film before its interpolation / upscaling (only when the storyboard asks for them)."""
+    return folder / "original.mp4"
 
 
 def task_info(board: Any) -> dict[str, Any]:
