@@ -20,6 +20,7 @@ from typing import Any
 
 from wan_nb.protocol.events import dumps
 from wan_nb.core.params import public_params
+from wan_nb.runs.layout import ORIGINAL_NAME
 
 __all__ = ["video_url", "scene_url", "scene_path", "final_path", "original_path"]
 
@@ -44,7 +45,7 @@ def final_path(folder: Path) -> Path:
 
 def original_path(folder: Path) -> Path:
     """The stitched film before its interpolation / upscaling (only when the storyboard asks for them)."""
-    return folder / "original.mp4"
+    return folder / ORIGINAL_NAME
 
 
 def task_info(board: Any) -> dict[str, Any]:
