@@ -43,7 +43,7 @@ def test_the_original_is_served_beside_the_processed_video(env, finished_task):
     server = env[0]
     task_id, run_dir = finished_task
     missing = server.get(f"tasks/{task_id}/video/original")
-    assert missing.status_code == 404 and "no original video" in missing.json()["message"]
+    assert missing.status_code == 404 and "has no original video" in missing.json()["message"]
     original = bytes(reversed(range(256))) * 32
     (run_dir / ORIGINAL_NAME).write_bytes(original)     # as a run that interpolated / upscaled keeps it
     got = server.get(f"tasks/{task_id}/video/original")

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -23,13 +22,12 @@ from tornado.ioloop import IOLoop
 from wan_nb.protocol.state import TASK_STATUSES
 
 from wan_nb.protocol.events import dumps
-from wan_nb.runs.layout import ORIGINAL_NAME
 from ..relay.protocol import API_ROOT
 from . import _tornado_compat as compat
 from .hub import Hub, Subscriber, TaskEntry, parse_seq, valid_task_id
 from .listing import finish_in_chunks
+from .original_video import original_video_file
 from .outbox import HandlerOutbox, Outbox
-from .runs import servable_video
 from .wire import sse_comment, ws_text_frame
 
 AUTH_RESOURCE = "wan_nb"
@@ -279,13 +277,20 @@ class VideoHandler(JupyterHandler, web.StaticFileHandler):
     def hub(self) -> Hub:
         return self.settings["wan_nb_hub"]
 
+    def initialize(self, path: str, default_filename: str | None = None, original: bool = False) -> None:
+        super().initialize(path, default_filename)
+        self.original = original   # …/video/original: original.mp4 beside the video (wan_nb.post)
+
     def _resolve(self, task_id: str, scene: str | None) -> str:
         task = self.hub.find(task_id) if valid_task_id(task_id) else None
         if task is None:
             raise web.HTTPError(404, f"unknown task {task_id!r}")
-        path = self.hub.video_file(task, int(scene) if scene is not None else None)
+        if self.original:
+            path = original_video_file(self.hub, task)
+        else:
+            path = self.hub.video_file(task, int(scene) if scene is not None else None)
         if path is None:
-            what = f"scene {scene}" if scene is not None else "video"
+            what = f"scene {scene}" if scene is not None else "original video" if self.original else "video"
             raise web.HTTPError(404, f"task {task_id} has no {what} (yet)")
         self.root = str(path.parent)
         return path.name
@@ -323,31 +328,6 @@ class VideoHandler(JupyterHandler, web.StaticFileHandler):
     @authorized
     async def head(self, task_id: str, scene: str | None = None) -> None:
         await web.StaticFileHandler.get(self, self._resolve(task_id, scene), include_body=False)
-
-
-def original_video_file(hub: Hub, task: TaskEntry) -> Path | None:
-    """``original.mp4`` beside the task's served video (kept when it was interpolated or upscaled),
-    under the video's own checks; the name is fixed, so no request path reaches the file system."""
-    video, folder = hub.video_file(task), hub.run_folder(task)
-    if video is None or folder is None:
-        return None
-    return servable_video(folder, str(video.parent / ORIGINAL_NAME))
-
-
-class OriginalVideoHandler(VideoHandler):
-    """The video before interpolation / upscaling (``…/video/original``): ``original.mp4`` beside
-    the task's own video in its run folder, under the same checks as the video itself."""
-
-    def _resolve(self, task_id: str, scene: str | None) -> str:
-        task = self.hub.find(task_id) if valid_task_id(task_id) else None
-        if task is None:
-            raise web.HTTPError(404, f"unknown task {task_id!r}")
-        path = original_video_file(self.hub, task)
-        if path is None:
-            raise web.HTTPError(404, f"task {task_id} has no original video (it was not interpolated or "
-                                     "upscaled, or is not done yet)")
-        self.root = str(path.parent)
-        return path.name
 
 
 # -- WebSocket -------------------------------------------------------------------------------
@@ -508,7 +488,7 @@ def handlers() -> list[tuple[str, type, dict] | tuple[str, type]]:
         (rf"{api}/tasks/{TASK}/move", MoveHandler),
         (rf"{api}/tasks/{TASK}/video", VideoHandler, {"path": "/"}),
         (rf"{api}/tasks/{TASK}/video/scenes/(?P<scene>[0-9]{{1,4}})", VideoHandler, {"path": "/"}),
-        (rf"{api}/tasks/{TASK}/video/original", OriginalVideoHandler, {"path": "/"}),
+        (rf"{api}/tasks/{TASK}/video/original", VideoHandler, {"path": "/", "original": True}),
         (rf"{api}/progress/{TASK}", TaskProgressHandler),
         (rf"{api}/events", AllEventsHandler),
         (rf"{api}/vram", VramHandler),
