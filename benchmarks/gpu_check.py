@@ -95,7 +95,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SECTIONS = ("real", "monitor", "speed", "previews", "memory", "speed5b", "compile", "fast",
             "v2v", "vace", "flf2v", "animate",   # these four: benchmarks/gpu_pipelines.py
             "quant",                             # benchmarks/gpu_quant.py
-            "planner")                           # benchmarks/gpu_planner.py
+            "planner",                           # benchmarks/gpu_planner.py
+            "taehv")                             # benchmarks/gpu_post.py
 # The one prepared call (docs/gpu.md): every architecture end to end, then the monitor (< 10 min).
 DEFAULT_SECTIONS = ("real", "monitor")
 OVERHEAD_TARGET = 1.005
@@ -979,12 +980,13 @@ def _section_from(module: str, function: str, *args: str) -> Callable[[Context],
 section_fast = _section_from("gpu_fast", "section_fast")      # cache modes, attention, compile, planner vs VRAM
 section_quant = _section_from("gpu_quant", "section_quant")   # peak VRAM and speed per quant mode
 section_planner = _section_from("gpu_planner", "section")     # planner's peak and s/step vs measured
+section_taehv = _section_from("gpu_post", "section")          # TAEHV preview/draft vs the VAE: time, PSNR
 
 
 RUNNERS: dict[str, Callable[[Context], list[dict]]] = {
     "real": section_real, "monitor": section_monitor, "speed": section_speed, "previews": section_previews,
     "memory": section_memory, "speed5b": section_speed5b, "compile": section_compile, "fast": section_fast,
-    "quant": section_quant, "planner": section_planner}
+    "quant": section_quant, "planner": section_planner, "taehv": section_taehv}
 
 
 RUNNERS.update({name: _section_from("gpu_pipelines", "section", name) for name in ("v2v", "vace", "flf2v", "animate")})

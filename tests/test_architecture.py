@@ -155,7 +155,7 @@ LAYERS: dict[str, set[str]] = {
     "cluster": {"protocol", "runs", "models", "weights", "fast", "previews", "post", "core"},
     "generator": {"protocol", "runs", "relay", "models", "weights", "fast", "previews", "post", "core",
                   "compose", "cluster"},
-    "storyboard": {"protocol", "runs", "models", "core", "compose", "generator"},
+    "storyboard": {"protocol", "runs", "models", "post", "core", "compose", "generator"},  # post: the film's interpolation
     # Outside Jupyter the widgets fall back to the terminal's text progress (cli/console.py).
     "widgets": {"protocol", "runs", "models", "core", "compose", "generator", "storyboard", "cli"},
     "cli": {"protocol", "runs", "models", "weights", "fast", "post", "core", "compose", "generator"},

@@ -24,13 +24,18 @@ def test_bad_post_arguments_are_refused_with_the_fix(gen, kwargs, match):
         gen.check("a fox", **kwargs)
 
 
-def test_a_model_upscaler_needs_spandrel(tmp_path):
+def test_an_upscaler_file_is_checked_for_its_name_not_for_spandrel(tmp_path):
+    """The options read no file: a missing one or a wrong suffix is refused, an existing one passes
+    (its network is checked by wan_nb.post.checkpoints, which reads it)."""
+    p = {"height": 32, "width": 32, "num_frames": 9, "fps": 16, "upscale": 2}
+    with pytest.raises(InvalidParameter, match="no such file"):
+        options.check_post(dict(p, upscaler=str(tmp_path / "missing.pth")), {})
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InvalidParameter, match=r"\.pth or \.safetensors"):
+        options.check_post(dict(p, upscaler=str(tmp_path / "notes.txt")), {})
     weights = tmp_path / "RealESRGAN_x2plus.pth"
     weights.write_bytes(b"\0")
-    p = {"height": 32, "width": 32, "num_frames": 9, "fps": 16, "upscale": 2, "upscaler": str(weights)}
-    with pytest.raises(InvalidParameter, match="pip install spandrel"):
-        options.check_post(p, {}, spandrel_available=False)
-    options.check_post(dict(p), {}, spandrel_available=True)   # the file exists: fine when spandrel is there
+    options.check_post(dict(p, upscaler=str(weights)), {})
 
 
 def test_defaults_fps_out_and_frame_counts(gen):

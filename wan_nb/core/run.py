@@ -41,7 +41,7 @@ from wan_nb.protocol.errors import GenerationCancelled, GenerationError
 from wan_nb.protocol.events import EventType, Stage
 from wan_nb.core.holder import PipelineHolder
 from wan_nb.core.params import public_params
-from wan_nb.runs.layout import VIDEO_NAME
+from wan_nb.runs.layout import ORIGINAL_NAME, VIDEO_NAME
 from wan_nb.core.task import Result, Task
 from wan_nb.post.stage import fetch_post_files
 
@@ -428,7 +428,7 @@ class TaskRun:
         video_path = self.task.run_dir / VIDEO_NAME
         post = self.post
         if post is not None and post.original is not None:  # interpolated/upscaled: the original stays beside it
-            write_mp4(post.original, self.task.run_dir / "original.mp4", fps=self.task.params["fps"],
+            write_mp4(post.original, self.task.run_dir / ORIGINAL_NAME, fps=self.task.params["fps"],
                       metadata=self.ctx.mp4_tags(self.task.id))
         write_mp4(frames, video_path, fps=post.fps if post is not None else self.task.params["fps"],
                   metadata=self.ctx.mp4_tags(self.task.id))

@@ -7,8 +7,9 @@
 ``interpolator`` for x2 / x4: a RIFE 4.6 checkpoint (path or ``owner/repo/file``); None: ffmpeg's
                  motion interpolation at that factor (checked by :mod:`.checkpoints`, which reads the file)
 ``upscale``      ``1`` (off) to ``4``: output height and width times this
-``upscaler``     ``"lanczos"`` (default, no weights), or a super-resolution file (``.pth`` / ``.safetensors``,
-                 loaded through spandrel) given as a path or ``owner/repo/file`` on the Hub
+``upscaler``     ``"lanczos"`` (default, no weights), or a super-resolution file (``.pth`` / ``.safetensors``:
+                 Real-ESRGAN by our own code, other architectures through spandrel) given as a path or
+                 ``owner/repo/file`` on the Hub (a local file's network is checked by :mod:`.checkpoints`)
 ``previews``     this run's previews: ``"auto"``, ``"taehv"``, ``"latent2rgb"``, ``False`` (default: the generator's)
 
 Every refusal is an :class:`~wan_nb.protocol.errors.InvalidParameter` naming the value to pass
@@ -28,7 +29,8 @@ from wan_nb.runs.recipe import POST_DEFAULTS, is_post_default  # noqa: F401 (re-
 from wan_nb.runs.recipe import post_recipe_fields as recipe_fields  # noqa: F401 (re-exported)
 
 __all__ = ["POST_ARGS", "POST_DEFAULTS", "MAX_OUTPUT_SIDE", "check_post", "recipe_fields", "post_steps",
-           "interpolation_factor", "output_fps", "output_size", "is_post_default", "PREVIEW_MODES"]
+           "interpolation_factor", "output_fps", "output_size", "is_post_default", "PREVIEW_MODES", "FILM_ARGS", "interpolated_frames",
+           "check_film_post"]
 
 POST_ARGS = tuple(POST_DEFAULTS)  # the defaults and what a recipe records: wan_nb.runs.recipe
 INTERPOLATE_FACTORS = (1, 2, 4)
@@ -39,13 +41,17 @@ MAX_OUTPUT_SIDE = 3840
 MAX_OUTPUT_FRAMES = 4097
 PREVIEW_MODES = ("auto", "taehv", "latent2rgb")
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
+# What a storyboard does once to its stitched film rather than to each scene: interpolating each
+# scene would also make the stitch's frame-exact joins and crossfades count frames at a rate the
+# scenes no longer have. decode and previews stay per scene.
+FILM_ARGS = ("interpolate", "fps_out", "interpolator", "upscale", "upscaler")
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_post(p: dict[str, Any], kwargs: Mapping[str, Any], spandrel_available: bool | None = None) -> None:
+def check_post(p: dict[str, Any], kwargs: Mapping[str, Any]) -> None:
     """Fill ``p``'s post-processing arguments (defaults where not given) and check them."""
     for name, default in POST_DEFAULTS.items():
         if p.get(name) is None:
@@ -56,7 +62,16 @@ def check_post(p: dict[str, Any], kwargs: Mapping[str, Any], spandrel_available:
                                "(a fast draft through the tiny TAEHV decoder)")
     _check_previews(p["previews"])
     _check_interpolation(p)
-    _check_upscale(p, spandrel_available)
+    _check_upscale(p)
+
+
+def check_film_post(args: Mapping[str, Any], fps: float, frames: int, height: int, width: int) -> dict[str, Any]:
+    """A storyboard's :data:`FILM_ARGS`, checked as one run's would be against the stitched film
+    (``frames`` at ``fps``, ``height`` x ``width``); the filled-in parameters."""
+    p = {name: args.get(name) for name in FILM_ARGS}
+    p.update(fps=fps, num_frames=frames, height=height, width=width)
+    check_post(p, args)
+    return p
 
 
 def _check_previews(mode: Any) -> None:
@@ -107,7 +122,7 @@ def _check_interpolation(p: dict[str, Any]) -> None:
                                f"{MAX_OUTPUT_FRAMES}; interpolate a shorter clip or use a lower factor")
 
 
-def _check_upscale(p: dict[str, Any], spandrel_available: bool | None) -> None:
+def _check_upscale(p: dict[str, Any]) -> None:
     scale, upscaler = p["upscale"], p["upscaler"]
     if not _number(scale) or not 1 <= scale <= MAX_UPSCALE:
         raise InvalidParameter("upscale", scale, f"give a factor from 1 (off) to {MAX_UPSCALE}, e.g. upscale=2")
@@ -139,13 +154,6 @@ def _check_upscale(p: dict[str, Any], spandrel_available: bool | None) -> None:
             raise InvalidParameter("upscaler", text, f"is a {local.suffix or 'suffix-less'} file; give a "
                                    ".pth or .safetensors super-resolution checkpoint, or upscaler='lanczos'")
         p["upscaler"] = str(local.absolute())
-    if spandrel_available is None:
-        import importlib.util
-
-        spandrel_available = importlib.util.find_spec("spandrel") is not None
-    if not spandrel_available:
-        raise InvalidParameter("upscaler", text, "model files are loaded through spandrel, which is not "
-                               "installed: pip install spandrel (or use upscaler='lanczos')")
 
 
 def _is_local(text: str) -> bool:

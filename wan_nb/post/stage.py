@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from . import options
 
-__all__ = ["DECODE_SHARE", "decode_share", "run_post", "PostResult", "fetch_post_files"]
+__all__ = ["DECODE_SHARE", "decode_share", "run_post", "process_frames", "PostResult", "fetch_post_files",
+           "default_device"]
 
 DECODE_SHARE = 0.4
 _REPORT_EVERY_S = 0.2   # progress events at most five a second (an 81-frame clip has 80 pairs)
@@ -55,31 +56,42 @@ class PostResult:
 
 def run_post(run: Any, frames: np.ndarray) -> PostResult:
     """Interpolate and upscale ``frames`` as ``run.task.params`` asks (``run``: a TaskRun)."""
-    p = run.task.params
+    return process_frames(frames, run.task.params, progress=run.progress, check_cancel=run.check_cancel,
+                          device=_device(run), load_report=run.load_report)
+
+
+def process_frames(frames: np.ndarray, p: dict[str, Any], *, progress: Callable[..., None],
+                   check_cancel: Callable[[], None] = lambda: None, device: Any = "cpu",
+                   load_report: Callable[[], Any] = lambda: None, start: float = DECODE_SHARE,
+                   end: float = 1.0) -> PostResult:
+    """Interpolate and upscale ``frames`` as ``p`` asks; ``progress(message, fraction=, remaining=,
+    post_step=, post_done=, post_total=)`` with fractions from ``start`` to ``end`` (a run's
+    post_processing band, or a storyboard's stitch step)."""
     steps = options.post_steps(p)
     if not steps:
         return PostResult(frames, None, float(p["fps"]))
     original = frames
-    share = (1.0 - DECODE_SHARE) / len(steps)
+    share = (end - start) / len(steps)
     for number, step in enumerate(steps):
-        reporter = _Reporter(run, step, DECODE_SHARE + share * number, share)
+        reporter = _Reporter(progress, check_cancel, step, start + share * number, share)
         if step == "interpolate":
-            frames = _interpolate(run, frames, p, reporter)
+            frames = _interpolate(frames, p, reporter, device, load_report)
         else:
-            frames = _upscale(run, frames, p, reporter)
+            frames = _upscale(frames, p, reporter, device, load_report)
     return PostResult(frames, original, options.output_fps(p))
 
 
 class _Reporter:
     """``report(done, total)`` -> a progress event (rate-limited, the last one always sent)."""
 
-    def __init__(self, run: Any, step: str, start: float, share: float) -> None:
-        self.run, self.step, self.start, self.share = run, step, start, share
+    def __init__(self, progress: Callable[..., None], check_cancel: Callable[[], None], step: str, start: float,
+                 share: float) -> None:
+        self.progress, self.check_cancel, self.step, self.start, self.share = progress, check_cancel, step, start, share
         self.began = time.perf_counter()
         self.sent_at = 0.0
 
     def __call__(self, done: int, total: int) -> None:
-        self.run.check_cancel()
+        self.check_cancel()
         now = time.perf_counter()
         if done < total and now - self.sent_at < _REPORT_EVERY_S:
             return
@@ -88,11 +100,12 @@ class _Reporter:
         remaining = elapsed / done * (total - done) if done else None
         unit = "frame pairs" if self.step == "interpolate" else "frames"
         verb = "Interpolating" if self.step == "interpolate" else "Upscaling"
-        self.run.progress(f"{verb}: {done}/{total} {unit}", fraction=self.start + self.share * done / max(1, total),
-                          remaining=remaining, post_step=self.step, post_done=done, post_total=total)
+        self.progress(f"{verb}: {done}/{total} {unit}", fraction=self.start + self.share * done / max(1, total),
+                      remaining=remaining, post_step=self.step, post_done=done, post_total=total)
 
 
-def _interpolate(run: Any, frames: np.ndarray, p: dict[str, Any], report: _Reporter) -> np.ndarray:
+def _interpolate(frames: np.ndarray, p: dict[str, Any], report: _Reporter, device: Any,
+                 load_report: Callable[[], Any]) -> np.ndarray:
     from .interpolation import interpolate_ffmpeg
 
     factor = options.interpolation_factor(p)
@@ -106,22 +119,30 @@ def _interpolate(run: Any, frames: np.ndarray, p: dict[str, Any], report: _Repor
             from wan_nb.models.download import fetch_file
 
             owner, repo, filename = path.split("/", 2)
-            path = fetch_file(f"{owner}/{repo}", filename, run.load_report(), what="RIFE interpolator")
-        model = load_rife(path, device=_device(run))
+            path = fetch_file(f"{owner}/{repo}", filename, load_report(), what="RIFE interpolator")
+        model = load_rife(path, device=device)
         return interpolate_pairs(frames, int(factor), model.middle, report=report)
     return interpolate_ffmpeg(frames, float(p["fps"]), float(p["fps"]) * factor, report=report)
+
+
+def default_device() -> Any:
+    """Where post-processing runs outside a run (a storyboard's film): the GPU when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _device(run: Any) -> Any:
     return run.holder.execution_device(run.holder.pipe) if run.holder.pipe is not None else "cpu"
 
 
-def _upscale(run: Any, frames: np.ndarray, p: dict[str, Any], report: _Reporter) -> np.ndarray:
+def _upscale(frames: np.ndarray, p: dict[str, Any], report: _Reporter, device: Any,
+             load_report: Callable[[], Any]) -> np.ndarray:
     from .upscaling import load_upscaler, upscale_lanczos, upscale_with_model
 
     size = options.output_size(p)
     report(0, len(frames))
     if p.get("upscaler") in (None, "lanczos"):
         return upscale_lanczos(frames, size, report=report)
-    model = load_upscaler(p["upscaler"], run.load_report())
-    return upscale_with_model(frames, model, size, device=_device(run), report=report)
+    model = load_upscaler(p["upscaler"], load_report())
+    return upscale_with_model(frames, model, size, device=device, report=report)

@@ -1,6 +1,7 @@
-"""Bigger frames: Lanczos resampling (no weights), or a super-resolution network loaded by spandrel
-(Real-ESRGAN and most other architectures, from ``.pth`` / ``.safetensors``), run in tiles so the
-memory a frame needs is bounded by the tile size, not the frame size.
+"""Bigger frames: Lanczos resampling (no weights), or a super-resolution network from a ``.pth`` /
+``.safetensors`` file (Real-ESRGAN's RRDBNet and SRVGGNetCompact by :mod:`.sr_networks`, most other
+architectures through spandrel), run in tiles so the memory a frame needs is bounded by the tile
+size, not the frame size.
 
 Each frame is reported as it is done: ``report(done, total)``.
 """
@@ -12,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["upscale_lanczos", "upscale_with_model", "tiled", "load_upscaler", "Report"]
+__all__ = ["upscale_lanczos", "upscale_with_model", "tiled", "load_upscaler", "read_state", "Report"]
 
 Report = Callable[[int, int], None]
 TILE = 256       # input pixels a side per tile: a 4x network's tile output is 1024 x 1024
@@ -62,10 +63,40 @@ def tiled(network: Callable[[Any], Any], image: Any, scale: int, tile: int = TIL
     return out
 
 
-def load_upscaler(source: str, report: Callable[..., None] | None = None) -> Any:
-    """A spandrel image model from a file path or ``owner/repo/file`` on the Hub (downloaded through
-    wan_nb's Hub code). Raises CheckpointError for a file spandrel does not know."""
+_FIX = ("give a Real-ESRGAN file (RRDBNet: RealESRGAN_x4plus.pth, x2plus; SRVGGNetCompact: "
+        "realesr-general-x4v3.pth, realesr-animevideov3.pth), another super-resolution architecture with "
+        "spandrel installed, or upscaler='lanczos' (no weights)")
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The tensors of a ``.safetensors`` / ``.pth`` file (``weights_only``: no pickled code runs)."""
     from wan_nb.protocol.errors import CheckpointError
+
+    from .sr_networks import unwrap
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            import torch
+
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read {path} as a checkpoint ({type(exc).__name__}: {exc}); {_FIX}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not tensors; {_FIX}")
+    return unwrap(state)
+
+
+def load_upscaler(source: str, report: Callable[..., None] | None = None) -> Any:
+    """A super-resolution model from a file path or ``owner/repo/file`` on the Hub (downloaded through
+    wan_nb's Hub code): Real-ESRGAN's networks by our own code (:mod:`.sr_networks`), any other
+    architecture through spandrel. Raises CheckpointError for a file neither knows."""
+    from wan_nb.protocol.errors import CheckpointError
+
+    from .sr_networks import build_network
 
     path = Path(source).expanduser()
     if not path.is_file():
@@ -73,22 +104,31 @@ def load_upscaler(source: str, report: Callable[..., None] | None = None) -> Any
 
         owner, repo, filename = source.split("/", 2)
         path = fetch_file(f"{owner}/{repo}", filename, report, what="upscaler")
+    state = read_state(path)
+    try:
+        model = build_network(state)
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is {exc}; {_FIX}") from exc
+    if model is not None:
+        return model
     try:
         import spandrel
-    except ImportError as exc:
-        raise CheckpointError("upscaler model files need spandrel: pip install spandrel (or upscaler='lanczos')") from exc
+    except Exception as exc:  # not installed, or a torchvision built for another torch (CUDA wheels on a CPU torch)
+        sample = ", ".join(sorted(state)[:3]) or "no tensors"
+        raise CheckpointError(f"{path} is not a Real-ESRGAN network (it holds {sample}, ...) and spandrel, which "
+                              f"loads other architectures, cannot be imported ({type(exc).__name__}: {exc}): "
+                              "pip install spandrel with a torchvision built for your torch, or " + _FIX) from exc
     try:
         model = spandrel.ModelLoader().load_from_file(str(path))
     except Exception as exc:
-        raise CheckpointError(f"{path} is not a super-resolution model spandrel can load ({exc}); give a "
-                              "Real-ESRGAN-style .pth/.safetensors, or upscaler='lanczos'") from exc
+        raise CheckpointError(f"{path} is not a super-resolution model spandrel can load ({exc}); {_FIX}") from exc
     if not isinstance(model, spandrel.ImageModelDescriptor):
-        raise CheckpointError(f"{path} is a {type(model).__name__}, not an upscaler; give a super-resolution model")
+        raise CheckpointError(f"{path} is a {type(model).__name__}, not an upscaler; {_FIX}")
     return model
 
 
 def upscale_with_model(frames: np.ndarray, model: Any, size: tuple[int, int], device: Any = "cpu",
-                       report: Report | None = None) -> np.ndarray:
+                       report: Report | None = None, tile: int = TILE) -> np.ndarray:
     """Frames through a spandrel model (tiled), then resized to ``size`` if the model's own factor differs."""
     import torch
 
@@ -100,7 +140,7 @@ def upscale_with_model(frames: np.ndarray, model: Any, size: tuple[int, int], de
     with torch.no_grad():
         for index, frame in enumerate(frames):
             image = torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float() / 255.0
-            big = tiled(network, image, scale).clamp_(0, 1)
+            big = tiled(network, image, scale, tile=tile).clamp_(0, 1)
             if tuple(big.shape[-2:]) != (height, width):
                 big = torch.nn.functional.interpolate(big, size=(height, width), mode="bicubic",
                                                       align_corners=False, antialias=True).clamp_(0, 1)

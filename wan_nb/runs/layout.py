@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["TASK_FILE", "JOURNAL_NAME", "VIDEO_NAME", "INPUTS_DIR", "IMAGE_NAME", "INDEX_NAME", "QUEUE_FILE_NAME",
+__all__ = ["TASK_FILE", "JOURNAL_NAME", "VIDEO_NAME", "ORIGINAL_NAME", "INPUTS_DIR", "IMAGE_NAME", "INDEX_NAME", "QUEUE_FILE_NAME",
            "RUNS_DIR_ENV", "RUNS_DIR_NAME", "default_runs_dir"]
 
 TASK_FILE = "task.json"
 JOURNAL_NAME = "events.jsonl"
 VIDEO_NAME = "video.mp4"
+ORIGINAL_NAME = "original.mp4"  # the video before interpolation / upscaling, beside the processed one
 INPUTS_DIR = "inputs"
 IMAGE_NAME = "input.png"
 INDEX_NAME = "index.jsonl"

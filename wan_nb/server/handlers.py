@@ -26,6 +26,7 @@ from ..relay.protocol import API_ROOT
 from . import _tornado_compat as compat
 from .hub import Hub, Subscriber, TaskEntry, parse_seq, valid_task_id
 from .listing import finish_in_chunks
+from .original_video import original_video_file
 from .outbox import HandlerOutbox, Outbox
 from .wire import sse_comment, ws_text_frame
 
@@ -218,13 +219,20 @@ class VideoHandler(JupyterHandler, web.StaticFileHandler):
     def hub(self) -> Hub:
         return self.settings["wan_nb_hub"]
 
+    def initialize(self, path: str, default_filename: str | None = None, original: bool = False) -> None:
+        super().initialize(path, default_filename)
+        self.original = original   # …/video/original: original.mp4 beside the video (wan_nb.post)
+
     def _resolve(self, task_id: str, scene: str | None) -> str:
         task = self.hub.find(task_id) if valid_task_id(task_id) else None
         if task is None:
             raise web.HTTPError(404, f"unknown task {task_id!r}")
-        path = self.hub.video_file(task, int(scene) if scene is not None else None)
+        if self.original:
+            path = original_video_file(self.hub, task)
+        else:
+            path = self.hub.video_file(task, int(scene) if scene is not None else None)
         if path is None:
-            what = f"scene {scene}" if scene is not None else "video"
+            what = f"scene {scene}" if scene is not None else "original video" if self.original else "video"
             raise web.HTTPError(404, f"task {task_id} has no {what} (yet)")
         self.root = str(path.parent)
         return path.name
@@ -418,6 +426,7 @@ def handlers() -> list[tuple[str, type, dict] | tuple[str, type]]:
         (rf"{api}/tasks/{TASK}", TaskHandler),
         (rf"{api}/tasks/{TASK}/video", VideoHandler, {"path": "/"}),
         (rf"{api}/tasks/{TASK}/video/scenes/(?P<scene>[0-9]{{1,4}})", VideoHandler, {"path": "/"}),
+        (rf"{api}/tasks/{TASK}/video/original", VideoHandler, {"path": "/", "original": True}),
         (rf"{api}/progress/{TASK}", TaskProgressHandler),
         (rf"{api}/events", AllEventsHandler),
         (rf"{api}/vram", VramHandler),

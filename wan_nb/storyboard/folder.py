@@ -4,6 +4,7 @@
     scenes/scene_01.mp4 (+ scene_01.json)      each scene, as soon as it is done
     scenes/scene_01.tasks.json                 the tasks that rendered scene 1, newest last
     final.mp4                                  the stitched video
+    original.mp4                               the stitched film before interpolate= / upscale= (if asked)
 
 A scene's sidecar JSON records the parameters it was made with, so ``resume()`` can tell a
 scene it may keep from one it must make again. The tasks file is written as each render of a
@@ -22,8 +23,10 @@ from typing import Any
 
 from wan_nb.protocol.events import dumps
 from wan_nb.core.params import public_params
+from wan_nb.runs.layout import ORIGINAL_NAME
 
-__all__ = ["video_url", "scene_url", "scene_path", "final_path", "note_scene_task", "scene_checkpoints"]
+__all__ = ["video_url", "scene_url", "scene_path", "final_path", "original_path", "note_scene_task",
+           "scene_checkpoints"]
 
 
 def video_url(storyboard_id: str) -> str:
@@ -42,6 +45,11 @@ def scene_path(folder: Path, index: int) -> Path:
 
 def final_path(folder: Path) -> Path:
     return folder / "final.mp4"
+
+
+def original_path(folder: Path) -> Path:
+    """The stitched film before its interpolation / upscaling (only when the storyboard asks for them)."""
+    return folder / ORIGINAL_NAME
 
 
 def task_info(board: Any) -> dict[str, Any]:

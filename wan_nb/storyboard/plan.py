@@ -21,6 +21,7 @@ from wan_nb.models.kinds import REQUIRES, TAKES
 from wan_nb.core.surface import GeneratorSurface
 from wan_nb.core.params import GENERATION_ARGS, InvalidParameter, build_params, public_params
 from wan_nb.storyboard.stitch import check_transition, stitched_frame_count
+from wan_nb.post import options as post_options
 from . import folder as layout
 from .run import StoryboardResult, StoryboardRun
 
@@ -51,6 +52,10 @@ class Scene:
         if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
                                     or not seconds > 0):
             raise ValueError(f"Scene(seconds={seconds!r}): give a positive number of seconds, e.g. 2.0")
+        film = sorted(set(options) & set(post_options.FILM_ARGS))
+        if film:
+            raise TypeError(f"Scene: {', '.join(film)} is set on the Storyboard, not on a scene: the stitched "
+                            f"film is interpolated / upscaled once, e.g. Storyboard(gen, scenes, {film[0]}=...)")
         unknown = sorted(set(options) - set(_SCENE_OPTIONS))
         if unknown:
             hint = " (fps is set on the Storyboard: one video has one frame rate)" if "fps" in unknown else ""
@@ -190,6 +195,7 @@ class Storyboard:
         self.fps = fps
         self.continuity = continuity
         self.seed = seed
+        film = {k: defaults.pop(k) for k in post_options.FILM_ARGS if k in defaults}
         self.defaults = dict(defaults)
         self.progress_interval = float(progress_interval)
         self.story = story
@@ -204,6 +210,13 @@ class Storyboard:
             raise ValueError(f"every scene must have the same height and width to be stitched; got "
                              f"{sorted(sizes)}. Set height= and width= on the Storyboard instead.")
         check_transition(transition, crossfade, fps, self.scene_frames)
+        # interpolate= / upscale= apply to the stitched film, once: checked now against its frames and size
+        height, width = next(iter(sizes))
+        stitched = stitched_frame_count(self.scene_frames, fps, transition, crossfade)
+        self.post = post_options.check_film_post(film, fps, stitched, height, width)
+        from wan_nb.post.checkpoints import check_post_files  # reads a named RIFE / upscaler file (torch)
+
+        check_post_files(self.post)
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
@@ -298,12 +311,17 @@ class Storyboard:
 
     @property
     def frames(self) -> int:
-        """Frames of the final video."""
-        return stitched_frame_count(self.scene_frames, self.fps, self.transition, self.crossfade)
+        """Frames of the final video (after the film's interpolation, if any)."""
+        return post_options.interpolated_frames(self.post)
+
+    @property
+    def output_fps(self) -> float:
+        """The final video's frame rate: ``fps``, times the film's interpolation."""
+        return post_options.output_fps(self.post)
 
     @property
     def duration_s(self) -> float:
-        return self.frames / self.fps
+        return self.frames / self.output_fps
 
     def scene_path(self, index: int) -> Path:
         """Where scene ``index`` (1-based) is kept: ``scenes/scene_01.mp4``, ..."""

@@ -25,11 +25,13 @@ from wan_nb.protocol.events import Event, EventType
 from wan_nb.storyboard.stitch import stitch
 from wan_nb.core.task import Handle, Result
 from . import folder as layout
+from wan_nb.post.options import post_steps
 from .scenes import VIDEOS_END, VIDEOS_START, SceneFailure, SceneRenders, StopAtScene
 
 __all__ = ["StoryboardRun", "StoryboardResult", "STEPS"]
 
 STEPS = ("init", "story", "scenes", "video_params", "videos", "stitch", "complete")
+STITCHED = 93.0  # overall progress once the scenes are joined; the film's post-processing fills the rest to 98
 
 
 @dataclass(frozen=True)
@@ -235,19 +237,40 @@ class StoryboardRun(Handle):
         self.scenes.check_cancel()
         how = (f"crossfade {board.crossfade:g} s" if board.transition == "crossfade" and n > 1 else "cuts")
         self._emit("stitch", "in_progress", VIDEOS_END + 2, f"Stitching {n} scene(s) with {how}...")
-        final = stitch(self.scene_videos, board.final_path, fps=board.fps, transition=board.transition,
-                       crossfade=board.crossfade)
+        steps = post_steps(board.post)
+        final = stitch(self.scene_videos, layout.original_path(board.folder) if steps else board.final_path,
+                       fps=board.fps, transition=board.transition, crossfade=board.crossfade)
+        if steps:  # the stitched film, interpolated / upscaled once; the unprocessed one stays beside it
+            final = self._post_process(final)
         from wan_nb.models.video_io import frame_count
 
         total_frames = frame_count(final)
+        fps = board.output_fps
         self._emit("stitch", "completed", 98, f"Stitched the final video: {total_frames} frames, "
-                   f"{total_frames / board.fps:.2f} s", final_video_path=str(final))
+                   f"{total_frames / fps:.2f} s", final_video_path=str(final))
         result = StoryboardResult(
             storyboard_id=self.id, final_video_path=final, scene_videos=list(self.scene_videos),
-            scene_results=results, frames=total_frames, fps=board.fps,
-            duration_s=round(total_frames / board.fps, 4), run_dir=board.folder,
+            scene_results=results, frames=total_frames, fps=fps,
+            duration_s=round(total_frames / fps, 4), run_dir=board.folder,
             video_url=layout.video_url(self.id), scene_urls=[layout.scene_url(self.id, i) for i in range(1, n + 1)])
         self._emit("complete", "completed", 100, "Storyboard complete!",
                    final_video_path=str(final), video_url=result.video_url, scene_urls=result.scene_urls,
-                   frames=total_frames, duration_s=result.duration_s, fps=board.fps)
+                   frames=total_frames, duration_s=result.duration_s, fps=fps)
         return result
+
+    def _post_process(self, stitched: Path) -> Path:
+        """The film's interpolation / upscaling (wan_nb.post), reported as the stitch step's progress
+        between STITCHED and 98 with ``post_step`` / ``post_done`` / ``post_total``; cancellable."""
+        from wan_nb.models.video_io import read_frames, write_mp4
+        from wan_nb.post.stage import default_device, process_frames
+
+        frames = read_frames(stitched)
+        self._emit("stitch", "in_progress", STITCHED, f"Stitched {len(frames)} frames; post-processing the film...")
+
+        def progress(message: str, fraction: float, **data: Any) -> None:
+            data.pop("remaining", None)
+            self._emit("stitch", "in_progress", STITCHED + (98 - STITCHED) * fraction, message, **data)
+
+        done = process_frames(frames, dict(self.board.post, num_frames=len(frames)), progress=progress,
+                              check_cancel=self.scenes.check_cancel, device=default_device(), start=0.0)
+        return write_mp4(done.frames, self.board.final_path, fps=done.fps)

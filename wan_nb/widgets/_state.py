@@ -65,6 +65,7 @@ class TaskState:
     first_step: tuple[int, float] | None = None   # (step, time) of the first denoising step seen
     last_step: tuple[int, float] | None = None
     stages: list[tuple[str, float]] = field(default_factory=list)  # (stage, entered at)
+    post_steps: dict[str, tuple[int, int]] = field(default_factory=dict)  # interpolate / upscale: (done, total)
     step_samples: list[tuple[int, float]] = field(default_factory=list)  # the last RATE_WINDOW (step, time)
     output_path: str | None = None
     error: str | None = None
@@ -110,6 +111,9 @@ class TaskState:
         if kind == EventType.GENERATION_STAGE:
             if not self.stages or self.stages[-1][0] != d["stage"]:
                 self.stages.append((d["stage"], at))
+        elif kind == EventType.DETAILED_GENERATION_PROGRESS and d.get("post_step"):  # wan_nb.post's steps
+            self.post_steps = {**self.post_steps, d["post_step"]: (int(d.get("post_done") or 0),
+                                                                   int(d.get("post_total") or 0))}
         elif kind == EventType.DETAILED_GENERATION_PROGRESS and d.get("stage") == "generating":
             step = int(d.get("current_step") or 0)
             if step > (self.last_step[0] if self.last_step else 0):

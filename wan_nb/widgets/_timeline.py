@@ -13,6 +13,9 @@ STAGE_LABEL = {"initializing": "init", "downloading_model": "download", "loading
                "post_processing": "decode", "saving": "save", "completed": "done", "failed": "failed",
                "cancelled": "cancelled"}
 
+_COLOR = {"failed": "#c62828", "cancelled": "#e65100", "running": "#0072b2", "stopped": "#8e6c00"}  # else done: green
+_MARK = {"failed": "✗", "cancelled": "■", "running": "▶", "stopped": "‖"}                  # else done: ✓
+
 
 # The ending stage drawn in place of "done" for a run that ended otherwise (a stopped run's last
 # stage event is "cancelled"; an interrupted one has none: its process died).
@@ -45,10 +48,26 @@ def timeline_html(s: TaskState) -> str:
             how = "stopped" if s.status == "stopped" else stage if stage != "completed" else "done"
         else:
             how = "running" if current else "done"
-        color = {"failed": "#c62828", "cancelled": "#e65100", "running": "#0072b2",
-                 "stopped": "#8e6c00"}.get(how, "#2e7d32")
-        mark = {"failed": "✗", "cancelled": "■", "running": "▶", "stopped": "‖"}.get(how, "✓")
+        color, mark = _COLOR.get(how, "#2e7d32"), _MARK.get(how, "✓")
         weight = "bold" if current or ending or stage == stopped_in else "normal"
         chips.append(f"<span style='color:{color};font-weight:{weight}' data-stage='{stage}' "
                      f"data-ended='{how}'>{mark} {label}{extra}</span>")
+        if stage == "post_processing":
+            chips.extend(_post_chips(s, stopped_in == stage))
     return "<div class='wan-nb-timeline' style='font-size:90%'>" + " → ".join(chips) + "</div>"
+
+
+def _post_chips(s: TaskState, stopped_here: bool) -> list[str]:
+    """The post-processing steps after the decode (interpolate, upscale) with their count done."""
+    chips = []
+    for step, (done, total) in s.post_steps.items():
+        if done >= total > 0:
+            how = "done"
+        elif stopped_here:
+            how = "failed" if s.status in ("failed", "lost") else "cancelled"
+        else:
+            how = "running" if not s.finished else "done"
+        color, mark = _COLOR.get(how, "#2e7d32"), _MARK.get(how, "✓")
+        chips.append(f"<span style='color:{color}' data-post-step='{step}' data-ended='{how}'>"
+                     f"{mark} {step} {done}/{total}</span>")
+    return chips
