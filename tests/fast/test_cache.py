@@ -5,7 +5,7 @@ import pytest
 
 import wan_nb
 from wan_nb.fast import cache as cache_mod
-from wan_nb.fast.cache import CACHE_MODES
+from wan_nb.fast.cache import LOSSY_MODES
 from wan_nb.core.eta import StepClock
 from wan_nb.protocol.events import validate
 from wan_nb.core.params import InvalidParameter
@@ -50,7 +50,7 @@ def fresh_mag_curve():
     cache_mod.forget_ratios("tiny")  # the first mag run of this module must measure the curve
 
 
-@pytest.mark.parametrize("mode", CACHE_MODES)
+@pytest.mark.parametrize("mode", LOSSY_MODES)
 def test_each_cache_mode_changes_how_many_blocks_run(gen, recorder, mode):
     baseline, plain_steps, _ = run(gen, recorder)
     full = len(gen.pipeline.transformer.blocks)
@@ -151,3 +151,21 @@ def test_time_left_stays_honest_when_steps_are_reused():
             actual = sum(durations[step:])
             assert abs(aware.remaining() - actual) / actual < 0.15
             assert abs(blind.remaining() - actual) / actual > abs(aware.remaining() - actual) / actual
+
+
+@pytest.mark.parametrize("model, runs", [("tiny-i2v", "WanImageToVideoPipeline"), ("tiny-ti2v", "WanImageToVideoPipeline"),
+                                         ("tiny-vace", "WanVACEPipeline")])
+def test_sea_is_refused_where_the_loop_does_not_tell_it_the_step_and_sigma(tmp_path, model, runs):
+    """SeaCache reads the scheduler step and sigma from cache_context, which only WanPipeline's
+    loop passes: elsewhere it would silently compute every step, so it is refused at submit."""
+    import numpy as np
+
+    image = (np.random.RandomState(0).rand(32, 32, 3) * 255).astype("uint8")
+    with wan_nb.Generator(model, runs_dir=tmp_path, previews=False) as other:
+        inputs = {} if model == "tiny-vace" else {"image": image}
+        with pytest.raises(InvalidParameter, match=f"this run goes through {runs}. Use cache='first-block'"):
+            other.submit("a fox", cache="sea+text-kv", **inputs)
+        assert other.pipeline is None
+        if model == "tiny-ti2v":  # text-only, the same model runs WanPipeline: SeaCache applies
+            done = other.generate("a fox", cache="sea", cache_threshold=0.5, steps=4, seed=1, progress=False)
+            assert done.params["cache"] == "sea" and done.params["cache_threshold"] == 0.5

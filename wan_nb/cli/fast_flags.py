@@ -11,13 +11,14 @@ __all__ = ["add_generate_flags", "generator_options", "run_options", "add_plan_c
 
 
 def add_generate_flags(gen: argparse.ArgumentParser) -> None:
-    from wan_nb.fast.cache import CACHE_MODES
+    from wan_nb.fast.cache import CACHE_CHOICES
 
     gen.add_argument("--plan", choices=["auto"], help="pick the fastest offload/quantization that fits this "
                      "GPU (see 'wan-nb plan MODEL')")
-    gen.add_argument("--cache", choices=CACHE_MODES, help="cache acceleration for this run: reuse transformer "
-                     "work between steps")
-    gen.add_argument("--cache-threshold", type=float, help="first-block / mag: higher reuses more (faster, "
+    gen.add_argument("--cache", choices=CACHE_CHOICES, metavar="MODE", help="cache acceleration for this run: "
+                     "reuse transformer work between steps (first-block, mag, taylorseer, faster, pab, sea), "
+                     "or text-kv (exact), alone or added to one of them: first-block+text-kv")
+    gen.add_argument("--cache-threshold", type=float, help="first-block / mag / sea: higher reuses more (faster, "
                      "less exact)")
     gen.add_argument("--attention", help="diffusers attention backend: native, flash, sage, ...")
     gen.add_argument("--compile", action="store_true", help="compile the repeated transformer blocks "

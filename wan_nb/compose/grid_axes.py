@@ -170,8 +170,8 @@ def _label(name: str, value: Any, index: int) -> str:
         return f"{name} {Path(value).name if isinstance(value, str) and '/' in value else value}"
     if name == "loras":
         return ", ".join(f"{n} {w:g}" for n, w in value.items()) or "no LoRA"
-    if name == "cache":
-        return value or "no cache"
+    if name == "cache":  # a (mode, "text-kv") pair reads as the string it is recorded as
+        return "+".join(value) if isinstance(value, (list, tuple)) else value or "no cache"
     if name in LIST_AXES:   # a picture or a video: its file name, else its place on the axis
         if isinstance(value, (str, Path)):
             return Path(value).name

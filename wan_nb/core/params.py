@@ -193,7 +193,8 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
     p["loras"] = {str(k): float(v) for k, v in loras.items()}
     pipelines.check_frames(spec, p, MAX_STEPS)
     _use_frames(p)
-    p["cache"], p["cache_threshold"] = check_cache(p["cache"], p["cache_threshold"], two_experts=len(spec.experts) >= 2)
+    p["cache"], p["cache_threshold"] = check_cache(p["cache"], p["cache_threshold"], two_experts=len(spec.experts) >= 2,
+                                                   pipeline_class=spec.pipeline_class, inputs=p)
     check_post(p, kwargs)  # wan_nb.post: after fps, size and frames are known (the output size limit needs them)
     from wan_nb.post.checkpoints import check_post_files  # reads a named RIFE file (torch): only when one is named
 

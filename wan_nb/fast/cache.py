@@ -1,10 +1,19 @@
 """Cache acceleration per run: diffusers' cache hooks on the transformer(s), on for one run only.
 
 ``gen.generate(..., cache="first-block")`` (or ``"mag"``, ``"taylorseer"``, ``"faster"``,
-``"pab"``; ``cache_threshold=`` for the two adaptive ones) enables the matching diffusers hook
-(``FirstBlockCacheConfig``, ``MagCacheConfig``, ``TaylorSeerCacheConfig``, ``FasterCacheConfig``,
-``PyramidAttentionBroadcastConfig``) right before the denoising loop and disables it right after,
-also when the run fails or is cancelled, so the next run (another grid cell) starts clean.
+``"pab"``, ``"sea"``; ``cache_threshold=`` for the three adaptive ones) enables the matching
+diffusers hook (``FirstBlockCacheConfig``, ``MagCacheConfig``, ``TaylorSeerCacheConfig``,
+``FasterCacheConfig``, ``PyramidAttentionBroadcastConfig``, ``SeaCacheConfig``) right before the
+denoising loop and disables it right after, also when the run fails or is cancelled, so the next
+run (another grid cell) starts clean.
+
+``cache="text-kv"`` is exact (:mod:`wan_nb.fast.text_kv_cache`: the cross-attention's text K/V
+projections computed once per pass); it combines with one of the others as
+``"first-block+text-kv"`` (or the pair ``("first-block", "text-kv")``, recorded as the string).
+
+SeaCache needs the scheduler's step and sigma from the denoising loop; of diffusers' Wan
+pipelines only ``WanPipeline`` (text-to-video) passes them, so ``"sea"`` is refused for runs with
+an image or a video input, and for image-to-video, VACE and Animate models.
 
 Whether a step was computed or reused is counted, not guessed: a forward hook on each block's
 self-attention query projection counts the blocks whose attention really ran; a step with fewer
@@ -34,15 +43,23 @@ from wan_nb.runs.atomic import replace_text
 from wan_nb.protocol.errors import InvalidParameter
 from wan_nb.models.specs import cache_dir
 
-__all__ = ["CACHE_MODES", "check_cache", "RunCache", "cache_for_run", "forget_ratios"]
+__all__ = ["CACHE_MODES", "LOSSY_MODES", "TEXT_KV", "CACHE_CHOICES", "split_mode", "check_cache", "RunCache", "cache_for_run", "forget_ratios"]
 
 log = logging.getLogger(__name__)
 
-CACHE_MODES = ("first-block", "mag", "taylorseer", "faster", "pab")
+LOSSY_MODES = ("first-block", "mag", "taylorseer", "faster", "pab", "sea")
+TEXT_KV = "text-kv"
+CACHE_MODES = (*LOSSY_MODES, TEXT_KV)
+# Every string cache= takes: one mode, or a reusing mode with the exact text-kv ("first-block+text-kv").
+CACHE_CHOICES = (*CACHE_MODES, *(f"{mode}+{TEXT_KV}" for mode in LOSSY_MODES))
+# SeaCache reads the step index, sigma and step count the denoising loop passes to cache_context:
+# among diffusers' Wan pipelines only this one passes them.
+SEA_PIPELINE = "WanPipeline"
 # Thresholds of the adaptive modes: ParaAttention's first-block cache skips the other blocks while
 # the first block's residual changes less than this (relative L1); MagCache while the accumulated
-# magnitude-ratio error stays below it (its paper's default 0.06).
-DEFAULT_THRESHOLDS = {"first-block": 0.08, "mag": 0.06}
+# magnitude-ratio error stays below it (its paper's default 0.06); SeaCache while the accumulated
+# relative change of its spectral indicator stays below it (diffusers' default 0.25).
+DEFAULT_THRESHOLDS = {"first-block": 0.08, "mag": 0.06, "sea": 0.25}
 THRESHOLD_RANGE = (1e-4, 1.0)
 _RATIOS_FILE = "mag_ratios.json"
 _ratios_lock = threading.Lock()
@@ -51,30 +68,53 @@ _ratios_lock = threading.Lock()
 # ---------------------------------------------------------------------------------------------
 # checking, at submit
 # ---------------------------------------------------------------------------------------------
-def check_cache(mode: Any, threshold: Any, *, two_experts: bool = False,
-                pipeline: Any = None) -> tuple[str | None, float | None]:
-    """``(mode, threshold)`` validated before anything is loaded; raises ``InvalidParameter``."""
+def split_mode(mode: Any) -> tuple[str | None, bool]:
+    """``(the reusing mode or None, whether text-kv is on)`` of a cache= value already checked."""
+    parts = mode.split("+") if mode else []
+    return next((m for m in parts if m != TEXT_KV), None), TEXT_KV in parts
+
+
+def _canonical(mode: Any) -> str:
+    """One string for a mode, a "+"-joined pair or a (mode, "text-kv") pair; raises on anything else."""
+    parts = list(mode) if isinstance(mode, (list, tuple)) else mode.split("+") if isinstance(mode, str) else None
+    choices = f"choose one of {', '.join(map(repr, CACHE_MODES))} or None (e.g. cache='first-block'), " \
+              f"or a reusing mode with the exact {TEXT_KV!r} (cache='first-block+{TEXT_KV}')"
+    if not parts or not all(isinstance(p, str) and p.strip().lower() in CACHE_MODES for p in parts):
+        raise InvalidParameter("cache", mode, choices)
+    parts = [p.strip().lower() for p in parts]
+    lossy = [p for p in parts if p != TEXT_KV]
+    if len(lossy) > 1 or len(parts) - len(lossy) > 1:
+        raise InvalidParameter("cache", mode, f"takes at most one reusing mode ({', '.join(LOSSY_MODES)}) "
+                               f"plus {TEXT_KV!r}; e.g. cache='{lossy[0] if lossy else 'first-block'}+{TEXT_KV}'")
+    return "+".join(lossy + [TEXT_KV] * (len(parts) - len(lossy)))
+
+
+def check_cache(mode: Any, threshold: Any, *, two_experts: bool = False, pipeline: Any = None,
+                pipeline_class: str | None = None, inputs: Mapping[str, Any] | None = None,
+                ) -> tuple[str | None, float | None]:
+    """``(mode, threshold)`` validated before anything is loaded; raises ``InvalidParameter``.
+    ``pipeline_class`` and ``inputs`` (the run's parameters) say which diffusers pipeline will run."""
     if mode is None or mode is False or mode == "none":
         if threshold is not None:
             raise InvalidParameter("cache_threshold", threshold, "applies to a cache mode; pass "
                                    "cache='first-block' or cache='mag' with it, or drop it")
         return None, None
-    if not isinstance(mode, str) or mode.lower() not in CACHE_MODES:
-        raise InvalidParameter("cache", mode, f"choose one of {', '.join(map(repr, CACHE_MODES))} or None "
-                               "(e.g. cache='first-block')")
-    mode = mode.lower()
+    mode = _canonical(mode)
+    lossy, _ = split_mode(mode)
     if threshold is not None:
-        if mode not in DEFAULT_THRESHOLDS:
+        if lossy not in DEFAULT_THRESHOLDS:
             raise InvalidParameter("cache_threshold", threshold, f"cache={mode!r} reuses on a fixed "
-                                   "schedule and takes no threshold; drop cache_threshold, or use "
-                                   "cache='first-block' or 'mag' to tune one")
+                                   "schedule or is exact, and takes no threshold; drop cache_threshold, or use "
+                                   "cache='first-block', 'mag' or 'sea' to tune one")
         low, high = THRESHOLD_RANGE
         if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool) or not math.isfinite(threshold) \
                 or not low <= threshold <= high:
             raise InvalidParameter("cache_threshold", threshold, f"must be a number from {low:g} to {high:g}; "
-                                   f"the default for {mode!r} is {DEFAULT_THRESHOLDS[mode]}")
+                                   f"the default for {lossy!r} is {DEFAULT_THRESHOLDS[lossy]}")
         threshold = float(threshold)
-    if mode == "mag" and two_experts:
+    if lossy == "sea":
+        _check_sea(mode, pipeline_class, inputs or {})
+    if lossy == "mag" and two_experts:
         raise InvalidParameter("cache", mode, "MagCache's ratio curve is per transformer and the two "
                                "experts split the steps between them; use cache='first-block' or "
                                "'taylorseer' on two-expert models")
@@ -84,11 +124,26 @@ def check_cache(mode: Any, threshold: Any, *, two_experts: bool = False,
             raise InvalidParameter("cache", mode, f"this pipeline's transformer ({type(transformer).__name__}) "
                                    "has no diffusers cache hooks (CacheMixin); drop cache=, or use a "
                                    "diffusers WanTransformer3DModel")
-        if mode in ("faster", "pab") and not hasattr(pipeline, "current_timestep"):
+        if lossy in ("faster", "pab") and not hasattr(pipeline, "current_timestep"):
             raise InvalidParameter("cache", mode, f"{type(pipeline).__name__} does not expose "
                                    "current_timestep, which PAB and FasterCache need; use "
                                    "cache='first-block'")
     return mode, threshold
+
+
+def _check_sea(mode: str, pipeline_class: str | None, inputs: Mapping[str, Any]) -> None:
+    """SeaCache gates on the step index and sigma the denoising loop hands ``cache_context``;
+    a pipeline that does not hand them over would silently compute every step."""
+    runs = pipeline_class
+    if pipeline_class == SEA_PIPELINE and inputs.get("image") is not None:
+        runs = "WanImageToVideoPipeline"
+    elif pipeline_class == SEA_PIPELINE and inputs.get("video") is not None:
+        runs = "WanVideoToVideoPipeline"
+    if runs is not None and runs != SEA_PIPELINE:
+        raise InvalidParameter("cache", mode, f"SeaCache needs the scheduler step and sigma from the "
+                               f"denoising loop, which only diffusers' {SEA_PIPELINE} (text-to-video) passes; "
+                               f"this run goes through {runs}. Use cache='first-block' or 'taylorseer' "
+                               f"(each may add '+{TEXT_KV}'), or drop the image/video input")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,11 +156,15 @@ def _transformers(pipe: Any) -> list[Any]:
 def _config(mode: str, threshold: float | None, pipe: Any, steps: int, ratios: list[float] | None) -> Any:
     import torch
     from diffusers.hooks import (FasterCacheConfig, FirstBlockCacheConfig, MagCacheConfig,
-                                 PyramidAttentionBroadcastConfig, TaylorSeerCacheConfig)
+                                 PyramidAttentionBroadcastConfig, SeaCacheConfig, TaylorSeerCacheConfig)
 
     timestep = lambda: pipe.current_timestep  # noqa: E731 (read at every layer call)
     if mode == "first-block":
         return FirstBlockCacheConfig(threshold=threshold or DEFAULT_THRESHOLDS[mode])
+    if mode == "sea":
+        # diffusers' defaults (first and last step computed, at most 2 reuses in a row, first-order
+        # residual prediction); its own Wan text-to-video adapter reads the latents.
+        return SeaCacheConfig(threshold=threshold or DEFAULT_THRESHOLDS[mode])
     if mode == "mag":
         return MagCacheConfig(threshold=threshold or DEFAULT_THRESHOLDS[mode], num_inference_steps=steps,
                               mag_ratios=list(ratios))
@@ -168,6 +227,7 @@ class RunCache:
     def __init__(self, pipe: Any, mode: str, threshold: float | None, *, steps: int, passes: int,
                  model: str) -> None:
         self.mode, self.passes, self.model, self.steps = mode, passes, model, steps
+        lossy, text_kv = split_mode(mode)
         self.transformers = _transformers(pipe)
         self.full = max(len(t.blocks) for t in self.transformers) * passes
         self.count = 0
@@ -175,20 +235,27 @@ class RunCache:
         self._handles: list[Any] = []
         self._passes: list[_PerPassStates] = []
         self._enabled: list[Any] = []
-        self.calibrating = mode == "mag" and _load_ratios(model) is None
+        self.text_kv: list[Any] = []  # wan_nb.fast.text_kv_cache.TextKV, one per transformer
+        self.calibrating = lossy == "mag" and _load_ratios(model) is None
         self._calibration: list[float] = []
         self._residual: list[Any] = [None, None, 0]  # block-0 input, previous residual, passes this step
+        if lossy == "sea" and type(pipe).__name__ != SEA_PIPELINE:  # submit refuses this; a given pipeline may not
+            _check_sea(mode, type(pipe).__name__, {})
         try:
             for transformer in self.transformers:
                 for block in transformer.blocks:
                     self._handles.append(block.attn1.to_q.register_forward_hook(self._counted))
                 if self.calibrating:
                     self._measure_ratios(transformer)
-                    continue
-                transformer.enable_cache(_config(mode, threshold, pipe, steps, _load_ratios(model)))
-                self._enabled.append(transformer)
-                if mode in ("faster", "pab"):
-                    self._passes.append(_PerPassStates(transformer))
+                elif lossy is not None:
+                    transformer.enable_cache(_config(lossy, threshold, pipe, steps, _load_ratios(model)))
+                    self._enabled.append(transformer)
+                    if lossy in ("faster", "pab"):
+                        self._passes.append(_PerPassStates(transformer))
+                if text_kv:  # after the reusing mode's hooks: diffusers unhooks cleanly only the last one first
+                    from wan_nb.fast import text_kv_cache
+
+                    self.text_kv.append(text_kv_cache.apply(transformer))
         except BaseException:
             self.close()
             raise
@@ -236,7 +303,15 @@ class RunCache:
         self._handles.append(transformer.blocks[0].register_forward_pre_hook(before))
         self._handles.append(transformer.blocks[-1].register_forward_hook(after))
 
+    @property
+    def text_kv_counts(self) -> tuple[int, int]:
+        """(projections reused, projections computed) by text-kv so far in this run."""
+        return sum(c.hits for c in self.text_kv), sum(c.misses for c in self.text_kv)
+
     def close(self, completed: bool = False) -> None:
+        for text_kv in self.text_kv:  # first: the last hooks in, the first out
+            text_kv.close()
+        self.text_kv.clear()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

@@ -20,7 +20,7 @@ __all__ = ["differing_labels", "format_label", "Gallery", "SweepView", "to_resul
 
 # Parameters worth comparing, in the order labels show them.
 COMPARED = ("prompt", "negative_prompt", "seed", "steps", "guidance_scale", "guidance_scale_2", "size",
-            "num_frames", "fps", "model")
+            "num_frames", "fps", "model", "cache")
 
 
 def _flatten(result: Any) -> dict[str, Any]:

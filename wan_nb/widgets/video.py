@@ -36,6 +36,8 @@ def params_table(result: Any) -> str:
         rows.insert(1, ("negative", p["negative_prompt"]))
     if p.get("loras"):
         rows.append(("LoRAs", p["loras"]))
+    if p.get("cache"):
+        rows.append(("cache", p["cache"]))
     rows += [("took", f"{result.duration_s:.1f} s"), ("file", str(result.video_path))]
     cells = "".join(f"<tr><th style='text-align:left;padding-right:8px;opacity:.7'>{html.escape(k)}</th>"
                     f"<td style='text-align:left'>{html.escape(_format(v))}</td></tr>" for k, v in rows)
