@@ -168,3 +168,55 @@ def test_a_grid_axis_of_schedules(gen):
     assert not np.array_equal(frames[0], frames[1]) and not np.array_equal(frames[1], frames[2])
     with pytest.raises(InvalidParameter, match="pair, but this model has one transformer"):
         gen.grid("a fox", x=("lora:ink", [1.0, (1.0, 0.0)]), steps=2)
+
+
+# -- two experts, quantized weights -----------------------------------------------------------------
+def test_a_per_expert_pair_reaches_each_expert_only(tmp_path):
+    from _models_helpers import load
+
+    pipe = load("tiny-a14b")
+    path = tiny.make_lora(pipe.transformer, tmp_path / "ink.safetensors", seed=3)
+    with wan_nb.Generator("tiny-a14b", device="cpu", runs_dir=tmp_path / "runs", previews=False) as two:
+        two.run_on_worker(lambda pipe: None)
+        two.load_lora(path, name="ink")  # into both experts
+        seen_low, low_hook = two.run_on_worker(lambda pipe: _scale_probe(pipe, "transformer_2"))
+        try:
+            result, seen_high, events = _run(two, steps=4, loras={"ink": (1.0, 0.0)})
+        finally:
+            low_hook.remove()
+        experts = [e.data["expert"] for e in events]
+        assert experts.count("high_noise") == len(seen_high) and experts.count("low_noise") == len(seen_low)
+        assert set(seen_high) == {1.0} and set(seen_low) == {0.0}
+        assert [dict(e.data["lora_weights"])["ink"] for e in events] == [1.0 if x == "high_noise" else 0.0
+                                                                         for x in experts]
+        assert wan_nb.recipe(result)["loras"][0]["schedule"] == {"high": 1.0, "low": 0.0}
+
+        def by_expert(step, total, expert):
+            return {"high": 0.5, "low": 0.25}[expert]
+
+        _, seen_high, _ = _run(two, steps=4, loras={"ink": by_expert})
+        assert set(seen_high) == {0.5}
+
+
+def test_schedules_on_a_quantized_transformer(tmp_path, lora_file):
+    with wan_nb.Generator("tiny", quant="fp8", device="cpu", runs_dir=tmp_path, previews=False) as quantized:
+        quantized.run_on_worker(lambda pipe: None)
+        quantized.load_lora(lora_file, name="ink")
+        _, seen, _ = _run(quantized, steps=3, loras={"ink": "0-1"})
+    assert seen == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.slow
+def test_a_compiled_transformer_is_not_recompiled_for_each_step(tmp_path, lora_file):
+    from torch._dynamo.utils import counters
+
+    with wan_nb.Generator("tiny", compile=True, device="cpu", runs_dir=tmp_path, previews=False) as compiled:
+        compiled.run_on_worker(lambda pipe: None)
+        compiled.load_lora(lora_file, name="ink")
+        seen, _ = compiled.run_on_worker(lambda pipe: _scale_probe(pipe))  # before compiling: a hook is guarded on
+        compiled.generate("a fox", steps=2, loras={"ink": [1.0, 0.5]}, **ARGS)  # the scales become tensors: compiled
+        graphs = counters["stats"]["unique_graphs"]
+        compiled.generate("a fox", steps=6, loras={"ink": "1.0-0.0"}, **ARGS)
+        compiled.generate("a fox", steps=6, loras={"ink": [0.3, 0.9, 0.1, 0.4, 0.8, 0.2]}, **ARGS)
+        assert counters["stats"]["unique_graphs"] == graphs  # 12 new weights, no new graph
+    assert seen[2:] == [1.0, 0.8, 0.6, 0.4, 0.2, 0.0, 0.3, 0.9, 0.1, 0.4, 0.8, 0.2]
