@@ -18,7 +18,8 @@ script prints the token counts).
 MagCache needs a ratio curve: its first run measures it (every step computed, reported as
 ``mag (calibration)``), the timed runs use it.
 
-Memory per quantization mode comes from ``benchmarks/fast_path_memory.py`` (``run(quick)``) when
+A LoRA schedule's cost per step (a ramp against a constant weight) comes from
+``benchmarks/fast_path_lora.py``. Memory per quantization mode comes from ``benchmarks/fast_path_memory.py`` (``run(quick)``) when
 that file exists.
 """
 from __future__ import annotations
@@ -171,6 +172,14 @@ def memory_rows(quick: bool) -> list[dict]:
     return list(module.run(quick))
 
 
+def lora_rows(steps: int, runs: int) -> list[dict]:
+    """A LoRA ramp's denoising seconds per step against a constant weight's (benchmarks/fast_path_lora.py)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import fast_path_lora
+
+    return fast_path_lora.run(build_pipeline, SHAPE, steps, max(runs, 2), PROMPT)
+
+
 def print_table(rows: list[dict]) -> None:
     columns = list(dict.fromkeys(k for r in rows for k in r))
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
@@ -197,13 +206,16 @@ def main(argv=None) -> list[dict]:
           f"8-block width-512 transformer, {runs} timed run(s) per mode, medians; "
           f"{video_tokens()} video tokens beside 512 text tokens")
     print_table(rows)
+    lora = lora_rows(steps, runs)
+    print("\nFast path: a LoRA schedule's cost per step (benchmarks/fast_path_lora.py)")
+    print_table(lora)
     memory = memory_rows(args.quick)
     if memory:
         print("\nFast path: memory per quantization mode (benchmarks/fast_path_memory.py)")
         print_table(memory)
     print(f"\n({time.perf_counter() - started:.0f} s)")
     if args.out:
-        args.out.write_text(json.dumps({"cache": rows, "memory": memory}, indent=2))
+        args.out.write_text(json.dumps({"cache": rows, "memory": memory, "lora_schedule": lora}, indent=2))
     return rows
 
 

@@ -8,21 +8,23 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from wan_nb.cli import fast_flags as cli_fast
+from wan_nb.core import lora_schedule
 from wan_nb.cli import post_flags as cli_post
 from wan_nb.cli import resume_command as cli_resume
 
 __all__ = ["main"]
 
 
-def _lora_arg(text: str) -> tuple[str, float]:
-    # PATH[:WEIGHT] -- but a Windows drive or a URL also has a colon: only a trailing number counts.
+def _lora_arg(text: str) -> tuple[str, Any]:
+    # PATH[:WEIGHT] -- but a Windows drive or a URL also has a colon: only a trailing weight counts:
+    # a number, a ramp 1.0-0.2, high;low experts 1.0;0.3, or one per step 1.0,0.8,0.5 (wan_nb.core.lora_schedule).
     path, sep, weight = text.rpartition(":")
     if sep and path:
         try:
-            return path, float(weight)
+            return path, lora_schedule.parse_text(weight)
         except ValueError:
             pass
     return text, 1.0
@@ -63,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                      "replace the person in --background-video")
     gen.add_argument("--background-video", dest="background_video", help="Animate --mode replace: the scene")
     gen.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]", type=_lora_arg,
-                     help="a LoRA file, folder or repo id; on two-expert models it goes into both experts")
+                     help="a LoRA file, folder or repo id; on two-expert models it goes into both experts. WEIGHT: "
+                     "a number, a ramp over the steps (1.0-0.2), one per step (1.0,0.8,0.5) or high;low experts (1.0;0.3)")
     gen.add_argument("--lora-experts", choices=["both", "high", "low"],
                      help="two-expert models (Wan 2.2 A14B): which expert(s) the --lora files go into")
     gen.add_argument("--device", default="auto")

@@ -30,6 +30,7 @@ from wan_nb.core.engine import Engine, queue_fields
 from wan_nb.protocol.errors import ClusterUnavailable, GenerationCancelled, GenerationError, TaskNotQueued
 from wan_nb.protocol.events import Event, EventType, Stage
 from wan_nb.core.params import public_params
+from wan_nb.core import lora_schedule
 from wan_nb.runs.layout import VIDEO_NAME
 from wan_nb.core.task import Result, Task
 from .loras import LoraShipper
@@ -255,7 +256,7 @@ class RayEngine(Engine):
                     self._announce_positions()
                 self._end_here(task, "failed", None, error_type=type(exc).__name__, error=str(exc))
                 continue
-            signature = tuple(sorted((n, e["key"], e["weight"]) for n, e in loras.items()))
+            signature = tuple(sorted((n, e["key"], lora_schedule.key(e["weight"])) for n, e in loras.items()))  # hashable
             slot = self.pool.acquire(signature, cancelled=lambda: task.cancel_requested or self._closed)
             with self._lock:
                 self._dispatching = None

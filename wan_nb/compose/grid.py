@@ -36,6 +36,7 @@ from wan_nb.protocol import frontend
 from wan_nb.core.task import Sweep
 from wan_nb.compose.grid_axes import Axis, AxisError, parse_axis
 from wan_nb.compose import grid_reuse
+from wan_nb.core import lora_schedule
 
 __all__ = ["Grid", "Cell", "build_grid", "AxisError"]
 
@@ -57,8 +58,10 @@ class Cell:
     key: str | None = field(default=None, repr=False)
 
     @property
-    def lora_set(self) -> tuple[tuple[str, float], ...]:
-        return tuple(sorted((self.kwargs.get("loras") or {}).items()))
+    def lora_set(self) -> tuple[tuple[str, Any], ...]:
+        # hashable: a schedule (a list, a pair) by its text (wan_nb.core.lora_schedule.key)
+        return tuple(sorted((n, w if lora_schedule.is_constant(w) else lora_schedule.key(w))
+                            for n, w in (self.kwargs.get("loras") or {}).items()))
 
 
 class Grid(Sweep):

@@ -165,11 +165,29 @@ def _choice(text: str) -> Any:
     return int(number) if number.is_integer() else number
 
 
+def _lora_weight(name: str, value: Any) -> Any:
+    """One value of a ``lora:<name>`` axis: a number as before, or a schedule (wan_nb.core.lora_schedule),
+    checked here for its form; its length and the model's experts are checked per cell."""
+    from wan_nb.core import lora_schedule
+
+    try:
+        weight = lora_schedule.check(value, name=name.split(":", 1)[1])
+    except lora_schedule.ScheduleError as exc:
+        raise AxisError(f"axis {name}: {exc}") from None
+    return weight
+
+
 def _label(name: str, value: Any, index: int) -> str:
+    if name.startswith("lora:") and not isinstance(value, float):
+        from wan_nb.core.lora_schedule import describe
+
+        return describe(value)
     if name in POST_AXES:
         return f"{name} {Path(value).name if isinstance(value, str) and '/' in value else value}"
     if name == "loras":
-        return ", ".join(f"{n} {w:g}" for n, w in value.items()) or "no LoRA"
+        from wan_nb.core.lora_schedule import describe
+
+        return ", ".join(f"{n} {describe(w)}" for n, w in value.items()) or "no LoRA"
     if name == "cache":  # a (mode, "text-kv") pair reads as the string it is recorded as
         return "+".join(value) if isinstance(value, (list, tuple)) else value or "no cache"
     if name in LIST_AXES:   # a picture or a video: its file name, else its place on the axis
@@ -211,7 +229,9 @@ def parse_axis(spec: Any, role: str, loaded_loras: Sequence[str] = ()) -> Axis:
         raise AxisError(f"{role}: axis {name!r} has no values; give at least one")
     if len(values) > MAX_VALUES:
         raise AxisError(f"{role}: axis {name!r} has {len(values)} values, more than {MAX_VALUES}")
-    if kind in ("int", "float"):
+    if name.startswith("lora:") and not isinstance(raw, str):
+        values = [_lora_weight(name, v) for v in values]   # numbers, or schedules: ramps, (high, low), lists
+    elif kind in ("int", "float"):
         values = [_check_number(name, v, kind == "int") for v in values]
     elif kind == "text":
         for value in values:
@@ -230,5 +250,5 @@ def parse_axis(spec: Any, role: str, loaded_loras: Sequence[str] = ()) -> Axis:
             if missing:
                 raise AxisError(f"{role}: no LoRA named {missing[0]!r} is loaded (loaded: "
                                 f"{sorted(loaded_loras) or 'none'})")
-        values = [{str(n): _check_number(f"loras[{n!r}]", w, False) for n, w in v.items()} for v in values]
+        values = [{str(n): _lora_weight(f"lora:{n}", w) for n, w in v.items()} for v in values]
     return Axis(name=name, values=tuple(values), labels=tuple(_label(name, v, i) for i, v in enumerate(values)))

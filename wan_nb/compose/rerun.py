@@ -177,8 +177,10 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
 
     _check_lora_entries(found)
     check_rerun(generator, found)
-    weights = {l["name"]: float(l.get("weight", 1.0)) for l in found.get("loras") or ()}
-    weights.update({str(k): float(v) for k, v in (overrides.get("loras") or {}).items()})
+    # A recorded schedule (wan_nb.core.lora_schedule's JSON form) is the weight; build_params checks it.
+    weights = {l["name"]: l["schedule"] if l.get("schedule") is not None else float(l.get("weight", 1.0))
+               for l in found.get("loras") or ()}
+    weights.update({str(k): v for k, v in (overrides.get("loras") or {}).items()})
     two_experts = len(generator.spec.experts) >= 2
     to_load: dict[str, tuple[Any, str | None]] = {}
     for entry in found.get("loras") or ():

@@ -15,6 +15,8 @@ import copy
 import itertools
 from typing import Any
 
+from wan_nb.core.lora_schedule import describe as describe_weight  # a LoRA schedule as a short label
+
 __all__ = ["expand", "label_text", "submit_sweep", "MAX_RUNS"]
 
 MAX_RUNS = 10_000
@@ -51,7 +53,7 @@ def label_text(label: dict[str, Any], width: int = 40) -> str:
     parts = []
     for name, value in label.items():
         if isinstance(value, dict):
-            shown = "{" + ", ".join(f"{k}: {v:g}" if isinstance(v, (int, float)) else f"{k}: {v}"
+            shown = "{" + ", ".join(f"{k}: {v:g}" if isinstance(v, (int, float)) else f"{k}: {describe_weight(v)}"
                                     for k, v in value.items()) + "}"
         elif isinstance(value, str):
             shown = repr(value if len(value) <= width else value[:width - 1] + "…")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from wan_nb.core import lora_schedule
+
 
 # Adapter names become keys in every LoRA layer (peft's per-adapter dicts) and travel in each run's
 # recipe; a 10 MB name cost 42 s before failing at saving. File names stay well below this.
@@ -14,7 +16,7 @@ MAX_ADAPTER_NAME = 128
 @dataclass
 class _Lora:
     source: str
-    weight: float
+    weight: Any        # a number or a schedule (wan_nb.core.lora_schedule), checked; a callable as given
     state: Any
     attached: bool = False
 
@@ -28,20 +30,23 @@ class LoraRegistry:
     def __bool__(self) -> bool:
         return bool(self.entries)
 
-    def weights(self) -> dict[str, float]:
+    def weights(self) -> dict[str, Any]:
         return {n: entry.weight for n, entry in self.entries.items()}
 
     def describe(self) -> dict[str, dict[str, Any]]:
-        return {n: {"source": entry.source, "weight": entry.weight} for n, entry in self.entries.items()}
+        """JSON-safe: a callable weight is named, not embedded (its values are in each run's parameters)."""
+        return {n: {"source": entry.source,
+                    "weight": lora_schedule.describe(entry.weight) if callable(entry.weight) else entry.weight}
+                for n, entry in self.entries.items()}
 
     def load(self, path_or_repo: Any, name: str | None, weight: float, pipe: Any, *,
              experts: str | None = None, model_experts: tuple[str, ...] = ()) -> str:
-        import math
-
         from wan_nb.models import lora_files as lora
 
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
-            raise ValueError(f"weight={weight!r}: give a finite number, e.g. weight=0.8")
+        try:  # a number, a (high, low) pair, a list, a ramp or a callable: wan_nb.core.lora_schedule
+            weight = lora_schedule.check(weight, name=name or "lora", experts=len(model_experts))
+        except lora_schedule.ScheduleError as exc:
+            raise ValueError(f"weight={weight!r}: {exc}") from None
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError(f"name={name!r}: give a non-empty adapter name, or leave it out to use the file's")
         if name is not None and len(name) > MAX_ADAPTER_NAME:
@@ -55,7 +60,7 @@ class LoraRegistry:
                              "pass another name=")
         # state: {component: LoraState}, one per expert the adapter goes into (lora.read_for_experts)
         entry = _Lora(source=" + ".join(map(str, path_or_repo)) if pair else str(path_or_repo),
-                      weight=float(weight), state=lora.read_for_experts(path_or_repo, experts, model_experts))
+                      weight=weight, state=lora.read_for_experts(path_or_repo, experts, model_experts))
         if pipe is not None:
             lora.attach_targets(pipe, name, entry.state)
             entry.attached = True

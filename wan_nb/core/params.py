@@ -18,6 +18,7 @@ from wan_nb.protocol.errors import InvalidParameter  # defined with every other 
 from wan_nb.models.user_inputs import MEDIA_ARGS, VideoInput, describe, read
 from wan_nb.models.specs import ModelSpec
 from wan_nb.models.presets import flow_shift_for
+from wan_nb.core import lora_schedule
 from wan_nb.post.options import POST_ARGS, check_post  # decode=, interpolate=, fps_out=, upscale=, upscaler=, previews=
 
 __all__ = ["InvalidParameter", "build_params", "GENERATION_ARGS"]
@@ -188,9 +189,7 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
             raise InvalidParameter("loras", dict(loras), f"no LoRA named {name!r} is loaded; call "
                                    f"gen.load_lora(path, name={name!r}) first (loaded: "
                                    f"{sorted(known_loras) or 'none'})")
-        if not _is_number(weight):
-            raise InvalidParameter("loras", dict(loras), f"the weight of {name!r} must be a number")
-    p["loras"] = {str(k): float(v) for k, v in loras.items()}
+    p["loras"] = check_lora_weights(loras, known_loras, p["steps"], len(spec.experts))
     pipelines.check_frames(spec, p, MAX_STEPS)
     _use_frames(p)
     p["cache"], p["cache_threshold"] = check_cache(p["cache"], p["cache_threshold"], two_experts=len(spec.experts) >= 2,
@@ -200,6 +199,25 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
 
     check_post_files(p)
     return p
+
+
+def check_lora_weights(loras: Mapping[str, Any], known: Mapping[str, Any] | None, steps: int,
+                       experts: int) -> dict[str, Any]:
+    """A run's LoRA weights in their JSON form (:mod:`wan_nb.core.lora_schedule`): numbers, pairs, lists,
+    ramps, callables (evaluated here). With none given, the loaded adapters' own weights, when one of them
+    is a schedule: a list's length and a pair's model are checked now, and the recipe holds them."""
+    if not loras and known:
+        defaults = {n: getattr(entry, "weight", entry) for n, entry in known.items()}
+        if all(lora_schedule.is_constant(w) for w in defaults.values()):
+            return {}
+        loras = defaults
+    out = {}
+    for name, weight in loras.items():
+        try:
+            out[str(name)] = lora_schedule.check(weight, name=str(name), steps=steps, experts=experts)
+        except lora_schedule.ScheduleError as exc:
+            raise InvalidParameter("loras", {name: weight}, str(exc)) from None
+    return out
 
 
 def _read_inputs(spec: ModelSpec, p: dict[str, Any], kwargs: Mapping[str, Any]) -> None:

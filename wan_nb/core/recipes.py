@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from wan_nb.fast import options as fast_path  # light: no torch at import
 from wan_nb.models import few_step as fast_presets
+from wan_nb.core import lora_schedule
 from wan_nb.runs.recipe import (FORMAT, IMAGE_NAME, METADATA_TAG, OPTIONAL_FIELDS, PARAM_FIELDS, RecipeError,  # noqa: F401
                                 created_at_iso, dumps, embed, file_sha256, file_size, parse_ffmetadata, post_recipe_fields,
                                 read_mp4, recipe,
@@ -98,16 +99,20 @@ def _flow_shift(generator: Any, params: Mapping[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
-def lora_entry(name: str, entry: Any, weight: float) -> dict[str, Any]:
+def lora_entry(name: str, entry: Any, weight: Any) -> dict[str, Any]:
     """One adapter as a recipe holds it: its file (or, for a pair on a two-expert model, one file
-    per expert under ``files``), the sha256 that identifies it, and the transformers it goes into."""
+    per expert under ``files``), the sha256 that identifies it, and the transformers it goes into.
+    A weight that changes over the steps is ``schedule`` (its JSON form, a callable's values saying
+    so in ``from``); ``weight`` is then the highest it reaches, for readers that want one number."""
     state = entry.state
     targets = dict(state) if isinstance(state, Mapping) else {"transformer": state}
     files = {component: {"path": str(Path(getattr(read, "path", None) or entry.source).resolve()),
                          "sha256": file_sha256(getattr(read, "path", None) or entry.source),
                          "size": file_size(getattr(read, "path", None) or entry.source)}
              for component, read in sorted(targets.items())}
-    out: dict[str, Any] = {"name": name, "weight": float(weight), "source": entry.source, "targets": list(files)}
+    constant = lora_schedule.is_constant(weight)
+    out: dict[str, Any] = {"name": name, "weight": float(weight) if constant else lora_schedule.peak(weight),
+                           **({} if constant else {"schedule": weight}), "source": entry.source, "targets": list(files)}
     if len({f["path"] for f in files.values()}) == 1:
         first = next(iter(files.values()))
         out.update(path=first["path"], sha256=first["sha256"], size=first["size"])

@@ -35,6 +35,7 @@ from wan_nb.models import specs as models
 from wan_nb.protocol import monitor
 from wan_nb.models import pipelines
 from wan_nb.core.lora_registry import LoraRegistry
+from wan_nb.core import lora_steps
 from wan_nb.fast.cache import cache_for_run
 from wan_nb.core.engine import EventSink
 from wan_nb.protocol.errors import GenerationCancelled, GenerationError
@@ -209,6 +210,7 @@ class TaskRun:
         self.key = eta.shape_key(ctx.model, task.params)
         self.expert: str | None = None
         self.run_cache: Any = None
+        self.lora_steps: lora_steps.LoraSteps | None = None  # set when a LoRA weight changes over the steps
         self.post: Any = None  # wan_nb.post.stage.PostResult once decoded
         # Every step the run makes: steps x the pipeline's passes (Animate denoises clip by clip,
         # its step index starting again at 0 in each); what total_steps and the ETA count.
@@ -296,9 +298,11 @@ class TaskRun:
         if not loras and not requested:
             return
         weights = fast_presets.run_weights(self.ctx.model, loras, requested if requested else loras.weights())
-        described = ", ".join(f"{n}={w:g}" for n, w in weights.items()) or "none (LoRAs off)"
+        described = ", ".join(f"{n}={lora_steps.describe(w)}" for n, w in weights.items()) or "none (LoRAs off)"
         self.enter(Stage.APPLYING_LORA, f"LoRA weights: {described}")
-        loras.activate(pipe, weights)
+        steps, first = self.task.params["steps"], getattr(getattr(self.task, "resume_point", None), "step", 0) or 0
+        loras.activate(pipe, lora_steps.first_weights(weights, steps, first))
+        self.lora_steps = lora_steps.for_run(pipe, weights, steps, first)  # schedules: the scales move per step
 
     def denoise(self, pipe: Any, embeds: tuple[Any, Any]) -> Any:
         import torch
@@ -368,6 +372,10 @@ class TaskRun:
             if expert != self.expert and self.expert is not None:
                 message = f"Switched to the {expert.replace('_', '-')} expert at step {step}/{steps}"
             self.expert = expert
+        if self.lora_steps is not None:  # the weights this step ran with; then the next step's scales
+            extra["lora_weights"] = self.lora_steps.in_force(index, expert)
+            message += " · LoRA " + ", ".join(f"{n} {w:g}" for n, w in extra["lora_weights"].items())
+            self.lora_steps.apply(index + 1)
         for hook in list(self.ctx.step_hooks):
             try:
                 hook(task, step, timestep, callback_kwargs.get("latents"), pipeline)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from wan_nb.protocol.errors import LoraError  # noqa: F401 (re-exported)
 
 __all__ = ["LoraError", "LoraState", "read_lora", "attach", "activate", "detach", "loaded",
-           "default_name", "read_for_experts", "attach_targets", "per_component", "EXPERTS"]
+           "default_name", "read_for_experts", "attach_targets", "per_component", "EXPERTS", "set_scales"]
 
 # experts= of Generator.load_lora -> the pipeline components that get the adapter.
 EXPERTS = {"both": ("transformer", "transformer_2"), "high": ("transformer",), "low": ("transformer_2",)}
@@ -358,6 +358,36 @@ def activate(pipe: Any, weights: dict[str, float] | None) -> None:
             continue
         model.enable_lora()
         model.set_adapters(active, [float(weights[n]) for n in active])
+
+
+def set_scales(pipe: Any, scales: dict[str, dict[str, float]]) -> None:
+    """Set active adapters' strengths per component (``{"transformer": {"ink": 0.4}}``) between two
+    denoising steps, after :func:`activate` turned them on.
+
+    Each LoRA layer's scale becomes a 0-d tensor filled in place, as peft's compiled hotswap does
+    (``peft.utils.hotswap``): ``set_adapters`` writes Python floats, which a compiled transformer
+    guards on, so every new weight would recompile it. The next :func:`activate` writes floats again.
+    """
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    for component, weights in scales.items():
+        model = getattr(pipe, component, None)
+        if model is None or not weights:
+            continue
+        for module in model.modules():
+            if not isinstance(module, LoraLayer):
+                continue
+            for name, weight in weights.items():
+                current = module.scaling.get(name)
+                if current is None:
+                    continue
+                rank = math.sqrt(module.r[name]) if module.use_rslora.get(name, False) else module.r[name]
+                value = float(weight) * module.lora_alpha[name] / rank
+                if isinstance(current, torch.Tensor):
+                    current.fill_(value)
+                else:
+                    module.scaling[name] = torch.tensor(value, device=module.lora_A[name].weight.device)
 
 
 def detach(pipe: Any, name: str | None = None) -> None:

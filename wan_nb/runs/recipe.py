@@ -7,7 +7,8 @@ A recipe is a JSON-ready dict::
      "guidance_scale", "guidance_scale_2", "flow_shift",          # generation arguments
      "model": {"name", "repo_id", "revision", "kind"}, "dtype",
      "loras": [{"name", "weight", "sha256", "size", "path",      # the adapters that were on
-                "source", "targets", ["files"]}],             # (files: a pair, one per expert)
+                "source", "targets", ["files"],               # (files: a pair, one per expert)
+                ["schedule"]}],                               # a weight that changes over the steps
      "image": {"sha256", "path", "size"} | None,                  # the first frame, as used
      ["strength", "mode"],                                        # when a run used them
      ["inputs": {name: {"kind", "sha256", "files", ["source", "source_sha256", "source_size"]}}],
@@ -122,8 +123,11 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
     has the same key. A LoRA at weight 0 changes nothing, so it is left out too.
     """
     model = recipe.get("model") or {}
-    loras = sorted((l.get("sha256"), float(l.get("weight", 1.0)), l.get("targets")) for l in recipe.get("loras") or ()
-                   if float(l.get("weight", 1.0)) != 0.0)
+    # A schedule (a weight that changes over the steps) is decisive too; only then keyed, so
+    # earlier recipes keep their keys.
+    loras = sorted((l.get("sha256"), float(l.get("weight", 1.0)), l.get("targets"))
+                   + ((json.dumps(l["schedule"], sort_keys=True),) if l.get("schedule") is not None else ())
+                   for l in recipe.get("loras") or () if float(l.get("weight", 1.0)) != 0.0)
     image = recipe.get("image")
     params = {f: _normal(recipe, f) for f in PARAM_FIELDS if f not in OPTIONAL_FIELDS or recipe.get(f) is not None}
     decisive = {"params": params,

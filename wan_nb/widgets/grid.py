@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import ipywidgets as w
 
 from wan_nb.protocol.events import Event
+from wan_nb.core.lora_schedule import describe as describe_weight  # a LoRA schedule as a short label
 from .panel import ProgressPanel
 from .video import ResultView
 
@@ -32,7 +33,7 @@ def _flatten(result: Any) -> dict[str, Any]:
     if getattr(result, "model", None) is not None:
         flat["model"] = result.model
     for name, weight in (params.get("loras") or {}).items():
-        flat[f"lora {name}"] = weight
+        flat[f"lora {name}"] = weight if isinstance(weight, (int, float)) else describe_weight(weight)  # a schedule
     return flat
 
 
@@ -59,7 +60,7 @@ def format_label(label: Mapping[str, Any], index: int) -> str:
     parts = []
     for key, value in label.items():
         if key == "loras" and isinstance(value, Mapping):
-            parts += [f"lora {n}={v:g}" for n, v in value.items()] or ["no LoRA"]
+            parts += [f"lora {n}={describe_weight(v)}" for n, v in value.items()] or ["no LoRA"]
         elif isinstance(value, float):
             parts.append(f"{key}={value:g}")
         elif key == "prompt":
