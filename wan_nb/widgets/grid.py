@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import ipywidgets as w
 
 from wan_nb.protocol.events import Event
+from wan_nb.models.guidance import describe as describe_guidance
 from .panel import ProgressPanel
 from .video import ResultView
 
@@ -33,6 +34,8 @@ def _flatten(result: Any) -> dict[str, Any]:
         flat["model"] = result.model
     for name, weight in (params.get("loras") or {}).items():
         flat[f"lora {name}"] = weight
+    if "guidance" in params:  # the method and its options as one label: "apg (eta=0)", "classic CFG"
+        flat["guidance"] = describe_guidance(params["guidance"], params.get("guidance_options"))
     return flat
 
 
