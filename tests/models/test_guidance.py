@@ -205,3 +205,20 @@ def test_blocks_the_model_lacks_fail_the_run_before_denoising(gen):
                                                if getattr(m, "_diffusers_hook", None) is not None
                                                and any(n.startswith("SkipLayer") for n in m._diffusers_hook.hooks)])
     assert leftover == []
+
+
+def test_each_expert_of_a_two_expert_model_gets_its_own_scale(tmp_path):
+    """guidance="cfg" on Wan 2.2's two experts: bit for bit the pipeline's classic CFG with its
+    guidance_scale / guidance_scale_2 split, so each expert's guider has its own scale."""
+    with wan_nb.Generator(model="tiny-a14b", runs_dir=tmp_path, previews=False) as two:
+        finals = []
+        for guidance in (None, "cfg"):
+            latents = {}
+            off = two.add_step_hook(lambda task, step, t, x, pipe: latents.update(last=x.clone()))
+            try:
+                two.generate("a fox", progress=False, guidance=guidance, guidance_scale_2=2.0,
+                             **{**SHAPE, "steps": 4})
+            finally:
+                off()
+            finals.append(latents["last"])
+        assert torch.equal(finals[0], finals[1])
