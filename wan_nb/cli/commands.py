@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from wan_nb.cli import fast_flags as cli_fast
 from wan_nb.core import lora_schedule
 from wan_nb.cli import post_flags as cli_post
+from wan_nb.cli import guidance_flags as cli_guidance
 from wan_nb.cli import resume_command as cli_resume
 
 __all__ = ["main"]
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--height", type=int)
     gen.add_argument("--width", type=int)
     gen.add_argument("--seed", type=int)
-    gen.add_argument("--guidance", type=float, dest="guidance_scale")
+    cli_guidance.add_guidance_flags(gen)  # --guidance NAME|SCALE, --guidance-option K=V, --guidance-scale
     gen.add_argument("--guidance-2", type=float, dest="guidance_scale_2",
                      help="guidance of the low-noise expert (Wan 2.2 A14B only)")
     gen.add_argument("--flow-shift", type=float, dest="flow_shift",
@@ -155,6 +156,10 @@ def _generate(args: argparse.Namespace) -> int:
               if getattr(args, k) is not None}
     kwargs.update(cli_fast.run_options(args))
     kwargs.update(cli_post.post_run_options(args))
+    try:
+        kwargs.update(cli_guidance.guidance_options(args))
+    except ValueError as exc:
+        return _fail(str(exc), 2)
     if args.stop_after is not None:
         kwargs["stop_after"] = args.stop_after
     if args.out is not None and args.out.suffix.lower() != ".mp4":

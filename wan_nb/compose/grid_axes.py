@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 __all__ = ["Axis", "parse_axis", "parse_range", "AxisError", "INT_AXES", "FLOAT_AXES", "TEXT_AXES",
-           "LIST_AXES", "MAX_VALUES"]
+           "LIST_AXES", "GUIDANCE_AXES", "MAX_VALUES"]
 
 INT_AXES = ("seed", "steps", "num_frames", "height", "width")
 FLOAT_AXES = ("guidance_scale", "guidance_scale_2", "flow_shift", "fps", "strength", "cache_threshold")
@@ -33,6 +33,9 @@ LIST_AXES = ("image", "loras", "cache", "video", "last_image", "reference_images
              "face_video", "background_video")
 # Post-processing and previews (wan_nb.post.options): values as a list or a comma string ("1, 2", "vae, taehv").
 POST_AXES = ("previews", "decode", "interpolate", "fps_out", "interpolator", "upscale", "upscaler")
+# Guidance (wan_nb.models.guidance): method names as a list or a comma string ("cfg, apg"; "none":
+# the pipeline's classic CFG); guidance_options as a list of dicts.
+GUIDANCE_AXES = ("guidance", "guidance_options")
 MAX_VALUES = 1000
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -73,9 +76,11 @@ def _kind(name: str) -> str:
         return "text"
     if name in LIST_AXES:
         return "list"
-    if name in POST_AXES:
+    if name in POST_AXES or name == "guidance":
         return "choice"
-    valid = ", ".join(INT_AXES + FLOAT_AXES + TEXT_AXES + LIST_AXES + POST_AXES + ("lora:<name>",))
+    if name == "guidance_options":
+        return "list"
+    valid = ", ".join(INT_AXES + FLOAT_AXES + TEXT_AXES + LIST_AXES + POST_AXES + GUIDANCE_AXES + ("lora:<name>",))
     raise AxisError(f"axis {name!r} is not something a grid can vary; choose one of: {valid}")
 
 
@@ -182,6 +187,10 @@ def _label(name: str, value: Any, index: int) -> str:
         from wan_nb.core.lora_schedule import describe
 
         return describe(value)
+    if name in GUIDANCE_AXES:   # "apg", "classic CFG", "eta=0, start=0.1"
+        from wan_nb.models.guidance import describe, options_text
+
+        return describe(value) if name == "guidance" else (options_text(value) or "default options")
     if name in POST_AXES:
         return f"{name} {Path(value).name if isinstance(value, str) and '/' in value else value}"
     if name == "loras":
@@ -214,7 +223,8 @@ def parse_axis(spec: Any, role: str, loaded_loras: Sequence[str] = ()) -> Axis:
     if isinstance(raw, str):
         if kind == "list":
             raise AxisError(f"{role}: axis {name!r} takes a list, e.g. "
-                            + {"loras": "[{}, {'style': 1.0}]", "cache": "[None, 'first-block', 'mag']"}.get(
+                            + {"loras": "[{}, {'style': 1.0}]", "cache": "[None, 'first-block', 'mag']",
+                               "guidance_options": "[{}, {'eta': 0.5}]"}.get(
                                 name, "['a.png', 'b.png']"))
         if kind == "choice":
             values: list[Any] = [_choice(v) for v in _split_text(raw)]

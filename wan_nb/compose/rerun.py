@@ -17,7 +17,7 @@ from wan_nb.models import few_step as fast_presets
 from wan_nb.models import user_inputs as inputs
 from wan_nb.models.lora_files import EXPERTS, looks_like_repo  # the one rule for "org/name" vs a path
 from wan_nb.core.recipes import lora_entry
-from wan_nb.runs.recipe import PARAM_FIELDS, RecipeError, file_sha256, recipe, size_mismatch
+from wan_nb.runs.recipe import GUIDANCE_FIELDS, PARAM_FIELDS, RecipeError, file_sha256, recipe, size_mismatch
 
 __all__ = ["rerun", "rerun_args", "generator_rerun"]
 
@@ -198,7 +198,7 @@ def rerun_args(generator: Any, source: Any, **overrides: Any) -> tuple[str, dict
         to_load[name] = _lora_load_args(entry, two_experts)
 
     prompt = overrides.get("prompt", found["prompt"])
-    kwargs = {f: found.get(f) for f in (*PARAM_FIELDS, "cache", "cache_threshold", *POST_ARGS)
+    kwargs = {f: found.get(f) for f in (*PARAM_FIELDS, "cache", "cache_threshold", *POST_ARGS, *GUIDANCE_FIELDS)
               if f != "prompt" and f in GENERATION_ARGS and found.get(f) is not None}
     kwargs.update({k: v for k, v in overrides.items() if k not in ("prompt", "loras")})
     if found.get("image") and "image" not in overrides:

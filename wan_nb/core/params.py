@@ -20,12 +20,14 @@ from wan_nb.models.specs import ModelSpec
 from wan_nb.models.presets import flow_shift_for
 from wan_nb.core import lora_schedule
 from wan_nb.post.options import POST_ARGS, check_post  # decode=, interpolate=, fps_out=, upscale=, upscaler=, previews=
+from wan_nb.models.guidance import check_guidance  # guidance=, guidance_options=: diffusers' guiders
+from wan_nb.models.few_step import SUFFIX as FEW_STEP_SUFFIX
 
 __all__ = ["InvalidParameter", "build_params", "GENERATION_ARGS"]
 
 GENERATION_ARGS = ("negative_prompt", "height", "width", "num_frames", "steps", "guidance_scale",
                    "guidance_scale_2", "seed", "image", "fps", "loras", "flow_shift", "cache",
-                   "cache_threshold") + kinds.INPUT_ARGS + POST_ARGS
+                   "cache_threshold") + kinds.INPUT_ARGS + POST_ARGS + ("guidance", "guidance_options")
 
 # Upper bounds. Each is far beyond what the Wan models were trained for (40-50 steps, 81-121
 # frames, 1280x720, 16-24 fps, guidance 3-6) and each keeps one argument from costing unbounded
@@ -192,6 +194,8 @@ def build_params(spec: ModelSpec, prompt: Any, kwargs: Mapping[str, Any],
     p["loras"] = check_lora_weights(loras, known_loras, p["steps"], len(spec.experts))
     pipelines.check_frames(spec, p, MAX_STEPS)
     _use_frames(p)
+    p["guidance"], p["guidance_options"] = check_guidance(p["guidance"], p["guidance_options"], p["guidance_scale"],
+                                                          few_step=spec.name.endswith(FEW_STEP_SUFFIX))
     p["cache"], p["cache_threshold"] = check_cache(p["cache"], p["cache_threshold"], two_experts=len(spec.experts) >= 2,
                                                    pipeline_class=spec.pipeline_class, inputs=p)
     check_post(p, kwargs)  # wan_nb.post: after fps, size and frames are known (the output size limit needs them)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from wan_nb.fast import options as fast_path  # light: no torch at import
+from wan_nb.runs.recipe import GUIDANCE_FIELDS  # guidance=, guidance_options= (set only)
 from wan_nb.models import few_step as fast_presets
 from wan_nb.core import lora_schedule
 from wan_nb.runs.recipe import (FORMAT, IMAGE_NAME, METADATA_TAG, OPTIONAL_FIELDS, PARAM_FIELDS, RecipeError,  # noqa: F401
@@ -146,6 +147,7 @@ def build(generator: Any, params: Mapping[str, Any], *, image_path: str | os.Pat
     out["loras"] = _loras(generator, params.get("loras") or {})
     out.update(fast_path.recipe_fields(generator, params))  # cache, attention, compile
     out.update(post_recipe_fields(params))  # decode, interpolate, fps_out, upscale, upscaler, previews
+    out.update({f: params[f] for f in GUIDANCE_FIELDS if params.get(f) is not None})  # guidance=, its options
     out["image"] = None
     picture = params.get("image")
     if picture is not None:

@@ -37,6 +37,8 @@ from wan_nb.models import pipelines
 from wan_nb.core.lora_registry import LoraRegistry
 from wan_nb.core import lora_steps
 from wan_nb.fast.cache import cache_for_run
+from wan_nb.models.guided_call import guided_call
+from wan_nb.models.guidance import describe as describe_guidance
 from wan_nb.core.engine import EventSink
 from wan_nb.protocol.errors import GenerationCancelled, GenerationError
 from wan_nb.protocol.events import EventType, Stage
@@ -211,6 +213,7 @@ class TaskRun:
         self.expert: str | None = None
         self.run_cache: Any = None
         self.lora_steps: lora_steps.LoraSteps | None = None  # set when a LoRA weight changes over the steps
+        self.guided: Any = None  # wan_nb.models.guided_call.GuidedCall when guidance= names a method
         self.post: Any = None  # wan_nb.post.stage.PostResult once decoded
         # Every step the run makes: steps x the pipeline's passes (Animate denoises clip by clip,
         # its step index starting again at 0 in each); what total_steps and the ETA count.
@@ -322,8 +325,9 @@ class TaskRun:
                                    tail_reference=timings.reference(self.key), passes=passes)
         segments = self.total_steps // steps
         # never timed here: the plan's estimate is the time left until the first steps are timed
-        self.enter(Stage.GENERATING, f"Denoising: {segments} clips x {steps} steps" if segments > 1
-                   else f"Denoising: {steps} steps", None if "step" in timings.get(self.key) else self.ctx.first_estimate(p))
+        method = f", guidance {describe_guidance(p['guidance'], p['guidance_options'])}" if p.get("guidance") else ""
+        self.enter(Stage.GENERATING, f"Denoising: {segments} clips x {steps} steps{method}" if segments > 1
+                   else f"Denoising: {steps} steps{method}", None if "step" in timings.get(self.key) else self.ctx.first_estimate(p))
         self.generator = torch.Generator("cpu").manual_seed(p["seed"])  # its state goes into checkpoints
         call: dict[str, Any] = dict(
             prompt_embeds=embeds[0], negative_prompt_embeds=embeds[1] if cfg else None,
@@ -336,7 +340,9 @@ class TaskRun:
         # and Wan 2.2 TI2V's image-to-video, else the model as loaded (wan_nb.models.pipelines).
         runner, self.reference_frames = pipelines.prepare_call(pipe, p, call)
         denoise_started = time.perf_counter()
-        with cache_for_run(runner, p, self.ctx.model) as self.run_cache, \
+        first = getattr(getattr(self.task, "resume_point", None), "step", 0)  # a resumed run's first step
+        with guided_call(runner, p, first) as self.guided, \
+                cache_for_run(runner, p, self.ctx.model) as self.run_cache, \
                 checkpoints.for_run(self, runner, call) as self.checkpoints:  # (resumes from one, if asked)
             if self.run_cache is not None:
                 self.progress(self.run_cache.message)
@@ -354,6 +360,8 @@ class TaskRun:
         # Animate's index starts again at 0 in each clip: count calls; a resumed run's first index
         # is the step after its checkpoint: take the index where it is ahead.
         self.steps_done = max(self.steps_done + 1, index + 1)
+        if self.guided is not None:
+            self.guided.step_ended(index)  # the guider's next call is the next step's conditional one
         task, steps, step = self.task, self.total_steps, self.steps_done
         reused = self.run_cache.step_end() if self.run_cache is not None else None  # computed or reused
         self.clock.step_done(step, reused=reused)

@@ -43,7 +43,7 @@ from wan_nb.runs.layout import IMAGE_NAME, TASK_FILE, VIDEO_NAME
 
 __all__ = ["recipe", "recipe_key", "weights_key", "read_mp4", "read_tags", "loads_recipe", "embed", "dumps",
            "file_sha256", "file_size", "size_mismatch", "FORMAT", "PARAM_FIELDS", "OPTIONAL_FIELDS", "RecipeError",
-           "MAX_RECIPE_BYTES", "POST_DEFAULTS", "post_recipe_fields"]
+           "MAX_RECIPE_BYTES", "POST_DEFAULTS", "post_recipe_fields", "GUIDANCE_FIELDS"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ OPTIONAL_FIELDS = ("strength", "mode")
 _INTS = ("seed", "steps", "height", "width", "num_frames")
 # The fast path's fields: in the key only when set, so recipes made before them keep their keys.
 FAST_FIELDS = ("cache", "cache_threshold", "attention", "compile")
+# The guidance method and its options (wan_nb.models.guidance): recorded and keyed only when a run
+# named one, so recipes of classic-CFG runs (all before them) keep their keys.
+GUIDANCE_FIELDS = ("guidance", "guidance_options")
 # Post-processing a recipe records (wan_nb.post checks them), with the value that means "none":
 # a field is recorded only when it differs, so recipes and keys made before these stay the same.
 POST_DEFAULTS: dict[str, Any] = {"decode": "vae", "interpolate": 1, "fps_out": None, "interpolator": None,
@@ -139,6 +142,7 @@ def recipe_key(recipe: Mapping[str, Any]) -> str:
         decisive["inputs"] = media
     decisive.update({f: recipe[f] for f in FAST_FIELDS if recipe.get(f) not in (None, False)})  # set only
     decisive.update(post_recipe_fields(recipe))  # set only: earlier recipes keep their keys
+    decisive.update({f: recipe[f] for f in GUIDANCE_FIELDS if recipe.get(f) is not None})  # set only
     weights = weights_key(recipe)
     if weights is not None:  # only then: earlier recipes keep their keys
         decisive["weights"] = weights

@@ -14,6 +14,7 @@ import ipywidgets as w
 
 from wan_nb.protocol.events import Event
 from wan_nb.core.lora_schedule import describe as describe_weight  # a LoRA schedule as a short label
+from wan_nb.models.guidance import describe as describe_guidance
 from .panel import ProgressPanel
 from .video import ResultView
 
@@ -34,6 +35,8 @@ def _flatten(result: Any) -> dict[str, Any]:
         flat["model"] = result.model
     for name, weight in (params.get("loras") or {}).items():
         flat[f"lora {name}"] = weight if isinstance(weight, (int, float)) else describe_weight(weight)  # a schedule
+    if "guidance" in params:  # the method and its options as one label: "apg (eta=0)", "classic CFG"
+        flat["guidance"] = describe_guidance(params["guidance"], params.get("guidance_options"))
     return flat
 
 

@@ -14,6 +14,7 @@ import ipywidgets as w
 
 from .inputs import InputsView, inputs_of
 from .player import MAX_EMBED_BYTES, VideoPlayer
+from wan_nb.models.guidance import describe as describe_guidance
 
 __all__ = ["VideoPlayer", "ResultView", "params_table", "MAX_EMBED_BYTES"]
 
@@ -38,6 +39,8 @@ def params_table(result: Any) -> str:
         rows.append(("LoRAs", p["loras"]))
     if p.get("cache"):
         rows.append(("cache", p["cache"]))
+    if p.get("guidance"):
+        rows.append(("method", describe_guidance(p["guidance"], p.get("guidance_options"))))
     rows += [("took", f"{result.duration_s:.1f} s"), ("file", str(result.video_path))]
     cells = "".join(f"<tr><th style='text-align:left;padding-right:8px;opacity:.7'>{html.escape(k)}</th>"
                     f"<td style='text-align:left'>{html.escape(_format(v))}</td></tr>" for k, v in rows)
