@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from wan_nb.models.tensor_files import UnreadableTensorFile, read_tensor_file
 from wan_nb.protocol.errors import LoraError  # noqa: F401 (re-exported)
 
 __all__ = ["LoraError", "LoraState", "read_lora", "attach", "activate", "detach", "loaded",
@@ -106,17 +107,10 @@ def _read_file(path: Path, source: str) -> dict[str, Any]:
     if not path.is_file():
         raise LoraError(f"LoRA file {source!r} does not exist (looked for {path.resolve()}). {_MAKE_ONE}")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            import torch
-
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise LoraError(f"LoRA file {source!r} could not be read ({type(exc).__name__}: {exc}); it is "
-                        "damaged or not a LoRA weights file.") from None
+        state = read_tensor_file(path)
+    except UnreadableTensorFile as exc:
+        raise LoraError(f"LoRA file {source!r} could not be read ({exc}); it is damaged or not a LoRA "
+                        "weights file.") from None
     if not isinstance(state, dict) or not state:
         raise LoraError(f"LoRA file {source!r} holds no tensors.")
     if not any("lora" in k.lower() for k in state):

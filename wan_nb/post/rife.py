@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from wan_nb.models.tensor_files import UnreadableTensorFile, read_tensor_file, unwrap
 from wan_nb.protocol.errors import CheckpointError
 
 __all__ = ["RifeNet", "load_rife", "rife_layout_error", "WIDTHS"]
@@ -145,17 +146,9 @@ def load_rife(path: str | os.PathLike, device: Any = "cpu") -> RifeNet:
     if not path.is_file():
         raise CheckpointError(f"no RIFE checkpoint at {path}: {_FIX}")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read {path} as a checkpoint ({type(exc).__name__}: {exc}); {_FIX}") from exc
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not tensors; {_FIX}")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+        state = unwrap(read_tensor_file(path))
+    except UnreadableTensorFile as exc:
+        raise CheckpointError(f"cannot read {path} as a checkpoint ({exc}); {_FIX}") from exc
     problem = rife_layout_error({k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}, str(path))
     if problem:
         raise CheckpointError(f"{problem}: {_FIX}")

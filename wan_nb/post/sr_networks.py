@@ -114,16 +114,6 @@ class SRModel:
         return self
 
 
-def unwrap(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The tensors of a training save: Real-ESRGAN's files keep them under ``params_ema`` or ``params``."""
-    for key in ("params_ema", "params", "state_dict", "model"):
-        inner = state.get(key)
-        if isinstance(inner, Mapping) and inner:
-            state = inner
-            break
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items() if hasattr(v, "shape")}
-
-
 def build_network(state: Mapping[str, Any]) -> SRModel | None:
     """The network these tensors are the weights of (loaded, on the CPU), or None when they are
     neither layout; raises ValueError for one of them with tensors that do not fit."""

@@ -72,22 +72,12 @@ def read_state(path: Path) -> dict[str, Any]:
     """The tensors of a ``.safetensors`` / ``.pth`` file (``weights_only``: no pickled code runs)."""
     from wan_nb.protocol.errors import CheckpointError
 
-    from .sr_networks import unwrap
+    from wan_nb.models.tensor_files import UnreadableTensorFile, read_tensor_file, unwrap
 
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path))
-        else:
-            import torch
-
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read {path} as a checkpoint ({type(exc).__name__}: {exc}); {_FIX}") from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not tensors; {_FIX}")
-    return unwrap(state)
+        return unwrap(read_tensor_file(path))
+    except UnreadableTensorFile as exc:
+        raise CheckpointError(f"cannot read {path} as a checkpoint ({exc}); {_FIX}") from exc
 
 
 def load_upscaler(source: str, report: Callable[..., None] | None = None) -> Any:

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from wan_nb.models.tensor_files import UnreadableTensorFile, read_tensor_file, unwrap
 from wan_nb.protocol.errors import CheckpointError
 
 __all__ = ["DEFAULT_SOURCES", "layout_of", "read_shapes", "read_tensors", "cached_file", "resolve_file",
@@ -55,26 +56,18 @@ def read_tensors(path: str | os.PathLike, *, shapes_only: bool = False) -> dict[
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"no TAEHV checkpoint at {path}: {_FIX}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
+    if shapes_only and path.suffix == ".safetensors":   # the header alone: no tensor is read
+        from safetensors import safe_open
 
+        try:
             with safe_open(str(path), framework="pt") as f:
-                if shapes_only:
-                    return {k: _Shape(f.get_slice(k).get_shape()) for k in f.keys()}
-                return {k: f.get_tensor(k) for k in f.keys()}
-        import torch
-
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(f"cannot read {path} as a checkpoint ({type(exc).__name__}: {exc}); {_FIX}") from exc
-    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a dict of tensors; {_FIX}")
-    return dict(state)
+                return {k: _Shape(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as exc:
+            raise CheckpointError(f"cannot read {path} as a checkpoint ({type(exc).__name__}: {exc}); {_FIX}") from exc
+    try:
+        return unwrap(read_tensor_file(path))
+    except UnreadableTensorFile as exc:
+        raise CheckpointError(f"cannot read {path} as a checkpoint ({exc}); {_FIX}") from exc
 
 
 def layout_of(shapes: Mapping[str, tuple[int, ...]], name: str = "checkpoint") -> Any:
