@@ -161,14 +161,21 @@ export class TaskStore {
   }
 
   /**
-   * `POST wan-nb/api/tasks/{id}/{action}` (cancel, pause, resume; move with `{"index": n}`):
-   * null once the task's process took it (202), else the reason it could not.
+   * `POST wan-nb/api/tasks/{id}/{action}` (cancel, pause, resume; move with `{"index": n}`,
+   * pause with `{"release_memory": true}`): null once the task's process took it (202), else the
+   * reason it could not.
    */
-  async steer(taskId: string, action: string, index?: number): Promise<string | null> {
+  async steer(
+    taskId: string,
+    action: string,
+    options: { index?: number; releaseMemory?: boolean } = {}
+  ): Promise<string | null> {
     const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId, action);
     const init: RequestInit = { method: 'POST' };
-    if (index !== undefined) {
-      init.body = JSON.stringify({ index });
+    if (options.index !== undefined) {
+      init.body = JSON.stringify({ index: options.index });
+    } else if (options.releaseMemory) {
+      init.body = JSON.stringify({ release_memory: true });
     }
     const response = await ServerConnection.makeRequest(url, init, this.settings);
     if (response.status === 202) {

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from wan_nb.protocol.events import COALESCIBLE_TYPES, dumps, is_terminal, utc_now
+from wan_nb.runs import checkpoint_file
 from wan_nb.runs.journal import JOURNAL_NAME, TASK_FILE
 from wan_nb.protocol.snapshot import PRODUCER_LOST, TaskSnapshot
 from wan_nb.protocol.state import PROMPT_CAP, capped_params
@@ -278,9 +279,21 @@ class Store:
         data = {"stage": task.snapshot.stage or "initializing", "error_type": PRODUCER_LOST,
                 "error": f"the process that ran this task (pid {pid}) {why} before it finished",
                 "task_id": task.task_id, "timestamp": utc_now()}
+        kept = self._kept_step(task)
+        if kept is not None:   # e.g. written on SIGTERM, which no event announced: it reads "interrupted"
+            data["checkpoint_step"] = kept
         frame = {"type": "generation_failed", "seq": task.last_seq + 1, "task_id": task.task_id,
                  "data": data}
         self._accept(task, frame, dumps(frame).encode())
+
+    @staticmethod
+    def _kept_step(task: TaskEntry) -> int | None:
+        """The step of the checkpoint a lost task's run folder keeps (None without one)."""
+        folder = task.journal_path.parent if task.journal_path is not None else None
+        if folder is None or not trusted(folder):
+            return None
+        step = (checkpoint_file.read_summary(folder) or {}).get("step")
+        return step if isinstance(step, int) and not isinstance(step, bool) and step > 0 else None
 
     def _recorded_ending(self, task: TaskEntry) -> dict | None:
         """The terminal event ``task.json`` records (the run recorder writes it at the end, as an
