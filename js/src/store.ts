@@ -11,7 +11,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { IInputs, parseInputs } from './inputs';
-import { compareTasks, IFrame, TaskState } from './state';
+import { compareTasks, IFrame, RESUMABLE, TaskState } from './state';
 import { EventStream, StreamState } from './stream';
 import { ISummary, summarize } from './summary';
 
@@ -42,8 +42,9 @@ export interface IResumeAnswer {
   error: string | null;
 }
 
-// A run that ended this way may have kept a checkpoint: its snapshot says whether it can go on.
-const MAY_RESUME = new Set(['cancelled', 'lost', 'failed']);
+// A run that ended this way may have kept a checkpoint: its snapshot says whether it can go on
+// (stopped / interrupted as the reducer reads it; the others as older producers end).
+const MAY_RESUME = new Set(['cancelled', 'lost', 'failed', ...RESUMABLE]);
 
 export class TaskStore {
   readonly tasks = new Map<string, TaskState>();
