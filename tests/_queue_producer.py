@@ -82,7 +82,10 @@ class QueueProducer:
                 if task_id != self.running or self.paused.is_set() == (action == "pause"):
                     return False
                 (self.paused.set if action == "pause" else self.paused.clear)()
-                self.bus.publish(task_id, f"generation_{action}d", stage="generating", current_step=self.step)
+                # as wan_nb.core.run says a pause that gave the accelerator's memory back
+                freed = {"release_memory": True} if action == "pause" and arguments.get("release_memory") else {}
+                self.bus.publish(task_id, f"generation_{action}d", stage="generating", current_step=self.step,
+                                 **freed)
                 return True
             if action == "cancel":
                 self.cancelled.add(task_id)

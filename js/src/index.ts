@@ -88,9 +88,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
           err => sidebar.row(task.id)?.steerFailed(String(err))
         );
       },
-      steer: (task, action, index) => {
+      steer: (task, action, options) => {
         const row = () => sidebar.row(task.id);
-        store.steer(task.id, action, index).then(
+        store.steer(task.id, action, options).then(
           error => (error ? row()?.steerFailed(error) : action === 'move' && row()?.moved()),
           err => row()?.steerFailed(String(err))
         );

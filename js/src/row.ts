@@ -10,10 +10,18 @@ import { timeLeft } from './summary';
 
 export type SteerAction = 'cancel' | 'pause' | 'resume' | 'move';
 
+/** What a steering request carries besides its action (the route's JSON body). */
+export interface ISteerOptions {
+  /** Where a queued task moves to (0 = runs next). */
+  index?: number;
+  /** Pause and give the pipeline's GPU memory back (resume reloads it). */
+  releaseMemory?: boolean;
+}
+
 export interface IRowActions {
   cancel(task: TaskState): void;
-  /** Pause, resume, or move a queued task to `index` (0 = runs next) through the server. */
-  steer(task: TaskState, action: SteerAction, index?: number): void;
+  /** Pause (optionally freeing the GPU memory), resume, or move a queued task through the server. */
+  steer(task: TaskState, action: SteerAction, options?: ISteerOptions): void;
   /** Continue a run that ended with a checkpoint (a new task, which the sidebar then follows). */
   resumeRun(task: TaskState): void;
   play(task: TaskState, scene?: number): void;
@@ -66,6 +74,7 @@ export class RowView {
   private _queue: HTMLElement;
   private _cancel: HTMLButtonElement;
   private _pause: HTMLButtonElement;
+  private _pauseFree: HTMLButtonElement;
   private _resume: HTMLButtonElement;
   private _up: HTMLButtonElement;
   private _down: HTMLButtonElement;
@@ -110,6 +119,13 @@ export class RowView {
     this._pause = this._button(actions, 'Pause', 'wan-nb-pause', () =>
       this._onSteer(this._pause, 'Pausing…', 'pause')
     );
+    // A second pause that also frees the GPU: a long wait should not hold 20+ GB another run could use.
+    this._pauseFree = this._button(actions, 'Pause & free GPU', 'wan-nb-pause-free', () =>
+      this._onSteer(this._pauseFree, 'Pausing…', 'pause', { releaseMemory: true })
+    );
+    this._pauseFree.title =
+      "Pause and release the pipeline's GPU memory for other work; Resume loads it back (takes a moment)";
+    this._pause.title = 'Pause after the current step (the model stays in GPU memory)';
     this._resume = this._button(actions, 'Resume', 'wan-nb-resume', () => this._onResume());
     this._cancel = this._button(actions, 'Cancel', 'wan-nb-cancel', () => this._onCancel());
     this._up = this._button(actions, '▲', 'wan-nb-up', () => this._onMove(-1));
@@ -148,7 +164,7 @@ export class RowView {
     const stage = t.stage && !t.finished && t.status !== 'queued' ? ` · ${stageLabel(t.stage)}` : '';
     const kind = t.kind === 'storyboard' ? 'storyboard' : t.model || 'model ?';
     const scene = t.storyboardId ? ' · scene' : '';
-    setText(this._meta, `${kind}${scene} · ${t.status}${stage}`);
+    setText(this._meta, `${kind}${scene} · ${t.status}${stage}${t.postLabel}`);
 
     const value = Math.round(t.progress);
     this._fill.style.width = `${value}%`;
@@ -209,6 +225,7 @@ export class RowView {
     show(this._cancel, live);
     const generation = t.kind !== 'storyboard';
     show(this._pause, generation && t.status === 'running');
+    show(this._pauseFree, generation && t.status === 'running');
     show(this._resume, (generation && t.status === 'paused') || resumable);
     const movable = generation && queued && t.queuePosition !== null;
     show(this._up, movable && (t.queuePosition as number) > 0);
@@ -218,6 +235,7 @@ export class RowView {
     const label = prompt.length > 60 ? prompt.slice(0, 57) + '...' : prompt;
     this._cancel.setAttribute('aria-label', `Cancel: ${label}`);
     this._pause.setAttribute('aria-label', `Pause: ${label}`);
+    this._pauseFree.setAttribute('aria-label', `Pause and free GPU memory: ${label}`);
     this._resume.setAttribute('aria-label', `Resume: ${label}`);
     this._up.setAttribute('aria-label', `Run sooner: ${label}`);
     this._down.setAttribute('aria-label', `Run later: ${label}`);
@@ -256,10 +274,10 @@ export class RowView {
     this._actions.cancel(this.task);
   }
 
-  private _onSteer(button: HTMLButtonElement, busy: string, action: SteerAction): void {
+  private _onSteer(button: HTMLButtonElement, busy: string, action: SteerAction, options?: ISteerOptions): void {
     button.disabled = true;
     setText(button, busy);
-    this._actions.steer(this.task, action);
+    this._actions.steer(this.task, action, options);
   }
 
   /** A run that ended with a checkpoint, not yet continued from this page's knowledge. */
@@ -286,7 +304,7 @@ export class RowView {
       return;
     }
     this._up.disabled = this._down.disabled = true;
-    this._actions.steer(this.task, 'move', Math.max(0, position + by));
+    this._actions.steer(this.task, 'move', { index: Math.max(0, position + by) });
   }
 
   /** Buttons back to their resting labels (after an answer, or a change of status). */
@@ -296,6 +314,7 @@ export class RowView {
     const labels: [HTMLButtonElement, string][] = [
       [this._cancel, 'Cancel'],
       [this._pause, 'Pause'],
+      [this._pauseFree, 'Pause & free GPU'],
       [this._resume, 'Resume'],
       [this._up, '▲'],
       [this._down, '▼']

@@ -98,7 +98,21 @@ export class TaskState {
   resumable = false;
   resumedFrom: string | null = null;
   memoryReleased = false;
+  /** The post-processing step under way (docs/contract-additions.md "Post-processing"):
+   * `interpolate` / `upscale`, with frame pairs or frames done of its total; null outside it. */
+  postStep: string | null = null;
+  postDone: number | null = null;
+  postTotal: number | null = null;
   private _samples: IStepSample[] = [];
+
+  /** " · interpolate 3/8" while a post-processing step runs (the row's meta line), else ''. */
+  get postLabel(): string {
+    if (this.stage !== 'post_processing' || this.finished || !this.postStep) {
+      return '';
+    }
+    const count = this.postDone !== null && this.postTotal ? ` ${this.postDone}/${this.postTotal}` : '';
+    return ` · ${this.postStep}${count}`;
+  }
 
   constructor(id: string) {
     this.id = id;
@@ -253,6 +267,7 @@ export class TaskState {
         this.totalSteps = data.total_steps ?? this.totalSteps;
         this._sample(this.step, data.timestamp);
         this._noteCheckpoint(data.checkpoint);
+        this._notePost(data);
         break;
       case 'model_loading_progress':
         this.model = data.model_type || this.model;
@@ -281,6 +296,10 @@ export class TaskState {
         this.eta = null;
         this.error = data.error || null;
         this.message = data.error || 'Generation failed';
+        if (this.status === 'lost' && isWholePositive(data.checkpoint_step)) {
+          // one the server found in the run folder (a SIGTERM's, which no event announced)
+          this.checkpointStep = data.checkpoint_step;
+        }
         if (this.status === 'lost' && this.checkpointStep) {
           // its process died after a checkpoint: resume_run finishes it from there
           this.status = 'interrupted';
@@ -318,6 +337,13 @@ export class TaskState {
     if (typeof data.resumed_from === 'string') {
       this.resumedFrom = data.resumed_from;
     }
+  }
+
+  private _notePost(data: { [key: string]: any }): void {
+    const post = this.stage === 'post_processing' && typeof data.post_step === 'string';
+    this.postStep = post ? data.post_step : null;
+    this.postDone = post ? wholeOrNull(data.post_done) : null;
+    this.postTotal = post && isWholePositive(data.post_total) ? data.post_total : null;
   }
 
   private _noteCheckpoint(checkpoint: any): void {

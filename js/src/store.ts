@@ -11,7 +11,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { IInputs, parseInputs } from './inputs';
-import { compareTasks, IFrame, TaskState } from './state';
+import { compareTasks, IFrame, RESUMABLE, TaskState } from './state';
 import { EventStream, StreamState } from './stream';
 import { ISummary, summarize } from './summary';
 
@@ -42,8 +42,9 @@ export interface IResumeAnswer {
   error: string | null;
 }
 
-// A run that ended this way may have kept a checkpoint: its snapshot says whether it can go on.
-const MAY_RESUME = new Set(['cancelled', 'lost', 'failed']);
+// A run that ended this way may have kept a checkpoint: its snapshot says whether it can go on
+// (stopped / interrupted as the reducer reads it; the others as older producers end).
+const MAY_RESUME = new Set(['cancelled', 'lost', 'failed', ...RESUMABLE]);
 
 export class TaskStore {
   readonly tasks = new Map<string, TaskState>();
@@ -161,14 +162,21 @@ export class TaskStore {
   }
 
   /**
-   * `POST wan-nb/api/tasks/{id}/{action}` (cancel, pause, resume; move with `{"index": n}`):
-   * null once the task's process took it (202), else the reason it could not.
+   * `POST wan-nb/api/tasks/{id}/{action}` (cancel, pause, resume; move with `{"index": n}`,
+   * pause with `{"release_memory": true}`): null once the task's process took it (202), else the
+   * reason it could not.
    */
-  async steer(taskId: string, action: string, index?: number): Promise<string | null> {
+  async steer(
+    taskId: string,
+    action: string,
+    options: { index?: number; releaseMemory?: boolean } = {}
+  ): Promise<string | null> {
     const url = URLExt.join(this.settings.baseUrl, 'wan-nb/api/tasks', taskId, action);
     const init: RequestInit = { method: 'POST' };
-    if (index !== undefined) {
-      init.body = JSON.stringify({ index });
+    if (options.index !== undefined) {
+      init.body = JSON.stringify({ index: options.index });
+    } else if (options.releaseMemory) {
+      init.body = JSON.stringify({ release_memory: true });
     }
     const response = await ServerConnection.makeRequest(url, init, this.settings);
     if (response.status === 202) {

@@ -125,3 +125,44 @@ test('queued tasks sort by their queue position once they know it', () => {
     make('q-moved-up', 'queued', '3', 0), make('q-mid', 'queued', '2', 1)];
   assert.deepEqual(tasks.sort(compareTasks).map(t => t.id), ['run', 'q-moved-up', 'q-mid', 'q-first-made']);
 });
+
+test('post-processing: the step and its count while it runs, nothing before or after', () => {
+  seq = 0;
+  const task = new TaskState('t');
+  task.apply(frame('generation_started', { model_type: 'tiny', params: { prompt: 'a fox', steps: 4 } }));
+  task.apply(frame('detailed_generation_progress', { stage: 'generating', progress: 40, current_step: 4, total_steps: 4 }));
+  assert.equal(task.postLabel, '');
+  // the decode: the stage, no step of its own yet
+  task.apply(frame('detailed_generation_progress', { stage: 'post_processing', progress: 82 }));
+  assert.equal(task.postStep, null);
+  assert.equal(task.postLabel, '');
+  task.apply(frame('detailed_generation_progress', {
+    stage: 'post_processing', progress: 90, post_step: 'interpolate', post_done: 3, post_total: 8
+  }));
+  assert.deepEqual([task.postStep, task.postDone, task.postTotal], ['interpolate', 3, 8]);
+  assert.equal(task.postLabel, ' · interpolate 3/8');
+  task.apply(frame('detailed_generation_progress', {
+    stage: 'post_processing', progress: 95, post_step: 'upscale', post_done: 0, post_total: 17
+  }));
+  assert.equal(task.postLabel, ' · upscale 0/17');
+  // a count that is not one still names the step
+  task.apply(frame('detailed_generation_progress', {
+    stage: 'post_processing', progress: 96, post_step: 'upscale', post_done: -1, post_total: 'x'
+  }));
+  assert.equal(task.postLabel, ' · upscale');
+  task.apply(frame('generation_completed', { output_path: '/r/video.mp4', duration_s: 3 }));
+  assert.equal(task.postLabel, '');
+});
+
+test('a ProducerLost ending that names the checkpoint the server found reads interrupted', () => {
+  seq = 0;
+  const task = new TaskState('t');
+  task.apply(frame('detailed_generation_progress', { stage: 'generating', current_step: 3, total_steps: 8 }));
+  task.apply(frame('generation_failed', { error_type: 'ProducerLost', error: 'gone', checkpoint_step: 3 }));
+  assert.deepEqual([task.status, task.checkpointStep, task.resumable], ['interrupted', 3, true]);
+  assert.equal(task.message, 'Interrupted at step 3/8: resumable');
+  const bare = new TaskState('u');
+  seq = 0;
+  bare.apply(frame('generation_failed', { error_type: 'ProducerLost', error: 'gone', checkpoint_step: 0 }));
+  assert.equal(bare.status, 'lost');
+});

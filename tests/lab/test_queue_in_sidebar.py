@@ -1,7 +1,8 @@
 """The Lab sidebar's queue, in a real JupyterLab and a real headless Chromium: tasks waiting behind
 a running one read "Queued (#n)" in run order; Pause and Resume hold and release the running one;
 the arrows move a waiting task through the server's move route; when the running one ends the
-next starts and the others move up. The tasks come from another process sharing the Lab's
+next starts and the others move up; "Pause & free GPU" pauses with ``release_memory`` and the
+row then reads "paused · GPU memory released". The tasks come from another process sharing the Lab's
 runtime dir (``tests/_queue_producer.py``: the events and steering a generator's queue gives).
 """
 
@@ -60,6 +61,8 @@ def test_the_sidebar_shows_the_queue_and_steers_it(tmp_path):
             producer.wait()
     steered = [json.loads(line) for line in (runs / "steered.jsonl").read_text().splitlines()]
     assert steered == [{"task_id": "lq-0", "action": "pause"}, {"task_id": "lq-0", "action": "resume"},
+                       {"task_id": "lq-0", "action": "pause", "release_memory": True},
+                       {"task_id": "lq-0", "action": "resume"},
                        {"task_id": "lq-3", "action": "move", "index": 1},
                        {"task_id": "lq-1", "action": "move", "index": 1}]
 
@@ -96,6 +99,20 @@ def _steer_the_queue(page, base: str, token: str, runs: Path) -> None:
     running.locator(".wan-nb-resume").click()
     _status(page, "lq-0", "running")
     assert running.locator(".wan-nb-pause").is_enabled()
+
+    # The second pause gives the GPU memory back; its tooltip says so, and the paused row then does.
+    free = running.locator(".wan-nb-pause-free")
+    assert free.is_visible() and free.text_content() == "Pause & free GPU"
+    assert "GPU memory" in free.get_attribute("title") and not next_up.locator(".wan-nb-pause-free").is_visible()
+    free.click()
+    _status(page, "lq-0", "paused")
+    page.wait_for_function("""() => document.querySelector(".wan-nb-Row[data-task-id='lq-0'] .wan-nb-Row-eta")
+                                     .textContent === 'paused · GPU memory released'""", timeout=10_000)
+    assert not free.is_visible() and running.locator(".wan-nb-resume").is_visible()
+    running.locator(".wan-nb-resume").click()
+    _status(page, "lq-0", "running")
+    assert running.locator(".wan-nb-Row-eta").text_content() != "paused · GPU memory released"
+    assert free.is_enabled() and free.text_content() == "Pause & free GPU"
 
     _row(page, "lq-3").locator(".wan-nb-up").click()
     _wait_badges(page, [("lq-0", ""), ("lq-1", "Queued (#1)"), ("lq-3", "Queued (#2)"), ("lq-2", "Queued (#3)")])

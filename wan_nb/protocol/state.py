@@ -225,7 +225,10 @@ class TaskState:
             self.error = data.get("error")
             self.message = data.get("error") or "Generation failed"
             if self.error_type == PRODUCER_LOST:
-                # Its process died; with a checkpoint announced, resume_run finishes it from there.
+                # Its process died; with a checkpoint announced, or one the server found in its run
+                # folder (a SIGTERM's, which no event announced), resume_run finishes it from there.
+                if _whole(data.get("checkpoint_step")):
+                    self.checkpoint_step = data["checkpoint_step"]
                 self.status = "interrupted" if self.checkpoint_step else "lost"
                 if self.checkpoint_step:
                     self._end_resumable(self.checkpoint_step)

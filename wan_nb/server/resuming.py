@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from tornado.ioloop import IOLoop
 
+from wan_nb.protocol.statuses import RESUMABLE
 from wan_nb.runs import checkpoint_file
 from wan_nb.runs.journal import TASK_FILE
 from ..relay import protocol
@@ -29,6 +30,9 @@ from .store import TaskEntry, trusted, valid_task_id
 __all__ = ["ResumeLinks", "Resumer", "hint", "refusal", "rank_producers"]
 
 _CACHE_LIMIT = 4096
+# The endings a checkpoint may follow: as the reducer reads them (stopped, interrupted) and as the
+# run folder records them before the overlay (cancelled, lost, failed after its last step).
+_MAY_HAVE_CHECKPOINT = RESUMABLE | frozenset(checkpoint_file.RESUMABLE_STATUS)
 
 
 def hint(task_id: str) -> str:
@@ -57,7 +61,7 @@ def refusal(task: TaskEntry, folder: Path | None) -> str | None:
     if snap.kind == "storyboard":
         return (f"storyboard {task_id} resumes from the notebook or script that made it (board.resume() "
                 "continues its interrupted scene)")
-    if snap.status not in checkpoint_file.RESUMABLE_STATUS:
+    if snap.status not in _MAY_HAVE_CHECKPOINT:
         return f"task {task_id} is {snap.status}: there is nothing to resume (gen.rerun('{task_id}') makes it again)"
     if _checkpoint(folder) is None:
         return (f"task {task_id} ended without a checkpoint, so it cannot continue; start it again with "
@@ -131,7 +135,7 @@ class ResumeLinks:
         found: dict[str, Any] = {"resumable": False, "checkpoint_step": None,
                                  "resumed_from": _task_file(folder).get("resumed_from")}
         if task.finished and task.snapshot.kind != "storyboard" \
-                and task.snapshot.status in checkpoint_file.RESUMABLE_STATUS:
+                and task.snapshot.status in _MAY_HAVE_CHECKPOINT:
             kept = _checkpoint(folder)
             if kept is not None:
                 found.update(resumable=True, checkpoint_step=kept.get("step"))

@@ -18,7 +18,7 @@ from wan_nb.protocol.events import TERMINAL_STATUS as _ENDINGS, is_terminal
 from wan_nb.runs import checkpoint_file
 from wan_nb.runs.journal import JOURNAL_NAME, TASK_FILE
 from wan_nb.protocol.processes import pid_alive as process_alive  # noqa: F401 (hub reads it here)
-from wan_nb.protocol.state import PRODUCER_LOST, capped_params, cap_text
+from wan_nb.protocol.state import PRODUCER_LOST, capped_params, cap_text, resumable_message
 from wan_nb.protocol.statuses import FINISHED
 from .inputs import listing_inputs
 from .store import trusted, valid_task_id
@@ -157,16 +157,18 @@ def run_from_index(directory: Path, entry: dict[str, Any]) -> dict[str, Any]:
     params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
     video = entry.get("video")
     folder = os.path.join(directory, entry.get("folder") or entry["task_id"])   # str: thousands a listing
-    kept = checkpoint_file.overlay(entry, Path(directory))  # a checkpoint kept: "stopped" / "interrupted" at k/N
+    # A checkpoint kept: "stopped" / "interrupted" at k/N, as a live snapshot of the same run reads.
+    kept = checkpoint_file.overlay(entry, Path(directory))
     return {"task_id": entry["task_id"], "prompt": cap_text(entry.get("prompt") or params.get("prompt")),
             "params": capped_params(params), "seed": entry.get("seed"), "model_type": entry.get("model"),
-            "created_at": _iso(entry.get("created_at")), "status": entry.get("status"),
+            "created_at": _iso(entry.get("created_at")), "status": kept.get("status"),
             "output_path": os.path.join(folder, video) if isinstance(video, str) and video else None,
             "duration_s": entry.get("duration_s"), "updated_at": entry.get("finished_at"),
             "error_type": None, "error": entry.get("error"), "scene_videos": [],
             "kind": "storyboard" if entry.get("kind") == "storyboard" else "generation", "pid": None,
             "inputs": entry.get("inputs"), "resumed_from": entry.get("resumed_from"),
-            "checkpoint_step": kept.get("checkpoint_step"), "resumable_as": kept["status"] if kept is not entry else None}
+            "checkpoint_step": kept.get("checkpoint_step") if kept is not entry else None,
+            "checkpoint_total": kept.get("total_steps")}
 
 
 def finished_runs(directories: Iterable[Path]) -> list[dict[str, Any]]:
@@ -216,12 +218,13 @@ def summary(run: dict[str, Any], base_url: str) -> dict[str, Any]:
     url, scene_urls = video_urls(base_url, run["task_id"], len(run["scene_videos"]))
     params = run["params"]
     done = run["status"] == "completed"
-    step = run.get("checkpoint_step")   # the contract's status stays; the message and fields say it can go on
-    message = f"{run['resumable_as'].capitalize()} at step {step}/{params.get('steps')}: resumable" if step else ""
+    step = run.get("checkpoint_step")   # set only where the run folder keeps a checkpoint
+    total = run.get("checkpoint_total") or params.get("steps")
+    message = resumable_message(run["status"], step, total) if step else ""
     return {"task_id": run["task_id"], "kind": run["kind"], "status": run["status"],
             "stage": run["status"], "progress": 100 if done else 0, "message": message,
             "estimated_time_remaining": 0 if done else None, "current_step": step,
-            "total_steps": params.get("steps"), "model_type": run["model_type"],
+            "total_steps": total, "model_type": run["model_type"],
             "prompt": run["prompt"], "seed": run["seed"], "params": params,
             "storyboard_id": params.get("storyboard_id"), "created_at": run["created_at"],
             "updated_at": run["updated_at"], "output_path": run["output_path"],

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from wan_nb.protocol.events import COALESCIBLE_TYPES, dumps, is_terminal, utc_now
+from wan_nb.runs import checkpoint_file
 from wan_nb.runs.journal import JOURNAL_NAME, TASK_FILE
 from wan_nb.protocol.snapshot import PRODUCER_LOST, TaskSnapshot
 from wan_nb.protocol.state import PROMPT_CAP, capped_params
@@ -167,6 +168,15 @@ def read_journal(path: Path, task_id: str, after: int = 0,
                                 if snapshot.last_seq >= cursor.expected else [])
 
 
+def _kept_step(journal: Path | None) -> int | None:
+    """The step of the checkpoint the run folder of a lost task keeps (None without one)."""
+    folder = journal.parent if journal is not None else None
+    if folder is None or not trusted(folder):
+        return None
+    step = (checkpoint_file.read_summary(folder) or {}).get("step")
+    return step if isinstance(step, int) and not isinstance(step, bool) and step > 0 else None
+
+
 class Store:
     def __init__(self, *, on_accept: Callable[[Rec, dict], Any], runs_dirs: Callable[[], list[Path]],
                  refresh_producer: Callable[[Any], Any], is_watched: Callable[[str], bool],
@@ -278,6 +288,9 @@ class Store:
         data = {"stage": task.snapshot.stage or "initializing", "error_type": PRODUCER_LOST,
                 "error": f"the process that ran this task (pid {pid}) {why} before it finished",
                 "task_id": task.task_id, "timestamp": utc_now()}
+        kept = _kept_step(task.journal_path)
+        if kept is not None:   # e.g. written on SIGTERM, which no event announced: it reads "interrupted"
+            data["checkpoint_step"] = kept
         frame = {"type": "generation_failed", "seq": task.last_seq + 1, "task_id": task.task_id,
                  "data": data}
         self._accept(task, frame, dumps(frame).encode())
