@@ -20,7 +20,7 @@ from _jupyter_helpers import running_jupyter  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 OFFLINE = ["01_quickstart.ipynb", "02_prompts_and_loras.ipynb", "03_storyboard.ipynb", "05_history.ipynb",
-           "06_preview_then_commit.ipynb"]
+           "06_preview_then_commit.ipynb", "07_experiments.ipynb"]
 
 
 def run_nbval(notebook: str, tmp_path: Path, env: dict | None = None, timeout: int = 240):

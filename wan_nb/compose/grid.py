@@ -30,7 +30,7 @@ import copy
 import itertools
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from wan_nb.protocol import frontend
 from wan_nb.core.task import Sweep
@@ -234,7 +234,7 @@ def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None
     for cell in cells:
         resolved.append(generator.check(cell.prompt, **cell.kwargs))
 
-    find: Callable[[dict[str, Any]], tuple[str | None, Any]] = grid_reuse.finder(generator)
+    find = grid_reuse.finder(generator)
     for cell, params in zip(cells, resolved):
         cell.key, found = find(params)
         if found is not None and not refresh:
@@ -246,7 +246,8 @@ def build_grid(generator: Any, prompt: str, x: Any, y: Any = None, z: Any = None
         if cell.key is not None and cell.key in made:
             cell.task = made[cell.key]
             continue
-        cell.task = generator.submit(cell.prompt, **cell.kwargs)
+        # A stopped run of the same recipe is continued, not shown as done (grid_reuse.Finder.submit).
+        cell.task = find.submit(cell.prompt, cell.kwargs, None if refresh else cell.key)
         if cell.key is not None:
             made[cell.key] = cell.task
     return Grid(generator, prompt.strip(), axes, cells, fixed)

@@ -7,6 +7,13 @@ running or done — a grid widened while the first one still runs shares those t
 are the ones recorded in their ``task.json`` when they were queued), then the finished runs of
 its runs dir through the history index (``wan_nb.history.find_by_key``), so runs of earlier
 processes count too.
+
+A task that ended without its video does not stand in for a cell: a failed, cancelled or lost
+one is redone. A *stopped* or *interrupted* one (``stop_after``, ``cancel(keep=True)``, a killed
+process: :data:`wan_nb.protocol.statuses.RESUMABLE`) kept a checkpoint and only a preview, so it
+is not reused as done either: a cell that asks for the whole run continues it from its checkpoint
+(``gen.submit_resume``: the same video an uninterrupted run makes, for the steps left), and a cell
+that itself stops early (``stop_after``) or a ``refresh=True`` grid renders anew.
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from wan_nb.protocol.errors import ResumeError
+from wan_nb.runs.recipe import RecipeError
+from wan_nb.protocol.statuses import FINISHED, RESUMABLE
 from wan_nb.runs.layout import TASK_FILE
 
-__all__ = ["finder", "ReusedTask"]
+__all__ = ["finder", "Finder", "ReusedTask"]
 
 
 class ReusedTask:
@@ -78,29 +88,50 @@ def _result_of(run: Any) -> Any:
                   run_dir=run.run_dir or run.video_path.parent)
 
 
-def finder(generator: Any) -> Callable[[dict[str, Any]], tuple[str | None, Any]]:
-    """``find(params) -> (key, task or None)`` for cells of ``generator`` (params: ``generator.check``'s)."""
-    from wan_nb.runs import history
-    from wan_nb.core import recipes as recipe
-    from wan_nb.models.specs import prepare_image
+class Finder:
+    """``find(params) -> (key, task or None)`` for cells of a generator, and :meth:`submit` for the
+    cells nothing finished stands in for (made by :func:`finder`)."""
 
-    live: dict[str, Any] = {}
-    for task in generator.tasks:
-        if task.status in ("failed", "cancelled"):
-            continue
-        key = _recorded_key(task.run_dir)
-        if key is not None:
-            live[key] = task
+    def __init__(self, generator: Any) -> None:
+        self.generator = generator
+        self.live: dict[str, Any] = {}        # key -> a queued, running, paused or completed task
+        self.stopped: dict[str, Any] = {}     # key -> a task that ended early with a checkpoint
+        for task in generator.tasks:          # oldest first: the newest of a key wins
+            key = _recorded_key(task.run_dir)
+            if key is None:
+                continue
+            if task.status in RESUMABLE:
+                self.stopped[key] = task
+            elif task.status not in FINISHED or task.status == "completed":
+                self.live[key] = task
 
-    def find(params: dict[str, Any]) -> tuple[str | None, Any]:
+    def __call__(self, params: dict[str, Any]) -> tuple[str | None, Any]:
+        from wan_nb.runs import history
+        from wan_nb.core import recipes as recipe
+        from wan_nb.models.specs import prepare_image
+
         params = dict(params)
         for name in ("image", "last_image"):   # the picture the run would see, as submit prepares it
             if params.get(name) is not None:
                 params[name] = prepare_image(params[name], params["height"], params["width"])
-        key = recipe.recipe_key(recipe.build(generator, params))
-        if key in live:
-            return key, live[key]
-        run = history.find_by_key(generator.runs_dir, key)
+        key = recipe.recipe_key(recipe.build(self.generator, params))
+        if key in self.live:
+            return key, self.live[key]
+        run = history.find_by_key(self.generator.runs_dir, key)
         return key, (ReusedTask(_result_of(run)) if run is not None else None)
 
-    return find
+    def submit(self, prompt: str, kwargs: dict[str, Any], key: str | None) -> Any:
+        """The task for a cell with no finished run: the continuation of a stopped task of the same
+        recipe ``key`` when the cell asks for the whole run, else a new one (``key=None``: always new)."""
+        stopped = self.stopped.pop(key, None) if key is not None else None
+        if stopped is not None and kwargs.get("stop_after") is None:
+            try:
+                return self.generator.submit_resume(stopped)
+            except (ResumeError, RecipeError):
+                pass   # its checkpoint, model or a LoRA file changed since: render the cell anew
+        return self.generator.submit(prompt, **kwargs)
+
+
+def finder(generator: Any) -> Finder:
+    """The :class:`Finder` for cells of ``generator`` (params: ``generator.check``'s)."""
+    return Finder(generator)

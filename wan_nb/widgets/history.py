@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import ipywidgets as w
 
+from wan_nb.core.lora_schedule import describe as describe_weight
 from wan_nb.protocol.statuses import FINISHED_STATUSES, RESUMABLE
 from wan_nb.runs.history import RunList, format_table, history
 from .grid import card_columns
@@ -47,7 +48,8 @@ def _caption(run: Any) -> str:
     color = STATUS_COLOR.get(run.status, "#777")
     took = "" if run.duration_s is None else f" · {run.duration_s:.1f} s"
     when = (run.created_at or "").replace("T", " ").rstrip("Z")
-    loras = ", ".join(f"{n}={v}" for n, v in (run.params.get("loras") or {}).items())
+    # A schedule reads as the grid labels write it (1→0.2, high 1 / low 0.3), not as its JSON form.
+    loras = ", ".join(f"{n}={describe_weight(v)}" for n, v in (run.params.get("loras") or {}).items())
     status = run.status  # a run that kept a checkpoint: "stopped at step 3/8"
     if run.status in RESUMABLE and run.checkpoint_step:
         status += f" at step {run.checkpoint_step}/{run.params.get('steps', '?')}"
