@@ -20,11 +20,14 @@ import time
 import traceback
 from typing import Any
 
+from wan_nb.fast import cache as cache_modes
+
 ARCH = "wan2.1-1.3b"
 PRESET = "wan2.1-t2v-1.3b"
 CACHE_SHAPE = dict(height=480, width=832, num_frames=33)
 SMOKE_SHAPE = dict(height=64, width=64, num_frames=9)
-CACHE_MODES = ("first-block", "mag", "taylorseer", "faster", "pab")
+# Every mode wan_nb.fast.cache owns (sea and text-kv included), and a reusing mode with text-kv.
+CACHE_MODES = (*cache_modes.CACHE_MODES, f"first-block+{cache_modes.TEXT_KV}")
 BACKENDS = ("native", "_native_cudnn", "flash", "sage")
 
 

@@ -6,13 +6,21 @@ the ``kernels`` Hub loader) is refused when the Generator is made, before any do
 install command diffusers names. ``compile=True`` compiles each repeated transformer block once
 (``compile_repeated_blocks``: one compiled block reused 30-40 times, seconds instead of the minutes
 a whole-model ``torch.compile`` takes).
+
+A run's cache hooks sit inside those compiled blocks. Traced by dynamo, a hook that reads or
+bumps per-step Python state (a counter, diffusers' PAB/FasterCache ``iteration``, TaylorSeer's
+step, text-kv's stored outputs) becomes a guard that fails at the next step: a recompile per step
+until dynamo's limit, then those frames run uncompiled. :func:`hooks_outside_compile` keeps the
+hooked sub-modules out of the compiled graph (a graph break around each, the hook itself eager),
+so a cached compiled run compiles a bounded set of graphs, once.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["check_attention", "apply_attention", "compile_blocks", "COMMON_BACKENDS", "GPU_BACKENDS"]
+__all__ = ["check_attention", "apply_attention", "compile_blocks", "blocks_compiled", "hooks_outside_compile",
+           "COMMON_BACKENDS", "GPU_BACKENDS"]
 
 COMMON_BACKENDS = ("native", "flash", "flash_hub", "_flash_3", "sage", "sage_hub", "flex", "xformers",
                    "_native_cudnn", "_native_flash", "_native_efficient", "_native_math")
@@ -84,3 +92,43 @@ def compile_blocks(pipe: Any) -> int:
                 block.compile(fullgraph=False, dynamic=False)
         count += 1
     return count
+
+
+# diffusers block hooks whose tail instance records per-step Python state after the block ran.
+_HISTORY_BLOCK_HOOKS = ("sea_cache_block",)
+
+
+def blocks_compiled(transformer: Any) -> bool:
+    """Whether :func:`compile_blocks` compiled this transformer's blocks (``Module.compile`` in place)."""
+    return any(getattr(block, "_compiled_call_impl", None) is not None for block in getattr(transformer, "blocks", ()))
+
+
+def hooks_outside_compile(transformer: Any) -> Callable[[], None]:
+    """Run every diffusers-hooked module *inside* a compiled block uncompiled (``torch.compiler.disable``
+    on its hooked ``forward``); returns the undo, to call before the hooks are removed.
+
+    The blocks' own hooks (first-block, MagCache, SeaCache) stay traced: diffusers already keeps
+    their per-step decision out of the graph, and disabling them would leave the whole block eager;
+    except SeaCache's tail block, whose hook appends the step's residual to a Python history after
+    the block ran (a guard per step): that one block runs eager."""
+    import torch
+
+    wrapped = []
+    for block in transformer.blocks:
+        for module in block.modules():
+            registry = getattr(module, "_diffusers_hook", None)
+            forward = module.__dict__.get("forward")  # the hook chain diffusers put on the instance
+            if registry is None or not registry.hooks or forward is None:
+                continue
+            if module is block and not any(getattr(registry.hooks.get(name), "is_tail", False)
+                                           for name in _HISTORY_BLOCK_HOOKS):
+                continue
+            module.forward = torch.compiler.disable(forward)
+            wrapped.append((module, forward))
+
+    def undo() -> None:
+        for module, forward in reversed(wrapped):
+            module.forward = forward
+        wrapped.clear()
+
+    return undo

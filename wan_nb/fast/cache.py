@@ -42,6 +42,7 @@ from typing import Any, Mapping
 from wan_nb.runs.atomic import replace_text
 from wan_nb.protocol.errors import InvalidParameter
 from wan_nb.models.specs import cache_dir
+from wan_nb.fast.attention import blocks_compiled, hooks_outside_compile
 
 __all__ = ["CACHE_MODES", "LOSSY_MODES", "TEXT_KV", "CACHE_CHOICES", "split_mode", "check_cache", "RunCache", "cache_for_run", "forget_ratios"]
 
@@ -185,6 +186,13 @@ def _config(mode: str, threshold: float | None, pipe: Any, steps: int, ratios: l
                                            current_timestep_callback=timestep)
 
 
+def _eager(hook: Any) -> Any:
+    """``hook`` run outside any compiled graph (a graph break where a compiled block calls it)."""
+    import torch
+
+    return torch.compiler.disable(hook)
+
+
 class _PerPassStates:
     """Give each guidance pass ("cond", "uncond") its own PAB / FasterCache layer states."""
 
@@ -235,6 +243,7 @@ class RunCache:
         self._handles: list[Any] = []
         self._passes: list[_PerPassStates] = []
         self._enabled: list[Any] = []
+        self._undo_compile: list[Any] = []
         self.text_kv: list[Any] = []  # wan_nb.fast.text_kv_cache.TextKV, one per transformer
         self.calibrating = lossy == "mag" and _load_ratios(model) is None
         self._calibration: list[float] = []
@@ -243,10 +252,14 @@ class RunCache:
             _check_sea(mode, type(pipe).__name__, {})
         try:
             for transformer in self.transformers:
+                compiled = blocks_compiled(transformer)
+                # Under compile=True the counter stays out of the graph: traced, its int is a
+                # guard that fails at every block call (a recompile per step).
+                counted = _eager(self._counted) if compiled else self._counted
                 for block in transformer.blocks:
-                    self._handles.append(block.attn1.to_q.register_forward_hook(self._counted))
+                    self._handles.append(block.attn1.to_q.register_forward_hook(counted))
                 if self.calibrating:
-                    self._measure_ratios(transformer)
+                    self._measure_ratios(transformer, compiled)
                 elif lossy is not None:
                     transformer.enable_cache(_config(lossy, threshold, pipe, steps, _load_ratios(model)))
                     self._enabled.append(transformer)
@@ -256,6 +269,8 @@ class RunCache:
                     from wan_nb.fast import text_kv_cache
 
                     self.text_kv.append(text_kv_cache.apply(transformer))
+                if compiled:  # after every hook of this run is in
+                    self._undo_compile.append(hooks_outside_compile(transformer))
         except BaseException:
             self.close()
             raise
@@ -279,7 +294,7 @@ class RunCache:
         return reused
 
     # -- MagCache calibration ----------------------------------------------------------------
-    def _measure_ratios(self, transformer: Any) -> None:
+    def _measure_ratios(self, transformer: Any, compiled: bool = False) -> None:
         """Record mean(|residual_t| / |residual_t-1|) per step on the first (conditional) pass, as
         MagCache's calibration defines it; residual = last block's output - first block's input."""
         import torch
@@ -300,8 +315,9 @@ class RunCache:
             self._calibration.append(ratio)
             state[1], state[0] = residual, None
 
-        self._handles.append(transformer.blocks[0].register_forward_pre_hook(before))
-        self._handles.append(transformer.blocks[-1].register_forward_hook(after))
+        eager = _eager if compiled else (lambda hook: hook)
+        self._handles.append(transformer.blocks[0].register_forward_pre_hook(eager(before)))
+        self._handles.append(transformer.blocks[-1].register_forward_hook(eager(after)))
 
     @property
     def text_kv_counts(self) -> tuple[int, int]:
@@ -309,6 +325,9 @@ class RunCache:
         return sum(c.hits for c in self.text_kv), sum(c.misses for c in self.text_kv)
 
     def close(self, completed: bool = False) -> None:
+        for undo in self._undo_compile:  # first: diffusers unhooks the forwards it installed
+            undo()
+        self._undo_compile.clear()
         for text_kv in self.text_kv:  # first: the last hooks in, the first out
             text_kv.close()
         self.text_kv.clear()
