@@ -25,9 +25,13 @@ def test_the_usage_snippets_run_as_pasted(tmp_path):
     assert len(snippets) >= 5
     script = "\n".join(snippets)
     assert "import wan_nb" in script.split("wan_nb.gallery")[0]       # imported before its first use
+    # One torch thread: the tiny model's tensors are too small to gain from a second one, and when
+    # anything else wants the CPU, OpenMP's threads wait on each other at every op (measured on a
+    # loaded 2-core box: 145 s with two threads, 34 s with one; ~15 s either way when idle).
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
                           timeout=1150, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-                                            "WAN_NB_RUNS_DIR": str(tmp_path / "wan_nb_runs")})
+                                            "WAN_NB_RUNS_DIR": str(tmp_path / "wan_nb_runs"),
+                                            "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "grid.mp4").is_file() and (tmp_path / "grid.html").is_file()
 
