@@ -114,12 +114,14 @@ def start_server(runtime_dir: Path, *, port: int | None = None, extra_args: list
     proc = subprocess.Popen(args, env=isolated_env(runtime_dir), stdout=handle, stderr=subprocess.STDOUT,
                             cwd=str(runtime_dir.parent))
     server = Server(proc, port, log)
-    deadline = time.monotonic() + 60
+    # Generous: on a loaded 2-core machine the server's first answer can take several seconds
+    # (its first listing of the runs folders), and a short per-request timeout never sees it.
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"jupyter server exited: {log.read_text()[-3000:]}")
         try:
-            if requests.get(server.api("tasks"), headers=server.headers, timeout=2).status_code == 200:
+            if requests.get(server.api("tasks"), headers=server.headers, timeout=15).status_code == 200:
                 return server
         except requests.RequestException:
             pass

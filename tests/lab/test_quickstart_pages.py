@@ -174,10 +174,12 @@ def _start_a_long_foreground_generate(page, base: str, token: str, ui: str, tmp_
         timeout=90_000)
 
 
-def _assert_cancelled_early(page, error_name: str) -> None:
+def _assert_cancelled_early(page, error_name: str, status: str = "cancelled") -> None:
+    """The panel ended ``status`` early. ``cancelled`` (the Cancel button) reads "Cancelled" on its
+    disabled button; ``stopped`` (a kernel interrupt keeps the steps done) offers Resume instead."""
     page.wait_for_function(
-        """() => { const t = document.querySelector('.wan-nb-panel .wan-nb-status');
-                   return t && t.dataset.status === 'cancelled'; }""", timeout=20_000)
+        f"""() => {{ const t = document.querySelector('.wan-nb-panel .wan-nb-status');
+                   return t && t.dataset.status === '{status}'; }}""", timeout=20_000)
     # The cell ended with the cancellation (not with a finished video) ...
     page.wait_for_function(
         f"""() => Array.from(document.querySelectorAll('.jp-OutputArea-output'))
@@ -186,9 +188,14 @@ def _assert_cancelled_early(page, error_name: str) -> None:
     steps_text = page.locator(".wan-nb-panel .wan-nb-steps").first.evaluate("e => e.parentElement.textContent")
     done = int(re.search(r"(\d+)/" + str(LONG_RUN_STEPS), steps_text).group(1))
     assert 0 < done < LONG_RUN_STEPS, steps_text
-    page.wait_for_function(
-        """() => { const b = document.querySelector('.wan-nb-panel .wan-nb-cancel button');
-                   return b && b.disabled && b.textContent.includes('Cancelled'); }""", timeout=10_000)
+    if status == "cancelled":
+        page.wait_for_function(
+            """() => { const b = document.querySelector('.wan-nb-panel .wan-nb-cancel button');
+                       return b && b.disabled && b.textContent.includes('Cancelled'); }""", timeout=10_000)
+    else:
+        page.wait_for_function(
+            """() => { const b = document.querySelector('.wan-nb-panel .wan-nb-resume-button');
+                       return b && !b.disabled && b.offsetParent !== null; }""", timeout=10_000)
 
 
 @pytest.mark.slow
@@ -211,7 +218,8 @@ def test_cancel_button_stops_a_foreground_generate(lab, tmp_path, ui):
 @pytest.mark.slow
 def test_without_the_extension_cancel_points_to_interrupt_which_cancels(lab_without_extension, tmp_path):
     """No server to relay the click while the kernel is busy: the button says to interrupt, and
-    the kernel's interrupt cancels the task (within a step, no decode)."""
+    the kernel's interrupt stops the task (within a step, no decode), keeping the steps done: the
+    panel reads stopped and offers Resume."""
     base, token = lab_without_extension
 
     def body(page):
@@ -222,6 +230,6 @@ def test_without_the_extension_cancel_points_to_interrupt_which_cancels(lab_with
                        return b && b.textContent.includes('Interrupt'); }""", timeout=10_000)
         page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").first.click()
         page.locator(".lm-Menu-item[data-command='kernelmenu:interrupt']").click()
-        _assert_cancelled_early(page, "KeyboardInterrupt")
+        _assert_cancelled_early(page, "KeyboardInterrupt", status="stopped")
 
     _in_browser(tmp_path, body)
