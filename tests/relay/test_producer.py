@@ -22,8 +22,8 @@ pytestmark = pytest.mark.timeout(60)
 def runtime(tmp_path, monkeypatch):
     path = tmp_path / "rt"
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(path))
-    # The relay is one per process and advertises in the runtime dir it started with; generators
-    # of earlier tests (other runtime dirs) may still hold it, so start these tests from none.
+    # The process's relays (one per runtime dir) may still be held by generators of earlier tests;
+    # start these tests from none.
     relay._shutdown()
     return path
 
@@ -52,6 +52,29 @@ def test_attach_advertises_the_process_and_detach_removes_it(runtime, runs_dir):
         assert len(info["key"]) >= 32
     finally:
         detach()
+    assert relay.producer_files(runtime) == []
+
+
+def test_a_generator_made_after_the_runtime_dir_changed_announces_itself_in_the_new_one(runtime, runs_dir,
+                                                                                         tmp_path, monkeypatch):
+    """A relay still attached for one runtime directory (an earlier generator of this process, not
+    closed) must not swallow a later attachment made for another: servers of the new directory
+    look only there (seen in CI: a cluster test's server never saw its driver's tasks)."""
+    first = relay.attach(EventBus(), runs_dir=runs_dir)
+    other = tmp_path / "other-runtime"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(other))
+    bus = EventBus()
+    second = relay.attach(bus, runs_dir=runs_dir)
+    try:
+        assert [f.name for f in relay.producer_files(other)] == [f"wan_nb-producer-{os.getpid()}.json"]
+        assert [f.name for f in relay.producer_files(runtime)] == [f"wan_nb-producer-{os.getpid()}.json"]
+        socket = subscriber(relay.read_producer_file(relay.producer_files(other)[0]))
+        sent = bus.publish("task-2", "generation_stage", stage="generating", stage_progress=0, stage_message="Denoising")
+        assert Event.from_json(socket.recv()).to_frame() == sent.to_frame()
+    finally:
+        second()
+        assert relay.producer_files(other) == [] and relay.producer_files(runtime) != []
+        first()
     assert relay.producer_files(runtime) == []
 
 

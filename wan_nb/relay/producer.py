@@ -338,7 +338,10 @@ class _Producer:
 
 
 _lock = threading.Lock()
-_producer: _Producer | None = None
+# One relay per runtime directory: servers look for producers in theirs, so a generator made after
+# JUPYTER_RUNTIME_DIR changed (a test, a tool serving another Jupyter) announces itself there even
+# while an earlier generator of this process still uses the old one.
+_producers: dict[Path, _Producer] = {}
 
 
 def attach(bus: Any, runs_dir: Path | str, cancel: Cancel | None = None,
@@ -354,14 +357,15 @@ def attach(bus: Any, runs_dir: Path | str, cancel: Cancel | None = None,
     it is called on the relay thread and should only check and queue. Never raises: without
     zmq or a writable runtime directory the generator simply runs unrelayed (a warning is logged).
     """
-    global _producer
     attachment = _Attachment(bus, Path(runs_dir).expanduser().resolve(), cancel, steer, model, resume)
     try:
         with _lock:
-            if _producer is None or _producer.pid != os.getpid():
-                _producer = _Producer()
-                atexit.register(shutdown)
-            producer = _producer
+            producer = _producers.get(runtime_dir())
+            if producer is None or producer.pid != os.getpid():
+                if not _producers:
+                    atexit.register(shutdown)
+                producer = _Producer()
+                _producers[producer.directory] = producer
             producer.add(attachment)
     except Exception:
         log.warning("wan_nb relay unavailable; Jupyter servers will not see this process's tasks",
@@ -369,24 +373,25 @@ def attach(bus: Any, runs_dir: Path | str, cancel: Cancel | None = None,
         return lambda: None
 
     def detach() -> None:
-        global _producer
         with _lock:
-            if _producer is producer and producer.remove(attachment):
-                _producer = None
+            if _producers.get(producer.directory) is producer and producer.remove(attachment):
+                del _producers[producer.directory]
                 producer.close()
 
     return detach
 
 
 def current() -> "_Producer | None":
-    """The process's relay, if one is attached (tools and tests look)."""
-    return _producer
+    """The process's relay for the current runtime directory, if one is attached (tools and tests look)."""
+    with _lock:
+        return _producers.get(runtime_dir())
 
 
 def shutdown() -> None:
-    """Close the process's relay now (tests reset it between cases)."""
-    global _producer
+    """Close the process's relays now (tests reset them between cases)."""
     with _lock:
-        producer, _producer = _producer, None
-    if producer is not None and producer.pid == os.getpid():
-        producer.close()
+        producers = list(_producers.values())
+        _producers.clear()
+    for producer in producers:
+        if producer.pid == os.getpid():
+            producer.close()
